@@ -1,0 +1,1 @@
+"""Inference backends: one model interface, run in-process (embedded) or on Triton Inference Server."""

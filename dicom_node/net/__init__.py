@@ -1,0 +1,1 @@
+"""DICOM networking: the Storage SCP that receives, and the SCU that exports."""

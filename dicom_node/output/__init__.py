@@ -1,0 +1,1 @@
+"""DICOM results (SEG, SR, secondary capture) and result files (CSV, JSON)."""

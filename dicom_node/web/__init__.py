@@ -1,0 +1,1 @@
+"""HTTP API, web viewer and Prometheus metrics."""
