@@ -11,14 +11,17 @@ from typing import Any, Optional
 import typer
 from sqlalchemy import select
 
-from dicom_node.config import Config, ConfigError, load_config
+from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.net.address import DicomAddress, parse_address
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
 jobs_app = typer.Typer(no_args_is_help=True, help="Series jobs.")
+exports_app = typer.Typer(no_args_is_help=True, help="Results queued for, sent to or refused by the destinations.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
+app.add_typer(exports_app, name="exports")
 
 ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
 DataDirOption = typer.Option(None, "--data-dir", help="Data directory (instances, results, SQLite index).")
@@ -36,10 +39,20 @@ def _node_overrides(data_dir: Optional[Path]) -> dict[str, Any]:
     return {"node": {"data_dir": str(data_dir)}} if data_dir else {}
 
 
+def _address(text: str) -> DicomAddress:
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+
+
 @app.command()
 def serve(
     ae: Optional[str] = typer.Option(None, "--ae", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
     port: Optional[int] = typer.Option(None, "--port", help="DICOM port (default 11112)."),
+    export_to: Optional[list[str]] = typer.Option(
+        None, "--export-to", help="Send COVID-19 CT results to AE@host:port (repeatable); the destination is named after the AE title."
+    ),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -53,6 +66,13 @@ def serve(
     if dicom:
         overrides["dicom"] = dicom
     cfg = _config(config, overrides)
+    for text in export_to or []:
+        address = _address(text)
+        try:
+            cfg.add_destination(Destination(name=address.ae_title, ae_title=address.ae_title, host=address.host, port=address.port))
+        except ConfigError as exc:
+            typer.echo(f"dicom-node: --export-to {text}: {exc}", err=True)
+            raise typer.Exit(2) from exc
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
 
@@ -172,6 +192,101 @@ def jobs_retry(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Op
         typer.echo(f"dicom-node: job {job_id} does not exist or is not finished", err=True)
         raise typer.Exit(1)
     typer.echo(f"job {job_id} queued")
+
+
+@exports_app.command("list")
+def exports_list(
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    state: Optional[str] = typer.Option(None, "--state", help="Only exports in this state (pending, sending, sent, failed, cancelled)."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """List exports, newest first, with the destination's last status and the reason."""
+    from dicom_node.store.outbox import Outbox
+
+    cfg = _config(config, _node_overrides(data_dir))
+    rows = Outbox(_sessions(cfg), cfg.export, cfg.node.data_dir).rows(state)
+    _print_rows(rows, as_json, ["id", "job_id", "destination", "state", "attempts", "last_status", "sop_instance_uid", "reason"])
+
+
+@exports_app.command("retry")
+def exports_retry(
+    export_id: Optional[int] = typer.Argument(None, help="Export to send again (failed or sent)."),
+    all_failed: bool = typer.Option(False, "--all-failed", help="Send every failed export again."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Queue failed exports again, with a fresh retry horizon."""
+    from dicom_node.store.outbox import Outbox
+
+    if (export_id is None) == (not all_failed):
+        typer.echo("dicom-node: give an export ID or --all-failed", err=True)
+        raise typer.Exit(2)
+    cfg = _config(config, _node_overrides(data_dir))
+    outbox = Outbox(_sessions(cfg), cfg.export, cfg.node.data_dir)
+    if all_failed:
+        typer.echo(f"{outbox.retry_failed()} export(s) queued again")
+        return
+    assert export_id is not None
+    if not outbox.retry(export_id):
+        typer.echo(f"dicom-node: export {export_id} does not exist or is not failed or sent", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"export {export_id} queued again")
+
+
+CallingAeOption = typer.Option(None, "--calling-ae", help="Our AE title (default: export.calling_ae_title).")
+
+
+def _export_settings(config: Optional[Path], calling_ae: Optional[str]):  # type: ignore[no-untyped-def]
+    return _config(config, {"export": {"calling_ae_title": calling_ae}} if calling_ae else {}).export
+
+
+@app.command()
+def echo(
+    address: str = typer.Argument(..., help="Peer as AE@host:port."),
+    calling_ae: Optional[str] = CallingAeOption,
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """C-ECHO a DICOM peer: is it there and does it accept us?"""
+    from dicom_node.net.scu import PeerUnavailable, echo as c_echo
+
+    peer = _address(address)
+    try:
+        result = c_echo(peer, _export_settings(config, calling_ae))
+    except PeerUnavailable as exc:
+        typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
+        raise typer.Exit(1) from exc
+    ok = result.status == 0
+    if as_json:
+        typer.echo(json.dumps({"peer": str(peer), "ok": ok, "status": f"0x{result.status:04X}", "seconds": round(result.seconds, 4)}))
+    else:
+        typer.echo(f"{peer}: C-ECHO status 0x{result.status:04X} in {result.seconds * 1000:.0f} ms")
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def send(
+    paths: list[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively).", exists=True),
+    to: str = typer.Option(..., "--to", help="Peer as AE@host:port."),
+    calling_ae: Optional[str] = CallingAeOption,
+    as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout (progress still on stderr)."),
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """C-STORE files to a DICOM peer as stored (no recompression), with progress; non-zero exit if any failed."""
+    from dicom_node.sending import send_files
+
+    peer = _address(to)
+    summary = send_files(paths, peer, _export_settings(config, calling_ae), quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps(summary.as_dict(), indent=2))
+    else:
+        typer.echo(summary.text())
+    if summary.unreachable:
+        typer.echo(f"dicom-node: {summary.unreachable}", err=True)
+    if not summary.ok:
+        raise typer.Exit(1)
 
 
 def main() -> None:  # pragma: no cover - console entry

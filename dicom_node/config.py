@@ -120,10 +120,23 @@ class PipelineSettings(Section):
 
 
 class ExportSettings(Section):
+    enabled: bool = Field(
+        default=True,
+        description="Run the export sender in this process. Several nodes sharing one database: enable it in exactly one (it re-sends what was in flight when it stopped).",
+    )
     calling_ae_title: str = Field(default="DICOM_NODE", description="Our AE title when sending.")
     retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
     retry_horizon_seconds: float = Field(default=86400.0, gt=0, description="After this long without success an export is failed.")
+    poll_seconds: float = Field(default=1.0, gt=0, description="How often the sender looks for due exports.")
+    batch_size: int = Field(default=100, ge=1, description="Objects sent over one association at most.")
+    lease_seconds: float = Field(
+        default=900.0, gt=0, description="An export claimed for sending longer than this (its sender died) is sent again."
+    )
+    connection_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the TCP connection to a destination.")
+    acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
+    dimse_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a C-STORE response.")
+    network_timeout: float = Field(default=120.0, gt=0, description="Seconds of silence before an association is aborted.")
     secondary_capture: bool = Field(default=False, description="Also send a secondary-capture series with the contours burned in.")
 
     _ae = field_validator("calling_ae_title")(_check_ae_title)
@@ -164,6 +177,23 @@ class Config(Section):
             if dest.name == name:
                 return dest
         raise KeyError(name)
+
+    def add_destination(self, dest: Destination, pipeline: str = "covid19_ct") -> None:
+        """Add a destination (from `serve --export-to`) and route `pipeline`'s results to it.
+
+        The same name with the same address is accepted once; with another
+        address it is an error, because results would go to two places under one name.
+        """
+        try:
+            known = self.destination(dest.name)
+        except KeyError:
+            self.destinations.append(dest)
+        else:
+            if (known.ae_title, known.host, known.port) != (dest.ae_title, dest.host, dest.port):
+                raise ConfigError(f"destination {dest.name!r} is already configured as {known.ae_title}@{known.host}:{known.port}")
+        routes = self.pipelines.setdefault(pipeline, PipelineSettings()).destinations
+        if dest.name not in routes:
+            routes.append(dest.name)
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from dicom_node.config import Config
+from dicom_node.export import Exporter
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
@@ -40,6 +41,9 @@ class Node:
         self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
         self.scp.start()
         self._spawn("scheduler", self._schedule)
+        if self.config.export.enabled:
+            exporter = Exporter(self.config, sessions, self.data_dir)
+            self._spawn("exporter", lambda: exporter.run(self.stopping))
         log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
 
     def _spawn(self, name: str, target) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,105 @@
+"""The export sender: due outbox rows -> one association per destination batch.
+
+Each destination has its own thread, so a destination that is down (and
+spends `export.connection_timeout` on every attempt) never delays the others.
+Each answer is recorded before the next object goes out: a crash re-sends at
+most the objects that were in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.config import Config, Destination
+from dicom_node.net.address import DicomAddress
+from dicom_node.net.scu import Outcome, PeerUnavailable, StoreItem, StoreResult, TlsArgs, read_item, store, tls_args
+from dicom_node.store.outbox import ClaimedExport, Outbox
+
+log = logging.getLogger(__name__)
+
+
+class Exporter:
+    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path) -> None:
+        self.config = config
+        self.outbox = Outbox(sessions, config.export, data_dir)
+
+    def run(self, stopping: threading.Event) -> None:
+        """Send until `stopping` is set; what is in flight then is sent again at the next start."""
+        self.outbox.recover()
+        threads = [
+            threading.Thread(target=self._serve, args=(dest, stopping), name=f"export-{dest.name}", daemon=True)
+            for dest in self.config.destinations
+        ]
+        for thread in threads:
+            thread.start()
+        configured = {dest.name for dest in self.config.destinations}
+        log.info("export sender running for %s", ", ".join(sorted(configured)) or "no destinations")
+        while True:
+            try:
+                self.outbox.fail_unconfigured(configured)
+            except Exception:
+                log.exception("export sender: could not check for unconfigured destinations; retrying")
+            if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
+                break
+        for thread in threads:
+            thread.join(timeout=self.config.export.dimse_timeout)
+
+    def _serve(self, dest: Destination, stopping: threading.Event) -> None:
+        address = DicomAddress(dest.ae_title, dest.host, dest.port)
+        try:
+            tls = tls_args(dest)
+        except (OSError, ValueError) as exc:
+            log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
+            return
+        while not stopping.is_set():
+            try:
+                progressed = self.send_due(dest.name, address, tls)
+            except Exception:
+                log.exception("destination %s: export batch failed unexpectedly; retrying", dest.name)
+                progressed = False
+            if not progressed:
+                stopping.wait(self.config.export.poll_seconds)
+
+    def send_due(self, name: str, address: DicomAddress, tls: TlsArgs | None = None) -> bool:
+        """Send one batch of due rows to one destination; True if every object got an answer."""
+        batch = self.outbox.claim_due(name)
+        if not batch:
+            return False
+        ready: list[tuple[StoreItem, ClaimedExport]] = []
+        for claimed in batch:
+            item = self._item(claimed)
+            if item is not None:
+                ready.append((item, claimed))
+        if not ready:
+            return True
+        by_path = {item.path: claimed for item, claimed in ready}
+
+        def record(item: StoreItem, result: StoreResult) -> None:
+            self.outbox.record(by_path[item.path], result)
+
+        try:
+            results = store(address, [item for item, _ in ready], self.config.export, tls, on_result=record)
+        except PeerUnavailable as exc:
+            for _, claimed in ready:
+                self.outbox.record(claimed, StoreResult(Outcome.RETRY, None, str(exc)))
+            return False
+        delivered = sum(result.outcome is Outcome.DELIVERED for result in results)
+        log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
+        return all(result.outcome is not Outcome.RETRY for result in results)
+
+    def _item(self, claimed: ClaimedExport) -> StoreItem | None:
+        """The file of a claimed row, or None after failing the row when the file cannot be what it should be."""
+        try:
+            item = read_item(claimed.path)
+        except ValueError as exc:
+            self.outbox.record(claimed, StoreResult(Outcome.REFUSED, None, str(exc)))
+            return None
+        if item.sop_instance_uid != claimed.sop_instance_uid:
+            reason = f"{claimed.path} holds SOP instance {item.sop_instance_uid}, not {claimed.sop_instance_uid}"
+            self.outbox.record(claimed, StoreResult(Outcome.REFUSED, None, reason))
+            return None
+        return item

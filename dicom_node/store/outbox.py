@@ -1,0 +1,261 @@
+"""The durable outbox: one `export` row per result object and destination.
+
+The worker enqueues a job's result files in the same database that holds the
+job, so a result is either never produced or will be sent: a crash, a PACS
+outage or a restart loses nothing. States:
+
+  pending   due at `next_attempt_at`
+  sending   claimed by the sender until `next_attempt_at` (a lease): a row
+            whose sender died is claimable again once the lease runs out,
+            and at start-up the sender takes back all of them (`recover`)
+  sent      the PACS answered success or a warning (kept in last_status/last_error)
+  failed    refused for good (status and reason kept), or still not delivered
+            after `export.retry_horizon_seconds`; `retry` puts it back
+  cancelled its job was superseded by newer data: never sent
+
+Re-sending an object that may already have arrived is harmless: result UIDs
+are deterministic, so the PACS stores it once. Every transition is a
+compare-and-set on the old state, as in the job queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.config import ExportSettings
+from dicom_node.net.scu import Outcome, StoreResult
+from dicom_node.store.models import Export, Job, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResultObject:
+    """A result file the worker wrote and the UIDs it carries."""
+
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str
+
+
+@dataclass(frozen=True)
+class ClaimedExport:
+    id: int
+    job_id: int
+    destination: str
+    path: Path
+    sop_instance_uid: str
+    sop_class_uid: str
+    attempts: int
+
+
+class Outbox:
+    def __init__(self, sessions: sessionmaker[Session], settings: ExportSettings, data_dir: Path) -> None:
+        self._sessions = sessions
+        self.settings = settings
+        self.data_dir = Path(data_dir).resolve()
+
+    def _stored_path(self, path: Path) -> str:
+        """Relative to the data dir when inside it, so the data dir can move; absolute otherwise."""
+        path = Path(path).resolve()
+        return str(path.relative_to(self.data_dir)) if path.is_relative_to(self.data_dir) else str(path)
+
+    def enqueue(self, job_id: int, objects: list[ResultObject], destinations: list[str]) -> int:
+        """Add one pending row per (object, destination) not already there; return how many were added.
+
+        Idempotent: a worker that enqueues again after a crash adds nothing,
+        and rows already sent, failed or in flight are left as they are.
+        """
+        with self._sessions.begin() as session:
+            existing = set(session.execute(select(Export.sop_instance_uid, Export.destination).where(Export.job_fk == job_id)).tuples())
+            now = utcnow()
+            added = 0
+            for obj in objects:
+                for destination in destinations:
+                    if (obj.sop_instance_uid, destination) in existing:
+                        continue
+                    session.add(
+                        Export(
+                            job_fk=job_id,
+                            destination=destination,
+                            sop_instance_uid=obj.sop_instance_uid,
+                            sop_class_uid=obj.sop_class_uid,
+                            path=self._stored_path(obj.path),
+                            state="pending",
+                            attempts=0,
+                            next_attempt_at=now,
+                            last_error="",
+                            created_at=now,
+                        )
+                    )
+                    existing.add((obj.sop_instance_uid, destination))
+                    added += 1
+        if added:
+            log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
+        return added
+
+    def claim_due(self, destination: str, now: datetime | None = None, limit: int | None = None) -> list[ClaimedExport]:
+        """Claim up to `limit` rows due for `destination` (pending, or sending with an expired lease).
+
+        Rows of superseded jobs are cancelled here rather than sent: a newer
+        job for the series will produce the results that count.
+        """
+        now = now or utcnow()
+        limit = limit or self.settings.batch_size
+        self._cancel_superseded()
+        with self._sessions() as session:
+            candidates = session.execute(
+                select(Export.id, Export.state)
+                .join(Job, Job.id == Export.job_fk)
+                .where(
+                    Export.destination == destination,
+                    Export.state.in_(("pending", "sending")),
+                    Export.next_attempt_at <= now,
+                    Job.state != "superseded",
+                )
+                .order_by(Export.id)
+                .limit(limit)
+            ).all()
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        claimed: list[ClaimedExport] = []
+        with self._sessions.begin() as session:
+            for export_id, state in candidates:
+                taken = session.execute(
+                    update(Export)
+                    .where(Export.id == export_id, Export.state == state, Export.next_attempt_at <= now)
+                    .values(state="sending", next_attempt_at=lease_until)
+                ).rowcount
+                if not taken:
+                    continue  # another sender took it
+                row = session.get_one(Export, export_id)
+                if state == "sending":
+                    log.warning("export %d to %s: its sender stopped while sending it; sending again", export_id, destination)
+                claimed.append(
+                    ClaimedExport(row.id, row.job_fk, row.destination, self.data_dir / row.path, row.sop_instance_uid, row.sop_class_uid, row.attempts)
+                )
+        return claimed
+
+    def _cancel_superseded(self) -> None:
+        superseded = select(Job.id).where(Job.state == "superseded")
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Export)
+                .where(Export.state == "pending", Export.job_fk.in_(superseded))
+                .values(state="cancelled", last_error="job superseded: newer data arrived for the series")
+            )
+
+    def record(self, claimed: ClaimedExport, result: StoreResult, now: datetime | None = None) -> str:
+        """Record one attempt's outcome on a claimed row; return the row's new state."""
+        now = now or utcnow()
+        values: dict[str, Any] = dict(attempts=Export.attempts + 1, last_status=result.status, last_error=result.reason)
+        if result.outcome is Outcome.DELIVERED:
+            values.update(state="sent", sent_at=now)
+        elif result.outcome is Outcome.REFUSED:
+            values.update(state="failed")
+        else:
+            values.update(self._reschedule(claimed, result.reason, now))
+        with self._sessions.begin() as session:
+            session.execute(update(Export).where(Export.id == claimed.id, Export.state == "sending").values(**values))
+        state = values["state"]
+        if state == "failed":
+            log.error("export %d (%s) to %s failed: %s", claimed.id, claimed.sop_instance_uid, claimed.destination, values["last_error"])
+        elif state == "pending":
+            log.warning("export %d to %s: %s; next attempt at %s", claimed.id, claimed.destination, result.reason, values["next_attempt_at"])
+        return state
+
+    def _reschedule(self, claimed: ClaimedExport, reason: str, now: datetime) -> dict[str, Any]:
+        """Exponential backoff, the last attempt at the horizon, then failed."""
+        with self._sessions() as session:
+            created_at = session.scalar(select(Export.created_at).where(Export.id == claimed.id)) or now
+        deadline = created_at + timedelta(seconds=self.settings.retry_horizon_seconds)
+        attempts = claimed.attempts + 1
+        if now >= deadline:
+            waited = (now - created_at).total_seconds()
+            return dict(state="failed", last_error=f"not delivered after {attempts} attempt(s) over {waited:.0f} s: {reason}")
+        delay = min(self.settings.retry_initial_seconds * 2 ** (attempts - 1), self.settings.retry_max_seconds)
+        return dict(state="pending", next_attempt_at=min(now + timedelta(seconds=delay), deadline))
+
+    def recover(self) -> int:
+        """At sender start-up: rows left `sending` by a previous run are due again now."""
+        with self._sessions.begin() as session:
+            count = session.execute(
+                update(Export)
+                .where(Export.state == "sending")
+                .values(state="pending", next_attempt_at=utcnow(), last_error="in flight when the sender stopped: sending again")
+            ).rowcount
+        if count:
+            log.warning("recovery: %d export(s) were in flight when the sender stopped; they will be sent again", count)
+        return count
+
+    def fail_unconfigured(self, configured: set[str]) -> int:
+        """Fail rows whose destination is no longer configured: visible, and retriable once it is back."""
+        with self._sessions.begin() as session:
+            names = set(session.scalars(select(Export.destination).where(Export.state == "pending").distinct())) - configured
+            count = 0
+            for name in sorted(names):
+                count += session.execute(
+                    update(Export)
+                    .where(Export.state == "pending", Export.destination == name)
+                    .values(state="failed", last_error=f"destination {name!r} is not in the configuration")
+                ).rowcount
+                log.error("exports to %r failed: that destination is not in the configuration", name)
+        return count
+
+    def destinations_due(self, now: datetime | None = None) -> list[str]:
+        now = now or utcnow()
+        with self._sessions() as session:
+            return list(
+                session.scalars(
+                    select(Export.destination).where(Export.state.in_(("pending", "sending")), Export.next_attempt_at <= now).distinct()
+                )
+            )
+
+    def retry(self, export_id: int) -> bool:
+        """Send a failed (or already sent) export again, with a fresh retry horizon."""
+        return self._requeue(Export.id == export_id, Export.state.in_(("failed", "sent"))) == 1
+
+    def retry_failed(self) -> int:
+        """Send every failed export again, with a fresh retry horizon; return how many."""
+        return self._requeue(Export.state == "failed")
+
+    def _requeue(self, *conditions: Any) -> int:
+        now = utcnow()
+        with self._sessions.begin() as session:
+            return session.execute(
+                update(Export)
+                .where(*conditions)
+                .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
+            ).rowcount
+
+    def rows(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Exports newest first, as plain dicts for the CLI and the API."""
+        query = select(Export).order_by(Export.id.desc()).limit(limit)
+        if state:
+            query = query.where(Export.state == state)
+        with self._sessions() as session:
+            return [export_row(row) for row in session.scalars(query)]
+
+
+def export_row(row: Export) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "job_id": row.job_fk,
+        "destination": row.destination,
+        "state": row.state,
+        "attempts": row.attempts,
+        "last_status": None if row.last_status is None else f"0x{row.last_status:04X}",
+        "reason": row.last_error,
+        "sop_instance_uid": row.sop_instance_uid,
+        "sop_class_uid": row.sop_class_uid,
+        "path": row.path,
+        "created_at": row.created_at.isoformat() if row.created_at else None,
+        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+    }
