@@ -90,7 +90,10 @@ def serve(
 
     signal.signal(signal.SIGTERM, _request_stop)
     signal.signal(signal.SIGINT, _request_stop)
-    node.stopping.wait()
+    # Wake up now and then: a signal taken by another thread does not interrupt a wait without timeout,
+    # so the handler would only run once something else woke the main thread.
+    while not node.stopping.wait(0.5):
+        pass
     node.stop()
 
 
