@@ -1,0 +1,132 @@
+"""Fixtures for the export tests: peers that always stop, and outbox rows seeded without the pipeline."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pynetdicom.sop_class import ComprehensiveSRStorage, SegmentationStorage
+
+from dicom_node.config import ExportSettings
+from dicom_node.net.scu import read_item
+from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+from dicom_node.store.models import Job, Patient, Series, Study
+from dicom_node.store.outbox import Outbox, ResultObject
+from tests.export.peers import P001, NodeProcess, Orthanc, StrictStoreSCP
+
+if not P001.is_dir():
+    pytest.skip(f"test data {P001} missing", allow_module_level=True)
+
+
+@pytest.fixture
+def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
+    started: list[Orthanc] = []
+
+    def make(modalities: dict[str, tuple[str, str, int]] | None = None, start: bool = True) -> Orthanc:
+        pacs = Orthanc(tmp_path / f"orthanc{len(started)}", modalities or {})
+        started.append(pacs)
+        if start:
+            pacs.start()
+        return pacs
+
+    yield make
+    for pacs in started:
+        pacs.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def orthanc(orthanc_factory: Callable[..., Orthanc]) -> Orthanc:
+    return orthanc_factory()
+
+
+@pytest.fixture
+def strict_scp(tmp_path: Path) -> Iterator[StrictStoreSCP]:
+    scp = StrictStoreSCP(tmp_path / "strict")
+    scp.start()
+    yield scp
+    scp.stop()
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
+    started: list[NodeProcess] = []
+
+    def make(data_dir: Path | None = None, **kwargs: object) -> NodeProcess:
+        node = NodeProcess(data_dir or tmp_path / f"node{len(started)}", **kwargs)  # type: ignore[arg-type]
+        started.append(node)
+        return node
+
+    yield make
+    for node in started:
+        node.stop()
+
+
+def make_object(path: Path, sop_class_uid: str, study_uid: str, series_uid: str, modality: str) -> Path:
+    """A small, valid Part 10 object of the given class: enough for transport tests, no pixel data."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class_uid
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = sop_class_uid
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientID = "EXPORT-TEST"
+    ds.PatientName = "Export^Test"
+    ds.StudyInstanceUID = study_uid
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.SeriesNumber = 900
+    ds.InstanceNumber = 1
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def result_like_objects(folder: Path, study_uid: str | None = None) -> list[Path]:
+    """One SEG-class and one SR-class object in a new series of a study, as the output writer would produce."""
+    study_uid = study_uid or generate_uid()
+    return [
+        make_object(folder / "seg.dcm", SegmentationStorage, study_uid, generate_uid(), "SEG"),
+        make_object(folder / "sr.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR"),
+    ]
+
+
+def seed_exports(data_dir: Path, files: list[Path], destinations: list[str]) -> int:
+    """A finished job whose results (copied into the data dir) are queued for `destinations`; returns the job id."""
+    url = f"sqlite:///{(data_dir / 'index.sqlite3').resolve()}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    results = data_dir / "results" / "seeded"
+    results.mkdir(parents=True, exist_ok=True)
+    with sessions.begin() as session:
+        patient = Patient(patient_id=f"P-{generate_uid()[-8:]}")
+        study = Study(study_instance_uid=generate_uid(), patient=patient)
+        series = Series(series_instance_uid=generate_uid(), study=study)
+        job = Job(series=series, pipeline="covid19_ct", state="done", steps={}, result={})
+        session.add(job)
+        session.flush()
+        job_id = job.id
+    objects = []
+    for file in files:
+        copy = shutil.copy2(file, results / file.name)
+        item = read_item(Path(copy))
+        objects.append(ResultObject(Path(copy), item.sop_instance_uid, item.sop_class_uid))
+    Outbox(sessions, ExportSettings(), data_dir).enqueue(job_id, objects, destinations)
+    engine.dispose()
+    return job_id
+
+
+def export_rows(data_dir: Path) -> list[dict[str, object]]:
+    url = f"sqlite:///{(data_dir / 'index.sqlite3').resolve()}"
+    engine = make_engine(url)
+    try:
+        return Outbox(make_sessionmaker(engine), ExportSettings(), data_dir).rows()
+    finally:
+        engine.dispose()

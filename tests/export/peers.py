@@ -1,0 +1,264 @@
+"""Real DICOM peers for the export tests: Orthanc, a restricted dcmtk storescp, and the node itself.
+
+Every process is started on free loopback ports with TCP_NODELAY=1 and is
+stopped by the fixture that made it, whatever the test did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+P001 = REPO.parent / "shared" / "data" / "covid-ct-md" / "P001"
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Poll until `condition()` is truthy; fail the test naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if process is None or process.poll() is not None:
+        return
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+class Orthanc:
+    """An Orthanc PACS in a temporary folder; stop() and start() keep its ports and storage."""
+
+    def __init__(self, root: Path, modalities: dict[str, tuple[str, str, int]], ae_title: str = "ORTHANC") -> None:
+        self.root = root
+        self.ae_title = ae_title
+        self.dicom_port = free_port()
+        self.http_port = free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        storage = root / "storage"
+        storage.mkdir(parents=True, exist_ok=True)
+        self.config_path = root / "orthanc.json"
+        self.config_path.write_text(
+            json.dumps(
+                {
+                    "Name": "dicom-node-test",
+                    "DicomAet": ae_title,
+                    "DicomPort": self.dicom_port,
+                    "HttpPort": self.http_port,
+                    "StorageDirectory": str(storage),
+                    "IndexDirectory": str(storage),
+                    "RemoteAccessAllowed": False,
+                    "AuthenticationEnabled": False,
+                    "DicomCheckCalledAet": False,
+                    "DicomModalities": {name: list(entry) for name, entry in modalities.items()},
+                    "HttpServerEnabled": True,
+                    "ConcurrentJobs": 1,
+                }
+            )
+        )
+
+    @property
+    def address(self) -> str:
+        return f"{self.ae_title}@127.0.0.1:{self.dicom_port}"
+
+    def start(self) -> None:
+        binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        log = open(self.root / "orthanc.log", "ab")
+        self.process = subprocess.Popen([binary, str(self.config_path)], env=PEER_ENV, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self._up, 20, "Orthanc's REST API")
+
+    def _up(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"Orthanc exited: {(self.root / 'orthanc.log').read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/system", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop (SIGTERM: Orthanc closes its index cleanly, which takes a few seconds; SIGKILL in teardown)."""
+        _stop(self.process, sig)
+        self.process = None
+
+    def get(self, path: str) -> Any:
+        response = httpx.get(self.url + path, timeout=30)
+        response.raise_for_status()
+        return response.json()
+
+    def post(self, path: str, body: Any) -> Any:
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        response = httpx.post(self.url + path, content=content, timeout=120)
+        response.raise_for_status()
+        return response.json()
+
+    def upload(self, path: Path) -> dict[str, Any]:
+        return self.post("/instances", path.read_bytes())
+
+    def count_instances(self) -> int:
+        return int(self.get("/statistics")["CountInstances"])
+
+    def lookup(self, uid: str, level: str) -> str | None:
+        """Orthanc's id of a study/series/instance UID, or None."""
+        for hit in self.post("/tools/lookup", uid.encode()):
+            if hit["Type"] == level:
+                return str(hit["ID"])
+        return None
+
+    def series_of_study(self, study_uid: str) -> list[dict[str, Any]]:
+        study = self.lookup(study_uid, "Study")
+        return [] if study is None else list(self.get(f"/studies/{study}/series"))
+
+    def sop_instance_uids(self) -> list[str]:
+        """Every SOP Instance UID stored, with repetitions if Orthanc held one twice."""
+        return [item["MainDicomTags"]["SOPInstanceUID"] for item in self.get("/instances?expand")]
+
+    def send_series(self, modality: str, series_uid: str) -> None:
+        """Ask Orthanc to C-STORE a series to one of its modalities (what a PACS auto-routing rule does)."""
+        series = self.lookup(series_uid, "Series")
+        assert series is not None, f"series {series_uid} not in Orthanc"
+        self.post(f"/modalities/{modality}/store", {"Resources": [series], "Synchronous": True})
+
+
+STRICT_PROFILE = """
+[[TransferSyntaxes]]
+[Any]
+TransferSyntax1 = LocalEndianExplicit
+TransferSyntax2 = LittleEndianImplicit
+TransferSyntax3 = JPEGLossless:Non-hierarchical-1stOrderPrediction
+[[PresentationContexts]]
+[Strict]
+PresentationContext1 = VerificationSOPClass\\Any
+PresentationContext2 = CTImageStorage\\Any
+PresentationContext3 = ComprehensiveSRStorage\\Any
+PresentationContext4 = EnhancedSRStorage\\Any
+[[Profiles]]
+[Strict]
+PresentationContexts = Strict
+"""
+
+
+class StrictStoreSCP:
+    """dcmtk storescp accepting CT and SR but not SEG: a PACS that refuses a SOP class."""
+
+    def __init__(self, root: Path, ae_title: str = "STRICT") -> None:
+        self.root = root
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.received = root / "received"
+        self.received.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def address(self) -> str:
+        return f"{self.ae_title}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        config = self.root / "strict.cfg"
+        config.write_text(STRICT_PROFILE)
+        log = open(self.root / "storescp.log", "ab")
+        command = ["storescp", "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf", str(self.port)]
+        self.process = subprocess.Popen(command, env=PEER_ENV, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(lambda: _listening(self.port), 10, "storescp to listen")
+
+    def stop(self) -> None:
+        _stop(self.process)
+        self.process = None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class NodeProcess:
+    """`dicom-node serve` as a subprocess, as an operator starts it."""
+
+    def __init__(self, data_dir: Path, ae_title: str = "CLARA", export_to: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.export_to = export_to or []
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "DICOM_NODE_HTTP__PORT": "0",
+            "DICOM_NODE_JOBS__WORKERS": "0",
+            "DICOM_NODE_DICOM__MIN_FREE_DISK_MB": "0",
+            "DICOM_NODE_NODE__NAME": "test-node",
+            **(env or {}),
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"{data_dir.name}-node.log"
+
+    @property
+    def address(self) -> str:
+        return f"{self.ae_title}@127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae_title, "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        for address in self.export_to:
+            command += ["--export-to", address]
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for(self._up, 30, "the node to listen")
+
+    def _up(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the node exited: {self.log_path.read_text()[-3000:]}")
+        return _listening(self.port)
+
+    def stop(self) -> None:
+        _stop(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        _stop(self.process, signal.SIGKILL)
+        self.process = None
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`python -m dicom_node ARGS` as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "dicom_node", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
