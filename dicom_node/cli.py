@@ -252,11 +252,11 @@ def echo(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-ECHO a DICOM peer: is it there and does it accept us?"""
-    from dicom_node.net.scu import PeerUnavailable, echo as c_echo
+    from dicom_node.net.scu import PeerUnavailable, Scu
 
     peer = _address(address)
     try:
-        result = c_echo(peer, _export_settings(config, calling_ae))
+        result = Scu(_export_settings(config, calling_ae)).echo(peer)
     except PeerUnavailable as exc:
         typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
         raise typer.Exit(1) from exc

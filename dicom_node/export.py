@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Config, Destination
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import Outcome, PeerUnavailable, StoreItem, StoreResult, TlsArgs, read_item, store, tls_args
+from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
+from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
 
 log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 2.0
 
 
 class Exporter:
@@ -45,26 +49,29 @@ class Exporter:
                 log.exception("export sender: could not check for unconfigured destinations; retrying")
             if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
                 break
+        # Give a C-STORE in progress a moment to be answered and recorded; whatever is still
+        # in flight after that stays `sending` and is sent again at the next start.
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in threads:
-            thread.join(timeout=self.config.export.dimse_timeout)
+            thread.join(timeout=max(deadline - time.monotonic(), 0))
 
     def _serve(self, dest: Destination, stopping: threading.Event) -> None:
         address = DicomAddress(dest.ae_title, dest.host, dest.port)
         try:
-            tls = tls_args(dest)
+            scu = Scu(self.config.export, tls_args(dest))
         except (OSError, ValueError) as exc:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
         while not stopping.is_set():
             try:
-                progressed = self.send_due(dest.name, address, tls)
+                progressed = self.send_due(dest.name, address, scu)
             except Exception:
                 log.exception("destination %s: export batch failed unexpectedly; retrying", dest.name)
                 progressed = False
             if not progressed:
                 stopping.wait(self.config.export.poll_seconds)
 
-    def send_due(self, name: str, address: DicomAddress, tls: TlsArgs | None = None) -> bool:
+    def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""
         batch = self.outbox.claim_due(name)
         if not batch:
@@ -82,7 +89,7 @@ class Exporter:
             self.outbox.record(by_path[item.path], result)
 
         try:
-            results = store(address, [item for item, _ in ready], self.config.export, tls, on_result=record)
+            results = scu.store(address, [item for item, _ in ready], on_result=record)
         except PeerUnavailable as exc:
             for _, claimed in ready:
                 self.outbox.record(claimed, StoreResult(Outcome.RETRY, None, str(exc)))

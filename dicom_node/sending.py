@@ -20,7 +20,8 @@ from rich.text import Text
 
 from dicom_node.config import ExportSettings
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import MAX_CONTEXTS, Outcome, PeerUnavailable, StoreItem, StoreResult, read_item, store
+from dicom_node.net.scu import MAX_CONTEXTS, PeerUnavailable, Scu, StoreItem, read_item
+from dicom_node.net.status import Outcome, StoreResult
 
 
 class RateColumn(ProgressColumn):
@@ -120,9 +121,10 @@ def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, 
                 status = None if result.status is None else f"0x{result.status:04X}"
                 summary.failures.append({"path": str(item.path), "sop_instance_uid": item.sop_instance_uid, "status": status, "reason": result.reason})
 
+        scu = Scu(settings)
         for batch in _batches(items):
             try:
-                store(peer, batch, settings, on_result=on_result)
+                scu.store(peer, batch, on_result=on_result)
             except PeerUnavailable as exc:
                 summary.unreachable = str(exc)
                 break

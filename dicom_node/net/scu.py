@@ -6,22 +6,11 @@ what the PACS receives is byte for byte what the output writer produced. One
 association carries a whole batch and proposes exactly the (SOP class,
 transfer syntax) pairs of its files.
 
-Every outcome is classified here, once, for the outbox and the CLI alike:
-  delivered: success, or a warning status (0x0001, 0x0107, 0x0116, 0xBxxx):
-             the PACS kept the object
-  retry:     the peer could not be reached, rejected or aborted the
-             association, did not answer in time, or answered 0xA7xx (out of
-             resources), 0x0110 (processing failure), 0x0213 (resource
-             limitation), 0xFE00 (cancelled): it may work later
-  refused:   any other failure status (0x0122 SOP class not supported,
-             0xA9xx data set does not match, 0xCxxx cannot understand, ...),
-             the SOP class or transfer syntax refused during negotiation, or
-             an unreadable file: sending the same bytes again cannot help
+What each answer means for the outbox is decided in `net/status.py`.
 """
 
 from __future__ import annotations
 
-import enum
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -34,34 +23,19 @@ from pydicom.filereader import dcmread, read_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification
-from pynetdicom.status import code_to_category
 
 from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.sockets import disable_nagle
+from dicom_node.net.status import Outcome, StoreResult, classify_status
 
 # Send a file path's encoded data set as stored instead of decoding and re-encoding it.
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 MAX_CONTEXTS = 128  # presentation contexts per association (odd IDs 1..255)
-TRANSIENT_STATUSES = {0x0110, 0x0213, 0xFE00}
 TlsArgs = tuple[ssl.SSLContext, str | None]
-
-
-class Outcome(enum.Enum):
-    DELIVERED = "delivered"
-    RETRY = "retry"
-    REFUSED = "refused"
-
-
-@dataclass(frozen=True)
-class StoreResult:
-    """What became of one object: the peer's DIMSE status (None without a response) and why."""
-
-    outcome: Outcome
-    status: int | None
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -102,17 +76,6 @@ def read_item(path: Path) -> StoreItem:
         raise ValueError(f"{path}: not a readable DICOM file ({exc})") from exc
 
 
-def classify_status(status: int, comment: str = "") -> StoreResult:
-    """Map a C-STORE response status to delivered/retry/refused (see the module docstring)."""
-    category = code_to_category(status)
-    text = f"status 0x{status:04X} ({category})" + (f": {comment}" if comment else "")
-    if category in ("Success", "Warning"):
-        return StoreResult(Outcome.DELIVERED, status, "" if category == "Success" else text)
-    if status in TRANSIENT_STATUSES or status & 0xFF00 == 0xA700:
-        return StoreResult(Outcome.RETRY, status, text)
-    return StoreResult(Outcome.REFUSED, status, text)
-
-
 def tls_args(dest: Destination) -> TlsArgs | None:
     """pynetdicom's `tls_args` for a destination: a client SSLContext verifying the peer, and its host name."""
     if not dest.tls:
@@ -123,19 +86,10 @@ def tls_args(dest: Destination) -> TlsArgs | None:
     return context, dest.host
 
 
-def _make_ae(settings: ExportSettings) -> AE:
-    ae = AE(ae_title=settings.calling_ae_title)
-    ae.connection_timeout = settings.connection_timeout
-    ae.acse_timeout = settings.acse_timeout
-    ae.dimse_timeout = settings.dimse_timeout
-    ae.network_timeout = settings.network_timeout
-    return ae
-
-
-def _associate(ae: AE, address: DicomAddress, tls: TlsArgs | None) -> Association:
+def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
     connected: list[bool] = []
     handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True))]
-    assoc = ae.associate(address.host, address.port, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+    assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
     if assoc.is_established:
         return assoc
     if not connected:
@@ -162,46 +116,6 @@ def _refused_context(item: StoreItem) -> StoreResult:
     )
 
 
-def store(
-    address: DicomAddress,
-    items: Sequence[StoreItem],
-    settings: ExportSettings,
-    tls: TlsArgs | None = None,
-    on_result: Callable[[StoreItem, StoreResult], None] | None = None,
-) -> list[StoreResult]:
-    """Send `items` over one association; one result per item, in order.
-
-    `on_result` is called as each answer arrives, so a caller can record it
-    before the next object goes out. Raises PeerUnavailable (and sends nothing)
-    when no association could be established. If the association ends midway,
-    the unanswered items are `retry`.
-    """
-    contexts = list(dict.fromkeys(item.context for item in items))
-    if len(contexts) > MAX_CONTEXTS:
-        raise ValueError(f"{len(contexts)} SOP class/transfer syntax pairs: at most {MAX_CONTEXTS} fit one association")
-    ae = _make_ae(settings)
-    for sop_class, syntax in contexts:
-        ae.add_requested_context(sop_class, syntax)
-    assoc = _associate(ae, address, tls)
-    accepted = {(ctx.abstract_syntax, ctx.transfer_syntax[0]) for ctx in assoc.accepted_contexts}
-    results: list[StoreResult] = []
-    try:
-        for item in items:
-            if not assoc.is_established:
-                result = StoreResult(Outcome.RETRY, None, f"the association with {address} ended before this object was sent")
-            elif item.context not in accepted:
-                result = _refused_context(item)
-            else:
-                result = _send_one(assoc, item, address)
-            results.append(result)
-            if on_result is not None:
-                on_result(item, result)
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return results
-
-
 def _send_one(assoc: Association, item: StoreItem, address: DicomAddress) -> StoreResult:
     try:
         response: Dataset = assoc.send_c_store(item.path if item.streamable else dcmread(item.path))
@@ -219,19 +133,65 @@ class EchoResult:
     seconds: float
 
 
-def echo(address: DicomAddress, settings: ExportSettings, tls: TlsArgs | None = None) -> EchoResult:
-    """C-ECHO the peer; raise PeerUnavailable if no association, or no answer to the echo."""
-    ae = _make_ae(settings)
-    ae.add_requested_context(Verification)
-    started = time.perf_counter()
-    assoc = _associate(ae, address, tls)
-    try:
-        response = assoc.send_c_echo()
-    except ValueError as exc:  # Verification not accepted
-        raise PeerUnavailable(f"{address} does not accept C-ECHO: {exc}") from exc
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    if "Status" not in response:
-        raise PeerUnavailable(f"{address} did not answer the C-ECHO")
-    return EchoResult(int(response.Status), time.perf_counter() - started)
+class Scu:
+    """Our AE as a service user, with the timeouts of `export.*`; the exporter keeps one per destination.
+
+    A peer that accepts the TCP connection but never answers holds an
+    association request (and, pynetdicom's connection thread not being a
+    daemon, a stopping node) for at most `export.acse_timeout`.
+    """
+
+    def __init__(self, settings: ExportSettings, tls: TlsArgs | None = None) -> None:
+        self.tls = tls
+        self._ae = AE(ae_title=settings.calling_ae_title)
+        self._ae.connection_timeout = settings.connection_timeout
+        self._ae.acse_timeout = settings.acse_timeout
+        self._ae.dimse_timeout = settings.dimse_timeout
+        self._ae.network_timeout = settings.network_timeout
+
+    def store(
+        self, address: DicomAddress, items: Sequence[StoreItem], on_result: Callable[[StoreItem, StoreResult], None] | None = None
+    ) -> list[StoreResult]:
+        """Send `items` over one association; one result per item, in order.
+
+        `on_result` is called as each answer arrives, so a caller can record it
+        before the next object goes out. Raises PeerUnavailable (and sends
+        nothing) when no association could be established. If the association
+        ends midway, the unanswered items are `retry`.
+        """
+        pairs = list(dict.fromkeys(item.context for item in items))
+        if len(pairs) > MAX_CONTEXTS:
+            raise ValueError(f"{len(pairs)} SOP class/transfer syntax pairs: at most {MAX_CONTEXTS} fit one association")
+        assoc = _associate(self._ae, address, [build_context(sop_class, syntax) for sop_class, syntax in pairs], self.tls)
+        accepted = {(ctx.abstract_syntax, ctx.transfer_syntax[0]) for ctx in assoc.accepted_contexts}
+        results: list[StoreResult] = []
+        try:
+            for item in items:
+                if not assoc.is_established:
+                    result = StoreResult(Outcome.RETRY, None, f"the association with {address} ended before this object was sent")
+                elif item.context not in accepted:
+                    result = _refused_context(item)
+                else:
+                    result = _send_one(assoc, item, address)
+                results.append(result)
+                if on_result is not None:
+                    on_result(item, result)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return results
+
+    def echo(self, address: DicomAddress) -> EchoResult:
+        """C-ECHO the peer; raise PeerUnavailable if no association, or no answer to the echo."""
+        started = time.perf_counter()
+        assoc = _associate(self._ae, address, [build_context(Verification)], self.tls)
+        try:
+            response = assoc.send_c_echo()
+        except ValueError as exc:  # Verification not accepted
+            raise PeerUnavailable(f"{address} does not accept C-ECHO: {exc}") from exc
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        if "Status" not in response:
+            raise PeerUnavailable(f"{address} did not answer the C-ECHO")
+        return EchoResult(int(response.Status), time.perf_counter() - started)

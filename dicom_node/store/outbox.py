@@ -30,7 +30,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import ExportSettings
-from dicom_node.net.scu import Outcome, StoreResult
+from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.models import Export, Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class Outbox:
         and rows already sent, failed or in flight are left as they are.
         """
         with self._sessions.begin() as session:
-            existing = set(session.execute(select(Export.sop_instance_uid, Export.destination).where(Export.job_fk == job_id)).tuples())
+            existing = {(uid, dest) for uid, dest in session.execute(select(Export.sop_instance_uid, Export.destination).where(Export.job_fk == job_id))}
             now = utcnow()
             added = 0
             for obj in objects:

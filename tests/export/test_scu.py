@@ -9,11 +9,13 @@ from pydicom import dcmread
 
 from dicom_node.config import ExportSettings
 from dicom_node.net.address import DicomAddress, parse_address
-from dicom_node.net.scu import Outcome, PeerUnavailable, classify_status, echo, read_item, store
+from dicom_node.net.scu import PeerUnavailable, Scu, read_item
+from dicom_node.net.status import Outcome, classify_status
 from tests.export.conftest import result_like_objects
 from tests.export.peers import P001, Orthanc, StrictStoreSCP, free_port
 
 FAST = ExportSettings(connection_timeout=3, acse_timeout=5, dimse_timeout=10, network_timeout=10)
+SCU = Scu(FAST)
 
 
 @pytest.mark.parametrize(
@@ -59,9 +61,9 @@ def test_classify_status(status: int, outcome: Outcome) -> None:
 def test_p001_reaches_orthanc_as_stored(orthanc: Orthanc) -> None:
     files = sorted(P001.glob("*.dcm"))
     items = [read_item(path) for path in files]
-    assert echo(parse_address(orthanc.address), FAST).status == 0
+    assert SCU.echo(parse_address(orthanc.address)).status == 0
     answered: list[str] = []
-    results = store(parse_address(orthanc.address), items, FAST, on_result=lambda item, _r: answered.append(item.sop_instance_uid))
+    results = SCU.store(parse_address(orthanc.address), items, on_result=lambda item, _r: answered.append(item.sop_instance_uid))
     assert [r.outcome for r in results] == [Outcome.DELIVERED] * len(files)
     assert answered == [item.sop_instance_uid for item in items]
     assert sorted(orthanc.sop_instance_uids()) == sorted(item.sop_instance_uid for item in items)
@@ -73,7 +75,7 @@ def test_p001_reaches_orthanc_as_stored(orthanc: Orthanc) -> None:
 
 def test_refused_sop_class_is_permanent_and_the_rest_goes_through(strict_scp: StrictStoreSCP, tmp_path: Path) -> None:
     seg, sr = (read_item(path) for path in result_like_objects(tmp_path / "results"))
-    results = store(parse_address(strict_scp.address), [seg, sr], FAST)
+    results = SCU.store(parse_address(strict_scp.address), [seg, sr])
     assert results[0].outcome is Outcome.REFUSED
     assert "Segmentation Storage" in results[0].reason and "refused" in results[0].reason
     assert results[1].outcome is Outcome.DELIVERED
@@ -83,4 +85,4 @@ def test_refused_sop_class_is_permanent_and_the_rest_goes_through(strict_scp: St
 def test_nothing_listening_is_transient_with_a_clear_message() -> None:
     address = DicomAddress("NOBODY", "127.0.0.1", free_port())
     with pytest.raises(PeerUnavailable, match="cannot connect to NOBODY@127.0.0.1"):
-        echo(address, FAST)
+        SCU.echo(address)
