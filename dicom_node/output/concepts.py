@@ -51,6 +51,9 @@ OPACITY_VOLUME = Code("OPVOL", PRIVATE_SCHEME, "Opacity volume")
 PERCENT_OPACITY = Code("PO", PRIVATE_SCHEME, "Percentage of opacity")
 PERCENT_HIGH_OPACITY = Code("PHO", PRIVATE_SCHEME, "Percentage of high opacity")
 
+# Said in plain words wherever the baseline classifier's probabilities are shown.
+BASELINE_NOTE = "explainable baseline, not a trained model"
+
 
 def probability_of(class_name: str, class_index: int) -> Code:
     """The private code for "probability of <class>", one per classifier output index."""

@@ -24,7 +24,6 @@ from dicom_node.output.uids import AlgorithmId, derived_uid, device_uid
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
 SR_SERIES_NUMBER = 9002
-BASELINE_NOTE = "Explainable baseline, not a trained model: the probabilities are derived from the opacity measurements."
 
 
 def build_report(
@@ -173,7 +172,7 @@ def _classification_group(
         group[0].ContentSequence.append(
             hd.sr.TextContentItem(
                 name=concepts.COMMENT,
-                value=BASELINE_NOTE,
+                value=f"{classification.model_name}: {concepts.BASELINE_NOTE}",
                 relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
             )
         )

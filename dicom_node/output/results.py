@@ -1,0 +1,70 @@
+"""Everything the node writes for one processed series, written atomically into one directory.
+
+File names are fixed per kind, so a re-run of the same job overwrites its own
+files, and the DICOM objects keep their (deterministic) UIDs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from dicom_node.output.atomic import write_atomically, write_text_atomically
+from dicom_node.output.seg import build_segmentation
+from dicom_node.output.sources import read_source_headers
+from dicom_node.output.sr import build_report
+from dicom_node.output.tables import csv_text, json_text
+from dicom_node.output.uids import AlgorithmId
+from dicom_node.pipeline.covid19 import PipelineResult
+
+
+@dataclass(frozen=True)
+class ResultFiles:
+    """Paths of the files written for one series."""
+
+    seg: Path
+    sr: Path
+    csv: Path
+    json: Path
+    secondary_capture: list[Path] = field(default_factory=list)
+
+    def dicom(self) -> list[Path]:
+        """The DICOM files to send to the PACS, SEG first (the SR references it)."""
+        return [self.seg, self.sr, *self.secondary_capture]
+
+
+def write_results(
+    result: PipelineResult,
+    out_dir: Path,
+    algorithm_name: str,
+    algorithm_version: str,
+) -> ResultFiles:
+    """Write the SEG, the SR, the CSV and the JSON for `result` into `out_dir`."""
+    algorithm = AlgorithmId(algorithm_name, algorithm_version)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    headers = read_source_headers(result.volume)
+    segmentation = build_segmentation(result, headers, algorithm)
+    report = build_report(result, segmentation, headers, algorithm)
+    seg_path = _save_dicom(segmentation, out_dir / "seg.dcm")
+    sr_path = _save_dicom(report, out_dir / "sr.dcm")
+    dicom_objects = {"seg": _identity(segmentation), "sr": _identity(report)}
+    return ResultFiles(
+        seg=seg_path,
+        sr=sr_path,
+        csv=write_text_atomically(out_dir / "result.csv", csv_text(result, algorithm)),
+        json=write_text_atomically(out_dir / "result.json", json_text(result, algorithm, dicom_objects)),
+    )
+
+
+def _save_dicom(dataset: Dataset, path: Path) -> Path:
+    return write_atomically(path, lambda tmp: dataset.save_as(tmp, enforce_file_format=True))
+
+
+def _identity(dataset: Dataset) -> dict[str, str]:
+    return {
+        "series_instance_uid": dataset.SeriesInstanceUID,
+        "sop_instance_uid": dataset.SOPInstanceUID,
+        "sop_class_uid": dataset.SOPClassUID,
+    }
