@@ -4,16 +4,19 @@ A job that is re-run (after a crash, a requeue or a superseding upload of the
 same series) must produce the same Series and SOP Instance UIDs, so that the
 PACS replaces its copy instead of collecting duplicates.  A new algorithm
 version, on the other hand, is a different result and must not overwrite the
-old one.  Each UID is therefore a hash of the source SeriesInstanceUID, the
-algorithm's name and version and the kind of object, turned into a "2.25."
-UID (an integer derived from a hash, per DICOM PS3.5 B.2) by pydicom.
+old one.  Each UID is therefore a name-based (SHA-1, version 5) UUID of the
+source SeriesInstanceUID, the algorithm's name and version and the kind of
+object, written as a "2.25." UID (DICOM PS3.5 B.2).  (pydicom's generate_uid
+ignores its entropy sources when no prefix is given, so it cannot do this.)
 """
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
-from pydicom.uid import generate_uid
+# Fixed namespace of dicom-node's name-based UUIDs; changing it would change every derived UID.
+_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-node:derived-uids")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,11 @@ class AlgorithmId:
     version: str
 
 
+def _uuid_uid(*parts: str) -> str:
+    # A unit separator keeps ("a", "bc") and ("ab", "c") apart.
+    return f"2.25.{uuid.uuid5(_NAMESPACE, chr(0x1F).join(parts)).int}"
+
+
 def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int) -> str:
     """A UID that depends only on the source series, the algorithm and the object kind.
 
@@ -32,11 +40,9 @@ def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int
     """
     if not kind:
         raise ValueError("a derived UID needs an object kind, e.g. ('seg', 'series')")
-    entropy = ["dicom-node", source_series_uid, algorithm.name, algorithm.version, *map(str, kind)]
-    # A unit separator keeps ("a", "bc") and ("ab", "c") apart.
-    return generate_uid(prefix=None, entropy_srcs=["\x1f".join(entropy)])
+    return _uuid_uid("derived", source_series_uid, algorithm.name, algorithm.version, *map(str, kind))
 
 
 def device_uid(algorithm: AlgorithmId) -> str:
     """The UID of the node as the SR's device observer: one per algorithm name and version."""
-    return generate_uid(prefix=None, entropy_srcs=["\x1f".join(["dicom-node", "device", algorithm.name, algorithm.version])])
+    return _uuid_uid("device", algorithm.name, algorithm.version)
