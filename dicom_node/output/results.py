@@ -13,7 +13,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node.output.atomic import write_atomically, write_text_atomically
 from dicom_node.output.seg import build_segmentation
-from dicom_node.output.sources import read_source_headers
+from dicom_node.output.sources import read_source_images
 from dicom_node.output.sr import build_report
 from dicom_node.output.tables import csv_text, json_text
 from dicom_node.output.uids import AlgorithmId
@@ -44,9 +44,9 @@ def write_results(
     """Write the SEG, the SR, the CSV and the JSON for `result` into `out_dir`."""
     algorithm = AlgorithmId(algorithm_name, algorithm_version)
     out_dir.mkdir(parents=True, exist_ok=True)
-    headers = read_source_headers(result.volume)
-    segmentation = build_segmentation(result, headers, algorithm)
-    report = build_report(result, segmentation, headers, algorithm)
+    sources = read_source_images(result.volume)
+    segmentation = build_segmentation(result, sources, algorithm)
+    report = build_report(result, segmentation, sources, algorithm)
     seg_path = _save_dicom(segmentation, out_dir / "seg.dcm")
     sr_path = _save_dicom(report, out_dir / "sr.dcm")
     dicom_objects = {"seg": _identity(segmentation), "sr": _identity(report)}
@@ -54,7 +54,7 @@ def write_results(
         seg=seg_path,
         sr=sr_path,
         csv=write_text_atomically(out_dir / "result.csv", csv_text(result, algorithm)),
-        json=write_text_atomically(out_dir / "result.json", json_text(result, algorithm, dicom_objects)),
+        json=write_text_atomically(out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects)),
     )
 
 

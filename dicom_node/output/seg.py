@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import highdicom as hd
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
+from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
 
@@ -62,13 +62,9 @@ def segment_masks(result: PipelineResult) -> np.ndarray:
     return np.stack([labels == LUNG_LABEL_RIGHT, labels == LUNG_LABEL_LEFT, result.opacity_mask.astype(bool)], axis=-1)
 
 
-def build_segmentation(
-    result: PipelineResult, source_headers: list[Dataset], algorithm: AlgorithmId
-) -> hd.seg.Segmentation:
-    """The SEG for `result`; `source_headers` are the slices' headers in the volume's z order."""
-    if len(source_headers) != len(result.volume.slices):
-        raise ValueError(f"{len(source_headers)} source headers for {len(result.volume.slices)} slices")
-    source_series_uid = source_headers[0].SeriesInstanceUID
+def build_segmentation(result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId) -> hd.seg.Segmentation:
+    """The SEG for `result`, one frame per segment and source image where the segment is present."""
+    source_series_uid = result.volume.series_instance_uid
     algorithm_identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
     )
@@ -77,8 +73,8 @@ def build_segmentation(
         for spec in SEGMENTS
     ]
     return hd.seg.Segmentation(
-        source_images=source_headers,
-        pixel_array=segment_masks(result),
+        source_images=sources.headers,
+        pixel_array=segment_masks(result)[sources.z_indices],
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "series"),

@@ -20,6 +20,7 @@ from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
+from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import AlgorithmId, derived_uid, device_uid
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
@@ -29,11 +30,11 @@ SR_SERIES_NUMBER = 9002
 def build_report(
     result: PipelineResult,
     segmentation: Dataset,
-    source_headers: list[Dataset],
+    sources: SourceImages,
     algorithm: AlgorithmId,
 ) -> hd.sr.Comprehensive3DSR:
     """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result)."""
-    source_series_uid = source_headers[0].SeriesInstanceUID
+    source_series_uid = result.volume.series_instance_uid
     measurements = result.measurements
     groups = [
         _lung_group(RIGHT_LUNG, "right", measurements, segmentation, source_series_uid, algorithm),
@@ -59,7 +60,7 @@ def build_report(
     )
     title = "baseline" if result.classification.baseline else result.classification.model_name
     return hd.sr.Comprehensive3DSR(
-        evidence=[*source_headers, segmentation],
+        evidence=[*sources.headers, segmentation],
         content=report,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series"),
         series_number=SR_SERIES_NUMBER,

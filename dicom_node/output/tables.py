@@ -15,6 +15,8 @@ import io
 import json
 from typing import Any
 
+from pydicom.dataset import Dataset
+
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipeline.covid19 import Measurements, PipelineResult
@@ -34,7 +36,7 @@ def _measurement_columns(measurements: Measurements) -> dict[str, float]:
 def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
     """A header and one row: image, one column per class probability, model identity, measurements."""
     classification = result.classification
-    row: dict[str, Any] = {"image": result.volume.header.SeriesInstanceUID}
+    row: dict[str, Any] = {"image": result.volume.series_instance_uid}
     row.update(zip(classification.class_names, classification.probabilities))
     row.update(
         model_name=classification.model_name,
@@ -51,16 +53,17 @@ def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
     return buffer.getvalue()
 
 
-def json_text(result: PipelineResult, algorithm: AlgorithmId, dicom_objects: dict[str, Any]) -> str:
+def json_text(
+    result: PipelineResult, algorithm: AlgorithmId, source_header: Dataset, dicom_objects: dict[str, Any]
+) -> str:
     """The JSON result document; `dicom_objects` lists the UIDs of the DICOM objects written."""
-    header = result.volume.header
     classification = result.classification
     document = {
         "source": {
-            "study_instance_uid": header.StudyInstanceUID,
-            "series_instance_uid": header.SeriesInstanceUID,
-            "patient_id": header.get("PatientID", ""),
-            "number_of_slices": len(result.volume.slices),
+            "study_instance_uid": result.volume.study_instance_uid,
+            "series_instance_uid": result.volume.series_instance_uid,
+            "patient_id": str(source_header.get("PatientID", "")),
+            "number_of_slices": len(result.volume.sop_instance_uids),
         },
         "algorithm": {"name": algorithm.name, "version": algorithm.version},
         "classification": {

@@ -24,22 +24,26 @@ ALGORITHM = ("dicom-node-covid19", "0.1.0")
 
 @pytest.fixture(scope="module")
 def written(p001_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
-    first_source = p001_result.volume.slices[0].path
+    first_source = p001_result.volume.source_files[0]
     digest_before = hashlib.sha256(first_source.read_bytes()).hexdigest()
     started = time.perf_counter()
     files = write_results(p001_result, tmp_path_factory.mktemp("p001"), *ALGORITHM)
-    print(f"\nwrite_results for P001 ({len(p001_result.volume.slices)} slices): {time.perf_counter() - started:.2f} s")
+    print(f"\nwrite_results for P001 ({len(p001_result.volume.source_files)} slices): {time.perf_counter() - started:.2f} s")
     assert hashlib.sha256(first_source.read_bytes()).hexdigest() == digest_before, "a source file was modified"
     return files
 
 
 def source_headers(result: PipelineResult) -> list[pydicom.Dataset]:
-    return [pydicom.dcmread(s.path, stop_before_pixels=True) for s in result.volume.slices]
+    return [pydicom.dcmread(path, stop_before_pixels=True) for path in result.volume.source_files if path]
+
+
+def first_source_header(result: PipelineResult) -> pydicom.Dataset:
+    return pydicom.dcmread(result.volume.source_files[0], stop_before_pixels=True)
 
 
 def test_seg_is_a_new_series_in_the_source_study(written: ResultFiles, p001_result: PipelineResult) -> None:
     seg = pydicom.dcmread(written.seg)
-    source = p001_result.volume.header
+    source = first_source_header(p001_result)
     assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
     assert seg.Modality == "SEG"
     assert seg.StudyInstanceUID == source.StudyInstanceUID
@@ -77,7 +81,7 @@ def test_seg_frames_reference_the_source_slice_at_their_position(
     seg = pydicom.dcmread(written.seg)
     positions = {h.SOPInstanceUID: [float(v) for v in h.ImagePositionPatient] for h in source_headers(p001_result)}
     referenced_series = seg.ReferencedSeriesSequence[0]
-    assert referenced_series.SeriesInstanceUID == p001_result.volume.header.SeriesInstanceUID
+    assert referenced_series.SeriesInstanceUID == p001_result.volume.series_instance_uid
     assert {item.ReferencedSOPInstanceUID for item in referenced_series.ReferencedInstanceSequence} <= set(positions)
     for frame in seg.PerFrameFunctionalGroupsSequence:
         referenced = frame.DerivationImageSequence[0].SourceImageSequence
@@ -90,7 +94,7 @@ def test_seg_frames_reference_the_source_slice_at_their_position(
 
 def test_seg_mask_reads_back_equal_to_the_mask_written(written: ResultFiles, p001_result: PipelineResult) -> None:
     seg = hd.seg.segread(written.seg)
-    uids = [s.sop_instance_uid for s in p001_result.volume.slices]
+    uids = list(p001_result.volume.sop_instance_uids)
     read_back = seg.get_pixels_by_source_instance(
         source_sop_instance_uids=uids, segment_numbers=[1, 2, 3], assert_missing_frames_are_empty=True, dtype=bool
     )
@@ -105,7 +109,7 @@ def test_seg_and_sr_pass_dciodvfy(written: ResultFiles) -> None:
 
 
 def test_patient_without_name_stays_without_name(written: ResultFiles, p001_result: PipelineResult) -> None:
-    source = p001_result.volume.header
+    source = first_source_header(p001_result)
     assert "PatientName" not in source, "P001 is expected to lack PatientName"
     for path in (written.seg, written.sr):
         ds = pydicom.dcmread(path)
@@ -119,7 +123,7 @@ def test_patient_without_name_stays_without_name(written: ResultFiles, p001_resu
 def test_sr_reports_measurements_per_segment(written: ResultFiles, p001_result: PipelineResult) -> None:
     sr = hd.sr.srread(written.sr)
     seg = pydicom.dcmread(written.seg)
-    source = p001_result.volume.header
+    source = first_source_header(p001_result)
     assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
     assert sr.StudyInstanceUID == source.StudyInstanceUID
     assert sr.SeriesInstanceUID not in (source.SeriesInstanceUID, seg.SeriesInstanceUID)
@@ -171,7 +175,7 @@ def test_sr_evidence_lists_the_seg_and_every_source_slice(written: ResultFiles, 
         for series in study.ReferencedSeriesSequence
         for instance in series.ReferencedSOPSequence
     }
-    assert evidence == {s.sop_instance_uid for s in p001_result.volume.slices} | {seg.SOPInstanceUID}
+    assert evidence == set(p001_result.volume.sop_instance_uids) | {seg.SOPInstanceUID}
 
 
 def test_tables_hold_measurements_probabilities_and_baseline_flag(
@@ -182,7 +186,7 @@ def test_tables_hold_measurements_probabilities_and_baseline_flag(
     assert len(rows) == 1
     row = rows[0]
     assert list(row)[:3] == ["image", "non-COVID", "COVID-19"]
-    assert row["image"] == p001_result.volume.header.SeriesInstanceUID
+    assert row["image"] == p001_result.volume.series_instance_uid
     assert (float(row["non-COVID"]), float(row["COVID-19"])) == (0.25, 0.75)
     assert row["baseline"] == "True"
     assert float(row["lung_volume_ml_total"]) == pytest.approx(p001_result.measurements.lung_volume_ml["total"])
