@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 
 from dicom_node.output.atomic import write_atomically, write_text_atomically
+from dicom_node.output.secondary_capture import build_secondary_captures
 from dicom_node.output.seg import build_segmentation
 from dicom_node.output.sources import read_source_images
 from dicom_node.output.sr import build_report
@@ -40,8 +42,13 @@ def write_results(
     out_dir: Path,
     algorithm_name: str,
     algorithm_version: str,
+    secondary_capture: bool = False,
 ) -> ResultFiles:
-    """Write the SEG, the SR, the CSV and the JSON for `result` into `out_dir`."""
+    """Write the SEG, the SR, the CSV and the JSON for `result` into `out_dir`.
+
+    With `secondary_capture`, also key slices with burned-in contours
+    (sc-001.dcm, ...) for PACS viewers that cannot display a SEG.
+    """
     algorithm = AlgorithmId(algorithm_name, algorithm_version)
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = read_source_images(result.volume)
@@ -49,12 +56,16 @@ def write_results(
     report = build_report(result, segmentation, sources, algorithm)
     seg_path = _save_dicom(segmentation, out_dir / "seg.dcm")
     sr_path = _save_dicom(report, out_dir / "sr.dcm")
-    dicom_objects = {"seg": _identity(segmentation), "sr": _identity(report)}
+    dicom_objects: dict[str, Any] = {"seg": _identity(segmentation), "sr": _identity(report)}
+    captures = build_secondary_captures(result, sources, algorithm) if secondary_capture else []
+    capture_paths = [_save_dicom(image, out_dir / f"sc-{image.InstanceNumber:03d}.dcm") for image in captures]
+    dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
         csv=write_text_atomically(out_dir / "result.csv", csv_text(result, algorithm)),
         json=write_text_atomically(out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects)),
+        secondary_capture=capture_paths,
     )
 
 
