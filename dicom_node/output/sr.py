@@ -49,9 +49,9 @@ def build_report(
                 observer_type=codes.DCM.Device,
                 observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                     uid=device_uid(algorithm),
-                    name=algorithm.name,
+                    name=f"{algorithm.name} {algorithm.version}",
                     manufacturer_name="dicom-node",
-                    model_name=algorithm.version,
+                    model_name=algorithm.name,
                 ),
             )
         ),

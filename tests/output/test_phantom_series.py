@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import highdicom as hd
@@ -54,3 +55,23 @@ def test_patient_name_present_in_the_source_is_carried(written: ResultFiles, pha
 def test_gap_series_objects_pass_dciodvfy(written: ResultFiles) -> None:
     assert dciodvfy_errors(Path(written.seg)) == []
     assert dciodvfy_errors(Path(written.sr)) == []
+
+
+def test_series_without_opacity_gives_an_empty_opacity_segment(
+    phantom_with_gap_result: PipelineResult, tmp_path: Path
+) -> None:
+    clear = dataclasses.replace(
+        phantom_with_gap_result, opacity_mask=np.zeros_like(phantom_with_gap_result.opacity_mask)
+    )
+    files = write_results(clear, tmp_path, "dicom-node-covid19", "0.1.0")
+    seg = hd.seg.segread(files.seg)
+    assert seg.number_of_segments == 3
+    frame_segments = {frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber for frame in seg.PerFrameFunctionalGroupsSequence}
+    assert frame_segments == {1, 2}
+    sr = hd.sr.srread(files.sr)
+    referenced = sorted(
+        group.referenced_segment[0].referenced_segment_numbers[0]
+        for group in sr.content.get_volumetric_roi_measurement_groups()
+    )
+    assert referenced == [1, 2, 3]
+    assert dciodvfy_errors(files.seg) == [] and dciodvfy_errors(files.sr) == []
