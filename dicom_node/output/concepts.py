@@ -27,6 +27,8 @@ from highdicom.coding_schemes import CodingSchemeIdentificationItem
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
+from dicom_node.output.uids import MANUFACTURER
+
 PRIVATE_SCHEME = "99DCMNODE"
 
 LUNG = codes.SCT.Lung
@@ -65,5 +67,5 @@ def private_coding_scheme() -> CodingSchemeIdentificationItem:
     return CodingSchemeIdentificationItem(
         designator=PRIVATE_SCHEME,
         name="dicom-node private concepts",
-        responsible_organization="dicom-node",
+        responsible_organization=MANUFACTURER,
     )

@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.uids import AlgorithmId, derived_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
 
 SC_SERIES_NUMBER = 9003
@@ -66,7 +66,7 @@ def build_secondary_captures(
             series_number=SC_SERIES_NUMBER,
             sop_instance_uid=derived_uid(series_uid, algorithm, "sc", "instance", header.SOPInstanceUID),
             instance_number=number,
-            manufacturer="dicom-node",
+            manufacturer=MANUFACTURER,
             pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
             patient_orientation=patient_orientation(header),
             series_description=f"{algorithm.name} key slices"[:64],

@@ -19,7 +19,7 @@ from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.uids import AlgorithmId, derived_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
 
 SEG_SERIES_NUMBER = 9001  # high, so derived series sort after the acquired ones in viewers
@@ -81,7 +81,7 @@ def build_segmentation(result: PipelineResult, sources: SourceImages, algorithm:
         series_number=SEG_SERIES_NUMBER,
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "instance"),
         instance_number=1,
-        manufacturer="dicom-node",
+        manufacturer=MANUFACTURER,
         manufacturer_model_name=algorithm.name,
         software_versions=algorithm.version,
         # Type 1 in the Enhanced General Equipment module; the node's host

@@ -21,7 +21,7 @@ from pydicom.sr.coding import Code
 from dicom_node.output import concepts
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.uids import AlgorithmId, derived_uid, device_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
 SR_SERIES_NUMBER = 9002
@@ -36,10 +36,16 @@ def build_report(
     """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result)."""
     source_series_uid = result.volume.series_instance_uid
     measurements = result.measurements
+    context = (segmentation, source_series_uid, algorithm)
     groups = [
-        _lung_group(RIGHT_LUNG, "right", measurements, segmentation, source_series_uid, algorithm),
-        _lung_group(LEFT_LUNG, "left", measurements, segmentation, source_series_uid, algorithm),
-        _opacity_group(measurements, segmentation, source_series_uid, algorithm),
+        _segment_group(RIGHT_LUNG, concepts.RIGHT, _quantification(measurements, "right"), *context),
+        _segment_group(LEFT_LUNG, concepts.LEFT, _quantification(measurements, "left"), *context),
+        _segment_group(
+            OPACITY,
+            concepts.RIGHT_AND_LEFT,
+            [_volume(concepts.VOLUME, measurements.opacity_volume_ml["total"])],
+            *context,
+        ),
         _both_lungs_group(measurements, source_series_uid, algorithm),
         _classification_group(result.classification, source_series_uid, algorithm),
     ]
@@ -50,7 +56,7 @@ def build_report(
                 observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
                     uid=device_uid(algorithm),
                     name=f"{algorithm.name} {algorithm.version}",
-                    manufacturer_name="dicom-node",
+                    manufacturer_name=MANUFACTURER,
                     model_name=algorithm.name,
                 ),
             )
@@ -66,7 +72,7 @@ def build_report(
         series_number=SR_SERIES_NUMBER,
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "instance"),
         instance_number=1,
-        manufacturer="dicom-node",
+        manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,  # not verified by a physician: preliminary
         series_description=f"{algorithm.name} report ({title})"[:64],
@@ -107,36 +113,23 @@ def _segment_reference(segmentation: Dataset, spec: SegmentSpec, source_series_u
     )
 
 
-def _lung_group(
+def _segment_group(
     spec: SegmentSpec,
-    key: str,
-    measurements: Measurements,
+    laterality: Code,
+    measurements: list[hd.sr.Measurement],
     segmentation: Dataset,
     source_series_uid: str,
     algorithm: AlgorithmId,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """Measurements of one SEG segment, tracked with the segment's own Tracking UID."""
     return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(
             uid=segment_tracking_uid(source_series_uid, algorithm, spec), identifier=spec.label
         ),
         referenced_segment=_segment_reference(segmentation, spec, source_series_uid),
-        finding_type=concepts.LUNG,
-        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=spec.laterality)],
-        measurements=_quantification(measurements, key),
-    )
-
-
-def _opacity_group(
-    measurements: Measurements, segmentation: Dataset, source_series_uid: str, algorithm: AlgorithmId
-) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=segment_tracking_uid(source_series_uid, algorithm, OPACITY), identifier=OPACITY.label
-        ),
-        referenced_segment=_segment_reference(segmentation, OPACITY, source_series_uid),
-        finding_type=concepts.OPACITY,
-        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
-        measurements=[_volume(concepts.VOLUME, measurements.opacity_volume_ml["total"])],
+        finding_type=spec.property_type,
+        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=laterality)],
+        measurements=measurements,
     )
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-node:derived-uids")
 
 
+MANUFACTURER = "dicom-node"  # the Manufacturer of every object the node creates
+
+
 @dataclass(frozen=True)
 class AlgorithmId:
     """The producer of a result; part of every derived UID and named in the objects."""
