@@ -59,6 +59,9 @@ def write_results(
     dicom_objects: dict[str, Any] = {"seg": _identity(segmentation), "sr": _identity(report)}
     captures = build_secondary_captures(result, sources, algorithm) if secondary_capture else []
     capture_paths = [_save_dicom(image, out_dir / f"sc-{image.InstanceNumber:03d}.dcm") for image in captures]
+    # A previous run may have written more key slices (or any, when now switched off); they are not results any more.
+    for stale in set(out_dir.glob("sc-*.dcm")) - set(capture_paths):
+        stale.unlink()
     dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
     return ResultFiles(
         seg=seg_path,

@@ -84,3 +84,12 @@ def test_captures_pass_dciodvfy_and_keep_their_uids(
     again = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=True)
     uids = [pydicom.dcmread(path).SOPInstanceUID for path in written.secondary_capture]
     assert [pydicom.dcmread(path).SOPInstanceUID for path in again.secondary_capture] == uids
+
+
+def test_switching_captures_off_removes_those_of_a_previous_run(
+    phantom_with_gap_result: PipelineResult, tmp_path: Path
+) -> None:
+    with_captures = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=True)
+    assert all(path.exists() for path in with_captures.secondary_capture)
+    without = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM)
+    assert without.secondary_capture == [] and not list(tmp_path.glob("sc-*.dcm"))
