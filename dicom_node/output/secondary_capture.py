@@ -45,7 +45,6 @@ def build_secondary_captures(
     result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, most_opacity: int = 3
 ) -> list[SCImage]:
     """One RGB Secondary Capture image per key slice, in z order."""
-    masks = segment_masks(result)
     header_at = dict(zip(sources.z_indices, sources.headers))
     series_uid = result.volume.series_instance_uid
     legend = (
@@ -53,9 +52,10 @@ def build_secondary_captures(
         f"{result.measurements.opacity_percent['total']:.1f}% of lung volume"
     )
     images = []
-    for number, z in enumerate(key_slices(result, sources, most_opacity), start=1):
+    shown = key_slices(result, sources, most_opacity)
+    for number, (z, masks) in enumerate(zip(shown, segment_masks(result, shown)), start=1):
         header = header_at[z]
-        rgb = render_slice(result.volume.hu[z], masks[z], legend)
+        rgb = render_slice(result.volume.hu[z], masks, legend)
         image = SCImage.from_ref_dataset(
             ref_dataset=header,
             pixel_array=rgb,

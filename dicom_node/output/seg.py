@@ -10,6 +10,7 @@ was derived from, so a viewer can overlay it on the CT.
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import highdicom as hd
@@ -52,14 +53,16 @@ def segment_tracking_uid(source_series_uid: str, algorithm: AlgorithmId, segment
     return derived_uid(source_series_uid, algorithm, "seg", "segment", segment.number)
 
 
-def segment_masks(result: PipelineResult) -> np.ndarray:
-    """The masks stacked as (z, y, x, segment), in the order of SEGMENTS."""
-    labels = result.lung_labels
-    if labels.shape != result.opacity_mask.shape or labels.shape != result.volume.hu.shape:
+def segment_masks(result: PipelineResult, z_indices: Sequence[int] | None = None) -> np.ndarray:
+    """The masks stacked as (z, y, x, segment) in the order of SEGMENTS, for all slices or those in `z_indices`."""
+    labels, opacity = result.lung_labels, result.opacity_mask
+    if labels.shape != opacity.shape or labels.shape != result.volume.hu.shape:
         raise ValueError(
-            f"mask shapes {labels.shape} / {result.opacity_mask.shape} differ from the volume {result.volume.hu.shape}"
+            f"mask shapes {labels.shape} / {opacity.shape} differ from the volume {result.volume.hu.shape}"
         )
-    return np.stack([labels == LUNG_LABEL_RIGHT, labels == LUNG_LABEL_LEFT, result.opacity_mask.astype(bool)], axis=-1)
+    if z_indices is not None:
+        labels, opacity = labels[list(z_indices)], opacity[list(z_indices)]
+    return np.stack([labels == LUNG_LABEL_RIGHT, labels == LUNG_LABEL_LEFT, opacity.astype(bool)], axis=-1)
 
 
 def build_segmentation(result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId) -> hd.seg.Segmentation:
@@ -74,7 +77,7 @@ def build_segmentation(result: PipelineResult, sources: SourceImages, algorithm:
     ]
     return hd.seg.Segmentation(
         source_images=sources.headers,
-        pixel_array=segment_masks(result)[sources.z_indices],
+        pixel_array=segment_masks(result, sources.z_indices),
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "series"),
