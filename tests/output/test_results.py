@@ -103,6 +103,21 @@ def test_seg_mask_reads_back_equal_to_the_mask_written(written: ResultFiles, p00
     np.testing.assert_array_equal(read_back, expected)
 
 
+def test_seg_frames_decoded_with_pydicom_alone_rebuild_the_masks(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    """Independent of highdicom's reader: unpack each frame and put it back at its source slice."""
+    seg = pydicom.dcmread(written.seg)
+    z_of = {uid: z for z, uid in enumerate(p001_result.volume.sop_instance_uids)}
+    rebuilt = np.zeros(p001_result.volume.hu.shape + (3,), bool)
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for frame, pixels in zip(seg.PerFrameFunctionalGroupsSequence, frames):
+        segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        rebuilt[z_of[uid], :, :, segment - 1] = pixels.astype(bool)
+    np.testing.assert_array_equal(rebuilt, segment_masks(p001_result))
+
+
 def test_seg_and_sr_pass_dciodvfy(written: ResultFiles) -> None:
     assert dciodvfy_errors(written.seg) == []
     assert dciodvfy_errors(written.sr) == []
