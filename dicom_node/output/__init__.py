@@ -2,5 +2,5 @@
 
 Entry point: `results.write_results`.  Modules: `sources` (source headers made
 fit for copying), `uids` (deterministic UIDs), `concepts` (coded concepts),
-`seg`, `sr`, `secondary_capture`, `tables` (CSV/JSON), `atomic` (tmp + rename).
+`seg`, `sr`, `secondary_capture`, `tables` (CSV/JSON); files are written with `dicom_node.store.files.write_durably` (tmp, fsync, rename).
 """

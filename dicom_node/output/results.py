@@ -6,13 +6,15 @@ files, and the DICOM objects keep their (deterministic) UIDs.
 
 from __future__ import annotations
 
+import io
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
-from dicom_node.output.atomic import write_atomically, write_text_atomically
+from dicom_node.store.files import write_durably
 from dicom_node.output.secondary_capture import build_secondary_captures
 from dicom_node.output.seg import build_segmentation
 from dicom_node.output.sources import read_source_images
@@ -66,14 +68,22 @@ def write_results(
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
-        csv=write_text_atomically(out_dir / "result.csv", csv_text(result, algorithm)),
-        json=write_text_atomically(out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects)),
+        csv=_save_text(out_dir / "result.csv", csv_text(result, algorithm)),
+        json=_save_text(out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects)),
         secondary_capture=capture_paths,
     )
 
 
 def _save_dicom(dataset: Dataset, path: Path) -> Path:
-    return write_atomically(path, lambda tmp: dataset.save_as(tmp, enforce_file_format=True))
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    write_durably(path, buffer.getbuffer())
+    return path
+
+
+def _save_text(path: Path, text: str) -> Path:
+    write_durably(path, text.encode("utf-8"))
+    return path
 
 
 def _identity(dataset: Dataset) -> dict[str, str]:
