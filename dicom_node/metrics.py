@@ -102,8 +102,8 @@ class DatabaseCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = utcnow()
         with self._sessions() as session:
-            jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).tuples().all())
-            exports = dict(session.execute(select(Export.state, func.count()).group_by(Export.state)).tuples().all())
+            jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+            exports = dict(session.execute(select(Export.state, func.count()).group_by(Export.state)).all())
             runnable = session.scalar(
                 select(func.count()).select_from(Job).where(Job.state == "queued", or_(Job.not_before.is_(None), Job.not_before <= now))
             )
