@@ -20,7 +20,13 @@ class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int) -> None:
         config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
         self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except SystemExit:
+            pass  # uvicorn exits when it cannot listen (it logged why); start() sees the thread end and raises
 
     def start(self, timeout: float = 10.0) -> tuple[str, int]:
         """Serve in the background; return the bound address once it accepts connections, or raise OSError."""
