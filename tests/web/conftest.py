@@ -8,6 +8,7 @@ that the viewer puts them on the right voxels.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import shutil
 import socket
@@ -19,6 +20,7 @@ import numpy as np
 import pydicom
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from scipy import ndimage
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +36,17 @@ from dicom_node.web.viewer import read_ct
 
 P001 = Path("/work/shared/data/covid-ct-md/P001")
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+
+
+def tinted_pixels(png: bytes) -> dict[str, int]:
+    """How many pixels of an image are tinted towards each overlay colour (grey pixels have equal channels)."""
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return {
+        "right_lung": int(((g - r > 25) & (g - b > 25)).sum()),
+        "left_lung": int(((b - r > 25) & (b - g > 10)).sum()),
+        "opacity": int(((r - g > 40) & (r - b > 40)).sum()),
+    }
 
 
 def free_port() -> int:

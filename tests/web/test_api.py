@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from dicom_node.web.viewer import OVERLAYS
-from tests.web.conftest import Site
+from tests.web.conftest import Site, tinted_pixels
 
 
 @pytest.fixture(scope="module")
@@ -109,24 +109,13 @@ def test_volume_info(client, site: Site) -> None:  # type: ignore[no-untyped-def
     assert info["spacing"][1] == pytest.approx(0.748046875)
 
 
-def overlay_pixels(png: bytes) -> dict[str, int]:
-    """How many pixels are tinted towards each overlay colour (grey pixels have equal channels)."""
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return {
-        "right_lung": int(((g - r > 25) & (g - b > 25)).sum()),
-        "left_lung": int(((b - r > 25) & (b - g > 10)).sum()),
-        "opacity": int(((r - g > 40) & (r - b > 40)).sum()),
-    }
-
-
 def test_axial_slice_with_and_without_overlay(client, site: Site) -> None:  # type: ignore[no-untyped-def]
     plain = client.get(f"/api/jobs/{site.job_id}/slices/axial/74.png")
     assert plain.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(plain.content))
     assert image.size == (512, 512)
-    assert overlay_pixels(plain.content) == {name: 0 for name in OVERLAYS}
-    tinted = overlay_pixels(client.get(f"/api/jobs/{site.job_id}/slices/axial/74.png", params={"overlay": 1}).content)
+    assert tinted_pixels(plain.content) == {name: 0 for name in OVERLAYS}
+    tinted = tinted_pixels(client.get(f"/api/jobs/{site.job_id}/slices/axial/74.png", params={"overlay": 1}).content)
     assert all(count > 500 for count in tinted.values()), tinted
 
 
@@ -145,7 +134,7 @@ def test_coronal_slice_has_square_pixels_and_head_up(client, site: Site) -> None
     spacing_z, _, spacing_x = info["spacing"]
     assert image.width == 512
     assert image.height == round(148 * spacing_z / spacing_x)
-    assert overlay_pixels(png)["right_lung"] > 500
+    assert tinted_pixels(png)["right_lung"] > 500
 
 
 def test_slice_index_out_of_range_and_bad_plane(client, site: Site) -> None:  # type: ignore[no-untyped-def]

@@ -6,18 +6,15 @@ app served by the same HttpServer the node uses.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
 
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
-from tests.web.conftest import Site, free_port
+from tests.web.conftest import Site, free_port, tinted_pixels
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -41,16 +38,6 @@ def browser() -> Iterator[Browser]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         yield browser
         browser.close()
-
-
-def tinted(png: bytes) -> dict[str, int]:
-    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    return {
-        "right_lung": int(((g - r > 25) & (g - b > 25)).sum()),
-        "left_lung": int(((b - r > 25) & (b - g > 10)).sum()),
-        "opacity": int(((r - g > 40) & (r - b > 40)).sum()),
-    }
 
 
 def test_list_page_shows_the_job_done(browser: Browser, base_url: str, site: Site, tmp_path: Path) -> None:
@@ -82,9 +69,9 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(brow
     assert page.locator("#measurements tbody tr").count() == 4
 
     page.screenshot(path=str(tmp_path / "series.png"), full_page=True)
-    axial = tinted(page.locator("#axial-img").screenshot(path=str(tmp_path / "axial.png")))
+    axial = tinted_pixels(page.locator("#axial-img").screenshot(path=str(tmp_path / "axial.png")))
     assert all(count > 500 for count in axial.values()), axial
-    coronal = tinted(page.locator("#coronal-img").screenshot())
+    coronal = tinted_pixels(page.locator("#coronal-img").screenshot())
     assert coronal["right_lung"] > 500 and coronal["left_lung"] > 500, coronal
 
     # Scrolling: the slider loads another slice; without masks no pixel is tinted.
@@ -92,5 +79,5 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(brow
     page.locator('#axial-img[data-index="10"]').wait_for()
     page.locator("#overlay").uncheck()
     page.locator('#axial-img[data-overlay="0"]').wait_for()
-    assert tinted(page.locator("#axial-img").screenshot()) == {"right_lung": 0, "left_lung": 0, "opacity": 0}
+    assert tinted_pixels(page.locator("#axial-img").screenshot()) == {"right_lung": 0, "left_lung": 0, "opacity": 0}
     page.close()
