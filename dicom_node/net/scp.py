@@ -218,10 +218,12 @@ class StorageSCP:
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return _status(OUT_OF_RESOURCES, "out of disk space")
         try:
-            dataset = event.dataset
-            meta = InstanceMeta.from_dataset(dataset, str(event.context.transfer_syntax))
+            meta = InstanceMeta.from_dataset(event.dataset, str(event.context.transfer_syntax))
         except Exception as exc:  # any decoding failure of peer data
             log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
+            return _status(UNDECODABLE, "data set cannot be decoded")
+        if not (meta.sop_class_uid or meta.sop_instance_uid or meta.study_instance_uid):
+            log.error("%s refused: no DICOM identifiers found in the data set", tag)
             return _status(UNDECODABLE, "data set cannot be decoded")
         if not (meta.sop_instance_uid and meta.study_instance_uid and meta.series_instance_uid):
             log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
