@@ -81,3 +81,23 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(brow
     page.locator('#axial-img[data-overlay="0"]').wait_for()
     assert tinted_pixels(page.locator("#axial-img").screenshot()) == {"right_lung": 0, "left_lung": 0, "opacity": 0}
     page.close()
+
+
+def test_with_a_token_the_page_asks_for_it_and_uses_it(browser: Browser, site: Site) -> None:
+    server = HttpServer(create_app(site.context(http={"token": "s3cret"})), "127.0.0.1", free_port())
+    host, port = server.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://{host}:{port}/")
+        form = page.locator("#token-form")
+        form.wait_for()
+        assert page.locator("#status").inner_text() == "token required"
+        form.locator("input[name=token]").fill("s3cret")
+        form.locator("button").click()
+        page.locator(f'tr[data-series-id="{site.series_id}"] .job .state').wait_for()
+        assert form.is_hidden()
+        page.goto(f"http://{host}:{port}/series/{site.series_id}")
+        page.locator('#axial-img[data-overlay="1"]').wait_for()  # images are fetched with the token too
+        page.close()
+    finally:
+        server.stop()
