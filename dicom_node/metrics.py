@@ -29,7 +29,7 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
 JOB_STATES = ("queued", "running", "done", "failed", "skipped", "superseded")
-EXPORT_STATES = ("pending", "sent", "failed", "cancelled")
+EXPORT_STATES = ("pending", "sending", "sent", "failed", "cancelled")  # "sending": the outbox lease
 
 _INSTANCES = Counter("dicom_node_instances_received", "Instances stored and acknowledged by the Storage SCP.", registry=REGISTRY)
 _BYTES = Counter("dicom_node_received_bytes", "Bytes of instance files stored by the Storage SCP.", registry=REGISTRY)
@@ -48,8 +48,8 @@ _STEP_SECONDS = Histogram(
 )
 _EXPORT_ATTEMPTS = Counter(
     "dicom_node_export_attempts",
-    "C-STORE attempts of result objects by destination and outcome: sent, retry (transient failure, tried again later), "
-    "failed (given up). Failures are the attempts whose outcome is not 'sent'.",
+    "C-STORE attempts of result objects by destination and outcome, the export's state after the attempt: sent, "
+    "pending (transient failure, tried again later) or failed (refused, or given up). Failures: outcome != sent.",
     ["destination", "outcome"],
     registry=REGISTRY,
 )
@@ -84,7 +84,7 @@ def observe_step(step: str, seconds: float) -> None:
 
 
 def count_export(destination: str, outcome: str) -> None:
-    """One C-STORE attempt of a result object to `destination` ended with outcome sent, retry or failed."""
+    """One C-STORE attempt to `destination` left its export `outcome`: sent, pending or failed (what Outbox.record returns)."""
     _EXPORT_ATTEMPTS.labels(destination, outcome).inc()
 
 

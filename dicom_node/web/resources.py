@@ -19,7 +19,7 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ContextDep = Annotated[WebContext, Depends(get_context)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
 Offset = Annotated[int, Query(ge=0, description="Skip this many rows (paging).")]
-RETRYABLE_EXPORT_STATES = ("failed", "pending")
+RETRYABLE_EXPORT_STATES = ("failed", "sent")
 
 Row = TypeVar("Row", bound=Base)
 
@@ -136,16 +136,18 @@ def get_export(export_id: int, session: SessionDep) -> dict[str, Any]:
     return export_row(get_or_404(session, Export, export_id))
 
 
-@router.post("/exports/{export_id}/retry", summary="Send a failed or waiting export now")
+@router.post("/exports/{export_id}/retry", summary="Send a failed (or already sent) export again, with a fresh retry horizon")
 def retry_export(export_id: int, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+    # The same UPDATE as the export branch's Outbox.retry; to be replaced by a call to it once the outbox is on main.
     export = get_or_404(session, Export, export_id)
+    now = utcnow()
     with context.sessions.begin() as writer:
         changed = writer.execute(
             update(Export)
             .where(Export.id == export_id, Export.state.in_(RETRYABLE_EXPORT_STATES))
-            .values(state="pending", next_attempt_at=utcnow())
+            .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
         ).rowcount
     if not changed:
-        raise HTTPException(409, f"export {export_id} is {export.state}: only failed or pending exports can be retried")
+        raise HTTPException(409, f"export {export_id} is {export.state}: only failed or sent exports can be retried")
     session.expire_all()
     return export_row(get_or_404(session, Export, export_id))

@@ -155,11 +155,16 @@ def test_retry_job(small_site: Site) -> None:
 def test_retry_export(small_site: Site) -> None:
     with small_site.client() as client:
         export = client.post(f"/api/exports/{small_site.export_id}/retry").json()
-        assert export["state"] == "pending"
+        assert export["state"] == "pending" and export["attempts"] == 0 and export["last_error"] == "retried by an operator"
+        conflict = client.post(f"/api/exports/{small_site.export_id}/retry")
+        assert conflict.status_code == 409 and "pending" in conflict.json()["detail"]
         with small_site.sessions.begin() as session:
             session.execute(text("UPDATE export SET state = 'sent'"))
+        assert client.post(f"/api/exports/{small_site.export_id}/retry").json()["state"] == "pending"
+        with small_site.sessions.begin() as session:
+            session.execute(text("UPDATE export SET state = 'cancelled'"))
         conflict = client.post(f"/api/exports/{small_site.export_id}/retry")
-        assert conflict.status_code == 409 and "sent" in conflict.json()["detail"]
+        assert conflict.status_code == 409 and "cancelled" in conflict.json()["detail"]
 
 
 def test_job_without_results(small_site: Site) -> None:

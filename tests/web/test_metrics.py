@@ -62,9 +62,9 @@ def test_helpers_for_worker_exporter_and_inference() -> None:
     assert sample("dicom_node_step_duration_seconds_sum", step="lungs") == before_sum + 3.5
     assert sample("dicom_node_step_duration_seconds_bucket", step="lungs", le="5.0") >= 1
 
-    before = sample("dicom_node_export_attempts_total", destination="pacs", outcome="retry")
-    metrics.count_export("pacs", "retry")
-    assert sample("dicom_node_export_attempts_total", destination="pacs", outcome="retry") == before + 1
+    before = sample("dicom_node_export_attempts_total", destination="pacs", outcome="pending")
+    metrics.count_export("pacs", "pending")
+    assert sample("dicom_node_export_attempts_total", destination="pacs", outcome="pending") == before + 1
 
     before = sample("dicom_node_inference_seconds_count", model="lungs", backend="triton-grpc")
     metrics.observe_inference("lungs", "triton-grpc", 0.2)
