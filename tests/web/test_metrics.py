@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
 import pydicom
+import pytest
 from pynetdicom import AE
 
 from dicom_node import metrics
@@ -17,7 +20,8 @@ def sample(name: str, **labels: str) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
-def test_scp_counts_associations_instances_and_bytes(small_site: Site) -> None:
+def test_scp_counts_associations_instances_and_bytes(small_site: Site, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="dicom_node.net.scp")
     config = make_config(small_site.data_dir, dicom={"port": free_port(), "host": "127.0.0.1", "min_free_disk_mb": 0})
     scp = StorageSCP(config.dicom, small_site.data_dir, Indexer(small_site.sessions), JobQueue(small_site.sessions, "test-node"))
     host, port = scp.start()
@@ -52,6 +56,14 @@ def test_scp_counts_associations_instances_and_bytes(small_site: Site) -> None:
     assert sample("dicom_node_instances_received_total") == before["instances"] + 2
     paths = [instance_relpath(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in datasets]
     assert sample("dicom_node_received_bytes_total") == before["bytes"] + sum((small_site.data_dir / p).stat().st_size for p in paths)
+
+    # Structured log fields (JSON logs): every line about the association names it, stored instances their series.
+    accepted = next(r for r in caplog.records if "accepted" in r.getMessage())
+    stored = [r for r in caplog.records if "stored" in r.getMessage()]
+    assert len(stored) == 2 and {r.series for r in stored} == {datasets[0].SeriesInstanceUID}  # type: ignore[attr-defined]
+    assert {r.association for r in stored} == {accepted.association}  # type: ignore[attr-defined]
+    refused = next(r for r in caplog.records if "UID missing" in r.getMessage())
+    assert refused.association == accepted.association and not hasattr(refused, "series")  # type: ignore[attr-defined]
 
 
 def test_helpers_for_worker_exporter_and_inference() -> None:
