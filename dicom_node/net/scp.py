@@ -246,7 +246,7 @@ class StorageSCP:
                 return _status(SUCCESS)
         try:
             size = write_durably(self.data_dir / relpath, encode_file_header(event.file_meta), raw)
-            self.indexer.record(meta, relpath, size, state.id, state.pipeline)
+            self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
         except Exception as exc:  # disk or database failure: the sender must retry, nothing was acknowledged
             log.exception("%s failed to store: %s", tag, exc, extra=fields)
             return _status(OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")

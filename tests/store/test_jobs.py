@@ -30,7 +30,7 @@ def receive(indexer: Indexer, series: str, n: int, association: int | None, star
             study_instance_uid="1.2.3", series_instance_uid=series, transfer_syntax_uid="1.2.840.10008.1.2.1",
             patient_id="P1", modality="CT",
         )
-        indexer.record(meta, Path(f"instances/{series}/{i}.dcm"), 100, association, "covid19_ct")
+        indexer.record(meta, Path(f"instances/{series}/{i}.dcm"), 100, association, "covid19_ct", replace=False)
 
 
 def jobs(sessions) -> list[tuple[int, str, int]]:
