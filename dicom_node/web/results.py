@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 
+from dicom_node.pipeline.errors import SeriesRejected
+from dicom_node.pipeline.volume import load_series
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Job
 from dicom_node.web.context import WebContext, get_context
 from dicom_node.web.resources import SessionDep, get_or_404
-from dicom_node.web.viewer import OVERLAYS, WINDOW_LEVEL, WINDOW_WIDTH, LruCache, Plane, ViewerError, ViewVolume, load_masks, read_ct, render
+from dicom_node.web.viewer import OVERLAYS, WINDOW_LEVEL, WINDOW_WIDTH, LruCache, Plane, ViewerError, ViewVolume, load_masks, render, view_of
 
 router = APIRouter(prefix="/api/jobs/{job_id}")
 ContextDep = Annotated[WebContext, Depends(get_context)]
@@ -40,12 +43,17 @@ def view_volume(context: WebContext, job: Job) -> ViewVolume:
 
     def load() -> ViewVolume:
         paths = [context.data_dir / p for p in JobQueue(context.sessions, context.config.node.name).instance_paths(job.series_fk)]
-        hu, spacing, z_towards_head = read_ct(paths)
+        if not paths:
+            raise ViewerError("the series has no stored instances")
+        try:
+            view = view_of(load_series(paths))
+        except SeriesRejected as exc:
+            raise ViewerError(f"the series cannot be shown: {exc}") from exc
         masks_path = result_file(context, job, "masks")
         if masks_path is None:
-            return ViewVolume(hu, spacing, z_towards_head)
-        labels, opacity = load_masks(masks_path, hu.shape)
-        return ViewVolume(hu, spacing, z_towards_head, labels, opacity)
+            return view
+        labels, opacity = load_masks(masks_path, view.hu.shape)
+        return replace(view, lung_labels=labels, opacity_mask=opacity)
 
     try:
         return VOLUME_CACHE.get((str(context.data_dir), job.id, job.finished_at), load)

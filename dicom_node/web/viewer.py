@@ -1,7 +1,8 @@
 """Slices of a job's CT with its lung and opacity masks, as PNG images for the viewer.
 
-The CT is read from the series' stored instance files (the pixel data the node
-received, not a copy), the masks from the job's `masks.npz`; both are kept in a
+The CT is built from the series' stored instance files by the pipeline's own
+`load_series` (so it is the grid the masks were made on), the masks read from the
+job's `masks.npz`; both are kept in a
 small LRU cache so that scrolling through slices costs one window, one blend and
 one PNG encode per image (a few milliseconds), not a series load (seconds).
 Images are drawn in the lung window (W1500/L-600); coronal images are stretched
@@ -13,14 +14,15 @@ from __future__ import annotations
 import io
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
-import pydicom
 from PIL import Image
+
+from dicom_node.pipeline.volume import CtVolume
 
 WINDOW_WIDTH, WINDOW_LEVEL = 1500, -600
 Plane = Literal["axial", "coronal"]
@@ -50,28 +52,9 @@ class ViewVolume:
         return int(self.hu.shape[0] if plane == "axial" else self.hu.shape[1])
 
 
-def read_ct(paths: Sequence[Path]) -> tuple[np.ndarray, tuple[float, float, float], bool]:
-    """HU (int16, z y x), spacing (z y x) and whether z runs towards the head, from one series' files.
-
-    Slices are ordered along the normal of their orientation by ImagePositionPatient,
-    the order the pipeline's volume uses, so the masks it made line up.
-    """
-    if not paths:
-        raise ViewerError("the series has no stored instances")
-    datasets = [pydicom.dcmread(path) for path in paths]
-    orientation = np.asarray(datasets[0].ImageOrientationPatient, dtype=float)
-    normal = np.cross(orientation[:3], orientation[3:])
-    distances = np.array([np.dot(np.asarray(ds.ImagePositionPatient, dtype=float), normal) for ds in datasets])
-    order = np.argsort(distances, kind="stable")
-    hu = np.empty((len(datasets), int(datasets[0].Rows), int(datasets[0].Columns)), dtype=np.int16)
-    for z, k in enumerate(order):
-        ds = datasets[k]
-        values = ds.pixel_array.astype(np.float32) * float(ds.get("RescaleSlope", 1)) + float(ds.get("RescaleIntercept", 0))
-        hu[z] = np.clip(np.rint(values), -32768, 32767)
-    gaps = np.diff(distances[order])
-    spacing_z = float(np.median(gaps)) if gaps.size else float(datasets[0].get("SliceThickness", 1.0) or 1.0)
-    row_spacing, column_spacing = (float(v) for v in datasets[0].PixelSpacing)
-    return hu, (spacing_z, row_spacing, column_spacing), bool(normal[2] > 0)
+def view_of(volume: CtVolume) -> ViewVolume:
+    """The viewer's part of a pipeline volume; z runs towards the head when the slice normal points up (+z in LPS)."""
+    return ViewVolume(volume.hu, volume.spacing, volume.direction[8] > 0)
 
 
 def load_masks(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -8,6 +8,7 @@ that the viewer puts them on the right voxels.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import shutil
@@ -25,6 +26,7 @@ from scipy import ndimage
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Config, load_config
+from dicom_node.pipeline.volume import load_series
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import instance_relpath
 from dicom_node.store.ingest import Indexer, InstanceMeta
@@ -32,10 +34,17 @@ from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Export, Series, utcnow
 from dicom_node.web.api import create_app
 from dicom_node.web.context import WebContext
-from dicom_node.web.viewer import read_ct
 
 P001 = Path("/work/shared/data/covid-ct-md/P001")
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+SMALL_SERIES_SLICES = 25
+
+
+@functools.cache
+def p001_files() -> list[Path]:
+    """P001's files from its feet to its head (contiguous slices whatever their names)."""
+    files = list(P001.glob("*.dcm"))
+    return sorted(files, key=lambda path: float(pydicom.dcmread(path, stop_before_pixels=True).ImagePositionPatient[2]))
 
 
 def tinted_pixels(png: bytes) -> dict[str, int]:
@@ -92,7 +101,7 @@ def receive(data_dir: Path, sessions: sessionmaker[Session], queue: JobQueue, fi
         (data_dir / relpath).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, data_dir / relpath)
         size = (data_dir / relpath).stat().st_size
-        indexer.record(meta, relpath, size, association_id, "covid19_ct")
+        indexer.record(meta, relpath, size, association_id, "covid19_ct", replace=False)
         total += size
     queue.close_association(association_id, "released", len(files), total, 0)
     return association_id
@@ -153,8 +162,8 @@ def build_site(data_dir: Path, files: list[Path], done: bool) -> Site:
     assert claimed is not None and claimed.id == job_id
     result: dict = {}
     if done:
-        hu, spacing, _ = read_ct([data_dir / p for p in queue.instance_paths(claimed.series_id)])
-        result = write_results(data_dir, job_id, hu, spacing)
+        volume = load_series([data_dir / p for p in queue.instance_paths(claimed.series_id)])
+        result = write_results(data_dir, job_id, volume.hu, volume.spacing)
         assert queue.finish(job_id, "done", steps={"load": 2.5, "lungs": 4.0, "classify": 0.3}, result=result)
     else:
         assert queue.finish(job_id, "failed", reason="series rejected: too few slices", steps={"load": 0.1})
@@ -173,10 +182,10 @@ def build_site(data_dir: Path, files: list[Path], done: bool) -> Site:
 @pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     """P001 received whole, its job done with results; shared by the tests that only read."""
-    return build_site(tmp_path_factory.mktemp("site"), sorted(P001.glob("*.dcm")), done=True)
+    return build_site(tmp_path_factory.mktemp("site"), p001_files(), done=True)
 
 
 @pytest.fixture
 def small_site(tmp_path: Path) -> Site:
-    """Three slices of P001 and a failed job, for the tests that change rows."""
-    return build_site(tmp_path, sorted(P001.glob("*.dcm"))[:3], done=False)
+    """The top 25 slices of P001 (enough for the pipeline to accept) and a failed job, for the tests that change rows."""
+    return build_site(tmp_path, p001_files()[-SMALL_SERIES_SLICES:], done=False)

@@ -12,7 +12,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from dicom_node.web.viewer import OVERLAYS
-from tests.web.conftest import Site, tinted_pixels
+from tests.web.conftest import SMALL_SERIES_SLICES, Site, tinted_pixels
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_job_without_results(small_site: Site) -> None:
     with small_site.client() as client:
         assert client.get(f"/api/jobs/{small_site.job_id}/result.csv").status_code == 404
         info = client.get(f"/api/jobs/{small_site.job_id}/volume").json()
-        assert info["masks"] is False and info["slices"]["axial"] == 3
+        assert info["masks"] is False and info["slices"]["axial"] == SMALL_SERIES_SLICES
         assert client.get(f"/api/jobs/{small_site.job_id}/slices/axial/1.png").status_code == 200
         response = client.get(f"/api/jobs/{small_site.job_id}/slices/axial/1.png", params={"overlay": 1})
         assert response.status_code == 409 and "no masks" in response.json()["detail"]
