@@ -31,6 +31,15 @@ def get_or_404(session: Session, model: type[Row], row_id: int) -> Row:
     return row
 
 
+def newest(session: Session, model: type[Row], limit: int, offset: int, **equal: object) -> list[Row]:
+    """One page of `model` rows, newest (highest id) first, where each given column equals its value (None: no filter)."""
+    query = select(model).order_by(model.id.desc()).limit(limit).offset(offset)  # type: ignore[attr-defined]
+    for column, value in equal.items():
+        if value is not None and value != "":
+            query = query.where(getattr(model, column) == value)
+    return list(session.scalars(query))
+
+
 def latest_jobs(session: Session, series_ids: list[int]) -> dict[int, Job]:
     """The newest job of each series (by id), the one whose results the viewer shows."""
     newest = select(func.max(Job.id)).where(Job.series_fk.in_(series_ids)).group_by(Job.series_fk)
@@ -56,10 +65,7 @@ def job_summary(job: Job | None, exports: dict[int, dict[str, int]]) -> dict[str
 
 @router.get("/associations", summary="Associations, newest first")
 def list_associations(session: SessionDep, limit: Limit = 100, offset: Offset = 0, state: str | None = None) -> list[dict[str, Any]]:
-    query = select(Association).order_by(Association.id.desc()).limit(limit).offset(offset)
-    if state:
-        query = query.where(Association.state == state)
-    return [association_row(row) for row in session.scalars(query)]
+    return [association_row(row) for row in newest(session, Association, limit, offset, state=state)]
 
 
 @router.get("/associations/{association_id}", summary="One association")
@@ -69,7 +75,7 @@ def get_association(association_id: int, session: SessionDep) -> dict[str, Any]:
 
 @router.get("/studies", summary="Studies, newest first")
 def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> list[dict[str, Any]]:
-    return [study_row(row) for row in session.scalars(select(Study).order_by(Study.id.desc()).limit(limit).offset(offset))]
+    return [study_row(row) for row in newest(session, Study, limit, offset)]
 
 
 @router.get("/studies/{study_id}", summary="One study with its series")
@@ -97,10 +103,7 @@ def get_series(series_id: int, session: SessionDep) -> dict[str, Any]:
 
 @router.get("/jobs", summary="Jobs, newest first: state, per-step timings, errors, results")
 def list_jobs(session: SessionDep, limit: Limit = 100, offset: Offset = 0, state: str | None = None) -> list[dict[str, Any]]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit).offset(offset)
-    if state:
-        query = query.where(Job.state == state)
-    return [job_row(job) for job in session.scalars(query)]
+    return [job_row(job) for job in newest(session, Job, limit, offset, state=state)]
 
 
 @router.get("/jobs/{job_id}", summary="One job")
@@ -121,14 +124,7 @@ def retry_job(job_id: int, session: SessionDep, context: ContextDep) -> dict[str
 def list_exports(
     session: SessionDep, limit: Limit = 100, offset: Offset = 0, state: str | None = None, job: int | None = None, destination: str | None = None
 ) -> list[dict[str, Any]]:
-    query = select(Export).order_by(Export.id.desc()).limit(limit).offset(offset)
-    if state:
-        query = query.where(Export.state == state)
-    if job is not None:
-        query = query.where(Export.job_fk == job)
-    if destination:
-        query = query.where(Export.destination == destination)
-    return [export_row(row) for row in session.scalars(query)]
+    return [export_row(row) for row in newest(session, Export, limit, offset, state=state, job_fk=job, destination=destination)]
 
 
 @router.get("/exports/{export_id}", summary="One export")
