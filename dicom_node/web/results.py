@@ -80,6 +80,7 @@ def volume_info(job_id: int, session: SessionDep, context: ContextDep) -> dict[s
         "shape": list(volume.hu.shape),
         "spacing": list(volume.spacing),
         "slices": {"axial": volume.slice_count("axial"), "coronal": volume.slice_count("coronal")},
+        "edges": {"axial": volume.edges("axial"), "coronal": volume.edges("coronal")},
         "masks": volume.lung_labels is not None,
         "window": {"width": WINDOW_WIDTH, "level": WINDOW_LEVEL},
         "overlays": {name: {"rgb": list(colour), "alpha": alpha} for name, (colour, alpha) in OVERLAYS.items()},

@@ -40,21 +40,35 @@ class ViewerError(Exception):
 
 @dataclass(frozen=True)
 class ViewVolume:
-    """A CT in (z, y, x) with its spacing in mm and, when the job made them, its masks on the same grid."""
+    """A CT in (z, y, x) with its spacing in mm, its direction (`CtVolume.direction`: row-major 3x3 whose
+    columns are the LPS directions of the x, y, z axes) and, when the job made them, its masks on the same grid."""
 
     hu: np.ndarray
     spacing: tuple[float, float, float]
-    z_towards_head: bool
+    direction: tuple[float, ...]
     lung_labels: np.ndarray | None = None
     opacity_mask: np.ndarray | None = None
 
     def slice_count(self, plane: Plane) -> int:
         return int(self.hu.shape[0] if plane == "axial" else self.hu.shape[1])
 
+    @property
+    def z_towards_head(self) -> bool:
+        """True when slice index grows towards the head (+z in LPS): coronal images are then flipped to put it on top."""
+        return self.direction[8] > 0
+
+    def edges(self, plane: Plane) -> dict[str, str]:
+        """The patient side at each edge of a rendered image (R/L, A/P, S/I), from the direction's dominant signs."""
+        left, right = ("R", "L") if self.direction[0] > 0 else ("L", "R")
+        if plane == "coronal":
+            return {"left": left, "right": right, "top": "S", "bottom": "I"}
+        top, bottom = ("A", "P") if self.direction[4] > 0 else ("P", "A")
+        return {"left": left, "right": right, "top": top, "bottom": bottom}
+
 
 def view_of(volume: CtVolume) -> ViewVolume:
-    """The viewer's part of a pipeline volume; z runs towards the head when the slice normal points up (+z in LPS)."""
-    return ViewVolume(volume.hu, volume.spacing, volume.direction[8] > 0)
+    """The viewer's part of a pipeline volume."""
+    return ViewVolume(volume.hu, volume.spacing, volume.direction)
 
 
 def load_masks(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -107,6 +107,7 @@ def test_volume_info(client, site: Site) -> None:  # type: ignore[no-untyped-def
     assert info["shape"] == [148, 512, 512] and info["slices"] == {"axial": 148, "coronal": 512}
     assert info["masks"] is True and info["window"] == {"width": 1500, "level": -600}
     assert info["spacing"][1] == pytest.approx(0.748046875)
+    assert info["edges"]["axial"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
 
 
 def test_axial_slice_with_and_without_overlay(client, site: Site) -> None:  # type: ignore[no-untyped-def]

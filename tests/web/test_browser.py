@@ -61,6 +61,8 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(brow
     page.locator('#coronal-img[data-overlay="1"]').wait_for(timeout=60000)
 
     assert page.locator("#baseline-banner").is_visible()
+    assert page.locator("#axial-frame .edge-left").inner_text() == "R"  # the patient's right on the image left
+    assert page.locator("#coronal-frame .edge-top").inner_text() == "S"
     probabilities = page.locator("#probabilities").inner_text()
     assert "non-COVID" in probabilities and "73.0 %" in probabilities and "27.0 %" in probabilities
     total_ml = site.result["measurements"]["lung_volume_ml"]["total"]

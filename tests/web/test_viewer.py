@@ -13,10 +13,14 @@ from PIL import Image
 from dicom_node.web.viewer import LruCache, ViewerError, ViewVolume, load_masks, render
 
 
+HEAD_FIRST = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # slices from feet to head, the usual axial layout
+
+
 def ramp_volume(z_towards_head: bool) -> ViewVolume:
     """HU rising with z from -1350 (black in the lung window) to 150 (white); 10 slices 3 mm apart, 1 mm pixels."""
     hu = np.repeat(np.linspace(-1350, 150, 10).astype(np.int16)[:, None, None], 40, axis=1).repeat(30, axis=2)
-    return ViewVolume(hu, (3.0, 1.0, 1.0), z_towards_head)
+    direction = HEAD_FIRST if z_towards_head else HEAD_FIRST[:8] + (-1.0,)
+    return ViewVolume(hu, (3.0, 1.0, 1.0), direction)
 
 
 def grey(png: bytes) -> np.ndarray:
@@ -29,6 +33,14 @@ def test_coronal_puts_the_head_on_top_and_stretches_to_square_pixels() -> None:
     assert image[0].mean() > 250 and image[-1].mean() < 5  # the last slice (head end) is the top row
     flipped = grey(render(ramp_volume(z_towards_head=False), "coronal", 5, overlay=False))
     assert flipped[0].mean() < 5 and flipped[-1].mean() > 250
+
+
+def test_edges_name_the_patient_sides() -> None:
+    volume = ramp_volume(z_towards_head=True)
+    assert volume.edges("axial") == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    assert volume.edges("coronal") == {"left": "R", "right": "L", "top": "S", "bottom": "I"}
+    mirrored = ViewVolume(volume.hu, volume.spacing, (-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    assert mirrored.edges("axial") == {"left": "L", "right": "R", "top": "P", "bottom": "A"}
 
 
 def test_axial_window_maps_the_lung_window_onto_grey() -> None:
@@ -45,7 +57,7 @@ def test_overlay_colours_where_the_masks_are() -> None:
     labels[:, 5:15, 20:28] = 2
     opacity = np.zeros(volume.hu.shape, dtype=bool)
     opacity[:, 30:35, 10:20] = True
-    masked = ViewVolume(volume.hu, volume.spacing, True, labels, opacity)
+    masked = ViewVolume(volume.hu, volume.spacing, HEAD_FIRST, labels, opacity)
     rgb = np.asarray(Image.open(io.BytesIO(render(masked, "axial", 4, overlay=True))).convert("RGB")).astype(int)
     assert rgb[10, 5, 1] > rgb[10, 5, 0] + 40  # right lung: green
     assert rgb[10, 24, 2] > rgb[10, 24, 0] + 40  # left lung: blue

@@ -112,6 +112,10 @@ async function showViewer(job) {
   overlay.checked = info.masks;
   overlay.disabled = !info.masks;
   showLegend(info.overlays);
+  for (const [plane, edges] of Object.entries(info.edges)) {
+    const frame = document.getElementById(`${plane}-frame`);
+    frame.append(...Object.entries(edges).map(([edge, side]) => el("span", { class: `edge edge-${edge}` }, side)));
+  }
   document.getElementById("viewer").hidden = false;
   const views = ["axial", "coronal"].map((plane) => new PlaneView(job.id, plane, info.slices[plane]));
   overlay.addEventListener("change", () => views.forEach((view) => view.show(view.wanted)));
