@@ -104,4 +104,4 @@ def slice_png(
         raise HTTPException(404, str(exc)) from exc
     except ViewerError as exc:
         raise HTTPException(409, str(exc)) from exc
-    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=60"})
+    return Response(png, media_type="image/png")  # not cacheable: a retried job redraws the same URL
