@@ -176,3 +176,13 @@ def test_job_without_results(small_site: Site) -> None:
         assert client.get(f"/api/jobs/{small_site.job_id}/slices/axial/1.png").status_code == 200
         response = client.get(f"/api/jobs/{small_site.job_id}/slices/axial/1.png", params={"overlay": 1})
         assert response.status_code == 409 and "no masks" in response.json()["detail"]
+
+
+def test_result_paths_outside_the_data_dir_are_not_served(small_site: Site) -> None:
+    outside = small_site.data_dir.parent / "secret.json"
+    outside.write_text('{"secret": true}')
+    with small_site.sessions.begin() as session:
+        session.execute(text("UPDATE job SET result = :result"), {"result": '{"files": {"json": "../secret.json"}}'})
+    with small_site.client() as client:
+        response = client.get(f"/api/jobs/{small_site.job_id}/result.json")
+    assert response.status_code == 404 and "secret" not in response.text
