@@ -12,7 +12,6 @@ from PIL import Image
 
 from dicom_node.web.viewer import LruCache, ViewerError, ViewVolume, load_masks, render
 
-
 HEAD_FIRST = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # slices from feet to head, the usual axial layout
 
 
