@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dicom_node.pipeline.settings import PipelineSettings
+
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
 
@@ -115,8 +117,9 @@ class Destination(Section):
     _ae = field_validator("ae_title")(_check_ae_title)
 
 
-class PipelineSettings(Section):
+class PipelineConfig(Section):
     destinations: list[str] = Field(default_factory=list, description="Names of destinations the results go to.")
+    processing: PipelineSettings = Field(default_factory=PipelineSettings, description="The image pipeline's parameters.")
 
 
 class ExportSettings(Section):
@@ -150,7 +153,7 @@ class Config(Section):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
-    pipelines: dict[str, PipelineSettings] = Field(default_factory=lambda: {"covid19_ct": PipelineSettings()})
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=lambda: {"covid19_ct": PipelineConfig()})
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)

@@ -94,7 +94,7 @@ class Worker:
             classifier.check_ready()
             steps["check_models"] = time.perf_counter() - started
             paths = [self.data_dir / p for p in self.queue.instance_paths(job.series_id)]
-            result = run_covid19(paths, self.config.pipelines[job.pipeline].processing, segmenter, classifier)
+            result = run_covid19(paths, segmenter, classifier, self.config.pipelines[job.pipeline].processing)
             steps.update(result.timings)
             started = time.perf_counter()
             out_dir = self.data_dir / "results" / str(job.id)
