@@ -145,10 +145,7 @@ class TritonModel:
             self.check_ready()
         self._check_inputs(inputs)
         names = [spec.name for spec in self.contract.outputs]
-        result = self._attempts(
-            "infer",
-            lambda client: client.infer(self.contract.name, self.settings.model_version, inputs, names),
-        )
+        result = self._attempts("infer", lambda client: self._infer_once(client, inputs, names))
         outputs = {name: result.as_numpy(name) for name in names}
         for spec in self.contract.outputs:
             _check_array("output", spec, outputs[spec.name], self._where)
@@ -201,6 +198,18 @@ class TritonModel:
         contract = resolve_contract(configured_contract(self.settings), served, self._where)
         _check_batch_size(contract, client.config(name, version), self._where)
         return contract
+
+    def _infer_once(self, client: _Client, inputs: dict[str, np.ndarray], names: list[str]) -> Any:
+        try:
+            return client.infer(self.contract.name, self.settings.model_version, inputs, names)
+        except InferenceServerException as exc:
+            # A restarting server answers "unknown model" while it loads its models:
+            # that is a wait, not a failure of this job.
+            if exc.status() not in TRANSIENT_STATUSES and not (
+                client.server_ready() and client.model_ready(self.contract.name, self.settings.model_version)
+            ):
+                raise _Transient(f"model not ready: {exc.message()}") from exc
+            raise
 
     def _check_inputs(self, inputs: dict[str, np.ndarray]) -> None:
         missing = [spec.name for spec in self.contract.inputs if spec.name not in inputs]

@@ -46,7 +46,11 @@ def _output_tensor(name: str, array: np.ndarray) -> Any:
 
 
 class TritonPythonModel:
-    """Python-backend model that forwards each request to the configured `InferenceModel`."""
+    """Python-backend model that forwards requests to the configured `InferenceModel`.
+
+    With `max_batch_size` > 0 (dynamic batching), the requests Triton gathered are
+    stacked along the batch axis and run as one call, then split again.
+    """
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
@@ -56,14 +60,33 @@ class TritonPythonModel:
         self.model = getattr(importlib.import_module(module_name), class_name)(**kwargs)
         self.input_names = [spec["name"] for spec in config["input"]]
         self.output_names = [spec["name"] for spec in config["output"]]
+        self.batching = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests: list[Any]) -> list[Any]:
+        groups = [requests] if self.batching else [[request] for request in requests]
         responses = []
-        for request in requests:
+        for group in groups:
             try:
-                outputs = self.model.infer({name: _input_array(request, name) for name in self.input_names})
-                tensors = [_output_tensor(name, outputs[name]) for name in self.output_names]
-                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
-            except Exception as exc:  # one bad request must not fail the others of the batch
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
+                responses += [_response(self.output_names, outputs) for outputs in self._infer(group)]
+            except Exception as exc:  # a failed call fails its own requests, not the others
+                responses += [_error_response(exc) for _ in group]
         return responses
+
+    def _infer(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
+        """One model call for all requests; outputs split back by each request's batch size."""
+        per_request = [{name: _input_array(request, name) for name in self.input_names} for request in requests]
+        if len(per_request) == 1:
+            return [self.model.infer(per_request[0])]
+        sizes = [len(arrays[self.input_names[0]]) for arrays in per_request]
+        stacked = {name: np.concatenate([arrays[name] for arrays in per_request]) for name in self.input_names}
+        outputs = self.model.infer(stacked)
+        bounds = np.cumsum([0, *sizes])
+        return [{name: outputs[name][a:b] for name in self.output_names} for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _response(names: list[str], outputs: dict[str, np.ndarray]) -> Any:
+    return pb_utils.InferenceResponse(output_tensors=[_output_tensor(name, outputs[name]) for name in names])
+
+
+def _error_response(exc: Exception) -> Any:
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
