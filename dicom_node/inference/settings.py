@@ -48,9 +48,9 @@ class ModelSettings(BaseModel, frozen=True):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSettings:
-        scheme = urlsplit(self.url).scheme
-        if self.backend == "triton" and scheme not in TRITON_SCHEMES:
-            raise ValueError(f"url {self.url!r}: scheme must be one of {', '.join(TRITON_SCHEMES)}")
+        url = urlsplit(self.url)
+        if self.backend == "triton" and (url.scheme not in TRITON_SCHEMES or not url.netloc):
+            raise ValueError(f"url {self.url!r}: expected http://host:port, https://host:port or grpc://host:port")
         if self.layout is not None and self.input_dims is not None and len(self.layout) != len(self.input_dims):
             raise ValueError(f"layout {self.layout} does not name the {len(self.input_dims)} axes of {self.input_dims}")
         return self

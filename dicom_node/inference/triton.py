@@ -124,9 +124,7 @@ class TritonModel:
     """
 
     def __init__(self, settings: ModelSettings) -> None:
-        parts = urlsplit(settings.url)
-        if parts.scheme not in ("http", "https", "grpc") or not parts.netloc:
-            raise ValueError(f"Triton url {settings.url!r}: expected http://host:port or grpc://host:port")
+        parts = urlsplit(settings.url)  # validated by ModelSettings
         self.settings = settings
         self.contract: ModelContract = configured_contract(settings)
         self._scheme = parts.scheme
