@@ -67,7 +67,13 @@ class OpacitySettings(BaseModel, frozen=True):
     pleural_margin_mm: float = Field(
         3.0, ge=0, description="rim of the lung mask where partial volume with the chest wall is not counted"
     )
-    vessel_radius_mm: float = Field(3.0, gt=0, description="tubes thinner than this are taken as vessels")
+    vessel_radius_mm: float = Field(5.0, gt=0, description="dense (consolidation-range) tubes thinner than this are vessels")
+    vessel_shell_mm: float = Field(
+        3.0, ge=0, description="ground-glass-range voxels this close to a vessel are its partial volume"
+    )
+    ground_glass_opening_mm: float = Field(
+        2.0, gt=0, description="ground-glass-range structures thinner than this are vessel and airway-wall partial volume"
+    )
     min_lesion_ml: float = Field(0.1, ge=0, description="smaller opacity components are ignored")
 
 
