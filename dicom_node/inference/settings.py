@@ -59,9 +59,9 @@ class ModelSettings(BaseModel, frozen=True):
 class LungSegmentationSettings(ModelSettings, frozen=True):
     """Lung mask model; Clara's AH-Net ran on CT resampled to 0.8x0.8x5 mm, clipped to [-1500, 500] HU.
 
-    The node sends one channel of the whole resampled CT, (z, y, x) as the pipeline
-    holds it, and gets one label per voxel back: Clara's model gave a binary mask
-    (lung = 1); the embedded model also separates the lungs (1 right, 2 left).
+    The node sends one channel of the whole CT on the model grid ([pipeline.segmentation]),
+    (z, y, x) as the pipeline holds it, and gets one label per voxel back: binary,
+    lung = 1, as Clara's model gave it (the pipeline then splits right from left).
     """
 
     model_name: str = "lung_segmentation"
@@ -70,7 +70,7 @@ class LungSegmentationSettings(ModelSettings, frozen=True):
     input_dtype: str | None = "float32"
     output_dtype: str | None = "uint8"
     layout: tuple[str, ...] | None = ("N", "C", "Z", "Y", "X")
-    class_names: tuple[str, ...] = ("background", "right lung", "left lung")
+    class_names: tuple[str, ...] = ("background", "lung")
 
 
 class CovidClassifierSettings(ModelSettings, frozen=True):

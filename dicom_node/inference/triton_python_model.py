@@ -3,7 +3,8 @@
 Imported only inside the Python backend's stub process (it needs the backend's
 `triton_python_backend_utils`).  Each model directory's `1/model.py` re-exports
 `TritonPythonModel`; its `config.pbtxt` names the model class in the parameter
-`model_class` ("module:Class") and its keyword arguments, as JSON, in `model_kwargs`.
+`model_class` ("module:Class") and its keyword arguments, as JSON, in `model_kwargs`
+(arguments typed as pydantic settings are validated into them).
 Triton thus runs the very code the node embeds, and returns identical arrays.
 
 Tensors cross the stub boundary through DLPack, not `as_numpy()` / `Tensor(name,
@@ -19,10 +20,12 @@ from __future__ import annotations
 import ctypes
 import importlib
 import json
+import typing
 from typing import Any
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+from pydantic import BaseModel
 
 # DLPack's name for a consumed capsule.  The 24.10 stub renames the capsules it
 # consumes "used_dlpack", so numpy's capsule destructor does not recognise them and
@@ -46,47 +49,35 @@ def _output_tensor(name: str, array: np.ndarray) -> Any:
 
 
 class TritonPythonModel:
-    """Python-backend model that forwards requests to the configured `InferenceModel`.
-
-    With `max_batch_size` > 0 (dynamic batching), the requests Triton gathered are
-    stacked along the batch axis and run as one call, then split again.
-    """
+    """Python-backend model that forwards each request to the configured `InferenceModel`."""
 
     def initialize(self, args: dict[str, str]) -> None:
         config = json.loads(args["model_config"])
         parameters = config.get("parameters", {})
         module_name, class_name = parameters["model_class"]["string_value"].split(":")
+        model_class = getattr(importlib.import_module(module_name), class_name)
         kwargs = json.loads(parameters.get("model_kwargs", {}).get("string_value", "{}"))
-        self.model = getattr(importlib.import_module(module_name), class_name)(**kwargs)
+        self.model = model_class(**_typed_arguments(model_class, kwargs))
         self.input_names = [spec["name"] for spec in config["input"]]
         self.output_names = [spec["name"] for spec in config["output"]]
-        self.batching = int(config.get("max_batch_size", 0)) > 0
 
     def execute(self, requests: list[Any]) -> list[Any]:
-        groups = [requests] if self.batching else [[request] for request in requests]
         responses = []
-        for group in groups:
+        for request in requests:
             try:
-                responses += [_response(self.output_names, outputs) for outputs in self._infer(group)]
-            except Exception as exc:  # a failed call fails its own requests, not the others
-                responses += [_error_response(exc) for _ in group]
+                outputs = self.model.infer({name: _input_array(request, name) for name in self.input_names})
+                tensors = [_output_tensor(name, outputs[name]) for name in self.output_names]
+                responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+            except Exception as exc:  # a failed request must not fail the others Triton handed over with it
+                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}")))
         return responses
 
-    def _infer(self, requests: list[Any]) -> list[dict[str, np.ndarray]]:
-        """One model call for all requests; outputs split back by each request's batch size."""
-        per_request = [{name: _input_array(request, name) for name in self.input_names} for request in requests]
-        if len(per_request) == 1:
-            return [self.model.infer(per_request[0])]
-        sizes = [len(arrays[self.input_names[0]]) for arrays in per_request]
-        stacked = {name: np.concatenate([arrays[name] for arrays in per_request]) for name in self.input_names}
-        outputs = self.model.infer(stacked)
-        bounds = np.cumsum([0, *sizes])
-        return [{name: outputs[name][a:b] for name in self.output_names} for a, b in zip(bounds[:-1], bounds[1:])]
 
-
-def _response(names: list[str], outputs: dict[str, np.ndarray]) -> Any:
-    return pb_utils.InferenceResponse(output_tensors=[_output_tensor(name, outputs[name]) for name in names])
-
-
-def _error_response(exc: Exception) -> Any:
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{type(exc).__name__}: {exc}"))
+def _typed_arguments(model_class: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """JSON values for constructor parameters typed as pydantic models become those models."""
+    hints = typing.get_type_hints(model_class.__init__)
+    return {
+        name: hints[name].model_validate(value)
+        if isinstance(hints.get(name), type) and issubclass(hints[name], BaseModel) else value
+        for name, value in kwargs.items()
+    }
