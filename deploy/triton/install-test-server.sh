@@ -20,12 +20,15 @@ cache="${DICOM_NODE_TRITON_CACHE:-$repo_root/.cache/pytriton}"
 py_minor="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 dest="$cache/$version-py$py_minor"
 
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9  # one installer at a time (parallel test runs)
+
 if [[ -f "$dest/.installed" ]]; then
     echo "$dest"
     exit 0
 fi
 
-mkdir -p "$cache"
 work="$(mktemp -d "$cache/.tmp.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
