@@ -6,7 +6,7 @@ APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver
 APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-all bench config system-deps clean
+.PHONY: serve test test-all bench config system-deps triton-test-server clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,11 @@ serve: $(VENV)/.installed
 	$(VENV)/bin/dicom-node serve --ae CLARA
 
 ## Install what the tests need (Debian packages, venv, the Triton test server) and run the suite.
-test: system-deps $(VENV)/.installed
+test: system-deps $(VENV)/.installed triton-test-server
 	$(PY) -m pytest -q
 
 ## Also run the slow benchmarks and soak tests.
-test-all: system-deps $(VENV)/.installed
+test-all: system-deps $(VENV)/.installed triton-test-server
 	$(PY) -m pytest -q -m ''
 
 system-deps:
@@ -32,6 +32,11 @@ system-deps:
 		echo "installing Debian packages: $(APT_PACKAGES)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
+
+# The CPU tritonserver of the nvidia-pytriton wheel, unpacked under .cache/ (never into the venv: it pins numpy<2).
+# The Triton tests skip, saying why, when it cannot be installed; the rest of the suite still runs.
+triton-test-server: $(VENV)/.installed
+	-bash deploy/triton/install-test-server.sh $(PY)
 
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/ingest
