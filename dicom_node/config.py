@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dicom_node.inference.settings import InferenceSettings
 from dicom_node.pipeline.settings import PipelineSettings
 
 ENV_PREFIX = "DICOM_NODE_"
@@ -154,6 +155,7 @@ class Config(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     pipelines: dict[str, PipelineConfig] = Field(default_factory=lambda: {"covid19_ct": PipelineConfig()})
+    models: InferenceSettings = Field(default_factory=InferenceSettings)
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
