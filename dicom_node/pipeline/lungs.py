@@ -1,0 +1,205 @@
+"""Classical lung segmentation on a coarse grid, and the left/right split of any binary lung mask.
+
+Input is a CT on a canonical grid (array axes x -> patient left, y -> posterior,
+z -> head, i.e. LPS with an identity direction) of known spacing, as produced by
+`resample.to_model_grid`. Steps, each a small function:
+
+1. body: tissue (> -500 HU) connected to the largest blob, holes filled per slice;
+2. air inside the body (< -400 HU);
+3. trachea and main bronchi: their lumen (< -950 HU, darker than lung parenchyma, so
+   partial volume at the carina does not join them to the lung) is tracked slice by
+   slice from the top of the scan while the cross-section stays small; once a bronchus merges with lung its area jumps
+   and tracking stops, so the airway tree inside the lung stays part of the lung;
+4. lung components: the large air components left (bowel gas at the bottom is dropped);
+5. dense lung: per slice and per lung, the convex hull of the aerated lung is added,
+   except where it would cover the mediastinum (between the two lungs), the liver
+   under the diaphragm dome (no aerated lung below in that column) or the outside of
+   the body. This keeps vessels and consolidations at the pleura, which a plain air
+   threshold loses.
+
+Why a hull and not a closing: a subpleural consolidation is a bay in the aerated lung
+as wide as the lesion; a closing only fills bays narrower than its ball.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
+
+BODY_HU = -500.0
+AIR_HU = -400.0
+AIRWAY_LUMEN_HU = -950.0
+RIGHT, LEFT = 1, 2
+IN_PLANE = np.array([[[0, 0, 0], [0, 0, 0], [0, 0, 0]], [[0, 1, 0], [1, 1, 1], [0, 1, 0]], [[0, 0, 0], [0, 0, 0], [0, 0, 0]]], bool)
+
+
+def segment_lungs(ct: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Binary lung mask (uint8, 1 = lung) of a CT on a canonical grid; `spacing` is (z, y, x) mm."""
+    body = body_mask(ct)
+    air = (ct < AIR_HU) & body
+    airway = airway_mask((ct < AIRWAY_LUMEN_HU) & body, spacing)
+    aerated = air & ~ndimage.binary_dilation(airway, IN_PLANE, iterations=2)
+    aerated = lung_components(aerated, spacing)
+    labels = split_left_right(aerated, spacing)
+    return fill_dense_lung(labels, body).astype(np.uint8)
+
+
+def body_mask(ct: np.ndarray) -> np.ndarray:
+    """The patient: the largest tissue blob, holes (lungs, airways) filled slice by slice."""
+    tissue = ct > BODY_HU
+    components, count = ndimage.label(tissue)
+    if count == 0:
+        return tissue
+    sizes = np.bincount(components.ravel())
+    sizes[0] = 0
+    return ndimage.binary_fill_holes(components == sizes.argmax(), IN_PLANE)
+
+
+def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Trachea and main bronchi outside the lungs, tracked downwards from the top slice of `lumen`.
+
+    The trachea is the small air blob nearest the midline in the highest slice that has
+    one; a branch is followed while each slice's blob stays below 1.6x the previous
+    cross-section (+1 cm2): a bronchus merging with the lung explodes that limit.
+    """
+    pixel_cm2 = spacing[1] * spacing[2] / 100.0
+    nz, _, nx = lumen.shape
+    mid_x = nx / 2.0
+    airway = np.zeros_like(lumen)
+    current = None
+    for k in range(nz - 1, -1, -1):
+        components, count = ndimage.label(lumen[k])
+        if count == 0:
+            if current is not None:
+                break
+            continue
+        areas = np.bincount(components.ravel())[1:] * pixel_cm2
+        if current is None:
+            centres = ndimage.center_of_mass(lumen[k], components, range(1, count + 1))
+            candidates = [
+                i for i in range(count)
+                if 0.5 <= areas[i] <= 8.0 and abs(centres[i][1] - mid_x) * spacing[2] <= 30.0
+            ]
+            if not candidates:
+                if areas.max() > 8.0:
+                    return airway  # reached the lungs without seeing a trachea
+                continue
+            current = components == candidates[0] + 1
+            airway[k] = current
+            continue
+        reach = ndimage.binary_dilation(current, iterations=2)
+        previous_area = current.sum() * pixel_cm2
+        kept = np.zeros_like(current)
+        for label in np.unique(components[reach & (components > 0)]):
+            if areas[label - 1] <= 1.6 * previous_area + 1.0:
+                kept |= components == label
+        if not kept.any():
+            break
+        airway[k] = current = kept
+    return airway
+
+
+def lung_components(aerated: np.ndarray, spacing: tuple[float, float, float], min_ml: float = 50.0) -> np.ndarray:
+    """Keep the lung-sized air components; drop small ones and bowel gas below the lung bases."""
+    components, count = ndimage.label(aerated)
+    if count == 0:
+        return aerated
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    sizes = np.bincount(components.ravel())[1:] * voxel_ml
+    largest = int(sizes.argmax())
+    extents = ndimage.find_objects(components)
+    z_low, z_high = extents[largest][0].start, extents[largest][0].stop
+    base_limit = z_low + 0.2 * (z_high - z_low)
+    keep = np.zeros(count + 1, dtype=bool)
+    for i, size in enumerate(sizes):
+        centre_z = (extents[i][0].start + extents[i][0].stop) / 2.0
+        keep[i + 1] = size >= max(min_ml, 0.1 * sizes[largest]) and centre_z >= base_limit
+    return keep[components]
+
+
+def split_left_right(mask: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
+    """Label a binary lung mask on a canonical grid: 1 right lung (low x), 2 left lung (high x).
+
+    Works on any binary mask (this module's or a model's). When the two lungs are separate
+    components they are labelled by side; a component spanning both sides (lungs touching
+    at the anterior junction) is cut per slice at the thinnest column near the midline.
+    """
+    labels = np.zeros(mask.shape, dtype=np.uint8)
+    components, count = ndimage.label(mask)
+    if count == 0:
+        return labels
+    sizes = np.bincount(components.ravel())[1:]
+    order = np.argsort(sizes)[::-1]
+    extents = ndimage.find_objects(components)
+    x_centres = np.array([ndimage.center_of_mass(components[e] == i + 1)[2] + e[2].start for i, e in enumerate(extents)])
+    two_lungs = count >= 2 and sizes[order[1]] >= 0.2 * sizes[order[0]]
+    if two_lungs:
+        a, b = order[0], order[1]
+        midline = (x_centres[a] + x_centres[b]) / 2.0
+        side_of = np.where(x_centres < midline, RIGHT, LEFT).astype(np.uint8)
+        return np.concatenate([[0], side_of])[components].astype(np.uint8)
+    whole = mask.astype(bool)
+    midline = ndimage.center_of_mass(whole)[2]
+    half_window = max(1, int(round(30.0 / spacing[2])))
+    x = np.arange(mask.shape[2])
+    for k in range(mask.shape[0]):
+        columns = whole[k].sum(axis=0)
+        if not columns.any():
+            continue
+        lo, hi = max(0, int(midline) - half_window), min(mask.shape[2], int(midline) + half_window + 1)
+        cut = lo + int(np.argmin(columns[lo:hi]))
+        labels[k][whole[k] & (x[None, :] < cut)] = RIGHT
+        labels[k][whole[k] & (x[None, :] >= cut)] = LEFT
+    return labels
+
+
+def fill_dense_lung(labels: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Add vessels and dense (consolidated) lung to the aerated lungs by per-slice convex hulls.
+
+    A hull pixel is kept only inside the body, outside the region between the two lungs
+    (mediastinum, hilum: the nearest lung towards patient right is the right lung and
+    towards patient left the left lung) and where aerated lung of the same side exists at or below it
+    in its column (not the liver or spleen under the diaphragm dome).
+    """
+    between = (nearest_label_along_x(labels, towards_low_x=True) == RIGHT) & (
+        nearest_label_along_x(labels, towards_low_x=False) == LEFT
+    )
+    filled = labels > 0
+    for side in (RIGHT, LEFT):
+        lung = labels == side
+        supported = np.logical_or.accumulate(lung, axis=0)
+        allowed = body & supported & ~between & (labels == 0)
+        for k in np.flatnonzero(lung.any(axis=(1, 2))):
+            hull = convex_hull_2d(lung[k])
+            filled[k] |= hull & allowed[k]
+    return filled
+
+
+def nearest_label_along_x(labels: np.ndarray, towards_low_x: bool) -> np.ndarray:
+    """For each voxel, the label of the nearest labelled voxel in its row on the low-x (or high-x) side."""
+    view = labels if towards_low_x else labels[:, :, ::-1]
+    index = np.where(view > 0, np.arange(view.shape[2], dtype=np.int32), -1)
+    last = np.maximum.accumulate(index, axis=2)
+    nearest = np.take_along_axis(view, np.maximum(last, 0), axis=2) * (last >= 0)
+    return nearest if towards_low_x else nearest[:, :, ::-1]
+
+
+def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
+    """The filled convex hull of a 2D binary mask (pixel centres), computed within its bounding box."""
+    out = np.zeros_like(mask)
+    points = np.argwhere(mask & ~ndimage.binary_erosion(mask))
+    if len(points) < 3:
+        out[mask] = True
+        return out
+    (y0, x0), (y1, x1) = points.min(axis=0), points.max(axis=0) + 1
+    try:
+        hull = ConvexHull(points)
+    except QhullError:  # collinear points: the mask is its own hull
+        return mask.copy()
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    inside = np.ones(yy.shape, dtype=bool)
+    for ny, nx, offset in hull.equations:
+        inside &= ny * yy + nx * xx + offset <= 1e-9
+    out[y0:y1, x0:x1] = inside
+    return out

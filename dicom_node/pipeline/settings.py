@@ -1,0 +1,87 @@
+"""Tunable parameters of the image pipeline, with the defaults the tests and benchmark use.
+
+They are pydantic models so that the node's configuration can nest them and validate
+values read from a file or the environment; the pipeline functions only read them.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class SelectionRules(BaseModel, frozen=True):
+    """Which series the COVID-19 pipeline accepts (anything else is skipped, not failed)."""
+
+    modality: str = "CT"
+    min_slices: int = Field(20, ge=2, description="fewer slices than this cannot cover both lungs")
+    max_axial_deviation_deg: float = Field(
+        10.0, ge=0, description="largest angle between the slice normal and the patient's head-feet axis"
+    )
+
+
+class LoadRules(BaseModel, frozen=True):
+    """Geometry checks made while stacking slices into a volume."""
+
+    max_missing_slices: int = Field(
+        0, ge=0, description="slices missing from a regular stack that are filled by interpolation; more rejects"
+    )
+    spacing_tolerance: float = Field(
+        0.1, gt=0, lt=0.5, description="relative deviation of a slice gap from the median gap still taken as regular"
+    )
+    max_stack_tilt_deg: float = Field(
+        0.5, ge=0, description="largest angle between the slice normal and the line through the slice positions"
+    )
+    orientation_tolerance: float = Field(1e-3, gt=0, description="largest cosine difference between slices")
+    decode_threads: int = Field(2, ge=1)
+
+
+class SegmentationSettings(BaseModel, frozen=True):
+    """The grid the lung model works on, and the HU window it receives (Clara's AH-Net: [-1500, 500])."""
+
+    grid_spacing_zyx: tuple[float, float, float] = (2.5, 1.6, 1.6)
+    clip_hu: tuple[float, float] = (-1500.0, 500.0)
+
+
+class ClassifierInputSettings(BaseModel, frozen=True):
+    """Clara `classification_covid-19_v1` input: lung bounding box resized to 192x192x64 (x, y, z)."""
+
+    size_xyz: tuple[int, int, int] = (192, 192, 64)
+    margin_mm: float = Field(10.0, ge=0, description="added around the lung mask's bounding box")
+    window_hu: tuple[float, float] = Field(
+        (-1000.0, 500.0), description="HU range mapped linearly onto output_range, values outside are clipped"
+    )
+    output_range: tuple[float, float] = (0.0, 1.0)
+    fill_hu: float | None = Field(
+        -1000.0, description="HU given to voxels outside the lung mask; None keeps the CT (MONAI release)"
+    )
+    layout: tuple[str, ...] = Field(
+        ("N", "C", "X", "Y", "Z"), description="axis order of the tensor; default shape [1, 1, 192, 192, 64]"
+    )
+
+
+class OpacitySettings(BaseModel, frozen=True):
+    """HU ranges and size filters of the opacity quantification (see `opacity.py`)."""
+
+    opacity_hu: tuple[float, float] = Field((-700.0, 100.0), description="ground-glass and consolidation")
+    high_opacity_hu: tuple[float, float] = Field((-200.0, 100.0), description="consolidation (PHO)")
+    pleural_margin_mm: float = Field(
+        3.0, ge=0, description="rim of the lung mask where partial volume with the chest wall is not counted"
+    )
+    vessel_radius_mm: float = Field(5.0, gt=0, description="dense (consolidation-range) tubes thinner than this are vessels")
+    vessel_shell_mm: float = Field(
+        3.0, ge=0, description="ground-glass-range voxels this close to a vessel are its partial volume"
+    )
+    ground_glass_opening_mm: float = Field(
+        2.0, gt=0, description="ground-glass-range structures thinner than this are vessel and airway-wall partial volume"
+    )
+    min_lesion_ml: float = Field(
+        2.0, ge=0, description="smaller opacity components (about 1.5 cm across) are ignored as vessel knots and noise"
+    )
+
+
+class PipelineSettings(BaseModel, frozen=True):
+    selection: SelectionRules = SelectionRules()
+    load: LoadRules = LoadRules()
+    segmentation: SegmentationSettings = SegmentationSettings()
+    classifier_input: ClassifierInputSettings = ClassifierInputSettings()
+    opacity: OpacitySettings = OpacitySettings()
