@@ -204,12 +204,19 @@ def exports_list(
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """List exports, newest first, with the destination's last status and the reason."""
-    from dicom_node.store.outbox import Outbox
+    """List exports, newest first, with the destination's last DIMSE status and the reason (the API's rows)."""
+    from dicom_node.store.models import Export
+    from dicom_node.web.rows import export_row
 
     cfg = _config(config, _node_overrides(data_dir))
-    rows = Outbox(_sessions(cfg), cfg.export, cfg.node.data_dir).rows(state)
-    _print_rows(rows, as_json, ["id", "job_id", "destination", "state", "attempts", "last_status", "sop_instance_uid", "reason"])
+    with _sessions(cfg)() as session:
+        query = select(Export).order_by(Export.id.desc())
+        if state:
+            query = query.where(Export.state == state)
+        rows = [export_row(row) for row in session.scalars(query)]
+    if not as_json:  # statuses read as the standard writes them
+        rows = [row | {"last_status": "" if row["last_status"] is None else f"0x{row['last_status']:04X}"} for row in rows]
+    _print_rows(rows, as_json, ["id", "job_id", "destination", "state", "attempts", "last_status", "sop_instance_uid", "last_error"])
 
 
 @exports_app.command("retry")

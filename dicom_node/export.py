@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node import metrics
 from dicom_node.config import Config, Destination
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
@@ -86,13 +87,13 @@ class Exporter:
         by_path = {item.path: claimed for item, claimed in ready}
 
         def record(item: StoreItem, result: StoreResult) -> None:
-            self.outbox.record(by_path[item.path], result)
+            self._record(by_path[item.path], result)
 
         try:
             results = scu.store(address, [item for item, _ in ready], on_result=record)
         except PeerUnavailable as exc:
             for _, claimed in ready:
-                self.outbox.record(claimed, StoreResult(Outcome.RETRY, None, str(exc)))
+                self._record(claimed, StoreResult(Outcome.RETRY, None, str(exc)))
             return False
         delivered = sum(result.outcome is Outcome.DELIVERED for result in results)
         log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
@@ -103,10 +104,13 @@ class Exporter:
         try:
             item = read_item(claimed.path)
         except ValueError as exc:
-            self.outbox.record(claimed, StoreResult(Outcome.REFUSED, None, str(exc)))
+            self._record(claimed, StoreResult(Outcome.REFUSED, None, str(exc)))
             return None
         if item.sop_instance_uid != claimed.sop_instance_uid:
             reason = f"{claimed.path} holds SOP instance {item.sop_instance_uid}, not {claimed.sop_instance_uid}"
-            self.outbox.record(claimed, StoreResult(Outcome.REFUSED, None, reason))
+            self._record(claimed, StoreResult(Outcome.REFUSED, None, reason))
             return None
         return item
+
+    def _record(self, claimed: ClaimedExport, result: StoreResult) -> None:
+        metrics.count_export(claimed.destination, self.outbox.record(claimed, result))

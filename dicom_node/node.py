@@ -14,9 +14,11 @@ from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
+from dicom_node.store.outbox import Outbox
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
 from dicom_node.web.server import HttpServer
+from dicom_node.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,11 @@ class Node:
         self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
         self.scp.start()
         self._spawn("scheduler", self._schedule)
+        outbox = Outbox(sessions, self.config.export, self.data_dir)
+        for number in range(1, self.config.jobs.workers + 1):
+            # The name starts with the node's: JobQueue.recover re-queues this node's running jobs by it.
+            worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.config.node.name}/worker-{number}")
+            self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir)
             self._spawn("exporter", lambda: exporter.run(self.stopping))

@@ -82,6 +82,7 @@ class NodeProcess:
     tmp: Path
     ae: str = "CLARA"
     settings: dict[str, Any] = field(default_factory=dict)
+    serve_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen | None = None
 
@@ -124,7 +125,7 @@ class NodeProcess:
         write_toml(self.config_path, config)
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae, "--port", str(self.port), "--config", str(self.config_path)],
+            [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae, "--port", str(self.port), "--config", str(self.config_path), *self.serve_args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         try:
@@ -133,6 +134,11 @@ class NodeProcess:
             self.stop()
             raise RuntimeError(f"node did not start; log:\n{self.log()}")
         return self
+
+    @property
+    def address(self) -> str:
+        """The node as `dicom-node send --to` and Orthanc's modality list write it."""
+        return f"{self.ae}@127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         """SIGKILL: the node gets no chance to clean up, as in a power cut of the process."""

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pydicom import dcmread
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -38,11 +39,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ResultObject:
-    """A result file the worker wrote and the UIDs it carries."""
+    """A result file the worker wrote (absolute, or relative to the data dir) and the UIDs it carries."""
 
     path: Path
     sop_instance_uid: str
     sop_class_uid: str
+
+    @classmethod
+    def from_file(cls, path: Path, data_dir: Path) -> ResultObject:
+        """Read the UIDs from the file's header; keep the path relative to `data_dir` when it lies inside."""
+        header = dcmread(Path(data_dir) / path, stop_before_pixels=True, specific_tags=["SOPInstanceUID", "SOPClassUID"])
+        path = Path(path)
+        if path.is_absolute() and path.resolve().is_relative_to(Path(data_dir).resolve()):
+            path = path.resolve().relative_to(Path(data_dir).resolve())
+        return cls(path, str(header.SOPInstanceUID), str(header.SOPClassUID))
 
 
 @dataclass(frozen=True)
@@ -64,39 +74,43 @@ class Outbox:
 
     def _stored_path(self, path: Path) -> str:
         """Relative to the data dir when inside it, so the data dir can move; absolute otherwise."""
-        path = Path(path).resolve()
+        path = (self.data_dir / path).resolve()
         return str(path.relative_to(self.data_dir)) if path.is_relative_to(self.data_dir) else str(path)
 
     def enqueue(self, job_id: int, objects: list[ResultObject], destinations: list[str]) -> int:
-        """Add one pending row per (object, destination) not already there; return how many were added.
+        """Add one pending row per (object, destination) not already there; return how many were added."""
+        with self._sessions.begin() as session:
+            return self.enqueue_in(session, job_id, objects, destinations)
+
+    def enqueue_in(self, session: Session, job_id: int, objects: list[ResultObject], destinations: list[str]) -> int:
+        """`enqueue` inside the caller's transaction: the worker's, which also marks the job done.
 
         Idempotent: a worker that enqueues again after a crash adds nothing,
         and rows already sent, failed or in flight are left as they are.
         """
-        with self._sessions.begin() as session:
-            existing = {(uid, dest) for uid, dest in session.execute(select(Export.sop_instance_uid, Export.destination).where(Export.job_fk == job_id))}
-            now = utcnow()
-            added = 0
-            for obj in objects:
-                for destination in destinations:
-                    if (obj.sop_instance_uid, destination) in existing:
-                        continue
-                    session.add(
-                        Export(
-                            job_fk=job_id,
-                            destination=destination,
-                            sop_instance_uid=obj.sop_instance_uid,
-                            sop_class_uid=obj.sop_class_uid,
-                            path=self._stored_path(obj.path),
-                            state="pending",
-                            attempts=0,
-                            next_attempt_at=now,
-                            last_error="",
-                            created_at=now,
-                        )
+        existing = {(uid, dest) for uid, dest in session.execute(select(Export.sop_instance_uid, Export.destination).where(Export.job_fk == job_id))}
+        now = utcnow()
+        added = 0
+        for obj in objects:
+            for destination in destinations:
+                if (obj.sop_instance_uid, destination) in existing:
+                    continue
+                session.add(
+                    Export(
+                        job_fk=job_id,
+                        destination=destination,
+                        sop_instance_uid=obj.sop_instance_uid,
+                        sop_class_uid=obj.sop_class_uid,
+                        path=self._stored_path(obj.path),
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        last_error="",
+                        created_at=now,
                     )
-                    existing.add((obj.sop_instance_uid, destination))
-                    added += 1
+                )
+                existing.add((obj.sop_instance_uid, destination))
+                added += 1
         if added:
             log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
         return added
@@ -233,29 +247,3 @@ class Outbox:
                 .where(*conditions)
                 .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
             ).rowcount
-
-    def rows(self, state: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Exports newest first, as plain dicts for the CLI and the API."""
-        query = select(Export).order_by(Export.id.desc()).limit(limit)
-        if state:
-            query = query.where(Export.state == state)
-        with self._sessions() as session:
-            return [export_row(row) for row in session.scalars(query)]
-
-
-def export_row(row: Export) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "job_id": row.job_fk,
-        "destination": row.destination,
-        "state": row.state,
-        "attempts": row.attempts,
-        "last_status": None if row.last_status is None else f"0x{row.last_status:04X}",
-        "reason": row.last_error,
-        "sop_instance_uid": row.sop_instance_uid,
-        "sop_class_uid": row.sop_class_uid,
-        "path": row.path,
-        "created_at": row.created_at.isoformat() if row.created_at else None,
-        "next_attempt_at": row.next_attempt_at.isoformat() if row.next_attempt_at else None,
-        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
-    }

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dicom_node.cli import job_row
 from dicom_node.store.jobs import JobQueue
-from dicom_node.store.models import Association, Base, Export, Job, Series, Study, utcnow
+from dicom_node.store.models import Association, Base, Export, Job, Series, Study
+from dicom_node.store.outbox import Outbox
 from dicom_node.web.context import WebContext, get_context, get_session
 from dicom_node.web.rows import association_row, export_row, iso, series_row, study_row
 
@@ -19,7 +20,6 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ContextDep = Annotated[WebContext, Depends(get_context)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
 Offset = Annotated[int, Query(ge=0, description="Skip this many rows (paging).")]
-RETRYABLE_EXPORT_STATES = ("failed", "sent")
 
 Row = TypeVar("Row", bound=Base)
 
@@ -134,16 +134,8 @@ def get_export(export_id: int, session: SessionDep) -> dict[str, Any]:
 
 @router.post("/exports/{export_id}/retry", summary="Send a failed (or already sent) export again, with a fresh retry horizon")
 def retry_export(export_id: int, session: SessionDep, context: ContextDep) -> dict[str, Any]:
-    # The same UPDATE as the export branch's Outbox.retry; to be replaced by a call to it once the outbox is on main.
     export = get_or_404(session, Export, export_id)
-    now = utcnow()
-    with context.sessions.begin() as writer:
-        changed = writer.execute(
-            update(Export)
-            .where(Export.id == export_id, Export.state.in_(RETRYABLE_EXPORT_STATES))
-            .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
-        ).rowcount
-    if not changed:
+    if not Outbox(context.sessions, context.config.export, context.data_dir).retry(export_id):
         raise HTTPException(409, f"export {export_id} is {export.state}: only failed or sent exports can be retried")
     session.expire_all()
     return export_row(get_or_404(session, Export, export_id))

@@ -6,18 +6,20 @@ import shutil
 import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import ComprehensiveSRStorage, SegmentationStorage
+from sqlalchemy import select
 
 from dicom_node.config import ExportSettings
-from dicom_node.net.scu import read_item
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
-from dicom_node.store.models import Job, Patient, Series, Study
+from dicom_node.store.models import Export, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
-from tests.export.peers import P001, NodeProcess, Orthanc, StrictStoreSCP
+from dicom_node.web.rows import export_row
+from tests.export.peers import P001, Orthanc, StrictStoreSCP
 
 if not P001.is_dir():
     pytest.skip(f"test data {P001} missing", allow_module_level=True)
@@ -27,8 +29,8 @@ if not P001.is_dir():
 def orthanc_factory(tmp_path: Path) -> Iterator[Callable[..., Orthanc]]:
     started: list[Orthanc] = []
 
-    def make(modalities: dict[str, tuple[str, str, int]] | None = None, start: bool = True) -> Orthanc:
-        pacs = Orthanc(tmp_path / f"orthanc{len(started)}", modalities or {})
+    def make(start: bool = True) -> Orthanc:
+        pacs = Orthanc(tmp_path / f"orthanc{len(started)}")
         started.append(pacs)
         if start:
             pacs.start()
@@ -50,20 +52,6 @@ def strict_scp(tmp_path: Path) -> Iterator[StrictStoreSCP]:
     scp.start()
     yield scp
     scp.stop()
-
-
-@pytest.fixture
-def node_factory(tmp_path: Path) -> Iterator[Callable[..., NodeProcess]]:
-    started: list[NodeProcess] = []
-
-    def make(data_dir: Path | None = None, **kwargs: object) -> NodeProcess:
-        node = NodeProcess(data_dir or tmp_path / f"node{len(started)}", **kwargs)  # type: ignore[arg-type]
-        started.append(node)
-        return node
-
-    yield make
-    for node in started:
-        node.stop()
 
 
 def make_object(path: Path, sop_class_uid: str, study_uid: str, series_uid: str, modality: str) -> Path:
@@ -113,20 +101,17 @@ def seed_exports(data_dir: Path, files: list[Path], destinations: list[str]) -> 
         session.add(job)
         session.flush()
         job_id = job.id
-    objects = []
-    for file in files:
-        copy = shutil.copy2(file, results / file.name)
-        item = read_item(Path(copy))
-        objects.append(ResultObject(Path(copy), item.sop_instance_uid, item.sop_class_uid))
+    objects = [ResultObject.from_file(Path(shutil.copy2(file, results / file.name)), data_dir) for file in files]
     Outbox(sessions, ExportSettings(), data_dir).enqueue(job_id, objects, destinations)
     engine.dispose()
     return job_id
 
 
-def export_rows(data_dir: Path) -> list[dict[str, object]]:
-    url = f"sqlite:///{(data_dir / 'index.sqlite3').resolve()}"
-    engine = make_engine(url)
+def export_rows(data_dir: Path) -> list[dict[str, Any]]:
+    """The outbox as the CLI and the API show it, newest first."""
+    engine = make_engine(f"sqlite:///{(data_dir / 'index.sqlite3').resolve()}")
     try:
-        return Outbox(make_sessionmaker(engine), ExportSettings(), data_dir).rows()
+        with make_sessionmaker(engine)() as session:
+            return [export_row(row) for row in session.scalars(select(Export).order_by(Export.id.desc()))]
     finally:
         engine.dispose()

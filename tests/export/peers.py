@@ -1,16 +1,15 @@
-"""Real DICOM peers for the export tests: Orthanc, a restricted dcmtk storescp, and the node itself.
+"""Real DICOM peers for the export tests: Orthanc and a dcmtk storescp that refuses SEG.
 
 Every process is started on free loopback ports with TCP_NODELAY=1 and is
-stopped by the fixture that made it, whatever the test did.
+stopped by the fixture that made it, whatever the test did. The node itself
+is `tests.node_process.NodeProcess`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,15 +19,10 @@ from typing import Any
 
 import httpx
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.dcmtk import dcmtk_env, require
+from tests.node_process import REPO, free_port, wait_for_port
+
 P001 = REPO.parent / "shared" / "data" / "covid-ct-md" / "P001"
-PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
@@ -57,7 +51,7 @@ def _stop(process: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) ->
 class Orthanc:
     """An Orthanc PACS in a temporary folder; stop() and start() keep its ports and storage."""
 
-    def __init__(self, root: Path, modalities: dict[str, tuple[str, str, int]], ae_title: str = "ORTHANC") -> None:
+    def __init__(self, root: Path, ae_title: str = "ORTHANC") -> None:
         self.root = root
         self.ae_title = ae_title
         self.dicom_port = free_port()
@@ -67,24 +61,23 @@ class Orthanc:
         storage = root / "storage"
         storage.mkdir(parents=True, exist_ok=True)
         self.config_path = root / "orthanc.json"
-        self.config_path.write_text(
-            json.dumps(
-                {
-                    "Name": "dicom-node-test",
-                    "DicomAet": ae_title,
-                    "DicomPort": self.dicom_port,
-                    "HttpPort": self.http_port,
-                    "StorageDirectory": str(storage),
-                    "IndexDirectory": str(storage),
-                    "RemoteAccessAllowed": False,
-                    "AuthenticationEnabled": False,
-                    "DicomCheckCalledAet": False,
-                    "DicomModalities": {name: list(entry) for name, entry in modalities.items()},
-                    "HttpServerEnabled": True,
-                    "ConcurrentJobs": 1,
-                }
-            )
-        )
+        self.config: dict[str, Any] = {
+            "Name": "dicom-node-test",
+            "DicomAet": ae_title,
+            "DicomPort": self.dicom_port,
+            "HttpPort": self.http_port,
+            "StorageDirectory": str(storage),
+            "IndexDirectory": str(storage),
+            "RemoteAccessAllowed": False,
+            "AuthenticationEnabled": False,
+            "DicomCheckCalledAet": False,
+            "DicomModalities": {},
+            "ConcurrentJobs": 1,
+        }
+
+    def add_modality(self, name: str, ae_title: str, port: int, host: str = "127.0.0.1") -> None:
+        """A DICOM peer Orthanc may send to (takes effect at the next start)."""
+        self.config["DicomModalities"][name] = [ae_title, host, port]
 
     @property
     def address(self) -> str:
@@ -92,8 +85,9 @@ class Orthanc:
 
     def start(self) -> None:
         binary = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
+        self.config_path.write_text(json.dumps(self.config))
         log = open(self.root / "orthanc.log", "ab")
-        self.process = subprocess.Popen([binary, str(self.config_path)], env=PEER_ENV, stdout=log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen([binary, str(self.config_path)], env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for(self._up, 20, "Orthanc's REST API")
 
@@ -186,77 +180,21 @@ class StrictStoreSCP:
         config = self.root / "strict.cfg"
         config.write_text(STRICT_PROFILE)
         log = open(self.root / "storescp.log", "ab")
-        command = ["storescp", "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf", str(self.port)]
-        self.process = subprocess.Popen(command, env=PEER_ENV, stdout=log, stderr=subprocess.STDOUT)
+        command = [require("storescp"), "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf", str(self.port)]
+        self.process = subprocess.Popen(command, env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        wait_for(lambda: _listening(self.port), 10, "storescp to listen")
+        wait_for_port(self.port, 10, self.process)
 
     def stop(self) -> None:
         _stop(self.process)
         self.process = None
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-class NodeProcess:
-    """`dicom-node serve` as a subprocess, as an operator starts it."""
-
-    def __init__(self, data_dir: Path, ae_title: str = "CLARA", export_to: list[str] | None = None, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.ae_title = ae_title
-        self.port = free_port()
-        self.export_to = export_to or []
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "DICOM_NODE_HTTP__PORT": "0",
-            "DICOM_NODE_JOBS__WORKERS": "0",
-            "DICOM_NODE_DICOM__MIN_FREE_DISK_MB": "0",
-            "DICOM_NODE_NODE__NAME": "test-node",
-            **(env or {}),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"{data_dir.name}-node.log"
-
-    @property
-    def address(self) -> str:
-        return f"{self.ae_title}@127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        command = [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae_title, "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        for address in self.export_to:
-            command += ["--export-to", address]
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        wait_for(self._up, 30, "the node to listen")
-
-    def _up(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"the node exited: {self.log_path.read_text()[-3000:]}")
-        return _listening(self.port)
-
-    def stop(self) -> None:
-        _stop(self.process)
-        self.process = None
-
-    def kill(self) -> None:
-        _stop(self.process, signal.SIGKILL)
-        self.process = None
-
-    def log(self) -> str:
-        return self.log_path.read_text() if self.log_path.exists() else ""
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """`python -m dicom_node ARGS` as a user runs it."""
     return subprocess.run(
         [sys.executable, "-m", "dicom_node", *args],
-        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        env={k: v for k, v in dcmtk_env().items() if not k.startswith("DICOM_NODE_")} | {"PYTHONPATH": str(REPO)} | (env or {}),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 from dicom_node.store.db import make_engine
 from dicom_node.store.models import Instance
 from tests.export.conftest import result_like_objects
-from tests.export.peers import P001, NodeProcess, StrictStoreSCP, free_port, run_cli
+from tests.export.peers import P001, StrictStoreSCP, run_cli
+from tests.node_process import NodeProcess, free_port
 
 
 def instances_in(data_dir: Path) -> int:
@@ -24,8 +25,7 @@ def instances_in(data_dir: Path) -> int:
 
 
 def test_send_p001_to_a_running_node_and_echo_it(node_factory: Callable[..., NodeProcess]) -> None:
-    node = node_factory()
-    node.start()
+    node = node_factory().start()
     echoed = run_cli("echo", node.address)
     assert echoed.returncode == 0 and "C-ECHO status 0x0000" in echoed.stdout
 

@@ -1,6 +1,6 @@
 """The whole loop with a real Orthanc: PACS -> node -> pipeline -> SEG and SR back to the PACS.
 
-These need the job worker and the pipeline; until `dicom_node.worker` exists they are skipped.
+The node runs the real pipeline with the embedded models on P001.
 """
 
 from __future__ import annotations
@@ -11,34 +11,23 @@ from pathlib import Path
 
 import pytest
 
-import dicom_node
-
 from tests.export.conftest import export_rows
-from tests.export.peers import P001, NodeProcess, Orthanc, wait_for
-
-# Look in this checkout only: the shared virtualenv's editable install would find another checkout's module.
-HAS_WORKER = (Path(dicom_node.__file__).parent / "worker.py").is_file()
-pytestmark = pytest.mark.skipif(not HAS_WORKER, reason="needs the job worker (dicom_node/worker.py), not merged yet")
+from tests.export.peers import P001, Orthanc, wait_for
+from tests.node_process import NodeProcess
 
 PIPELINE_SECONDS = 240  # P001 through the embedded models on a shared 2-core machine
-NODE_ENV = {
-    "DICOM_NODE_JOBS__WORKERS": "1",
-    "DICOM_NODE_JOBS__SETTLE_SECONDS": "1",
-    "DICOM_NODE_JOBS__POLL_SECONDS": "0.2",
-    "DICOM_NODE_EXPORT__RETRY_INITIAL_SECONDS": "0.2",
-    "DICOM_NODE_EXPORT__RETRY_MAX_SECONDS": "1",
-    "DICOM_NODE_EXPORT__POLL_SECONDS": "0.1",
-    "DICOM_NODE_EXPORT__CONNECTION_TIMEOUT": "2",
-    "DICOM_NODE_EXPORT__ACSE_TIMEOUT": "60",
+NODE_SETTINGS = {
+    "jobs": {"workers": 1, "settle_seconds": 1.0, "poll_seconds": 0.2},
+    "export": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.1, "connection_timeout": 2.0, "acse_timeout": 60.0},
 }
 
 
 @pytest.fixture
 def loop(orthanc_factory: Callable[..., Orthanc], node_factory: Callable[..., NodeProcess], tmp_path: Path) -> Iterator[tuple[Orthanc, NodeProcess, str]]:
     """Orthanc holding P001 with the node as a modality, and a node that exports to Orthanc (neither started)."""
-    node = node_factory(env=NODE_ENV)
-    pacs = orthanc_factory({"NODE": (node.ae_title, "127.0.0.1", node.port)}, start=False)
-    node.export_to = [pacs.address]
+    pacs = orthanc_factory(start=False)
+    node = node_factory(settings=NODE_SETTINGS, serve_args=("--export-to", pacs.address))
+    pacs.add_modality("NODE", node.ae, node.port)
     pacs.start()
     series_uid = ""
     for path in sorted(P001.glob("*.dcm")):

@@ -12,7 +12,8 @@ from dicom_node.net.address import DicomAddress, parse_address
 from dicom_node.net.scu import PeerUnavailable, Scu, read_item
 from dicom_node.net.status import Outcome, classify_status
 from tests.export.conftest import result_like_objects
-from tests.export.peers import P001, Orthanc, StrictStoreSCP, free_port
+from tests.export.peers import P001, Orthanc, StrictStoreSCP
+from tests.node_process import free_port
 
 FAST = ExportSettings(connection_timeout=3, acse_timeout=5, dimse_timeout=10, network_timeout=10)
 SCU = Scu(FAST)
