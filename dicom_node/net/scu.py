@@ -93,7 +93,10 @@ def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext
     if assoc.is_established:
         return assoc
     if not connected:
-        raise PeerUnavailable(f"cannot connect to {address}: nothing listening, unreachable, or no answer within {ae.connection_timeout:g} s")
+        causes = f"nothing listening, unreachable, or no answer within {ae.connection_timeout:g} s"
+        if tls is not None:  # pynetdicom reports a failed handshake like a failed connection
+            raise PeerUnavailable(f"cannot connect to {address} over TLS: {causes}, or the TLS handshake failed (certificates?)")
+        raise PeerUnavailable(f"cannot connect to {address}: {causes}")
     if assoc.is_rejected:
         raise PeerUnavailable(f"{address} rejected the association ({_rejection(assoc)})")
     raise PeerUnavailable(f"{address} aborted the association request or did not answer it within {ae.acse_timeout:g} s")

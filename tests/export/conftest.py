@@ -19,7 +19,7 @@ from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Export, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
 from dicom_node.web.rows import export_row
-from tests.export.peers import P001, Orthanc, StrictStoreSCP
+from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP, self_signed
 
 if not P001.is_dir():
     pytest.skip(f"test data {P001} missing", allow_module_level=True)
@@ -115,3 +115,12 @@ def export_rows(data_dir: Path) -> list[dict[str, Any]]:
             return [export_row(row) for row in session.scalars(select(Export).order_by(Export.id.desc()))]
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def tls_pair(tmp_path: Path) -> Iterator[tuple[TlsStoreSCP, Path, Path]]:
+    """A TLS storescp and the client certificate and key it trusts."""
+    client_cert, client_key = self_signed(tmp_path, "client", "dicom-node")
+    scp = TlsStoreSCP(tmp_path / "tls", client_cert)
+    yield scp, client_cert, client_key
+    scp.stop()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.dcmtk import dcmtk_env, require
 from tests.node_process import REPO, free_port, wait_for_port
@@ -200,3 +201,36 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         text=True,
         timeout=timeout,
     )
+
+
+def self_signed(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
+    """A throw-away certificate and key (openssl), valid for 127.0.0.1: it serves as its own CA."""
+    openssl = shutil.which("openssl") or pytest.skip("openssl not installed")
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={common_name}",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )
+    return cert, key
+
+
+class TlsStoreSCP:
+    """dcmtk storescp over TLS that requires and verifies a client certificate."""
+
+    def __init__(self, root: Path, client_cert: Path, ae_title: str = "TLSPACS") -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.cert, key = self_signed(root, "server", "127.0.0.1")
+        self.ae_title = ae_title
+        self.port = free_port()
+        self.received = root / "received"
+        self.received.mkdir()
+        command = [require("storescp"), "-aet", ae_title, "+tls", str(key), str(self.cert), "-pw", "+cf", str(client_cert), "-rc",
+                   "+xa", "-od", str(self.received), str(self.port)]
+        log = open(root / "storescp.log", "ab")
+        self.process = subprocess.Popen(command, env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        wait_for_port(self.port, 10, self.process)
+
+    def stop(self) -> None:
+        _stop(self.process)

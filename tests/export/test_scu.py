@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from pydicom import dcmread
 
-from dicom_node.config import ExportSettings
+from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress, parse_address
-from dicom_node.net.scu import PeerUnavailable, Scu, read_item
+from dicom_node.net.scu import PeerUnavailable, Scu, read_item, tls_args
 from dicom_node.net.status import Outcome, classify_status
 from tests.export.conftest import result_like_objects
-from tests.export.peers import P001, Orthanc, StrictStoreSCP
+from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
 from tests.node_process import free_port
 
 FAST = ExportSettings(connection_timeout=3, acse_timeout=5, dimse_timeout=10, network_timeout=10)
@@ -87,3 +87,21 @@ def test_nothing_listening_is_transient_with_a_clear_message() -> None:
     address = DicomAddress("NOBODY", "127.0.0.1", free_port())
     with pytest.raises(PeerUnavailable, match="cannot connect to NOBODY@127.0.0.1"):
         SCU.echo(address)
+
+
+def test_tls_destination_with_client_certificate(tls_pair: tuple[TlsStoreSCP, Path, Path]) -> None:
+    scp, client_cert, client_key = tls_pair
+    dest = Destination(
+        name="TLS", ae_title=scp.ae_title, host="127.0.0.1", port=scp.port,
+        tls=True, tls_ca_file=str(scp.cert), tls_cert_file=str(client_cert), tls_key_file=str(client_key),
+    )
+    address = DicomAddress(dest.ae_title, dest.host, dest.port)
+    scu = Scu(FAST, tls_args(dest))
+    assert scu.echo(address).status == 0
+    items = [read_item(path) for path in sorted(P001.glob("*.dcm"))[:3]]
+    assert [r.outcome for r in scu.store(address, items)] == [Outcome.DELIVERED] * 3
+    assert len(list(scp.received.iterdir())) == 3
+
+    untrusted = dest.model_copy(update={"tls_ca_file": str(client_cert)})  # the server's certificate is not signed by this
+    with pytest.raises(PeerUnavailable, match="over TLS.*handshake"):
+        Scu(FAST, tls_args(untrusted)).echo(address)
