@@ -66,8 +66,8 @@ class Exporter:
         while not stopping.is_set():
             try:
                 progressed = self.send_due(dest.name, address, scu)
-            except Exception:
-                log.exception("destination %s: export batch failed unexpectedly; retrying", dest.name)
+            except Exception:  # the database, most likely: try again at the next poll
+                log.exception("destination %s: could not claim or record exports; retrying", dest.name)
                 progressed = False
             if not progressed:
                 stopping.wait(self.config.export.poll_seconds)
@@ -84,20 +84,27 @@ class Exporter:
                 ready.append((item, claimed))
         if not ready:
             return True
-        by_path = {item.path: claimed for item, claimed in ready}
+        claims = iter(claimed for _, claimed in ready)  # store() answers each item, in order
+        answered: list[StoreResult] = []
 
-        def record(item: StoreItem, result: StoreResult) -> None:
-            self._record(by_path[item.path], result)
+        def record(_item: StoreItem, result: StoreResult) -> None:
+            self._record(next(claims), result)
+            answered.append(result)
 
         try:
-            results = scu.store(address, [item for item, _ in ready], on_result=record)
+            scu.store(address, [item for item, _ in ready], on_result=record)
         except PeerUnavailable as exc:
-            for _, claimed in ready:
-                self._record(claimed, StoreResult(Outcome.RETRY, None, str(exc)))
-            return False
-        delivered = sum(result.outcome is Outcome.DELIVERED for result in results)
-        log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
-        return all(result.outcome is not Outcome.RETRY for result in results)
+            unanswered = StoreResult(Outcome.RETRY, None, str(exc))
+        except Exception as exc:  # a bug must not leave the rows claimed until their lease runs out
+            log.exception("destination %s: export batch failed unexpectedly", name)
+            unanswered = StoreResult(Outcome.RETRY, None, f"unexpected error while sending: {type(exc).__name__}: {exc}")
+        else:
+            delivered = sum(result.outcome is Outcome.DELIVERED for result in answered)
+            log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
+            return all(result.outcome is not Outcome.RETRY for result in answered)
+        for claimed in claims:
+            self._record(claimed, unanswered)
+        return False
 
     def _item(self, claimed: ClaimedExport) -> StoreItem | None:
         """The file of a claimed row, or None after failing the row when the file cannot be what it should be."""

@@ -64,6 +64,7 @@ class ClaimedExport:
     sop_instance_uid: str
     sop_class_uid: str
     attempts: int
+    created_at: datetime
 
 
 class Outbox:
@@ -123,47 +124,40 @@ class Outbox:
         """
         now = now or utcnow()
         limit = limit or self.settings.batch_size
-        self._cancel_superseded()
         with self._sessions() as session:
             candidates = session.execute(
-                select(Export.id, Export.state)
+                select(Export.id, Export.state, Job.state)
                 .join(Job, Job.id == Export.job_fk)
-                .where(
-                    Export.destination == destination,
-                    Export.state.in_(("pending", "sending")),
-                    Export.next_attempt_at <= now,
-                    Job.state != "superseded",
-                )
+                .where(Export.destination == destination, Export.state.in_(("pending", "sending")), Export.next_attempt_at <= now)
                 .order_by(Export.id)
                 .limit(limit)
             ).all()
+        if not candidates:
+            return []
         lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         claimed: list[ClaimedExport] = []
         with self._sessions.begin() as session:
-            for export_id, state in candidates:
+            for export_id, state, job_state in candidates:
+                superseded = job_state == "superseded"
+                values: dict[str, Any] = (
+                    dict(state="cancelled", last_error="job superseded: newer data arrived for the series")
+                    if superseded
+                    else dict(state="sending", next_attempt_at=lease_until)
+                )
                 taken = session.execute(
-                    update(Export)
-                    .where(Export.id == export_id, Export.state == state, Export.next_attempt_at <= now)
-                    .values(state="sending", next_attempt_at=lease_until)
+                    update(Export).where(Export.id == export_id, Export.state == state, Export.next_attempt_at <= now).values(**values)
                 ).rowcount
-                if not taken:
-                    continue  # another sender took it
+                if not taken or superseded:
+                    continue  # another sender took it, or it must never be sent
                 row = session.get_one(Export, export_id)
                 if state == "sending":
                     log.warning("export %d to %s: its sender stopped while sending it; sending again", export_id, destination)
                 claimed.append(
-                    ClaimedExport(row.id, row.job_fk, row.destination, self.data_dir / row.path, row.sop_instance_uid, row.sop_class_uid, row.attempts)
+                    ClaimedExport(
+                        row.id, row.job_fk, row.destination, self.data_dir / row.path, row.sop_instance_uid, row.sop_class_uid, row.attempts, row.created_at
+                    )
                 )
         return claimed
-
-    def _cancel_superseded(self) -> None:
-        superseded = select(Job.id).where(Job.state == "superseded")
-        with self._sessions.begin() as session:
-            session.execute(
-                update(Export)
-                .where(Export.state == "pending", Export.job_fk.in_(superseded))
-                .values(state="cancelled", last_error="job superseded: newer data arrived for the series")
-            )
 
     def record(self, claimed: ClaimedExport, result: StoreResult, now: datetime | None = None) -> str:
         """Record one attempt's outcome on a claimed row; return the row's new state."""
@@ -186,12 +180,10 @@ class Outbox:
 
     def _reschedule(self, claimed: ClaimedExport, reason: str, now: datetime) -> dict[str, Any]:
         """Exponential backoff, the last attempt at the horizon, then failed."""
-        with self._sessions() as session:
-            created_at = session.scalar(select(Export.created_at).where(Export.id == claimed.id)) or now
-        deadline = created_at + timedelta(seconds=self.settings.retry_horizon_seconds)
+        deadline = claimed.created_at + timedelta(seconds=self.settings.retry_horizon_seconds)
         attempts = claimed.attempts + 1
         if now >= deadline:
-            waited = (now - created_at).total_seconds()
+            waited = (now - claimed.created_at).total_seconds()
             return dict(state="failed", last_error=f"not delivered after {attempts} attempt(s) over {waited:.0f} s: {reason}")
         delay = min(self.settings.retry_initial_seconds * 2 ** (attempts - 1), self.settings.retry_max_seconds)
         return dict(state="pending", next_attempt_at=min(now + timedelta(seconds=delay), deadline))
@@ -221,15 +213,6 @@ class Outbox:
                 ).rowcount
                 log.error("exports to %r failed: that destination is not in the configuration", name)
         return count
-
-    def destinations_due(self, now: datetime | None = None) -> list[str]:
-        now = now or utcnow()
-        with self._sessions() as session:
-            return list(
-                session.scalars(
-                    select(Export.destination).where(Export.state.in_(("pending", "sending")), Export.next_attempt_at <= now).distinct()
-                )
-            )
 
     def retry(self, export_id: int) -> bool:
         """Send a failed (or already sent) export again, with a fresh retry horizon."""
