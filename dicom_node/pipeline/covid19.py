@@ -77,8 +77,8 @@ def run_covid19(
         measurement = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
-        native_opacity = mask_to_native(opacity, grid, volume) & (native_lungs > 0)
-        native_high = mask_to_native(high, grid, volume) & native_opacity
+        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs > 0)
+        native_high = mask_to_native(high, grid, volume, within=native_opacity)
     return Covid19Result(
         volume=volume,
         lungs=native_lungs,
