@@ -22,11 +22,12 @@ from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.opacity import OpacityMeasurement, measure_opacity, opacity_masks
-from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
+from dicom_node.pipeline.resample import labels_to_native, paint_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume, load_series
 
 MIN_LUNG_ML = 200.0
+OPACITY, HIGH_OPACITY = 1, 2
 
 
 @dataclass
@@ -35,14 +36,23 @@ class Covid19Result:
 
     volume: CtVolume
     lungs: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
-    opacity: np.ndarray  # bool
-    high_opacity: np.ndarray  # bool
+    opacity_map: np.ndarray  # uint8: 0 none, OPACITY ground glass, HIGH_OPACITY consolidation (one byte per voxel for both)
     measurement: OpacityMeasurement
     probabilities: dict[str, float]  # class name -> probability
     classifier_name: str
     classifier_is_baseline: bool
     segmenter_name: str
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def opacity(self) -> np.ndarray:
+        """Bool mask of all opacity (ground glass and consolidation), computed on access."""
+        return self.opacity_map > 0
+
+    @property
+    def high_opacity(self) -> np.ndarray:
+        """Bool mask of high opacity (consolidation range), computed on access."""
+        return self.opacity_map == HIGH_OPACITY
 
 
 def run_covid19(
@@ -62,6 +72,7 @@ def run_covid19(
         mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
         if mask.shape != model_input.shape:
             raise ContractMismatch(f"{segmenter.contract.name}: mask of shape {mask.shape}, sent {model_input.shape}")
+        del model_input
         labels = split_left_right(mask[0, 0] > 0, spacing)
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
@@ -70,20 +81,22 @@ def run_covid19(
         tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
     with _timed(timings, "classify"):
         scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
+        del tensor
         names = classifier.contract.class_names or tuple(str(i) for i in range(scores.size))
         probabilities = {name: float(p) for name, p in zip(names, scores)}
     with _timed(timings, "quantify"):
         opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
         measurement = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+        del grid_ct
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
-        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs > 0)
-        native_high = mask_to_native(high, grid, volume, within=native_opacity)
+        opacity_map = np.zeros(volume.hu.shape, dtype=np.uint8)
+        paint_to_native(opacity_map, opacity, grid, volume, OPACITY, within=native_lungs)
+        paint_to_native(opacity_map, high, grid, volume, HIGH_OPACITY, within=opacity_map)
     return Covid19Result(
         volume=volume,
         lungs=native_lungs,
-        opacity=native_opacity,
-        high_opacity=native_high,
+        opacity_map=opacity_map,
         measurement=measurement,
         probabilities=probabilities,
         classifier_name=classifier.contract.name,

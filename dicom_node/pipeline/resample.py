@@ -46,16 +46,10 @@ def to_model_grid(volume: CtVolume, spacing_zyx: tuple[float, float, float], cli
     return array, reference
 
 
-def mask_to_native(
-    mask: np.ndarray, grid: sitk.Image, volume: CtVolume, within: np.ndarray | None = None
-) -> np.ndarray:
-    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x), optionally
-    intersected with `within` (a native mask) without full-size temporaries."""
+def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume) -> np.ndarray:
+    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x)."""
     native = np.zeros(volume.hu.shape, dtype=bool)
-    resampled = _resample_to_native_box(mask, grid, volume)
-    if resampled is not None:
-        box, inside = resampled
-        native[box] = inside if within is None else inside & within[box]
+    paint_to_native(native, mask, grid, volume, True)
     return native
 
 
@@ -63,12 +57,24 @@ def labels_to_native(labels: np.ndarray, grid: sitk.Image, volume: CtVolume) -> 
     """A label map (uint8) on the model grid brought onto the volume's grid, label by label."""
     native = np.zeros(volume.hu.shape, dtype=np.uint8)
     for label in np.unique(labels[labels > 0]):
-        resampled = _resample_to_native_box(labels == label, grid, volume)
-        if resampled is not None:
-            box, inside = resampled
-            region = native[box]
-            region[inside & (region == 0)] = label
+        paint_to_native(native, labels == label, grid, volume, int(label))
     return native
+
+
+def paint_to_native(
+    target: np.ndarray, mask: np.ndarray, grid: sitk.Image, volume: CtVolume, value: int | bool, within: np.ndarray | None = None
+) -> None:
+    """Set `value` in the native-grid `target` where the grid `mask` lands (and `within` is non-zero).
+
+    Works inside the mask's bounding box only, so no full-size temporary is made.
+    """
+    resampled = _resample_to_native_box(mask, grid, volume)
+    if resampled is None:
+        return
+    box, inside = resampled
+    if within is not None:
+        inside &= within[box] != 0
+    target[box][inside] = value
 
 
 def _resample_to_native_box(
@@ -89,7 +95,7 @@ def _resample_to_native_box(
     reference.SetDirection(volume.direction)
     reference.SetOrigin(_native_point(volume, [box[2].start, box[1].start, box[0].start]))
     resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkUInt8)
-    return box, sitk.GetArrayViewFromImage(resampled) >= 128
+    return box, sitk.GetArrayViewFromImage(resampled) >= 128  # a new, writable bool array
 
 
 def _native_point(volume: CtVolume, index_xyz: list[float]) -> tuple[float, float, float]:
