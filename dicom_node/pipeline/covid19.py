@@ -21,38 +21,38 @@ from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.lungs import split_left_right
-from dicom_node.pipeline.opacity import OpacityMeasurement, measure_opacity, opacity_masks
-from dicom_node.pipeline.resample import labels_to_native, paint_to_native, to_model_grid
+from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
+from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume, load_series
 
 MIN_LUNG_ML = 200.0
-OPACITY, HIGH_OPACITY = 1, 2
 
 
 @dataclass
-class Covid19Result:
+class Classification:
+    """What the classifier said, and which classifier said it."""
+
+    model_name: str
+    model_version: str
+    baseline: bool  # True for the explainable baseline ("dicom-node-opacity-baseline"), never shown as a trained model
+    class_names: tuple[str, ...]  # ("non-COVID", "COVID-19")
+    probabilities: tuple[float, ...]  # index 0 non-COVID, 1 COVID-19
+
+
+@dataclass
+class PipelineResult:
     """Everything the output writers need; masks are on the series' native (z, y, x) grid."""
 
     volume: CtVolume
-    lungs: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
-    opacity_map: np.ndarray  # uint8: 0 none, OPACITY ground glass, HIGH_OPACITY consolidation (one byte per voxel for both)
-    measurement: OpacityMeasurement
-    probabilities: dict[str, float]  # class name -> probability
-    classifier_name: str
-    classifier_is_baseline: bool
-    segmenter_name: str
+    lung_labels: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
+    opacity_mask: np.ndarray  # bool, inside the lungs
+    measurements: Measurements
+    classification: Classification
     timings: dict[str, float] = field(default_factory=dict)
 
-    @property
-    def opacity(self) -> np.ndarray:
-        """Bool mask of all opacity (ground glass and consolidation), computed on access."""
-        return self.opacity_map > 0
 
-    @property
-    def high_opacity(self) -> np.ndarray:
-        """Bool mask of high opacity (consolidation range), computed on access."""
-        return self.opacity_map == HIGH_OPACITY
+__all__ = ["Classification", "Measurements", "PipelineResult", "run_covid19"]
 
 
 def run_covid19(
@@ -60,7 +60,7 @@ def run_covid19(
     segmenter: InferenceModel,
     classifier: InferenceModel,
     settings: PipelineSettings = PipelineSettings(),
-) -> Covid19Result:
+) -> PipelineResult:
     """Run the whole image pipeline on one series' files."""
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
@@ -82,26 +82,26 @@ def run_covid19(
     with _timed(timings, "classify"):
         scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
         del tensor
-        names = classifier.contract.class_names or tuple(str(i) for i in range(scores.size))
-        probabilities = {name: float(p) for name, p in zip(names, scores)}
+        classification = Classification(
+            model_name=classifier.contract.name,
+            model_version=classifier.contract.version,
+            baseline=bool(getattr(classifier, "baseline", False)),
+            class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
+            probabilities=tuple(float(p) for p in scores),
+        )
     with _timed(timings, "quantify"):
         opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
-        measurement = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
-        del grid_ct
+        measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+        del grid_ct, high
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
-        opacity_map = np.zeros(volume.hu.shape, dtype=np.uint8)
-        paint_to_native(opacity_map, opacity, grid, volume, OPACITY, within=native_lungs)
-        paint_to_native(opacity_map, high, grid, volume, HIGH_OPACITY, within=opacity_map)
-    return Covid19Result(
+        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
+    return PipelineResult(
         volume=volume,
-        lungs=native_lungs,
-        opacity_map=opacity_map,
-        measurement=measurement,
-        probabilities=probabilities,
-        classifier_name=classifier.contract.name,
-        classifier_is_baseline=bool(getattr(classifier, "baseline", False)),
-        segmenter_name=segmenter.contract.name,
+        lung_labels=native_lungs,
+        opacity_mask=native_opacity,
+        measurements=measurements,
+        classification=classification,
         timings=timings,
     )
 

@@ -46,10 +46,11 @@ def to_model_grid(volume: CtVolume, spacing_zyx: tuple[float, float, float], cli
     return array, reference
 
 
-def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume) -> np.ndarray:
-    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x)."""
+def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, within: np.ndarray | None = None) -> np.ndarray:
+    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x), kept only
+    where `within` (any native array, e.g. the lung labels) is non-zero when given."""
     native = np.zeros(volume.hu.shape, dtype=bool)
-    paint_to_native(native, mask, grid, volume, True)
+    paint_to_native(native, mask, grid, volume, True, within)
     return native
 
 

@@ -1,0 +1,182 @@
+"""The `dicom-node` command line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from sqlalchemy import select
+
+from dicom_node.config import Config, ConfigError, load_config
+from dicom_node.logs import setup_logging
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
+jobs_app = typer.Typer(no_args_is_help=True, help="Series jobs.")
+app.add_typer(db_app, name="db")
+app.add_typer(jobs_app, name="jobs")
+
+ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
+DataDirOption = typer.Option(None, "--data-dir", help="Data directory (instances, results, SQLite index).")
+
+
+def _config(path: Optional[Path], overrides: dict[str, Any] | None = None) -> Config:
+    try:
+        return load_config(path, overrides or {})
+    except ConfigError as exc:
+        typer.echo(f"dicom-node: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _node_overrides(data_dir: Optional[Path]) -> dict[str, Any]:
+    return {"node": {"data_dir": str(data_dir)}} if data_dir else {}
+
+
+@app.command()
+def serve(
+    ae: Optional[str] = typer.Option(None, "--ae", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
+    port: Optional[int] = typer.Option(None, "--port", help="DICOM port (default 11112)."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run the node: Storage SCP, job scheduler, pipeline workers, exporter."""
+    overrides = _node_overrides(data_dir)
+    dicom: dict[str, Any] = {}
+    if ae:
+        dicom["called_aes"] = [{"ae_title": ae, "pipeline": "covid19_ct"}]
+    if port is not None:
+        dicom["port"] = port
+    if dicom:
+        overrides["dicom"] = dicom
+    cfg = _config(config, overrides)
+    setup_logging(cfg.node.log_level, cfg.node.log_json)
+    from dicom_node.node import Node
+
+    node = Node(cfg)
+    try:
+        node.start()
+    except OSError as exc:
+        typer.echo(f"dicom-node: cannot start: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    stop = {"requested": False}
+
+    def _request_stop(signum: int, _frame: Any) -> None:
+        stop["requested"] = True
+        node.stopping.set()
+
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
+    node.stopping.wait()
+    node.stop()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head"), data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
+    """Create or upgrade the schema."""
+    from dicom_node.store.db import upgrade
+
+    cfg = _config(config, _node_overrides(data_dir))
+    upgrade(cfg.database_url, revision)
+    typer.echo(f"schema at {revision}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. -1."), data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
+    """Step the schema back."""
+    from dicom_node.store.db import downgrade
+
+    cfg = _config(config, _node_overrides(data_dir))
+    downgrade(cfg.database_url, revision)
+    typer.echo(f"schema at {revision}")
+
+
+def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
+    from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+
+    upgrade(cfg.database_url)
+    return make_sessionmaker(make_engine(cfg.database_url))
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    for row in rows:
+        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def job_row(job: Any) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state,
+        "pipeline": job.pipeline,
+        "series_instance_uid": job.series.series_instance_uid,
+        "study_instance_uid": job.series.study.study_instance_uid,
+        "instances": job.instance_count,
+        "attempts": job.attempts,
+        "reason": job.reason,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "steps": job.steps,
+        "result": job.result,
+    }
+
+
+@jobs_app.command("list")
+def jobs_list(
+    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    state: Optional[str] = typer.Option(None, "--state", help="Only jobs in this state."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """List jobs, newest first."""
+    from dicom_node.store.models import Job
+
+    cfg = _config(config, _node_overrides(data_dir))
+    with _sessions(cfg)() as session:
+        query = select(Job).order_by(Job.id.desc())
+        if state:
+            query = query.where(Job.state == state)
+        rows = [job_row(job) for job in session.scalars(query)]
+    _print_rows(rows, as_json, ["id", "state", "instances", "attempts", "series_instance_uid", "reason"])
+
+
+@jobs_app.command("show")
+def jobs_show(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
+    """One job, with its steps and result, as JSON."""
+    from dicom_node.store.models import Job
+
+    cfg = _config(config, _node_overrides(data_dir))
+    with _sessions(cfg)() as session:
+        job = session.get(Job, job_id)
+        if job is None:
+            typer.echo(f"dicom-node: no job {job_id}", err=True)
+            raise typer.Exit(1)
+        typer.echo(json.dumps(job_row(job), indent=2, default=str))
+
+
+@jobs_app.command("retry")
+def jobs_retry(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
+    """Queue a finished (failed, skipped or done) job again."""
+    from dicom_node.store.jobs import JobQueue
+
+    cfg = _config(config, _node_overrides(data_dir))
+    if not JobQueue(_sessions(cfg), cfg.node.name).retry(job_id):
+        typer.echo(f"dicom-node: job {job_id} does not exist or is not finished", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"job {job_id} queued")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app(prog_name="dicom-node")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,308 @@
+"""The node's configuration: one TOML file, environment overrides, command-line flags.
+
+Precedence, lowest to highest: built-in defaults, the TOML file
+(`config/dicom-node.toml` documents every key), environment variables
+`DICOM_NODE_<SECTION>__<KEY>` (for example `DICOM_NODE_DICOM__PORT=11113`;
+lists and tables as JSON), then command-line flags. A bad value stops start-up
+with a message naming the key, because a node that silently falls back to a
+default would accept studies from sources nobody meant to allow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from dicom_node.inference.settings import InferenceSettings
+from dicom_node.pipeline.settings import PipelineSettings
+
+ENV_PREFIX = "DICOM_NODE_"
+AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_ae_title(value: str) -> str:
+    value = value.strip()
+    if not AE_TITLE_PATTERN.match(value):
+        raise ValueError("an AE title is 1 to 16 characters, no backslash or control characters")
+    return value
+
+
+class AllowedSource(Section):
+    """A calling AE title allowed to send, optionally only from one host (IP address or name)."""
+
+    ae_title: str = Field(description="Calling AE title of the sender.")
+    host: str | None = Field(default=None, description="If set, the sender must connect from this address.")
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class CalledAe(Section):
+    """An AE title of this node and the pipeline that processes what is sent to it."""
+
+    ae_title: str = Field(description="Called AE title the sender addresses.")
+    pipeline: Literal["covid19_ct"] = Field(default="covid19_ct", description="Pipeline run on series sent to this AE.")
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class DicomSettings(Section):
+    """The Storage SCP."""
+
+    host: str = Field(default="0.0.0.0", description="Address the SCP listens on.")
+    port: int = Field(default=11112, ge=1, le=65535, description="DICOM port.")
+    called_aes: list[CalledAe] = Field(
+        default_factory=lambda: [CalledAe(ae_title="CLARA")],
+        description="AE titles of this node, each bound to a pipeline; associations to any other called AE are rejected.",
+    )
+    allowed_sources: list[AllowedSource] = Field(
+        default_factory=list,
+        description="Calling AEs (and optionally hosts) allowed to associate. Empty: any source is accepted (a warning is logged).",
+    )
+    max_associations: int = Field(default=25, ge=1, le=1000, description="Concurrent associations; more are rejected (transient, local limit exceeded).")
+    max_pdu: int = Field(default=262144, ge=0, description="Maximum PDU length we receive; 0 means unlimited.")
+    acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
+    dimse_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for DIMSE messages.")
+    network_timeout: float = Field(default=60.0, gt=0, description="Seconds of silence before an association is aborted.")
+    duplicate_policy: Literal["overwrite", "keep-first", "reject"] = Field(
+        default="overwrite",
+        description=(
+            "A SOP Instance UID received again: 'overwrite' stores the new copy (identical bytes change nothing; "
+            "different bytes re-trigger the series' job), 'keep-first' acknowledges and discards the new copy, "
+            "'reject' answers failure status 0xC221 and keeps the first."
+        ),
+    )
+    min_free_disk_mb: int = Field(
+        default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
+    )
+
+
+class DatabaseSettings(Section):
+    url: str = Field(default="", description="SQLAlchemy URL. Empty: SQLite (WAL) at <data_dir>/index.sqlite3. PostgreSQL: postgresql+psycopg2://user@host/db.")
+
+
+class JobSettings(Section):
+    settle_seconds: float = Field(default=5.0, ge=0, description="Quiet time after the last association that touched a series before its job is queued.")
+    workers: int = Field(default=1, ge=0, description="Pipeline worker threads in this process (0: receive only, another process runs the jobs).")
+    poll_seconds: float = Field(default=1.0, gt=0, description="How often the scheduler and idle workers look at the database.")
+    retry_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before a job that waited on an unavailable inference server is tried again.")
+    max_attempts: int = Field(default=20, ge=1, description="Attempts of a job (transient failures) before it is failed.")
+
+
+class Destination(Section):
+    """A DICOM peer results are sent to."""
+
+    name: str = Field(description="Name used in pipeline destination lists and in the exports table.")
+    ae_title: str = Field(description="Called AE title of the peer.")
+    host: str = Field(description="Host name or address of the peer.")
+    port: int = Field(ge=1, le=65535, description="Port of the peer.")
+    tls: bool = Field(default=False, description="Use TLS (certificates below).")
+    tls_ca_file: str | None = Field(default=None, description="CA bundle verifying the peer.")
+    tls_cert_file: str | None = Field(default=None, description="Client certificate.")
+    tls_key_file: str | None = Field(default=None, description="Client key.")
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class PipelineConfig(Section):
+    destinations: list[str] = Field(default_factory=list, description="Names of destinations the results go to.")
+    processing: PipelineSettings = Field(default_factory=PipelineSettings, description="The image pipeline's parameters.")
+
+
+class ExportSettings(Section):
+    calling_ae_title: str = Field(default="DICOM_NODE", description="Our AE title when sending.")
+    retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
+    retry_horizon_seconds: float = Field(default=86400.0, gt=0, description="After this long without success an export is failed.")
+    secondary_capture: bool = Field(default=False, description="Also send a secondary-capture series with the contours burned in.")
+
+    _ae = field_validator("calling_ae_title")(_check_ae_title)
+
+
+class HttpSettings(Section):
+    host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
+    port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
+    token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+
+
+class NodeSettings(Section):
+    name: str = Field(
+        default_factory=lambda: socket.gethostname()[:64],
+        description="Name of this node process; several nodes sharing one database need distinct names (it marks the jobs and associations it owns).",
+    )
+    data_dir: Path = Field(default=Path("./var"), description="Where instances, results and the SQLite index live.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=False, description="One JSON object per log line.")
+
+
+class Config(Section):
+    node: NodeSettings = Field(default_factory=NodeSettings)
+    dicom: DicomSettings = Field(default_factory=DicomSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=lambda: {"covid19_ct": PipelineConfig()})
+    models: InferenceSettings = Field(default_factory=InferenceSettings)
+    destinations: list[Destination] = Field(default_factory=list)
+    export: ExportSettings = Field(default_factory=ExportSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{(self.node.data_dir / 'index.sqlite3').resolve()}"
+
+    def destination(self, name: str) -> Destination:
+        for dest in self.destinations:
+            if dest.name == name:
+                return dest
+        raise KeyError(name)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__")]
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"{key}: not valid JSON: {exc}") from exc
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Build the configuration from file, environment and flags, or raise ConfigError naming the bad key."""
+    environ = dict(os.environ) if environ is None else environ
+    if path is None and environ.get(ENV_PREFIX + "CONFIG"):
+        path = Path(environ[ENV_PREFIX + "CONFIG"])
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    data = _merge(data, _env_overrides(environ))
+    data = _merge(data, overrides or {})
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+    unknown = {name for p in config.pipelines.values() for name in p.destinations} - {d.name for d in config.destinations}
+    if unknown:
+        raise ConfigError(f"pipelines.*.destinations: unknown destination(s) {sorted(unknown)}")
+    return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))
+    if value is None:
+        return '""'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot render {type(value).__name__} as TOML")
+
+
+def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
+    """One [table]: every field with its description as a comment; nested models become sub-tables."""
+    nested: list[tuple[str, BaseModel]] = []
+    lines.append(f"\n[{name}]")
+    for key, info in type(model).model_fields.items():
+        value = getattr(model, key)
+        if isinstance(value, BaseModel):
+            nested.append((f"{name}.{key}", value))
+            continue
+        if isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            nested.extend((f"{name}.{k}", v) for k, v in value.items())
+            continue
+        if info.description:
+            lines.extend(f"# {line}" for line in info.description.splitlines())
+        if key == "name" and isinstance(model, NodeSettings):
+            lines.append(f"# {key} = \"<host name>\"")
+        elif value is None:
+            lines.append(f"# {key} =")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for sub_name, sub_model in nested:
+        _render_table(sub_name, sub_model, lines)
+
+
+def example_toml() -> str:
+    """The documented default configuration (config/dicom-node.toml is exactly this; `make config` rewrites it)."""
+    lines = [
+        "# dicom-node configuration: every key with its default and meaning.",
+        "# Generated from dicom_node/config.py (`make config`); a test checks they agree.",
+        "# Override any key with DICOM_NODE_<SECTION>__<KEY> (lists/tables as JSON), e.g. DICOM_NODE_DICOM__PORT=11113.",
+        "#",
+        "# Destinations results are sent to (one [[destinations]] table each), e.g.:",
+        "# [[destinations]]",
+        '# name = "PACS"',
+        '# ae_title = "ORTHANC"',
+        '# host = "pacs.example.org"',
+        "# port = 4242",
+        "# and in [pipelines.covid19_ct]: destinations = [\"PACS\"]",
+        "#",
+        "# Allowed sources (empty: any), e.g. in [dicom]:",
+        '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',
+    ]
+    defaults = Config()
+    for key in Config.model_fields:
+        value = getattr(defaults, key)
+        if isinstance(value, BaseModel):
+            _render_table(key, value, lines)
+        elif isinstance(value, dict):
+            for name, sub in value.items():
+                _render_table(f"{key}.{name}", sub, lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(example_toml(), end="")

@@ -1,0 +1,92 @@
+"""Which backend runs each model, and the contract the node expects of it.
+
+The defaults describe the Clara Deploy COVID-19 models as NVIDIA documented them
+(see docs/triton.md): the node sends the same tensors whether the model runs
+in-process or on Triton.  Tensor names, dims and dtypes left unset (None) are read
+from the model itself (Triton's model metadata, or the embedded model's contract),
+so pointing the node at a Triton that serves other models of the same shape needs
+only `backend`, `url` and `model_name`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, model_validator
+
+TRITON_SCHEMES = ("http", "https", "grpc")
+
+
+class ModelSettings(BaseModel, frozen=True):
+    """One model: where it runs, what it is called there, what goes in and out, how long to wait."""
+
+    backend: Literal["embedded", "triton"] = "embedded"
+    url: str = Field(
+        "http://localhost:8000",
+        description="Triton endpoint; the scheme picks the protocol: http(s)://host:8000 or grpc://host:8001",
+    )
+    model_name: str
+    model_version: str = Field("", description="empty: the version Triton's version policy serves (latest)")
+    input_name: str | None = Field(
+        None,
+        description="None: the model's only input (Clara Train 3 exported NV_MODEL_INPUT; "
+        "NVIDIA never published the COVID-19 models' names, so none is assumed)",
+    )
+    output_name: str | None = Field(None, description="None: the model's only output")
+    input_dims: tuple[int, ...] | None = Field(None, description="batch axis included; -1 = any size")
+    output_dims: tuple[int, ...] | None = None
+    input_dtype: str | None = Field(None, description="numpy dtype name, e.g. float32")
+    output_dtype: str | None = None
+    layout: tuple[str, ...] | None = Field(None, description="axis names of input_dims, e.g. N C X Y Z")
+    class_names: tuple[str, ...] = ()
+    connect_timeout_s: float = Field(3.0, gt=0, description="TCP connect and readiness calls")
+    request_timeout_s: float = Field(300.0, gt=0, description="one inference call; CPU models are slow")
+    retries: int = Field(3, ge=0, description="extra attempts after a transient failure, with backoff")
+    backoff_s: float = Field(0.5, ge=0, description="first wait between attempts; doubled each time")
+    backoff_max_s: float = Field(8.0, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSettings:
+        url = urlsplit(self.url)
+        if self.backend == "triton" and (url.scheme not in TRITON_SCHEMES or not url.netloc):
+            raise ValueError(f"url {self.url!r}: expected http://host:port, https://host:port or grpc://host:port")
+        if self.layout is not None and self.input_dims is not None and len(self.layout) != len(self.input_dims):
+            raise ValueError(f"layout {self.layout} does not name the {len(self.input_dims)} axes of {self.input_dims}")
+        return self
+
+
+class LungSegmentationSettings(ModelSettings, frozen=True):
+    """Lung mask model; Clara's AH-Net ran on CT resampled to 0.8x0.8x5 mm, clipped to [-1500, 500] HU.
+
+    The node sends one channel of the whole CT on the model grid ([pipeline.segmentation]),
+    (z, y, x) as the pipeline holds it, and gets one label per voxel back: binary,
+    lung = 1, as Clara's model gave it (the pipeline then splits right from left).
+    """
+
+    model_name: str = "lung_segmentation"
+    input_dims: tuple[int, ...] | None = (1, 1, -1, -1, -1)
+    output_dims: tuple[int, ...] | None = (1, 1, -1, -1, -1)
+    input_dtype: str | None = "float32"
+    output_dtype: str | None = "uint8"
+    layout: tuple[str, ...] | None = ("N", "C", "Z", "Y", "X")
+    class_names: tuple[str, ...] = ("background", "lung")
+
+
+class CovidClassifierSettings(ModelSettings, frozen=True):
+    """Clara `classification_covid-19_v1` (3D DenseNet121): one channel of 192x192x64 in, 2 probabilities out."""
+
+    model_name: str = "covid_classifier"
+    input_dims: tuple[int, ...] | None = (1, 1, 192, 192, 64)
+    output_dims: tuple[int, ...] | None = (1, 2)
+    input_dtype: str | None = "float32"
+    output_dtype: str | None = "float32"
+    layout: tuple[str, ...] | None = ("N", "C", "X", "Y", "Z")
+    class_names: tuple[str, ...] = ("non-COVID", "COVID-19")
+
+
+class InferenceSettings(BaseModel, frozen=True):
+    """The `[models]` section of the node's configuration."""
+
+    lung_segmentation: LungSegmentationSettings = LungSegmentationSettings()
+    covid_classifier: CovidClassifierSettings = CovidClassifierSettings()

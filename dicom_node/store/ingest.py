@@ -1,0 +1,195 @@
+"""Index one received instance: patient, study, series and instance rows, in one transaction.
+
+The SCP calls this after the file is durably on disk and before it answers:
+the commit is the point of no return. Patient/study/series rows are created on
+first sight and their ids cached, so an instance costs a handful of statements.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.store.models import AssociationSeries, Instance, Patient, Series, Study, utcnow
+
+
+@dataclass(frozen=True)
+class InstanceMeta:
+    """The identifying attributes of a received instance, read from its dataset."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    transfer_syntax_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    accession_number: str = ""
+    study_description: str = ""
+    modality: str = ""
+    series_description: str = ""
+    series_number: int | None = None
+    instance_number: int | None = None
+
+    @classmethod
+    def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str) -> InstanceMeta:
+        def text(keyword: str, limit: int) -> str:
+            value = ds.get(keyword)
+            return "" if value is None else str(value).strip()[:limit]
+
+        def number(keyword: str) -> int | None:
+            try:
+                value = ds.get(keyword)
+                return None if value in (None, "") else int(value)
+            except (TypeError, ValueError):
+                return None
+
+        return cls(
+            sop_instance_uid=text("SOPInstanceUID", 64),
+            sop_class_uid=text("SOPClassUID", 64),
+            study_instance_uid=text("StudyInstanceUID", 64),
+            series_instance_uid=text("SeriesInstanceUID", 64),
+            transfer_syntax_uid=transfer_syntax_uid,
+            patient_id=text("PatientID", 64),
+            patient_name=text("PatientName", 324),
+            patient_birth_date=text("PatientBirthDate", 8),
+            patient_sex=text("PatientSex", 16),
+            study_date=text("StudyDate", 8),
+            accession_number=text("AccessionNumber", 16),
+            study_description=text("StudyDescription", 64),
+            modality=text("Modality", 16),
+            series_description=text("SeriesDescription", 64),
+            series_number=number("SeriesNumber"),
+            instance_number=number("InstanceNumber"),
+        )
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """What the index knows of an instance already received."""
+
+    path: Path
+    series_instance_uid: str
+
+
+class Indexer:
+    """Writes instance rows; safe to share between association threads.
+
+    The per-instance statements are SQLAlchemy Core (compiled once, cached), not
+    ORM units of work: this runs before every C-STORE answer, so its cost is
+    paid per image by the sending PACS.
+    """
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+        self._engine = sessions.kw["bind"]
+        self._series_ids: dict[str, int] = {}
+        self._linked: set[tuple[int, int]] = set()
+        self._lock = threading.Lock()
+
+    def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(Instance.path, Series.series_instance_uid)
+                .join(Series, Instance.series_fk == Series.id)
+                .where(Instance.sop_instance_uid == sop_instance_uid)
+            ).first()
+        return None if row is None else StoredInstance(Path(row[0]), row[1])
+
+    def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
+        """Insert (or, for a re-sent UID, replace) the instance row and mark its series pending a job, in one commit."""
+        series_id = self._series_id(meta, pipeline)
+        now = utcnow()
+        values = dict(
+            sop_class_uid=meta.sop_class_uid,
+            series_fk=series_id,
+            instance_number=meta.instance_number,
+            transfer_syntax_uid=meta.transfer_syntax_uid,
+            path=str(relpath),
+            size=size,
+            association_fk=association_id,
+            received_at=now,
+        )
+        link = association_id is not None and (association_id, series_id) not in self._linked
+        with self._engine.begin() as conn:
+            if replace:
+                conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+            else:
+                conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
+            conn.execute(
+                update(Series)
+                .where(Series.id == series_id)
+                .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
+            )
+            if link:
+                exists = conn.execute(
+                    select(AssociationSeries.series_fk).where(
+                        AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(insert(AssociationSeries).values(association_fk=association_id, series_fk=series_id))
+        if link:
+            with self._lock:
+                self._linked.add((association_id, series_id))  # type: ignore[arg-type]
+
+    def _series_id(self, meta: InstanceMeta, pipeline: str) -> int:
+        """The series row's id, creating patient, study and series rows on first sight (committed at once)."""
+        with self._lock:
+            cached = self._series_ids.get(meta.series_instance_uid)
+        if cached is not None:
+            return cached
+        for attempt in range(3):
+            try:
+                with self._sessions.begin() as session:
+                    series_id = self._find_or_create_series(session, meta, pipeline)
+                break
+            except IntegrityError:
+                if attempt == 2:  # another association created the same rows concurrently: look again
+                    raise
+        with self._lock:
+            self._series_ids[meta.series_instance_uid] = series_id
+        return series_id
+
+    def _find_or_create_series(self, session: Session, meta: InstanceMeta, pipeline: str) -> int:
+        series = session.scalar(select(Series).where(Series.series_instance_uid == meta.series_instance_uid))
+        if series is not None:
+            return series.id
+        study = session.scalar(select(Study).where(Study.study_instance_uid == meta.study_instance_uid))
+        if study is None:
+            patient = session.scalar(select(Patient).where(Patient.patient_id == meta.patient_id))
+            if patient is None:
+                patient = Patient(
+                    patient_id=meta.patient_id, patient_name=meta.patient_name, birth_date=meta.patient_birth_date, sex=meta.patient_sex
+                )
+                session.add(patient)
+                session.flush()
+            study = Study(
+                study_instance_uid=meta.study_instance_uid,
+                patient_fk=patient.id,
+                study_date=meta.study_date,
+                accession_number=meta.accession_number,
+                description=meta.study_description,
+            )
+            session.add(study)
+            session.flush()
+        series = Series(
+            series_instance_uid=meta.series_instance_uid,
+            study_fk=study.id,
+            modality=meta.modality,
+            description=meta.series_description,
+            series_number=meta.series_number,
+            pipeline=pipeline,
+        )
+        session.add(series)
+        session.flush()
+        return series.id

@@ -1,0 +1,234 @@
+"""The job queue: when a series is complete, one job; later data supersedes it.
+
+A series is *pending* from its first new instance until a job is queued for
+it. It is queued once no open association is sending it and the settle window
+has passed quietly since its last instance. Every state change is a
+conditional UPDATE (compare-and-set on the old state), so several schedulers
+and workers sharing one database (SQLite or PostgreSQL) never queue a series
+twice nor run one job twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Callable
+
+from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATES = ("queued", "running")
+FINAL_STATES = ("done", "failed", "skipped", "superseded")
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    id: int
+    series_id: int
+    series_instance_uid: str
+    study_instance_uid: str
+    pipeline: str
+    attempts: int
+
+
+class JobQueue:
+    """Association bookkeeping, the settle window, claiming and finishing jobs."""
+
+    def __init__(self, sessions: sessionmaker[Session], node_name: str) -> None:
+        self._sessions = sessions
+        self.node_name = node_name
+
+    # Associations -------------------------------------------------------
+    def open_association(self, calling_ae: str, called_ae: str, host: str, port: int) -> tuple[int, str]:
+        with self._sessions.begin() as session:
+            row = Association(
+                uuid=str(uuid.uuid4()), node=self.node_name, calling_ae=calling_ae, called_ae=called_ae, peer_host=host, peer_port=port
+            )
+            session.add(row)
+            session.flush()
+            return row.id, row.uuid
+
+    def close_association(self, association_id: int, state: str, instances: int, nbytes: int, failures: int) -> list[str]:
+        """Record how the association ended; return the series UIDs it sent."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Association)
+                .where(Association.id == association_id)
+                .values(state=state, instances_received=instances, bytes_received=nbytes, failures=failures, ended_at=utcnow())
+            )
+            return list(
+                session.scalars(
+                    select(Series.series_instance_uid)
+                    .join(AssociationSeries, AssociationSeries.series_fk == Series.id)
+                    .where(AssociationSeries.association_fk == association_id)
+                )
+            )
+
+    def recover(self) -> tuple[int, int]:
+        """After this node restarts: its open associations were cut, its running jobs go back to the queue."""
+        with self._sessions.begin() as session:
+            cut = session.execute(
+                update(Association)
+                .where(Association.node == self.node_name, Association.state == "open")
+                .values(state="interrupted", ended_at=utcnow())
+            ).rowcount
+            requeued = session.execute(
+                update(Job)
+                .where(Job.state == "running", Job.worker.like(f"{self.node_name}/%"))
+                .values(state="queued", reason="re-queued: the node restarted while it was running", worker="")
+            ).rowcount
+        if cut or requeued:
+            log.warning("recovery: %d association(s) were cut by a restart; %d running job(s) re-queued", cut, requeued)
+        return cut, requeued
+
+    # Settle window ------------------------------------------------------
+    def queue_settled(self, settle_seconds: float, now: datetime | None = None) -> list[int]:
+        """Queue one job per pending series that is quiet and no longer being sent; return the new job ids."""
+        now = now or utcnow()
+        quiet_since = now - timedelta(seconds=settle_seconds)
+        sending = exists().where(
+            and_(
+                AssociationSeries.series_fk == Series.id,
+                AssociationSeries.association_fk == Association.id,
+                Association.state == "open",
+            )
+        )
+        with self._sessions() as session:
+            candidates = session.execute(
+                select(Series.id, Series.last_received_at).where(
+                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending
+                )
+            ).all()
+        created = []
+        for series_id, last_received in candidates:
+            job_id = self._queue_series(series_id, last_received)
+            if job_id is not None:
+                created.append(job_id)
+        return created
+
+    def _queue_series(self, series_id: int, last_received: datetime) -> int | None:
+        with self._sessions.begin() as session:
+            claimed = session.execute(
+                update(Series)
+                .where(Series.id == series_id, Series.pending.is_(True), Series.last_received_at == last_received)
+                .values(pending=False)
+            ).rowcount
+            if not claimed:
+                return None  # more data arrived, or another scheduler queued it
+            series = session.get_one(Series, series_id)
+            count = session.scalar(select(func.count()).select_from(Instance).where(Instance.series_fk == series_id)) or 0
+            job = Job(series_fk=series_id, pipeline=series.pipeline, state="queued", instance_count=count, steps={}, result={})
+            session.add(job)
+            session.flush()
+            previous = list(
+                session.scalars(select(Job.id).where(Job.series_fk == series_id, Job.id != job.id, Job.state.in_(("queued", "running", "done"))))
+            )
+            if previous:
+                session.execute(
+                    update(Job)
+                    .where(Job.id.in_(previous))
+                    .values(state="superseded", superseded_by=job.id, reason=f"superseded by job {job.id}: new instances arrived", finished_at=utcnow())
+                )
+                session.execute(
+                    update(Export)
+                    .where(Export.job_fk.in_(previous), Export.state == "pending")
+                    .values(state="cancelled", last_error=f"job superseded by job {job.id}")
+                )
+            log.info(
+                "series %s: job %d queued (%d instances, pipeline %s)%s",
+                series.series_instance_uid,
+                job.id,
+                count,
+                series.pipeline,
+                f", superseding job(s) {previous}" if previous else "",
+            )
+            return job.id
+
+    # Workers ------------------------------------------------------------
+    def claim(self, worker: str, now: datetime | None = None) -> ClaimedJob | None:
+        """Take the oldest runnable queued job, or None; safe against other workers."""
+        now = now or utcnow()
+        with self._sessions() as session:
+            candidate_ids = list(
+                session.scalars(
+                    select(Job.id)
+                    .where(Job.state == "queued", (Job.not_before.is_(None)) | (Job.not_before <= now))
+                    .order_by(Job.created_at, Job.id)
+                    .limit(5)
+                )
+            )
+        for job_id in candidate_ids:
+            with self._sessions.begin() as session:
+                taken = session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state == "queued")
+                    .values(state="running", worker=worker, started_at=now, attempts=Job.attempts + 1)
+                ).rowcount
+                if not taken:
+                    continue
+                job = session.get_one(Job, job_id)
+                series = session.get_one(Series, job.series_fk)
+                return ClaimedJob(
+                    id=job.id,
+                    series_id=series.id,
+                    series_instance_uid=series.series_instance_uid,
+                    study_instance_uid=series.study.study_instance_uid,
+                    pipeline=job.pipeline,
+                    attempts=job.attempts,
+                )
+        return None
+
+    def instance_paths(self, series_id: int) -> list[str]:
+        with self._sessions() as session:
+            return list(session.scalars(select(Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id)))
+
+    def finish(
+        self,
+        job_id: int,
+        state: str,
+        reason: str = "",
+        steps: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        on_done: Callable[[Session], None] | None = None,
+    ) -> bool:
+        """Record the end of a running job; False if it was superseded meanwhile (its results must not be exported).
+
+        `on_done` runs in the same transaction (the outbox rows of a done job), so a crash leaves either a done
+        job with all its exports queued, or a running job that is re-queued.
+        """
+        values: dict[str, Any] = dict(state=state, reason=reason, finished_at=utcnow())
+        if steps is not None:
+            values["steps"] = steps
+        if result is not None:
+            values["result"] = result
+        with self._sessions.begin() as session:
+            if not session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount:
+                return False
+            if on_done is not None:
+                on_done(session)
+            return True
+
+    def postpone(self, job_id: int, reason: str, delay_seconds: float, steps: dict[str, Any] | None = None) -> bool:
+        """Put a running job back in the queue for later (an inference server was unavailable)."""
+        values: dict[str, Any] = dict(state="queued", reason=reason, worker="", not_before=utcnow() + timedelta(seconds=delay_seconds))
+        if steps is not None:
+            values["steps"] = steps
+        with self._sessions.begin() as session:
+            return bool(session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount)
+
+    def retry(self, job_id: int) -> bool:
+        """Re-queue a finished job by hand (`dicom-node jobs retry`)."""
+        with self._sessions.begin() as session:
+            return bool(
+                session.execute(
+                    update(Job)
+                    .where(Job.id == job_id, Job.state.in_(("failed", "skipped", "done")))
+                    .values(state="queued", reason="retried by an operator", not_before=None, worker="", attempts=0)
+                ).rowcount
+            )

@@ -1,0 +1,37 @@
+"""build_models: embedded or Triton per model, and the embedded contract checked at start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from dicom_node.inference.base import ContractMismatch
+from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+from dicom_node.inference.factory import build_models
+from dicom_node.inference.settings import CovidClassifierSettings, InferenceSettings, LungSegmentationSettings
+from dicom_node.inference.triton import TritonModel
+from dicom_node.pipeline.settings import PipelineSettings, SegmentationSettings
+
+
+def test_defaults_are_the_embedded_models_with_the_pipeline_settings() -> None:
+    pipeline = PipelineSettings(segmentation=SegmentationSettings(grid_spacing_zyx=(5.0, 0.8, 0.8)))
+
+    segmenter, classifier = build_models(InferenceSettings(), pipeline)
+
+    assert isinstance(segmenter, EmbeddedLungSegmenter) and segmenter.spacing == (5.0, 0.8, 0.8)
+    assert isinstance(classifier, EmbeddedOpacityBaseline)
+
+
+def test_each_model_can_be_moved_to_triton_on_its_own() -> None:
+    settings = InferenceSettings(covid_classifier=CovidClassifierSettings(backend="triton", url="grpc://triton:8001"))
+
+    segmenter, classifier = build_models(settings)
+
+    assert isinstance(segmenter, EmbeddedLungSegmenter)
+    assert isinstance(classifier, TritonModel) and classifier.settings.url == "grpc://triton:8001"
+
+
+def test_a_configured_contract_the_embedded_model_does_not_meet_fails_at_start_up() -> None:
+    settings = InferenceSettings(lung_segmentation=LungSegmentationSettings(output_dtype="float32"))
+
+    with pytest.raises(ContractMismatch, match="output 'NV_MODEL_OUTPUT': expected dtype float32.*uint8"):
+        build_models(settings)
