@@ -35,7 +35,7 @@ def test_phantom_series_loads_with_its_geometry_whatever_the_file_order(clear_ph
     assert volume.spacing == pytest.approx(clear_phantom.spacing, abs=1e-4)
     assert volume.origin == pytest.approx(clear_phantom.origin, abs=1e-3)
     assert volume.source_files == tuple(clear_series)
-    assert volume.slice_position(10)[2] == pytest.approx(float(pydicom.dcmread(clear_series[10]).ImagePositionPatient[2]))
+    assert volume.origin[0] + 10 * volume.spacing[0] == pytest.approx(float(pydicom.dcmread(clear_series[10]).ImagePositionPatient[2]))
 
 
 def test_spacing_comes_from_positions_not_slice_thickness(clear_series, tmp_path):
@@ -125,3 +125,12 @@ def test_p001_jpeg_lossless_loads_fast_in_hu():
     expected = reference.pixel_array.astype(np.int32) * int(reference.RescaleSlope) + int(reference.RescaleIntercept)
     assert np.array_equal(volume.hu[74], expected)
     assert elapsed < 3.0, f"P001 took {elapsed:.2f} s to load (aim 1.5 s on an idle machine)"
+
+
+def test_files_of_two_series_are_rejected(clear_series, tmp_path):
+    def other_series(i: int, ds: pydicom.Dataset) -> None:
+        if i % 2:
+            ds.SeriesInstanceUID = "1.2.3.4.5"
+
+    with pytest.raises(SeriesRejected, match="2 different series"):
+        load_series(modified_copy(clear_series, tmp_path, other_series))
