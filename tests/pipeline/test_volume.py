@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -112,19 +113,26 @@ def test_too_few_slices_and_non_axial_series_are_not_eligible(clear_series, tmp_
         load_series(coronal, SelectionRules())
 
 
-def test_p001_jpeg_lossless_loads_fast_in_hu():
-    import time
-
+def test_p001_jpeg_lossless_loads_in_hu():
     files = real_series("covid-ct-md/P001")
-    start = time.perf_counter()
     volume = load_series(files)
-    elapsed = time.perf_counter() - start
     assert volume.hu.shape == (148, 512, 512)
     assert volume.spacing[0] == pytest.approx(2.0)
     reference = pydicom.dcmread(volume.source_files[74])
     expected = reference.pixel_array.astype(np.int32) * int(reference.RescaleSlope) + int(reference.RescaleIntercept)
     assert np.array_equal(volume.hu[74], expected)
-    assert elapsed < 3.0, f"P001 took {elapsed:.2f} s to load (aim 1.5 s on an idle machine)"
+
+
+@pytest.mark.slow
+def test_p001_loads_within_1_5_s():
+    """Best of three, so that a neighbour's burst of CPU does not decide it."""
+    files = real_series("covid-ct-md/P001")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        load_series(files)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.5, f"P001 load took {min(times):.2f} s at best"
 
 
 def test_files_of_two_series_are_rejected(clear_series, tmp_path):
