@@ -8,8 +8,9 @@ z -> head, i.e. LPS with an identity direction) of known spacing, as produced by
 2. air inside the body (< -400 HU);
 3. trachea and main bronchi: their lumen (< -950 HU, darker than lung parenchyma, so
    partial volume at the carina does not join them to the lung) is tracked slice by
-   slice from the top of the scan while the cross-section stays small; once a bronchus merges with lung its area jumps
-   and tracking stops, so the airway tree inside the lung stays part of the lung;
+   slice from the top of the scan while the cross-section stays small; once a bronchus
+   merges with lung its area jumps and tracking stops, so the airway tree inside the
+   lung stays part of the lung;
 4. lung components: the large air components left (bowel gas at the bottom is dropped);
 5. dense lung: per slice and per lung, the convex hull of the aerated lung is added,
    except where it would cover the mediastinum (between the two lungs), the liver
@@ -59,8 +60,8 @@ def body_mask(ct: np.ndarray) -> np.ndarray:
 def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Trachea and main bronchi outside the lungs, tracked downwards from the top slice of `lumen`.
 
-    The trachea is the small air blob nearest the midline in the highest slice that has
-    one; a branch is followed while each slice's blob stays below 1.6x the previous
+    The trachea is the small air blob (0.5 to 8 cm2) nearest the image's midline, and
+    within 30 mm of it, in the highest slice that has one; a branch is followed while each slice's blob stays below 1.6x the previous
     cross-section (+1 cm2): a bronchus merging with the lung explodes that limit.
     """
     pixel_cm2 = spacing[1] * spacing[2] / 100.0
@@ -77,15 +78,13 @@ def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
         areas = np.bincount(components.ravel())[1:] * pixel_cm2
         if current is None:
             centres = ndimage.center_of_mass(lumen[k], components, range(1, count + 1))
-            candidates = [
-                i for i in range(count)
-                if 0.5 <= areas[i] <= 8.0 and abs(centres[i][1] - mid_x) * spacing[2] <= 30.0
-            ]
+            offsets_mm = {i: abs(centres[i][1] - mid_x) * spacing[2] for i in range(count)}
+            candidates = [i for i in range(count) if 0.5 <= areas[i] <= 8.0 and offsets_mm[i] <= 30.0]
             if not candidates:
                 if areas.max() > 8.0:
                     return airway  # reached the lungs without seeing a trachea
                 continue
-            current = components == candidates[0] + 1
+            current = components == min(candidates, key=offsets_mm.__getitem__) + 1
             airway[k] = current
             continue
         reach = ndimage.binary_dilation(current, iterations=2)
