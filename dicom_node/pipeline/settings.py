@@ -74,7 +74,9 @@ class OpacitySettings(BaseModel, frozen=True):
     ground_glass_opening_mm: float = Field(
         2.0, gt=0, description="ground-glass-range structures thinner than this are vessel and airway-wall partial volume"
     )
-    min_lesion_ml: float = Field(0.1, ge=0, description="smaller opacity components are ignored")
+    min_lesion_ml: float = Field(
+        2.0, ge=0, description="smaller opacity components (about 1.5 cm across) are ignored as vessel knots and noise"
+    )
 
 
 class PipelineSettings(BaseModel, frozen=True):

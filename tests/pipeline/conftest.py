@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+from dicom_node.pipeline.covid19 import Covid19Result, run_covid19
 from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -34,3 +37,36 @@ def covid_phantom() -> Phantom:
 @pytest.fixture(scope="session")
 def clear_series(clear_phantom: Phantom, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return write_phantom_series(clear_phantom, tmp_path_factory.mktemp("clear"))
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def run_embedded(paths: list[Path]) -> Covid19Result:
+    return run_covid19(paths, EmbeddedLungSegmenter(), EmbeddedOpacityBaseline())
+
+
+@pytest.fixture(scope="session")
+def covid_series(covid_phantom: Phantom, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    return write_phantom_series(covid_phantom, tmp_path_factory.mktemp("covid"))
+
+
+@pytest.fixture(scope="session")
+def clear_result(clear_series: list[Path]) -> Covid19Result:
+    return run_embedded(clear_series)
+
+
+@pytest.fixture(scope="session")
+def covid_result(covid_series: list[Path]) -> Covid19Result:
+    return run_embedded(covid_series)
+
+
+@pytest.fixture(scope="session")
+def p001_result() -> Covid19Result:
+    return run_embedded(real_series("covid-ct-md/P001"))
+
+
+@pytest.fixture(scope="session")
+def normal001_result() -> Covid19Result:
+    return run_embedded(real_series("covid-ct-md/normal001"))

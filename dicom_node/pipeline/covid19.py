@@ -1,0 +1,110 @@
+"""The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
+
+select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
+input -> classify (`classifier`) -> quantify -> masks back on the native grid. Each step's
+wall time is recorded in `timings` (seconds). Data problems raise `SeriesRejected`
+(or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
+so that the worker re-queues the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dicom_node.inference.base import ContractMismatch, InferenceModel
+from dicom_node.pipeline.classifier_input import build_classifier_input
+from dicom_node.pipeline.errors import SeriesRejected
+from dicom_node.pipeline.lungs import split_left_right
+from dicom_node.pipeline.opacity import OpacityMeasurement, measure_opacity, opacity_masks
+from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
+from dicom_node.pipeline.settings import PipelineSettings
+from dicom_node.pipeline.volume import CtVolume, load_series
+
+MIN_LUNG_ML = 200.0
+
+
+@dataclass
+class Covid19Result:
+    """Everything the output writers need; masks are on the series' native (z, y, x) grid."""
+
+    volume: CtVolume
+    lungs: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
+    opacity: np.ndarray  # bool
+    high_opacity: np.ndarray  # bool
+    measurement: OpacityMeasurement
+    probabilities: dict[str, float]  # class name -> probability
+    classifier_name: str
+    classifier_is_baseline: bool
+    segmenter_name: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_covid19(
+    paths: Sequence[Path | str],
+    segmenter: InferenceModel,
+    classifier: InferenceModel,
+    settings: PipelineSettings = PipelineSettings(),
+) -> Covid19Result:
+    """Run the whole image pipeline on one series' files."""
+    timings: dict[str, float] = {}
+    with _timed(timings, "load"):
+        volume = load_series(paths, settings.selection, settings.load)
+    spacing = settings.segmentation.grid_spacing_zyx
+    with _timed(timings, "segment"):
+        grid_ct, grid = to_model_grid(volume, spacing)
+        model_input = np.clip(grid_ct, *settings.segmentation.clip_hu)[None, None]
+        mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
+        if mask.shape != model_input.shape:
+            raise ContractMismatch(f"{segmenter.contract.name}: mask of shape {mask.shape}, sent {model_input.shape}")
+        labels = split_left_right(mask[0, 0] > 0, spacing)
+        lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
+        if lung_ml < MIN_LUNG_ML:
+            raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
+    with _timed(timings, "classifier_input"):
+        tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
+    with _timed(timings, "classify"):
+        scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
+        names = classifier.contract.class_names or tuple(str(i) for i in range(scores.size))
+        probabilities = {name: float(p) for name, p in zip(names, scores)}
+    with _timed(timings, "quantify"):
+        opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
+        measurement = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+    with _timed(timings, "to_native"):
+        native_lungs = labels_to_native(labels, grid, volume)
+        native_opacity = mask_to_native(opacity, grid, volume) & (native_lungs > 0)
+        native_high = mask_to_native(high, grid, volume) & native_opacity
+    return Covid19Result(
+        volume=volume,
+        lungs=native_lungs,
+        opacity=native_opacity,
+        high_opacity=native_high,
+        measurement=measurement,
+        probabilities=probabilities,
+        classifier_name=classifier.contract.name,
+        classifier_is_baseline=bool(getattr(classifier, "baseline", False)),
+        segmenter_name=segmenter.contract.name,
+        timings=timings,
+    )
+
+
+def _single_output(model: InferenceModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    outputs = model.infer(inputs)
+    name = model.contract.outputs[0].name
+    if name not in outputs:
+        raise ContractMismatch(f"{model.contract.name}: output tensor {name} missing (got {sorted(outputs)})")
+    return outputs[name]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[step] = time.perf_counter() - start
