@@ -18,13 +18,13 @@ def build_models(
     """(lung segmenter, COVID-19 classifier), each embedded or on Triton as configured.
 
     The embedded models work with the pipeline's own settings (model grid, classifier
-    input, opacity thresholds).  Their contract is checked against the configured one
+    input layout).  Their contract is checked against the configured one
     here, at start-up; a Triton model's is checked by `check_ready()` once the server
     can be reached, since it may not be up yet.
     """
     segmenter = _build(settings.lung_segmentation, lambda: EmbeddedLungSegmenter(pipeline.segmentation))
     classifier = _build(
-        settings.covid_classifier, lambda: EmbeddedOpacityBaseline(pipeline.classifier_input, pipeline.opacity)
+        settings.covid_classifier, lambda: EmbeddedOpacityBaseline(pipeline.classifier_input)
     )
     return segmenter, classifier
 
