@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,8 @@ from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacity
 from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentationSettings, ModelSettings
 from dicom_node.inference.triton import TritonModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from dicom_node.pipeline.covid19 import run_covid19
+from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import SegmentationSettings
 from tests.triton_server import TritonEndpoints
 
@@ -87,6 +89,22 @@ def test_classification_on_triton_equals_the_embedded_model(
     expected = EmbeddedOpacityBaseline().infer({IN: classifier_input})[OUT]
     assert 0.0 < expected[0, 1] < 1.0, "a saturated probability would hide a garbled input"
     np.testing.assert_array_equal(probabilities, expected)
+
+
+def test_the_pipeline_on_triton_gives_the_embedded_result(triton: TritonEndpoints, tmp_path: Path) -> None:
+    """run_covid19 reads tensor names from `contract` first: with names left unset that resolves them."""
+    paths = write_phantom_series(make_phantom((256, 256, 80), 0.15, seed=2), tmp_path)
+    embedded = run_covid19(paths, EmbeddedLungSegmenter(), EmbeddedOpacityBaseline())
+
+    on_triton = run_covid19(
+        paths,
+        TritonModel(LungSegmentationSettings(backend="triton", url=triton.grpc_url)),
+        TritonModel(CovidClassifierSettings(backend="triton", url=triton.http_url)),
+    )
+
+    np.testing.assert_array_equal(on_triton.lungs, embedded.lungs)
+    assert list(on_triton.probabilities.values()) == list(embedded.probabilities.values())
+    assert on_triton.classifier_is_baseline, "the served opacity baseline must not pass for a trained classifier"
 
 
 def test_a_wrong_configured_shape_names_the_tensor_and_both_shapes(triton: TritonEndpoints) -> None:
