@@ -1,11 +1,49 @@
-PYTHON ?= .venv/bin/python
+# The two commands a newcomer needs: `make serve` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver
+APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test triton-test-server
+.PHONY: serve test test-all bench config system-deps triton-test-server clean
 
-# The Triton tests skip (saying why) when the server cannot be installed, so a
-# failed download does not stop the other tests.
-test: triton-test-server
-	$(PYTHON) -m pytest
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
 
-triton-test-server:
-	-bash deploy/triton/install-test-server.sh $(PYTHON)
+## Set up the virtual environment and run the node with embedded defaults (AE CLARA, port 11112, data in ./var).
+serve: $(VENV)/.installed
+	$(VENV)/bin/dicom-node serve --ae CLARA
+
+## Install what the tests need (Debian packages, venv, the Triton test server) and run the suite.
+test: system-deps $(VENV)/.installed triton-test-server
+	$(PY) -m pytest -q
+
+## Also run the slow benchmarks and soak tests.
+test-all: system-deps $(VENV)/.installed triton-test-server
+	$(PY) -m pytest -q -m ''
+
+system-deps:
+	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $(APT_PACKAGES)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# The CPU tritonserver of the nvidia-pytriton wheel, unpacked under .cache/ (never into the venv: it pins numpy<2).
+# The Triton tests skip, saying why, when it cannot be installed; the rest of the suite still runs.
+triton-test-server: $(VENV)/.installed
+	-bash deploy/triton/install-test-server.sh $(PY)
+
+bench: $(VENV)/.installed system-deps
+	$(PY) bench/ingest
+
+## Regenerate config/dicom-node.toml from the documented settings.
+config: $(VENV)/.installed
+	$(PY) -m dicom_node.config > config/dicom-node.toml
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

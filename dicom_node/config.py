@@ -20,6 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from dicom_node.inference.settings import InferenceSettings
+from dicom_node.pipeline.settings import PipelineSettings
+
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
 
@@ -115,8 +118,9 @@ class Destination(Section):
     _ae = field_validator("ae_title")(_check_ae_title)
 
 
-class PipelineSettings(Section):
+class PipelineConfig(Section):
     destinations: list[str] = Field(default_factory=list, description="Names of destinations the results go to.")
+    processing: PipelineSettings = Field(default_factory=PipelineSettings, description="The image pipeline's parameters.")
 
 
 class ExportSettings(Section):
@@ -150,7 +154,8 @@ class Config(Section):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
-    pipelines: dict[str, PipelineSettings] = Field(default_factory=lambda: {"covid19_ct": PipelineSettings()})
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=lambda: {"covid19_ct": PipelineConfig()})
+    models: InferenceSettings = Field(default_factory=InferenceSettings)
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
@@ -226,3 +231,78 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     if unknown:
         raise ConfigError(f"pipelines.*.destinations: unknown destination(s) {sorted(unknown)}")
     return config
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (str, Path)):
+        return json.dumps(str(value))
+    if value is None:
+        return '""'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot render {type(value).__name__} as TOML")
+
+
+def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
+    """One [table]: every field with its description as a comment; nested models become sub-tables."""
+    nested: list[tuple[str, BaseModel]] = []
+    lines.append(f"\n[{name}]")
+    for key, info in type(model).model_fields.items():
+        value = getattr(model, key)
+        if isinstance(value, BaseModel):
+            nested.append((f"{name}.{key}", value))
+            continue
+        if isinstance(value, dict) and value and all(isinstance(v, BaseModel) for v in value.values()):
+            nested.extend((f"{name}.{k}", v) for k, v in value.items())
+            continue
+        if info.description:
+            lines.extend(f"# {line}" for line in info.description.splitlines())
+        if key == "name" and isinstance(model, NodeSettings):
+            lines.append(f"# {key} = \"<host name>\"")
+        elif value is None:
+            lines.append(f"# {key} =")
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for sub_name, sub_model in nested:
+        _render_table(sub_name, sub_model, lines)
+
+
+def example_toml() -> str:
+    """The documented default configuration (config/dicom-node.toml is exactly this; `make config` rewrites it)."""
+    lines = [
+        "# dicom-node configuration: every key with its default and meaning.",
+        "# Generated from dicom_node/config.py (`make config`); a test checks they agree.",
+        "# Override any key with DICOM_NODE_<SECTION>__<KEY> (lists/tables as JSON), e.g. DICOM_NODE_DICOM__PORT=11113.",
+        "#",
+        "# Destinations results are sent to (one [[destinations]] table each), e.g.:",
+        "# [[destinations]]",
+        '# name = "PACS"',
+        '# ae_title = "ORTHANC"',
+        '# host = "pacs.example.org"',
+        "# port = 4242",
+        "# and in [pipelines.covid19_ct]: destinations = [\"PACS\"]",
+        "#",
+        "# Allowed sources (empty: any), e.g. in [dicom]:",
+        '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',
+    ]
+    defaults = Config()
+    for key in Config.model_fields:
+        value = getattr(defaults, key)
+        if isinstance(value, BaseModel):
+            _render_table(key, value, lines)
+        elif isinstance(value, dict):
+            for name, sub in value.items():
+                _render_table(f"{key}.{name}", sub, lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+if __name__ == "__main__":
+    print(example_toml(), end="")

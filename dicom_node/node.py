@@ -13,6 +13,9 @@ from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
+from dicom_node.web.api import create_app
+from dicom_node.web.context import ReadinessHook, WebContext
+from dicom_node.web.server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +28,9 @@ class Node:
         self._threads: list[threading.Thread] = []
         self.engine = None
         self.scp: StorageSCP | None = None
+        self.http: HttpServer | None = None
+        # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
+        self.readiness_hooks: dict[str, ReadinessHook] = {}
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -40,6 +46,10 @@ class Node:
         self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
         self.scp.start()
         self._spawn("scheduler", self._schedule)
+        if self.config.http.port:
+            context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
+            self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
+            self.http.start()
         log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
 
     def _spawn(self, name: str, target) -> None:  # type: ignore[no-untyped-def]
@@ -57,6 +67,8 @@ class Node:
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.http is not None:
+            self.http.stop()
         if self.scp is not None:
             self.scp.stop()
         for thread in self._threads:

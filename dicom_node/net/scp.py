@@ -31,6 +31,7 @@ from pynetdicom import AE, evt
 from pynetdicom.association import Association
 from pynetdicom.transport import ThreadedAssociationServer
 
+from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
 from dicom_node.net.sockets import disable_nagle
@@ -104,6 +105,7 @@ class StorageSCP:
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
+            (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
@@ -158,7 +160,12 @@ class StorageSCP:
         state = _AssociationState(row_id, row_uuid, f"{calling}@{host}:{port} -> {called}", self._pipelines.get(called, "covid19_ct"))
         with self._lock:
             self._states[id(assoc)] = state
-        log.info("association %s accepted: %s", row_uuid[:8], state.label)
+        metrics.count_association("accepted")
+        log.info("association %s accepted: %s", row_uuid[:8], state.label, extra={"association": row_uuid})
+
+    def _on_rejected(self, _event: evt.Event) -> None:
+        """Counts every rejection: ours in _on_requested and pynetdicom's own (association limit)."""
+        metrics.count_association("rejected")
 
     def _end(self, event: evt.Event, how: str) -> None:
         with self._lock:
@@ -175,6 +182,7 @@ class StorageSCP:
             state.nbytes / 1e6,
             state.failures,
             series,
+            extra={"association": state.uuid},
         )
 
     def _on_released(self, event: evt.Event) -> None:
@@ -199,25 +207,30 @@ class StorageSCP:
         status = self._store(event, state)
         if status.Status != SUCCESS:
             state.failures += 1
+            metrics.count_refused(status.Status)
         return status
 
     def _store(self, event: evt.Event, state: _AssociationState) -> Dataset:
         request = event.request
         tag = f"association {state.uuid[:8]}: instance {request.AffectedSOPInstanceUID}"
+        fields: dict[str, str] = {"association": state.uuid}
         if self._disk_is_low():
-            log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb)
+            log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return _status(OUT_OF_RESOURCES, "out of disk space")
         try:
-            dataset = event.dataset
-            meta = InstanceMeta.from_dataset(dataset, str(event.context.transfer_syntax))
+            meta = InstanceMeta.from_dataset(event.dataset, str(event.context.transfer_syntax))
         except Exception as exc:  # any decoding failure of peer data
-            log.error("%s refused: data set cannot be decoded: %s", tag, exc)
+            log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
+            return _status(UNDECODABLE, "data set cannot be decoded")
+        if not (meta.sop_class_uid or meta.sop_instance_uid or meta.study_instance_uid):
+            log.error("%s refused: no DICOM identifiers found in the data set", tag)
             return _status(UNDECODABLE, "data set cannot be decoded")
         if not (meta.sop_instance_uid and meta.study_instance_uid and meta.series_instance_uid):
-            log.error("%s refused: SOP, study or series instance UID missing", tag)
+            log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
             return _status(MISSING_UIDS, "SOP/Study/Series Instance UID missing")
+        fields.update(study=meta.study_instance_uid, series=meta.series_instance_uid)
         if meta.sop_instance_uid != request.AffectedSOPInstanceUID or meta.sop_class_uid != request.AffectedSOPClassUID:
-            log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid)
+            log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return _status(NOT_MATCHING, "data set does not match the request's SOP class/instance")
 
         raw = request.DataSet.getbuffer()
@@ -226,23 +239,24 @@ class StorageSCP:
         if previous is not None:
             policy = self.settings.duplicate_policy
             if policy == "reject":
-                log.warning("%s refused: duplicate (policy reject)", tag)
+                log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
                 return _status(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
             if policy == "keep-first" or self._same_content(previous.path, raw):
-                log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical")
+                log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical", extra=fields)
                 return _status(SUCCESS)
         try:
             size = write_durably(self.data_dir / relpath, encode_file_header(event.file_meta), raw)
-            self.indexer.record(meta, relpath, size, state.id, state.pipeline)
+            self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
         except Exception as exc:  # disk or database failure: the sender must retry, nothing was acknowledged
-            log.exception("%s failed to store: %s", tag, exc)
+            log.exception("%s failed to store: %s", tag, exc, extra=fields)
             return _status(OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
         if previous is not None and previous.path != relpath:
             (self.data_dir / previous.path).unlink(missing_ok=True)
         state.instances += 1
         state.nbytes += size
+        metrics.count_instance(size)
         state.series[meta.series_instance_uid] = state.series.get(meta.series_instance_uid, 0) + 1
-        log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size)
+        log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return _status(SUCCESS)
 
     def _same_content(self, stored: Path, raw: memoryview) -> bool:

@@ -1,1 +1,6 @@
-"""DICOM results (SEG, SR, secondary capture) and result files (CSV, JSON)."""
+"""DICOM results (SEG, SR, secondary capture) and result files (CSV, JSON).
+
+Entry point: `results.write_results`.  Modules: `sources` (source headers made
+fit for copying), `uids` (deterministic UIDs), `concepts` (coded concepts),
+`seg`, `sr`, `secondary_capture`, `tables` (CSV/JSON); files are written with `dicom_node.store.files.write_durably` (tmp, fsync, rename).
+"""

@@ -21,7 +21,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.lungs import split_left_right
-from dicom_node.pipeline.opacity import OpacityMeasurement, measure_opacity, opacity_masks
+from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume, load_series
@@ -30,19 +30,29 @@ MIN_LUNG_ML = 200.0
 
 
 @dataclass
-class Covid19Result:
+class Classification:
+    """What the classifier said, and which classifier said it."""
+
+    model_name: str
+    model_version: str
+    baseline: bool  # True for the explainable baseline ("dicom-node-opacity-baseline"), never shown as a trained model
+    class_names: tuple[str, ...]  # ("non-COVID", "COVID-19")
+    probabilities: tuple[float, ...]  # index 0 non-COVID, 1 COVID-19
+
+
+@dataclass
+class PipelineResult:
     """Everything the output writers need; masks are on the series' native (z, y, x) grid."""
 
     volume: CtVolume
-    lungs: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
-    opacity: np.ndarray  # bool
-    high_opacity: np.ndarray  # bool
-    measurement: OpacityMeasurement
-    probabilities: dict[str, float]  # class name -> probability
-    classifier_name: str
-    classifier_is_baseline: bool
-    segmenter_name: str
+    lung_labels: np.ndarray  # uint8: 0 background, 1 right lung, 2 left lung
+    opacity_mask: np.ndarray  # bool, inside the lungs
+    measurements: Measurements
+    classification: Classification
     timings: dict[str, float] = field(default_factory=dict)
+
+
+__all__ = ["Classification", "Measurements", "PipelineResult", "run_covid19"]
 
 
 def run_covid19(
@@ -50,7 +60,7 @@ def run_covid19(
     segmenter: InferenceModel,
     classifier: InferenceModel,
     settings: PipelineSettings = PipelineSettings(),
-) -> Covid19Result:
+) -> PipelineResult:
     """Run the whole image pipeline on one series' files."""
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
@@ -70,25 +80,25 @@ def run_covid19(
         tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
     with _timed(timings, "classify"):
         scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
-        names = classifier.contract.class_names or tuple(str(i) for i in range(scores.size))
-        probabilities = {name: float(p) for name, p in zip(names, scores)}
+        classification = Classification(
+            model_name=classifier.contract.name,
+            model_version=classifier.contract.version,
+            baseline=bool(getattr(classifier, "baseline", False)),
+            class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
+            probabilities=tuple(float(p) for p in scores),
+        )
     with _timed(timings, "quantify"):
         opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
-        measurement = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+        measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
         native_opacity = mask_to_native(opacity, grid, volume) & (native_lungs > 0)
-        native_high = mask_to_native(high, grid, volume) & native_opacity
-    return Covid19Result(
+    return PipelineResult(
         volume=volume,
-        lungs=native_lungs,
-        opacity=native_opacity,
-        high_opacity=native_high,
-        measurement=measurement,
-        probabilities=probabilities,
-        classifier_name=classifier.contract.name,
-        classifier_is_baseline=bool(getattr(classifier, "baseline", False)),
-        segmenter_name=segmenter.contract.name,
+        lung_labels=native_lungs,
+        opacity_mask=native_opacity,
+        measurements=measurements,
+        classification=classification,
         timings=timings,
     )
 

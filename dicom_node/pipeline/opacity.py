@@ -34,13 +34,13 @@ SMOOTHING_MM = 1.0
 
 
 @dataclass(frozen=True)
-class OpacityMeasurement:
-    """Percentages of each lung's volume; `total` is over both lungs."""
+class Measurements:
+    """Per-lung quantification (keys "left", "right", "total"); percentages of each lung's volume, `total` over both."""
 
-    percent_opacity: dict[str, float]
-    percent_high_opacity: dict[str, float]
     lung_volume_ml: dict[str, float]
     opacity_volume_ml: dict[str, float]
+    opacity_percent: dict[str, float]  # PO 0..100
+    high_opacity_percent: dict[str, float]  # PHO 0..100
 
 
 def opacity_masks(
@@ -67,7 +67,7 @@ def opacity_masks(
 
 def measure_opacity(
     opacity: np.ndarray, high_opacity: np.ndarray, labels: np.ndarray, voxel_ml: float
-) -> OpacityMeasurement:
+) -> Measurements:
     """PO and PHO per lung (labels 1 right, 2 left) and in total, from masks on one grid."""
     regions = {"right": labels == RIGHT, "left": labels == LEFT, "total": labels > 0}
     po, pho, lung_ml, opacity_ml = {}, {}, {}, {}
@@ -78,7 +78,7 @@ def measure_opacity(
         pho[name] = 100.0 * int((high_opacity & region).sum()) / n if n else 0.0
         lung_ml[name] = n * voxel_ml
         opacity_ml[name] = n_opacity * voxel_ml
-    return OpacityMeasurement(po, pho, lung_ml, opacity_ml)
+    return Measurements(lung_volume_ml=lung_ml, opacity_volume_ml=opacity_ml, opacity_percent=po, high_opacity_percent=pho)
 
 
 def slice_opacity_fractions(opacity: np.ndarray, lungs: np.ndarray) -> np.ndarray:

@@ -82,45 +82,32 @@ class StoredInstance:
 
 
 class Indexer:
-    """Writes instance rows; safe to share between association threads."""
+    """Writes instance rows; safe to share between association threads.
+
+    The per-instance statements are SQLAlchemy Core (compiled once, cached), not
+    ORM units of work: this runs before every C-STORE answer, so its cost is
+    paid per image by the sending PACS.
+    """
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
+        self._engine = sessions.kw["bind"]
         self._series_ids: dict[str, int] = {}
         self._linked: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
     def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
-        with self._sessions() as session:
-            row = session.execute(
+        with self._engine.connect() as conn:
+            row = conn.execute(
                 select(Instance.path, Series.series_instance_uid)
                 .join(Series, Instance.series_fk == Series.id)
                 .where(Instance.sop_instance_uid == sop_instance_uid)
             ).first()
         return None if row is None else StoredInstance(Path(row[0]), row[1])
 
-    def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str) -> None:
-        """Insert or replace the instance row and mark its series as pending a job, in one commit."""
-        for attempt in range(3):
-            try:
-                with self._sessions.begin() as session:
-                    series_id = self._series_id(session, meta, pipeline)
-                    self._write_instance(session, meta, relpath, size, association_id, series_id, pipeline)
-                with self._lock:  # only what is committed is cached
-                    self._series_ids[meta.series_instance_uid] = series_id
-                    if association_id is not None:
-                        self._linked.add((association_id, series_id))
-                return
-            except IntegrityError:
-                # Another association created the same patient/study/series or instance concurrently: retry once it is visible.
-                with self._lock:
-                    self._series_ids.pop(meta.series_instance_uid, None)
-                if attempt == 2:
-                    raise
-
-    def _write_instance(
-        self, session: Session, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, series_id: int, pipeline: str
-    ) -> None:
+    def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
+        """Insert (or, for a re-sent UID, replace) the instance row and mark its series pending a job, in one commit."""
+        series_id = self._series_id(meta, pipeline)
         now = utcnow()
         values = dict(
             sop_class_uid=meta.sop_class_uid,
@@ -132,62 +119,77 @@ class Indexer:
             association_fk=association_id,
             received_at=now,
         )
-        replaced = session.execute(
-            update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values)
-        ).rowcount
-        if not replaced:
-            session.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
-        session.execute(
-            update(Series)
-            .where(Series.id == series_id)
-            .values(
-                instance_count=Series.instance_count + (0 if replaced else 1),
-                pending=True,
-                last_received_at=now,
-                pipeline=pipeline,
+        link = association_id is not None and (association_id, series_id) not in self._linked
+        with self._engine.begin() as conn:
+            if replace:
+                conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+            else:
+                conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
+            conn.execute(
+                update(Series)
+                .where(Series.id == series_id)
+                .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
             )
-        )
-        if association_id is not None and (association_id, series_id) not in self._linked:
-            exists = session.get(AssociationSeries, (association_id, series_id))
-            if exists is None:
-                session.add(AssociationSeries(association_fk=association_id, series_fk=series_id))
+            if link:
+                exists = conn.execute(
+                    select(AssociationSeries.series_fk).where(
+                        AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
+                    )
+                ).first()
+                if exists is None:
+                    conn.execute(insert(AssociationSeries).values(association_fk=association_id, series_fk=series_id))
+        if link:
+            with self._lock:
+                self._linked.add((association_id, series_id))  # type: ignore[arg-type]
 
-    def _series_id(self, session: Session, meta: InstanceMeta, pipeline: str) -> int:
+    def _series_id(self, meta: InstanceMeta, pipeline: str) -> int:
+        """The series row's id, creating patient, study and series rows on first sight (committed at once)."""
         with self._lock:
             cached = self._series_ids.get(meta.series_instance_uid)
         if cached is not None:
             return cached
+        for attempt in range(3):
+            try:
+                with self._sessions.begin() as session:
+                    series_id = self._find_or_create_series(session, meta, pipeline)
+                break
+            except IntegrityError:
+                if attempt == 2:  # another association created the same rows concurrently: look again
+                    raise
+        with self._lock:
+            self._series_ids[meta.series_instance_uid] = series_id
+        return series_id
+
+    def _find_or_create_series(self, session: Session, meta: InstanceMeta, pipeline: str) -> int:
         series = session.scalar(select(Series).where(Series.series_instance_uid == meta.series_instance_uid))
-        if series is None:
-            study = session.scalar(select(Study).where(Study.study_instance_uid == meta.study_instance_uid))
-            if study is None:
-                patient = session.scalar(select(Patient).where(Patient.patient_id == meta.patient_id))
-                if patient is None:
-                    patient = Patient(
-                        patient_id=meta.patient_id,
-                        patient_name=meta.patient_name,
-                        birth_date=meta.patient_birth_date,
-                        sex=meta.patient_sex,
-                    )
-                    session.add(patient)
-                    session.flush()
-                study = Study(
-                    study_instance_uid=meta.study_instance_uid,
-                    patient_fk=patient.id,
-                    study_date=meta.study_date,
-                    accession_number=meta.accession_number,
-                    description=meta.study_description,
+        if series is not None:
+            return series.id
+        study = session.scalar(select(Study).where(Study.study_instance_uid == meta.study_instance_uid))
+        if study is None:
+            patient = session.scalar(select(Patient).where(Patient.patient_id == meta.patient_id))
+            if patient is None:
+                patient = Patient(
+                    patient_id=meta.patient_id, patient_name=meta.patient_name, birth_date=meta.patient_birth_date, sex=meta.patient_sex
                 )
-                session.add(study)
+                session.add(patient)
                 session.flush()
-            series = Series(
-                series_instance_uid=meta.series_instance_uid,
-                study_fk=study.id,
-                modality=meta.modality,
-                description=meta.series_description,
-                series_number=meta.series_number,
-                pipeline=pipeline,
+            study = Study(
+                study_instance_uid=meta.study_instance_uid,
+                patient_fk=patient.id,
+                study_date=meta.study_date,
+                accession_number=meta.accession_number,
+                description=meta.study_description,
             )
-            session.add(series)
+            session.add(study)
             session.flush()
+        series = Series(
+            series_instance_uid=meta.series_instance_uid,
+            study_fk=study.id,
+            modality=meta.modality,
+            description=meta.series_description,
+            series_number=meta.series_number,
+            pipeline=pipeline,
+        )
+        session.add(series)
+        session.flush()
         return series.id

@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Callable
 
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -188,15 +188,31 @@ class JobQueue:
         with self._sessions() as session:
             return list(session.scalars(select(Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id)))
 
-    def finish(self, job_id: int, state: str, reason: str = "", steps: dict[str, Any] | None = None, result: dict[str, Any] | None = None) -> bool:
-        """Record the end of a running job; False if it was superseded meanwhile (its results must not be exported)."""
+    def finish(
+        self,
+        job_id: int,
+        state: str,
+        reason: str = "",
+        steps: dict[str, Any] | None = None,
+        result: dict[str, Any] | None = None,
+        on_done: Callable[[Session], None] | None = None,
+    ) -> bool:
+        """Record the end of a running job; False if it was superseded meanwhile (its results must not be exported).
+
+        `on_done` runs in the same transaction (the outbox rows of a done job), so a crash leaves either a done
+        job with all its exports queued, or a running job that is re-queued.
+        """
         values: dict[str, Any] = dict(state=state, reason=reason, finished_at=utcnow())
         if steps is not None:
             values["steps"] = steps
         if result is not None:
             values["result"] = result
         with self._sessions.begin() as session:
-            return bool(session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount)
+            if not session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount:
+                return False
+            if on_done is not None:
+                on_done(session)
+            return True
 
     def postpone(self, job_id: int, reason: str, delay_seconds: float, steps: dict[str, Any] | None = None) -> bool:
         """Put a running job back in the queue for later (an inference server was unavailable)."""

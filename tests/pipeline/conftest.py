@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import Covid19Result, run_covid19
+from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
@@ -43,7 +43,7 @@ def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
 
 
-def run_embedded(paths: list[Path]) -> Covid19Result:
+def run_embedded(paths: list[Path]) -> PipelineResult:
     return run_covid19(paths, EmbeddedLungSegmenter(), EmbeddedOpacityBaseline())
 
 
@@ -53,20 +53,20 @@ def covid_series(covid_phantom: Phantom, tmp_path_factory: pytest.TempPathFactor
 
 
 @pytest.fixture(scope="session")
-def clear_result(clear_series: list[Path]) -> Covid19Result:
+def clear_result(clear_series: list[Path]) -> PipelineResult:
     return run_embedded(clear_series)
 
 
 @pytest.fixture(scope="session")
-def covid_result(covid_series: list[Path]) -> Covid19Result:
+def covid_result(covid_series: list[Path]) -> PipelineResult:
     return run_embedded(covid_series)
 
 
 @pytest.fixture(scope="session")
-def p001_result() -> Covid19Result:
+def p001_result() -> PipelineResult:
     return run_embedded(real_series("covid-ct-md/P001"))
 
 
 @pytest.fixture(scope="session")
-def normal001_result() -> Covid19Result:
+def normal001_result() -> PipelineResult:
     return run_embedded(real_series("covid-ct-md/normal001"))

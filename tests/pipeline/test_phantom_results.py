@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.covid19 import Covid19Result
+from dicom_node.pipeline.covid19 import PipelineResult
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.phantom import Phantom, write_phantom_series
 from tests.pipeline.conftest import dice, run_embedded
@@ -17,12 +17,12 @@ from tests.pipeline.conftest import dice, run_embedded
 @pytest.mark.parametrize("case", ["clear", "covid"])
 def test_lungs_match_the_phantom(case: str, request: pytest.FixtureRequest):
     phantom: Phantom = request.getfixturevalue(f"{case}_phantom")
-    result: Covid19Result = request.getfixturevalue(f"{case}_result")
-    assert result.lungs.shape == phantom.lungs.shape
-    assert dice(result.lungs > 0, phantom.lungs > 0) >= 0.97
-    assert dice(result.lungs == RIGHT, phantom.lungs == RIGHT) >= 0.97
-    assert dice(result.lungs == LEFT, phantom.lungs == LEFT) >= 0.97
-    in_lung = (result.lungs[phantom.airway] > 0).mean()
+    result: PipelineResult = request.getfixturevalue(f"{case}_result")
+    assert result.lung_labels.shape == phantom.lungs.shape
+    assert dice(result.lung_labels > 0, phantom.lungs > 0) >= 0.97
+    assert dice(result.lung_labels == RIGHT, phantom.lungs == RIGHT) >= 0.97
+    assert dice(result.lung_labels == LEFT, phantom.lungs == LEFT) >= 0.97
+    in_lung = (result.lung_labels[phantom.airway] > 0).mean()
     assert in_lung < 0.05, f"{in_lung:.0%} of the trachea and main bronchi counted as lung"
 
 
@@ -41,32 +41,32 @@ def test_consolidation_against_the_chest_wall_stays_in_the_lung_mask(clear_phant
     result = run_embedded(write_phantom_series(phantom, tmp_path))
     assert consolidation.sum() > 5000
     # the hull chord across the lesion cuts off the pleural curvature behind it: a sliver is lost
-    assert (result.lungs[consolidation] > 0).mean() >= 0.8
-    assert dice(result.lungs > 0, phantom.lungs > 0) >= 0.97
+    assert (result.lung_labels[consolidation] > 0).mean() >= 0.8
+    assert dice(result.lung_labels > 0, phantom.lungs > 0) >= 0.97
 
 
-def test_opacity_mask_and_percentage_match_the_phantom(covid_phantom: Phantom, covid_result: Covid19Result):
-    assert dice(covid_result.opacity, covid_phantom.opacity) >= 0.8
-    assert covid_result.measurement.percent_opacity["total"] == pytest.approx(covid_phantom.opacity_percent, abs=2.0)
+def test_opacity_mask_and_percentage_match_the_phantom(covid_phantom: Phantom, covid_result: PipelineResult):
+    assert dice(covid_result.opacity_mask, covid_phantom.opacity) >= 0.8
+    assert covid_result.measurements.opacity_percent["total"] == pytest.approx(covid_phantom.opacity_percent, abs=2.0)
     for label, side in ((RIGHT, "right"), (LEFT, "left")):
         truth = 100.0 * (covid_phantom.opacity & (covid_phantom.lungs == label)).sum() / (covid_phantom.lungs == label).sum()
-        assert covid_result.measurement.percent_opacity[side] == pytest.approx(truth, abs=3.0)
-    assert 0 < covid_result.measurement.percent_high_opacity["total"] < covid_result.measurement.percent_opacity["total"]
+        assert covid_result.measurements.opacity_percent[side] == pytest.approx(truth, abs=3.0)
+    assert 0 < covid_result.measurements.high_opacity_percent["total"] < covid_result.measurements.opacity_percent["total"]
 
 
-def test_clear_phantom_scores_below_the_diseased_one(clear_result: Covid19Result, covid_result: Covid19Result):
-    assert clear_result.measurement.percent_opacity["total"] < 1.0
-    assert clear_result.measurement.percent_opacity["total"] < covid_result.measurement.percent_opacity["total"] - 10
-    assert clear_result.probabilities["COVID-19"] < 0.5 < covid_result.probabilities["COVID-19"]
-    assert covid_result.classifier_is_baseline and covid_result.classifier_name == "dicom-node-opacity-baseline"
+def test_clear_phantom_scores_below_the_diseased_one(clear_result: PipelineResult, covid_result: PipelineResult):
+    assert clear_result.measurements.opacity_percent["total"] < 1.0
+    assert clear_result.measurements.opacity_percent["total"] < covid_result.measurements.opacity_percent["total"] - 10
+    assert clear_result.classification.probabilities[1] < 0.5 < covid_result.classification.probabilities[1]
+    assert covid_result.classification.baseline and covid_result.classification.model_name == "dicom-node-opacity-baseline"
 
 
-def test_lung_volumes_in_ml_match_the_phantom(covid_phantom: Phantom, covid_result: Covid19Result):
+def test_lung_volumes_in_ml_match_the_phantom(covid_phantom: Phantom, covid_result: PipelineResult):
     voxel_ml = float(np.prod(covid_phantom.spacing)) / 1000.0
     truth_ml = float((covid_phantom.lungs > 0).sum()) * voxel_ml
-    assert covid_result.measurement.lung_volume_ml["total"] == pytest.approx(truth_ml, rel=0.05)
+    assert covid_result.measurements.lung_volume_ml["total"] == pytest.approx(truth_ml, rel=0.05)
 
 
-def test_every_step_is_timed(covid_result: Covid19Result):
+def test_every_step_is_timed(covid_result: PipelineResult):
     assert set(covid_result.timings) == {"load", "segment", "classifier_input", "classify", "quantify", "to_native"}
     assert all(t >= 0 for t in covid_result.timings.values())

@@ -1,0 +1,135 @@
+"""Prometheus metrics of the node, served at `/metrics`.
+
+Two kinds: *event* metrics (counters and histograms) that the receiving, pipeline,
+export and inference code update as things happen, through the small functions
+below so that callers never touch prometheus_client; and *state* metrics (jobs by
+state, queue depth, exports by state) that are read from the database at scrape
+time, because the database is the truth shared by every node process and a
+counter kept in one process would disagree with it after a restart.
+
+Event metrics live in this module's own `REGISTRY` (not prometheus_client's
+global one), so importing the module twice in tests or embedding the node in
+another program never registers a name twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.store.models import Export, Job, Series, utcnow
+
+REGISTRY = CollectorRegistry()
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+
+JOB_STATES = ("queued", "running", "done", "failed", "skipped", "superseded")
+EXPORT_STATES = ("pending", "sending", "sent", "failed", "cancelled")  # "sending": the outbox lease
+
+_INSTANCES = Counter("dicom_node_instances_received", "Instances stored and acknowledged by the Storage SCP.", registry=REGISTRY)
+_BYTES = Counter("dicom_node_received_bytes", "Bytes of instance files stored by the Storage SCP.", registry=REGISTRY)
+_REFUSED = Counter(
+    "dicom_node_instances_refused", "C-STORE requests answered with a failure status.", ["status"], registry=REGISTRY
+)
+_ASSOCIATIONS = Counter(
+    "dicom_node_associations", "Association requests by outcome (accepted, rejected).", ["outcome"], registry=REGISTRY
+)
+_STEP_SECONDS = Histogram(
+    "dicom_node_step_duration_seconds",
+    "Duration of each pipeline step of a job.",
+    ["step"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)
+_EXPORT_ATTEMPTS = Counter(
+    "dicom_node_export_attempts",
+    "C-STORE attempts of result objects by destination and outcome, the export's state after the attempt: sent, "
+    "pending (transient failure, tried again later) or failed (refused, or given up). Failures: outcome != sent.",
+    ["destination", "outcome"],
+    registry=REGISTRY,
+)
+_INFERENCE_SECONDS = Histogram(
+    "dicom_node_inference_seconds",
+    "Latency of one inference request, by model and backend (embedded, triton-http, triton-grpc).",
+    ["model", "backend"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+
+
+def count_association(outcome: str) -> None:
+    """An association request was 'accepted' or 'rejected'."""
+    _ASSOCIATIONS.labels(outcome).inc()
+
+
+def count_instance(nbytes: int) -> None:
+    """An instance was stored durably and acknowledged."""
+    _INSTANCES.inc()
+    _BYTES.inc(nbytes)
+
+
+def count_refused(status: int) -> None:
+    """A C-STORE was answered with failure `status` (labelled as hex, the way the DICOM standard writes it)."""
+    _REFUSED.labels(f"0x{status:04X}").inc()
+
+
+def observe_step(step: str, seconds: float) -> None:
+    """A pipeline step of a job took `seconds` (the worker calls this with each entry of `Job.steps`)."""
+    _STEP_SECONDS.labels(step).observe(seconds)
+
+
+def count_export(destination: str, outcome: str) -> None:
+    """One C-STORE attempt to `destination` left its export `outcome`: sent, pending or failed (what Outbox.record returns)."""
+    _EXPORT_ATTEMPTS.labels(destination, outcome).inc()
+
+
+def observe_inference(model: str, backend: str, seconds: float) -> None:
+    """One inference request to `model` on `backend` took `seconds`."""
+    _INFERENCE_SECONDS.labels(model, backend).observe(seconds)
+
+
+class DatabaseCollector(Collector):
+    """Jobs by state, queue depth and exports by state, counted in the database at each scrape."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def collect(self) -> Iterator[Metric]:
+        now = utcnow()
+        with self._sessions() as session:
+            jobs = dict(session.execute(select(Job.state, func.count()).group_by(Job.state)).all())
+            exports = dict(session.execute(select(Export.state, func.count()).group_by(Export.state)).all())
+            runnable = session.scalar(
+                select(func.count()).select_from(Job).where(Job.state == "queued", or_(Job.not_before.is_(None), Job.not_before <= now))
+            )
+            pending_series = session.scalar(select(func.count()).select_from(Series).where(Series.pending.is_(True)))
+            oldest = session.scalar(select(func.min(Job.created_at)).where(Job.state == "queued"))
+        job_gauge = GaugeMetricFamily("dicom_node_jobs", "Jobs in the database by state.", labels=["state"])
+        for state in sorted(set(JOB_STATES) | set(jobs)):
+            job_gauge.add_metric([state], jobs.get(state, 0))
+        yield job_gauge
+        export_gauge = GaugeMetricFamily("dicom_node_exports", "Result exports in the outbox by state.", labels=["state"])
+        for state in sorted(set(EXPORT_STATES) | set(exports)):
+            export_gauge.add_metric([state], exports.get(state, 0))
+        yield export_gauge
+        yield GaugeMetricFamily("dicom_node_queue_depth", "Queued jobs a worker may claim now.", value=runnable or 0)
+        yield GaugeMetricFamily("dicom_node_series_pending", "Series received and waiting for their settle window.", value=pending_series or 0)
+        age = (now - oldest).total_seconds() if oldest is not None else 0.0
+        yield GaugeMetricFamily("dicom_node_oldest_queued_job_age_seconds", "Age of the oldest queued job (0 when none).", value=age)
+
+
+def exposition(database: CollectorRegistry) -> bytes:
+    """The text served at /metrics: this process's event metrics followed by the database's state metrics."""
+    return generate_latest(REGISTRY) + generate_latest(database)
+
+
+def database_registry(sessions: sessionmaker[Session]) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(sessions))
+    return registry
+

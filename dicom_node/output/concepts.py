@@ -1,0 +1,71 @@
+"""The coded concepts the SEG and SR use, chosen once so both objects agree.
+
+Standard codes where a standard code exists:
+- Lung: SCT 39607008 "Lung", with the laterality modifier SCT 24028007 "Right"
+  or SCT 7771000 "Left" (DICOM CID 7151 + CID 244, the pattern dcmqi and
+  TotalSegmentator's DICOM output use), category SCT 91723000 "Anatomical Structure".
+- Opacity: DCM 112001 "Opacity" (CID 6102/6104, chest radiography/CT findings),
+  category SCT 49755003 "Morphologically Abnormal Structure".  The mask holds
+  ground-glass opacity and consolidation alike, so the general "Opacity" is
+  the honest code, not DCM 112120 "Ground glass opacity".
+- Volume: SCT 118565006 "Volume" in UCUM "mL", method DCM 126030 "Sum of
+  segmented voxel method for volume".
+- Procedure: SCT 169069000 "Computed tomography of chest".
+- COVID-19: SCT 840539006 "Disease caused by severe acute respiratory
+  syndrome coronavirus 2".
+
+PO, PHO ("percentage of opacity", "percentage of high opacity", Chaganti et
+al., Radiology: AI 2020), the opacity volume inside one lung and the class
+probabilities have no standard code; they use the private coding scheme
+"99DCMNODE" (private designators start with "99", PS3.3 8.2), which the SR
+declares in its Coding Scheme Identification Sequence.
+"""
+
+from __future__ import annotations
+
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from dicom_node.output.uids import MANUFACTURER
+
+PRIVATE_SCHEME = "99DCMNODE"
+
+LUNG = codes.SCT.Lung
+RIGHT = codes.SCT.Right
+LEFT = codes.SCT.Left
+RIGHT_AND_LEFT = codes.SCT.RightAndLeft
+ANATOMICAL_STRUCTURE = codes.SCT.AnatomicalStructure
+OPACITY = codes.DCM.Opacity
+MORPHOLOGICALLY_ABNORMAL_STRUCTURE = codes.SCT.MorphologicallyAbnormalStructure
+VOLUME = codes.SCT.Volume
+SUM_OF_SEGMENTED_VOXELS = codes.DCM.SumOfSegmentedVoxelMethodForVolume
+CT_OF_CHEST = Code("169069000", "SCT", "Computed tomography of chest")
+# The fully specified name exceeds the 64 characters of Code Meaning; "COVID-19" is its SNOMED synonym.
+COVID_19 = Code("840539006", "SCT", "COVID-19")
+COMMENT = codes.DCM.Comment
+
+MILLILITER = Code("mL", "UCUM", "milliliter")
+PERCENT = codes.UCUM.Percent
+NO_UNITS = codes.UCUM.NoUnits
+
+OPACITY_VOLUME = Code("OPVOL", PRIVATE_SCHEME, "Opacity volume")
+PERCENT_OPACITY = Code("PO", PRIVATE_SCHEME, "Percentage of opacity")
+PERCENT_HIGH_OPACITY = Code("PHO", PRIVATE_SCHEME, "Percentage of high opacity")
+
+# Said in plain words wherever the baseline classifier's probabilities are shown.
+BASELINE_NOTE = "explainable baseline, not a trained model"
+
+
+def probability_of(class_name: str, class_index: int) -> Code:
+    """The private code for "probability of <class>", one per classifier output index."""
+    return Code(f"PROB{class_index}", PRIVATE_SCHEME, f"Probability of {class_name}")
+
+
+def private_coding_scheme() -> CodingSchemeIdentificationItem:
+    """The declaration of the private scheme, required wherever its codes are used."""
+    return CodingSchemeIdentificationItem(
+        designator=PRIVATE_SCHEME,
+        name="dicom-node private concepts",
+        responsible_organization=MANUFACTURER,
+    )

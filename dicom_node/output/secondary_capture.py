@@ -1,0 +1,129 @@
+"""Key slices with the lung and opacity contours burned in, for PACS viewers that cannot show DICOM SEG.
+
+One Secondary Capture series per source series: the slices with the most
+opacity plus the mid-lung slice, each an RGB image in the lung window with
+the contours of the right lung, the left lung and the opacity drawn in the
+SEG's segment colours and a one-line legend (no patient identity is burned
+in).  Each image references the CT slice it shows; UIDs are derived like the
+SEG's, from the source series, the algorithm and the source slice.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from highdicom import PatientOrientationValuesBiped
+from highdicom.sc import SCImage
+from PIL import Image, ImageDraw, ImageFont
+from pydicom.dataset import Dataset
+from scipy import ndimage
+
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
+from dicom_node.output.sources import SourceImages
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
+from dicom_node.pipeline.covid19 import PipelineResult
+
+SC_SERIES_NUMBER = 9003
+LUNG_WINDOW_HU = (-1350.0, 150.0)  # centre -600, width 1500
+_CONTOURED = (RIGHT_LUNG, LEFT_LUNG, OPACITY)  # drawn in this order: opacity on top
+
+
+def key_slices(result: PipelineResult, sources: SourceImages, most_opacity: int = 3) -> list[int]:
+    """z indices to show: up to `most_opacity` slices with the largest opacity area, and the mid-lung slice.
+
+    Only slices with a source image qualify, so each capture can reference the CT slice it shows.
+    """
+    real = np.asarray(sources.z_indices)
+    opacity_area = result.opacity_mask[real].sum(axis=(1, 2))
+    ranked = [int(real[i]) for i in np.argsort(-opacity_area, kind="stable") if opacity_area[i] > 0][:most_opacity]
+    with_lung = real[(result.lung_labels[real] > 0).any(axis=(1, 2))]
+    candidates = with_lung if with_lung.size else real
+    mid_lung = int(candidates[len(candidates) // 2])
+    return sorted({*ranked, mid_lung})
+
+
+def build_secondary_captures(
+    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, most_opacity: int = 3
+) -> list[SCImage]:
+    """One RGB Secondary Capture image per key slice, in z order."""
+    header_at = dict(zip(sources.z_indices, sources.headers))
+    series_uid = result.volume.series_instance_uid
+    legend = (
+        f"{algorithm.name} {algorithm.version}: opacity "
+        f"{result.measurements.opacity_percent['total']:.1f}% of lung volume"
+    )
+    images = []
+    shown = key_slices(result, sources, most_opacity)
+    for number, (z, masks) in enumerate(zip(shown, segment_masks(result, shown)), start=1):
+        header = header_at[z]
+        rgb = render_slice(result.volume.hu[z], masks, legend)
+        image = SCImage.from_ref_dataset(
+            ref_dataset=header,
+            pixel_array=rgb,
+            photometric_interpretation="RGB",
+            bits_allocated=8,
+            coordinate_system="PATIENT",
+            series_instance_uid=derived_uid(series_uid, algorithm, "sc", "series"),
+            series_number=SC_SERIES_NUMBER,
+            sop_instance_uid=derived_uid(series_uid, algorithm, "sc", "instance", header.SOPInstanceUID),
+            instance_number=number,
+            manufacturer=MANUFACTURER,
+            pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
+            patient_orientation=patient_orientation(header),
+            series_description=f"{algorithm.name} key slices"[:64],
+        )
+        _add_body_part(image, header)
+        image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
+        image.DerivationDescription = "CT slice in lung window with lung and opacity contours"
+        image.SourceImageSequence = [_reference(header)]
+        images.append(image)
+    return images
+
+
+def render_slice(hu: np.ndarray, masks: np.ndarray, legend: str) -> np.ndarray:
+    """The slice in the lung window as RGB uint8, with each segment's contour and the legend drawn in."""
+    low, high = LUNG_WINDOW_HU
+    grey = np.clip((hu.astype(np.float32) - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for spec in _CONTOURED:
+        mask = masks[..., spec.number - 1]
+        rgb[mask & ~ndimage.binary_erosion(mask, iterations=2)] = spec.rgb
+    return _draw_legend(rgb, legend)
+
+
+def _draw_legend(rgb: np.ndarray, legend: str) -> np.ndarray:
+    image = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default(size=max(10, rgb.shape[0] // 40))
+    x = 4
+    for spec in _CONTOURED:
+        draw.text((x, 4), spec.label, fill=spec.rgb, font=font)
+        x += int(draw.textlength(spec.label, font=font)) + 12
+    draw.text((4, 8 + font.size), legend, fill=(255, 255, 255), font=font)
+    return np.asarray(image)
+
+
+def patient_orientation(header: Dataset) -> tuple[str, str]:
+    """Patient Orientation (row, column direction) as the dominant LPS axis letter of each image axis."""
+    cosines = np.asarray(header.ImageOrientationPatient, dtype=float).reshape(2, 3)
+    return tuple(_axis_letter(direction) for direction in cosines)  # type: ignore[return-value]
+
+
+def _axis_letter(direction: np.ndarray) -> str:
+    axis = int(np.argmax(np.abs(direction)))
+    positive, negative = (("L", "R"), ("P", "A"), ("H", "F"))[axis]
+    return PatientOrientationValuesBiped(positive if direction[axis] > 0 else negative).value
+
+
+def _add_body_part(image: Dataset, header: Dataset) -> None:
+    """Laterality (Type 2C) is needed for paired body parts: carry the body part, or say laterality is unknown."""
+    if header.get("BodyPartExamined"):
+        image.BodyPartExamined = header.BodyPartExamined
+    else:
+        image.Laterality = ""
+
+
+def _reference(header: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = header.SOPClassUID
+    item.ReferencedSOPInstanceUID = header.SOPInstanceUID
+    return item

@@ -1,0 +1,173 @@
+"""The measurements and the classification as a TID 1500 Measurement Report (Comprehensive 3D SR).
+
+Measurement groups:
+- one per lung (TID 1411), referencing its SEG segment: lung volume, opacity
+  volume inside that lung, PO and PHO;
+- one for the opacity segment (TID 1411): total opacity volume;
+- one for both lungs together (TID 1501): total lung and opacity volume, PO, PHO;
+- one for the classifier (TID 1501): one probability per class, the model's
+  name and version, and, for the explainable baseline, a comment that says in
+  plain words that it is not a trained model.
+Concept choices are documented in `concepts`.
+"""
+
+from __future__ import annotations
+
+import highdicom as hd
+from pydicom.dataset import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+
+from dicom_node.output import concepts
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
+from dicom_node.output.sources import SourceImages
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
+from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+
+SR_SERIES_NUMBER = 9002
+
+
+def build_report(
+    result: PipelineResult,
+    segmentation: Dataset,
+    sources: SourceImages,
+    algorithm: AlgorithmId,
+) -> hd.sr.Comprehensive3DSR:
+    """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result)."""
+    source_series_uid = result.volume.series_instance_uid
+    measurements = result.measurements
+    context = (segmentation, source_series_uid, algorithm)
+    groups = [
+        _segment_group(RIGHT_LUNG, concepts.RIGHT, _quantification(measurements, "right"), *context),
+        _segment_group(LEFT_LUNG, concepts.LEFT, _quantification(measurements, "left"), *context),
+        _segment_group(
+            OPACITY,
+            concepts.RIGHT_AND_LEFT,
+            [_volume(concepts.VOLUME, measurements.opacity_volume_ml["total"])],
+            *context,
+        ),
+        _both_lungs_group(measurements, source_series_uid, algorithm),
+        _classification_group(result.classification, source_series_uid, algorithm),
+    ]
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(
+            observer_device_context=hd.sr.ObserverContext(
+                observer_type=codes.DCM.Device,
+                observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+                    uid=device_uid(algorithm),
+                    name=f"{algorithm.name} {algorithm.version}",
+                    manufacturer_name=MANUFACTURER,
+                    model_name=algorithm.name,
+                ),
+            )
+        ),
+        procedure_reported=concepts.CT_OF_CHEST,
+        imaging_measurements=groups,
+    )
+    title = "baseline" if result.classification.baseline else result.classification.model_name
+    return hd.sr.Comprehensive3DSR(
+        evidence=[*sources.headers, segmentation],
+        content=report,
+        series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series"),
+        series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "instance"),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        is_complete=True,
+        is_final=False,  # not verified by a physician: preliminary
+        series_description=f"{algorithm.name} report ({title})"[:64],
+        coding_schemes=[concepts.private_coding_scheme()],
+    )
+
+
+def _tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:
+    return hd.sr.TrackingIdentifier(uid=derived_uid(source_series_uid, algorithm, "sr", "group", name), identifier=name)
+
+
+def _volume(name: Code, value_ml: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(
+        name=name, value=value_ml, unit=concepts.MILLILITER, method=concepts.SUM_OF_SEGMENTED_VOXELS
+    )
+
+
+def _percent(name: Code, value: float) -> hd.sr.Measurement:
+    return hd.sr.Measurement(name=name, value=value, unit=concepts.PERCENT)
+
+
+def _quantification(measurements: Measurements, key: str) -> list[hd.sr.Measurement]:
+    """Lung volume, opacity volume, PO and PHO for one lung ("right", "left") or both ("total")."""
+    return [
+        _volume(concepts.VOLUME, measurements.lung_volume_ml[key]),
+        _volume(concepts.OPACITY_VOLUME, measurements.opacity_volume_ml[key]),
+        _percent(concepts.PERCENT_OPACITY, measurements.opacity_percent[key]),
+        _percent(concepts.PERCENT_HIGH_OPACITY, measurements.high_opacity_percent[key]),
+    ]
+
+
+def _segment_reference(segmentation: Dataset, spec: SegmentSpec, source_series_uid: str) -> hd.sr.ReferencedSegment:
+    return hd.sr.ReferencedSegment(
+        sop_class_uid=segmentation.SOPClassUID,
+        sop_instance_uid=segmentation.SOPInstanceUID,
+        segment_number=spec.number,
+        source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid),
+    )
+
+
+def _segment_group(
+    spec: SegmentSpec,
+    laterality: Code,
+    measurements: list[hd.sr.Measurement],
+    segmentation: Dataset,
+    source_series_uid: str,
+    algorithm: AlgorithmId,
+) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
+    """Measurements of one SEG segment, tracked with the segment's own Tracking UID."""
+    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(
+            uid=segment_tracking_uid(source_series_uid, algorithm, spec), identifier=spec.label
+        ),
+        referenced_segment=_segment_reference(segmentation, spec, source_series_uid),
+        finding_type=spec.property_type,
+        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=laterality)],
+        measurements=measurements,
+    )
+
+
+def _both_lungs_group(
+    measurements: Measurements, source_series_uid: str, algorithm: AlgorithmId
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source_series_uid, algorithm, "Both lungs"),
+        finding_type=concepts.LUNG,
+        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
+        measurements=_quantification(measurements, "total"),
+    )
+
+
+def _classification_group(
+    classification: Classification, source_series_uid: str, algorithm: AlgorithmId
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    if len(classification.class_names) != len(classification.probabilities):
+        raise ValueError(
+            f"{len(classification.probabilities)} probabilities for classes {classification.class_names}"
+        )
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source_series_uid, algorithm, "COVID-19 classification"),
+        finding_type=concepts.COVID_19,
+        algorithm_id=hd.sr.AlgorithmIdentification(
+            name=classification.model_name, version=classification.model_version
+        ),
+        measurements=[
+            hd.sr.Measurement(name=concepts.probability_of(name, index), value=probability, unit=concepts.NO_UNITS)
+            for index, (name, probability) in enumerate(zip(classification.class_names, classification.probabilities))
+        ],
+    )
+    if classification.baseline:
+        group[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=concepts.COMMENT,
+                value=f"{classification.model_name}: {concepts.BASELINE_NOTE}",
+                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+            )
+        )
+    return group

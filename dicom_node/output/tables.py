@@ -1,0 +1,80 @@
+"""The result of one series as a CSV row and a JSON document.
+
+The CSV keeps the shape of Clara's classifier output (an image identifier,
+then one probability column per class, in the model's output order; Clara
+named the image after the SeriesInstanceUID) and appends the model identity,
+the baseline flag and the measurements, so scripts written for Clara's CSV
+keep working.  The JSON carries the same content with structure, plus the
+UIDs of the DICOM objects written for the series.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any
+
+from pydicom.dataset import Dataset
+
+from dicom_node.output import concepts
+from dicom_node.output.uids import AlgorithmId
+from dicom_node.pipeline.covid19 import Measurements, PipelineResult
+
+_MEASUREMENT_FIELDS = ("lung_volume_ml", "opacity_volume_ml", "opacity_percent", "high_opacity_percent")
+_REGIONS = ("right", "left", "total")
+
+
+def _measurement_columns(measurements: Measurements) -> dict[str, float]:
+    return {
+        f"{field}_{region}": getattr(measurements, field)[region]
+        for field in _MEASUREMENT_FIELDS
+        for region in _REGIONS
+    }
+
+
+def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
+    """A header and one row: image, one column per class probability, model identity, measurements."""
+    classification = result.classification
+    row: dict[str, Any] = {"image": result.volume.series_instance_uid}
+    row.update(zip(classification.class_names, classification.probabilities))
+    row.update(
+        model_name=classification.model_name,
+        model_version=classification.model_version,
+        baseline=classification.baseline,
+        algorithm_name=algorithm.name,
+        algorithm_version=algorithm.version,
+    )
+    row.update(_measurement_columns(result.measurements))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerow(row)
+    return buffer.getvalue()
+
+
+def json_text(
+    result: PipelineResult, algorithm: AlgorithmId, source_header: Dataset, dicom_objects: dict[str, Any]
+) -> str:
+    """The JSON result document; `dicom_objects` lists the UIDs of the DICOM objects written."""
+    classification = result.classification
+    document = {
+        "source": {
+            "study_instance_uid": result.volume.study_instance_uid,
+            "series_instance_uid": result.volume.series_instance_uid,
+            "patient_id": str(source_header.get("PatientID", "")),
+            "number_of_slices": len(result.volume.sop_instance_uids),
+        },
+        "algorithm": {"name": algorithm.name, "version": algorithm.version},
+        "classification": {
+            "model_name": classification.model_name,
+            "model_version": classification.model_version,
+            "baseline": classification.baseline,
+            "note": concepts.BASELINE_NOTE if classification.baseline else "",
+            "probabilities": dict(zip(classification.class_names, classification.probabilities)),
+        },
+        "measurements": {field: getattr(result.measurements, field) for field in _MEASUREMENT_FIELDS},
+        "dicom": dicom_objects,
+        "timings_s": result.timings,
+    }
+    return json.dumps(document, indent=2) + "\n"

@@ -1,0 +1,74 @@
+"""Who may use the HTTP server.
+
+- `/health` is open to anyone: a load balancer or supervisor must see that the
+  process is alive without holding a secret.
+- With `http.token` set, everything that returns data (the API, `/ready`,
+  `/metrics`, the OpenAPI schema and docs) needs `Authorization: Bearer <token>`;
+  a missing or wrong token gets 401. The viewer's HTML, JS and CSS hold no data,
+  so they are served without it: the page asks for the token and sends it with
+  its API calls.
+- With no token configured, only loopback clients are served (403 otherwise):
+  a node started without a secret must not expose patient data to the network.
+
+The rule is one middleware over every path, so an endpoint added later is
+protected without anyone remembering to protect it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+
+from fastapi import Request, Response
+from fastapi.responses import JSONResponse
+
+OPEN_PATHS = frozenset({"/health"})
+PAGE_PATHS = frozenset({"/"})
+PAGE_PREFIXES = ("/series/", "/static/")
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for 127.0.0.0/8, ::1 and IPv4-mapped loopback; False for names and anything unparsable."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _is_page(path: str) -> bool:
+    return path in PAGE_PATHS or path.startswith(PAGE_PREFIXES)
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
+
+
+def access_middleware(token: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    """The HTTP middleware enforcing the rule above for the configured token ('' for none)."""
+    expected = token.encode()
+
+    async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if path in OPEN_PATHS:
+            return await call_next(request)
+        if not expected:
+            if not is_loopback(request.client.host if request.client else None):
+                return JSONResponse({"detail": "no http.token is configured: only loopback clients are served"}, status_code=403)
+            return await call_next(request)
+        if _is_page(path):
+            return await call_next(request)
+        given = _bearer(request)
+        if given is None or not hmac.compare_digest(given.encode(), expected):
+            return JSONResponse(
+                {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return await call_next(request)
+
+    return check

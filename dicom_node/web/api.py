@@ -1,0 +1,64 @@
+"""The HTTP application: REST API, health and readiness, Prometheus metrics, and the viewer's pages.
+
+Built by `create_app(context)` over the node's own database sessions and settings;
+the OpenAPI schema is at /openapi.json and the interactive docs at /docs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from dicom_node import metrics
+from dicom_node.web import resources, results
+from dicom_node.web.access import access_middleware
+from dicom_node.web.context import WebContext, get_context
+from dicom_node.web.readiness import readiness
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def create_app(context: WebContext) -> FastAPI:
+    app = FastAPI(
+        title="dicom-node",
+        summary="DICOM AI node: received series, pipeline jobs, results and their export to the PACS.",
+        version="0.1.0",
+    )
+    app.state.context = context
+    app.state.database_metrics = metrics.database_registry(context.sessions)
+    app.middleware("http")(access_middleware(context.config.http.token))
+    app.include_router(resources.router)
+    app.include_router(results.router)
+
+    @app.get("/health", summary="The process is alive (no token needed)")
+    def health() -> dict[str, str]:
+        return {"status": "ok", "node": context.config.node.name}
+
+    @app.get("/ready", summary="Database, disk, inference server and destinations usable (503 when not)")
+    def ready(request: Request) -> JSONResponse:
+        checks = readiness(get_context(request))
+        body: dict[str, Any] = {
+            "ready": all(ok for ok, _ in checks.values()),
+            "checks": {name: {"ok": ok, "detail": detail} for name, (ok, detail) in checks.items()},
+        }
+        return JSONResponse(body, status_code=200 if body["ready"] else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def prometheus(request: Request) -> Response:
+        return Response(metrics.exposition(request.app.state.database_metrics), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def series_list_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/series/{series_id}", include_in_schema=False)
+    def series_page(series_id: int) -> FileResponse:
+        return FileResponse(STATIC_DIR / "series.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

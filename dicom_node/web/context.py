@@ -1,0 +1,38 @@
+"""What the HTTP app works with, handed in by whoever builds it (the node, or a test).
+
+The app never opens its own database or reads the configuration file: the node
+passes the same session factory and settings its other threads use, and tests
+pass theirs, so the API always shows exactly the database the node writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.config import Config
+
+ReadinessHook = Callable[[], None]
+"""Raises (with a message saying why) when the thing it checks is not ready; e.g. the Triton server."""
+
+
+@dataclass
+class WebContext:
+    config: Config
+    sessions: sessionmaker[Session]
+    data_dir: Path
+    readiness_hooks: dict[str, ReadinessHook] = field(default_factory=dict)
+
+
+def get_context(request: Request) -> WebContext:
+    return request.app.state.context  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """One read session per request, closed when the response is sent."""
+    with get_context(request).sessions() as session:
+        yield session

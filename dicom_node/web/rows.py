@@ -1,0 +1,82 @@
+"""Database rows as the JSON objects the API returns (jobs use the CLI's `job_row`, so CLI and API agree)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from dicom_node.store.models import Association, Export, Series, Study
+
+
+def iso(moment: datetime | None) -> str | None:
+    """Naive UTC from the database as ISO 8601 (no offset, like the CLI's output)."""
+    return moment.isoformat() if moment else None
+
+
+def association_row(row: Association) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "uuid": row.uuid,
+        "node": row.node,
+        "calling_ae": row.calling_ae,
+        "called_ae": row.called_ae,
+        "peer_host": row.peer_host,
+        "peer_port": row.peer_port,
+        "state": row.state,
+        "instances_received": row.instances_received,
+        "bytes_received": row.bytes_received,
+        "failures": row.failures,
+        "started_at": iso(row.started_at),
+        "ended_at": iso(row.ended_at),
+    }
+
+
+def study_row(row: Study) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "study_instance_uid": row.study_instance_uid,
+        "patient_id": row.patient.patient_id,
+        "patient_name": row.patient.patient_name,
+        "study_date": row.study_date,
+        "accession_number": row.accession_number,
+        "description": row.description,
+        "created_at": iso(row.created_at),
+    }
+
+
+def series_row(row: Series) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "series_instance_uid": row.series_instance_uid,
+        "study_id": row.study_fk,
+        "study_instance_uid": row.study.study_instance_uid,
+        "patient_id": row.study.patient.patient_id,
+        "patient_name": row.study.patient.patient_name,
+        "study_date": row.study.study_date,
+        "modality": row.modality,
+        "description": row.description,
+        "series_number": row.series_number,
+        "pipeline": row.pipeline,
+        "instance_count": row.instance_count,
+        "pending": row.pending,
+        "last_received_at": iso(row.last_received_at),
+        "created_at": iso(row.created_at),
+    }
+
+
+def export_row(row: Export) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "job_id": row.job_fk,
+        "destination": row.destination,
+        "sop_instance_uid": row.sop_instance_uid,
+        "sop_class_uid": row.sop_class_uid,
+        "path": row.path,
+        "state": row.state,
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at),
+        "last_status": row.last_status,
+        "last_error": row.last_error,
+        "created_at": iso(row.created_at),
+        "sent_at": iso(row.sent_at),
+    }

@@ -1,0 +1,68 @@
+// Shared by the pages: API calls with the bearer token (when the node has one), and small helpers.
+"use strict";
+
+const TOKEN_KEY = "dicom-node-token";
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const headers = new Headers(options.headers || {});
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401) {
+    showTokenForm();
+    throw new Unauthorized("token required");
+  }
+  if (!response.ok) {
+    let detail = response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch (_) { /* not JSON */ }
+    throw new Error(`${response.status}: ${detail}`);
+  }
+  return response;
+}
+
+async function apiJson(path, options) {
+  return (await api(path, options)).json();
+}
+
+// The node answers 401 when it has a token and we sent none or a wrong one: ask for it once per tab.
+function showTokenForm() {
+  const form = document.getElementById("token-form");
+  if (!form || !form.hidden) return;
+  form.hidden = false;
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    sessionStorage.setItem(TOKEN_KEY, form.elements.token.value.trim());
+    location.reload();
+  }, { once: true });
+}
+
+// A download through fetch, so that the Authorization header goes with it.
+async function download(path, filename) {
+  const blob = await (await api(path)).blob();
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = filename;
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 1000);
+}
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("data-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  for (const child of children) node.append(child instanceof Node ? child : String(child ?? ""));
+  return node;
+}
+
+function stateBadge(state) {
+  return el("span", { class: `state state-${state || "none"}` }, state || "no job");
+}
+
+function when(iso) {
+  return iso ? new Date(iso + "Z").toLocaleString() : "";
+}

@@ -1,0 +1,41 @@
+// The list of recent series with their newest job and its exports, refreshed every few seconds.
+"use strict";
+
+const REFRESH_MS = 5000;
+
+function exportSummary(exports) {
+  const parts = Object.entries(exports || {}).map(([state, count]) => el("span", { class: `state state-${state}` }, `${count} ${state}`));
+  return parts.length ? el("span", {}, ...parts) : el("span", { class: "muted" }, "none");
+}
+
+function seriesRow(series) {
+  const job = series.job;
+  const label = [series.series_number ?? "", series.description].filter(Boolean).join(" ") || series.series_instance_uid;
+  const jobCell = el("td", { class: "job" }, stateBadge(job && job.state));
+  if (job && job.reason) jobCell.append(el("div", { class: "reason" }, job.reason));
+  return el("tr", { "data-series-id": series.id },
+    el("td", {}, when(series.last_received_at)),
+    el("td", {}, `${series.patient_name || ""} ${series.patient_id ? "(" + series.patient_id + ")" : ""}`),
+    el("td", {}, series.study_date),
+    el("td", { title: series.series_instance_uid }, label),
+    el("td", {}, series.modality),
+    el("td", { class: "num" }, series.instance_count),
+    jobCell,
+    el("td", {}, job ? exportSummary(job.exports) : ""),
+    el("td", {}, el("a", { href: `/series/${series.id}` }, "view")));
+}
+
+async function refresh() {
+  const status = document.getElementById("status");
+  try {
+    const rows = await apiJson("/api/series?limit=100");
+    document.querySelector("#series-table tbody").replaceChildren(...rows.map(seriesRow));
+    document.getElementById("empty").hidden = rows.length > 0;
+    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  } catch (error) {
+    status.textContent = error instanceof Unauthorized ? "token required" : `cannot load: ${error.message}`;
+  }
+}
+
+refresh();
+setInterval(refresh, REFRESH_MS);

@@ -1,0 +1,145 @@
+// One series: its newest job's slices with the masks, the classifier's probabilities and the measurements.
+"use strict";
+
+const seriesId = Number(location.pathname.split("/").filter(Boolean).pop());
+const MEASUREMENTS = [
+  ["lung_volume_ml", "Lung volume (ml)", 0],
+  ["opacity_volume_ml", "Opacity volume (ml)", 1],
+  ["opacity_percent", "Percentage of opacity (PO, %)", 2],
+  ["high_opacity_percent", "Percentage of high opacity (PHO, %)", 2],
+];
+
+// One image per plane: while a slice loads, further slider moves only remember the latest index.
+class PlaneView {
+  constructor(jobId, plane, count) {
+    this.jobId = jobId;
+    this.plane = plane;
+    this.img = document.getElementById(`${plane}-img`);
+    this.slider = document.getElementById(`${plane}-slider`);
+    this.label = document.getElementById(`${plane}-index`);
+    this.count = count;
+    this.wanted = Math.floor(count / 2);
+    this.loading = false;
+    this.slider.max = count - 1;
+    this.slider.value = this.wanted;
+    this.slider.addEventListener("input", () => this.show(Number(this.slider.value)));
+  }
+
+  show(index) {
+    this.wanted = index;
+    this.label.textContent = `${index + 1} / ${this.count}`;
+    if (!this.loading) this.load();
+  }
+
+  async load() {
+    this.loading = true;
+    const index = this.wanted;
+    const overlay = document.getElementById("overlay").checked ? 1 : 0;
+    try {
+      const blob = await (await api(`/api/jobs/${this.jobId}/slices/${this.plane}/${index}.png?overlay=${overlay}`)).blob();
+      const previous = this.img.src;
+      this.img.src = URL.createObjectURL(blob);
+      this.img.dataset.index = index;
+      this.img.dataset.overlay = overlay;
+      if (previous.startsWith("blob:")) URL.revokeObjectURL(previous);
+    } catch (error) {
+      document.getElementById("status").textContent = `slice: ${error.message}`;
+    }
+    this.loading = false;
+    if (this.wanted !== index || document.getElementById("overlay").checked !== Boolean(overlay)) this.load();
+  }
+}
+
+function fmt(value, digits) {
+  return typeof value === "number" ? value.toFixed(digits) : "";
+}
+
+function showClassification(classification) {
+  if (!classification) return;
+  document.getElementById("baseline-banner").hidden = !classification.baseline;
+  document.getElementById("model").textContent =
+    `${classification.model_name} ${classification.model_version}${classification.baseline ? " (baseline)" : ""}`;
+  const rows = classification.class_names.map((name, i) => {
+    const p = classification.probabilities[i];
+    return el("tr", {},
+      el("th", {}, name),
+      el("td", { class: "num" }, `${(100 * p).toFixed(1)} %`),
+      el("td", { class: "bar" }, el("span", { style: `width:${(100 * p).toFixed(1)}%` })));
+  });
+  document.querySelector("#probabilities tbody").replaceChildren(...rows);
+}
+
+function showMeasurements(measurements) {
+  if (!measurements) return;
+  const rows = MEASUREMENTS.filter(([key]) => measurements[key]).map(([key, label, digits]) => {
+    const m = measurements[key];
+    return el("tr", { "data-key": key }, el("th", {}, label),
+      el("td", { class: "num" }, fmt(m.right, digits)), el("td", { class: "num" }, fmt(m.left, digits)), el("td", { class: "num" }, fmt(m.total, digits)));
+  });
+  document.querySelector("#measurements tbody").replaceChildren(...rows);
+}
+
+function showSteps(steps) {
+  const rows = Object.entries(steps || {}).map(([step, seconds]) => el("tr", {}, el("th", {}, step), el("td", { class: "num" }, `${Number(seconds).toFixed(2)} s`)));
+  document.querySelector("#steps tbody").replaceChildren(...rows);
+}
+
+function showLegend(overlays) {
+  const names = { right_lung: "right lung", left_lung: "left lung", opacity: "opacity" };
+  const items = Object.entries(overlays).map(([key, { rgb }]) =>
+    el("span", { class: "legend-item" }, el("span", { class: "swatch", style: `background:rgb(${rgb.join(",")})` }), names[key] || key));
+  document.getElementById("legend").replaceChildren(...items);
+}
+
+function showJob(job) {
+  document.getElementById("job-state").replaceChildren(el("span", {}, `job ${job.id} `), stateBadge(job.state));
+  document.getElementById("job-reason").textContent = job.reason || "";
+  const files = (job.result && job.result.files) || {};
+  const links = ["json", "csv"].filter((kind) => files[kind]).map((kind) => {
+    const link = el("a", { href: "#" }, kind.toUpperCase());
+    link.addEventListener("click", (event) => { event.preventDefault(); download(`/api/jobs/${job.id}/result.${kind}`, `job-${job.id}-result.${kind}`); });
+    return link;
+  });
+  if (links.length) document.getElementById("downloads").replaceChildren("results: ", ...links.flatMap((a, i) => (i ? [" ", a] : [a])));
+  showClassification(job.result && job.result.classification);
+  showMeasurements(job.result && job.result.measurements);
+  showSteps(job.steps);
+}
+
+async function showViewer(job) {
+  const info = await apiJson(`/api/jobs/${job.id}/volume`);
+  const overlay = document.getElementById("overlay");
+  overlay.checked = info.masks;
+  overlay.disabled = !info.masks;
+  showLegend(info.overlays);
+  for (const [plane, edges] of Object.entries(info.edges)) {
+    const frame = document.getElementById(`${plane}-frame`);
+    frame.append(...Object.entries(edges).map(([edge, side]) => el("span", { class: `edge edge-${edge}` }, side)));
+  }
+  document.getElementById("viewer").hidden = false;
+  const views = ["axial", "coronal"].map((plane) => new PlaneView(job.id, plane, info.slices[plane]));
+  overlay.addEventListener("change", () => views.forEach((view) => view.show(view.wanted)));
+  views.forEach((view) => view.show(view.wanted));
+}
+
+async function main() {
+  const status = document.getElementById("status");
+  try {
+    const series = await apiJson(`/api/series/${seriesId}`);
+    document.getElementById("title").textContent = `${series.patient_name || series.patient_id || "Series"}: ${series.description || series.series_instance_uid}`;
+    document.getElementById("subtitle").textContent =
+      `${series.modality} series ${series.series_number ?? ""}, ${series.instance_count} instances, study ${series.study_instance_uid}`;
+    // The newest job that finished with results; else the newest job, to say what is happening.
+    const job = series.jobs.find((j) => j.state === "done") || series.jobs[0];
+    if (!job) {
+      status.textContent = "no job for this series yet";
+      return;
+    }
+    showJob(job);
+    await showViewer(job);
+  } catch (error) {
+    status.textContent = error instanceof Unauthorized ? "token required" : `cannot load: ${error.message}`;
+  }
+}
+
+main();

@@ -1,0 +1,144 @@
+"""Pipeline workers: claim a queued job, run it, record what happened, hand the results to the outbox.
+
+A job's failure is the job's, never the node's: data problems end it `skipped`
+(not eligible) or `failed` (with the reason a user reads), an unavailable
+inference server puts it back in the queue for later with the reason visible,
+and anything unexpected fails the job with the exception named in its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dicom_node import __version__
+from dicom_node.config import Config
+from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
+from dicom_node.inference.factory import build_models
+from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
+from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
+from dicom_node.store.files import write_durably
+from dicom_node.store.jobs import ClaimedJob, JobQueue
+from dicom_node.store.outbox import Outbox, ResultObject
+
+log = logging.getLogger(__name__)
+
+ALGORITHM_NAME = "dicom-node COVID-19 CT"
+ALGORITHM_VERSION = __version__
+
+
+def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, masks: Path) -> dict[str, Any]:
+    """What the job row keeps: measurements, probabilities and where the result files are (relative to the data dir)."""
+    named = {"seg": files.seg, "sr": files.sr, "csv": files.csv, "json": files.json, "masks": masks}
+    return {
+        "files": {key: str(path.relative_to(data_dir)) for key, path in named.items()},
+        "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
+        "measurements": asdict(result.measurements),
+        "classification": asdict(result.classification),
+    }
+
+
+def save_masks(result: PipelineResult, path: Path) -> Path:
+    """The masks on the CT grid, for the viewer (the SEG holds the same, but is slow to read back)."""
+    import io
+
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, lung_labels=result.lung_labels, opacity_mask=result.opacity_mask)
+    write_durably(path, buffer.getvalue())
+    return path
+
+
+class Worker:
+    """One pipeline worker thread's loop."""
+
+    def __init__(self, config: Config, queue: JobQueue, outbox: Outbox, data_dir: Path, name: str) -> None:
+        self.config = config
+        self.queue = queue
+        self.outbox = outbox
+        self.data_dir = data_dir
+        self.name = name
+        self._models: tuple[InferenceModel, InferenceModel] | None = None
+
+    def models(self) -> tuple[InferenceModel, InferenceModel]:
+        if self._models is None:
+            self._models = build_models(self.config.models)
+        return self._models
+
+    def run(self, stopping: threading.Event) -> None:
+        while not stopping.is_set():
+            try:
+                job = self.queue.claim(self.name)
+            except Exception:
+                log.exception("%s: cannot claim jobs; retrying", self.name)
+                job = None
+            if job is None:
+                stopping.wait(self.config.jobs.poll_seconds)
+                continue
+            self.process(job)
+
+    def process(self, job: ClaimedJob) -> None:
+        tag = f"job {job.id} (series {job.series_instance_uid})"
+        steps: dict[str, float] = {}
+        log.info("%s started by %s, attempt %d", tag, self.name, job.attempts)
+        try:
+            segmenter, classifier = self.models()
+            started = time.perf_counter()
+            segmenter.check_ready()
+            classifier.check_ready()
+            steps["check_models"] = time.perf_counter() - started
+            paths = [self.data_dir / p for p in self.queue.instance_paths(job.series_id)]
+            result = run_covid19(paths, segmenter, classifier, self.config.pipelines[job.pipeline].processing)
+            steps.update(result.timings)
+            started = time.perf_counter()
+            out_dir = self.data_dir / "results" / str(job.id)
+            files = write_results(
+                result, out_dir, ALGORITHM_NAME, ALGORITHM_VERSION, secondary_capture=self.config.export.secondary_capture
+            )
+            masks = save_masks(result, out_dir / "masks.npz")
+            steps["write_results"] = time.perf_counter() - started
+        except SeriesNotEligible as exc:
+            self._end(job, tag, "skipped", str(exc), steps)
+        except SeriesRejected as exc:
+            self._end(job, tag, "failed", str(exc), steps)
+        except InferenceUnavailable as exc:
+            if job.attempts >= self.config.jobs.max_attempts:
+                self._end(job, tag, "failed", f"inference unavailable after {job.attempts} attempts: {exc}", steps)
+            else:
+                delay = self.config.jobs.retry_delay_seconds
+                self.queue.postpone(job.id, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
+                log.warning("%s postponed %g s: %s", tag, delay, exc)
+        except ContractMismatch as exc:
+            self._end(job, tag, "failed", f"model contract mismatch: {exc}", steps)
+        except Exception as exc:  # a bug or an unforeseen input must not take the worker down
+            log.exception("%s crashed", tag)
+            self._end(job, tag, "failed", f"{type(exc).__name__}: {exc}", steps)
+        else:
+            summary = result_summary(result, files, self.data_dir, masks)
+            objects = [ResultObject.from_file(path, self.data_dir) for path in [files.seg, files.sr, *files.secondary_capture]]
+            destinations = self.config.pipelines[job.pipeline].destinations
+            if self.queue.finish(job.id, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+                probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
+                log.info(
+                    "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",
+                    tag,
+                    sum(steps.values()),
+                    result.measurements.lung_volume_ml["total"],
+                    result.measurements.opacity_percent["total"],
+                    probabilities,
+                    result.classification.model_name,
+                    len(objects),
+                    ", ".join(destinations) or "no destination",
+                )
+            else:
+                log.info("%s finished but was superseded meanwhile: its results are not exported", tag)
+
+    def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
+        self.queue.finish(job.id, state, reason=reason, steps=steps)
+        log.warning("%s %s: %s", tag, state, reason)

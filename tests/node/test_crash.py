@@ -1,0 +1,62 @@
+"""SIGKILL in the middle of a transfer loses nothing that was acknowledged."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pydicom
+
+from tests.dcmtk import dcmtk_env, require, storescu
+from tests.node.index import jobs, query
+from tests.node_process import shared_series
+
+
+def acknowledged_files(storescu_output: str) -> list[Path]:
+    """The files storescu saw answered with Success, from its verbose log."""
+    acked, current = [], None
+    for line in storescu_output.splitlines():
+        if m := re.match(r"I: Sending file: (.+)$", line):
+            current = Path(m.group(1))
+        elif "Received Store Response (Success)" in line and current is not None:
+            acked.append(current)
+            current = None
+    return acked
+
+
+def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(node_factory, tmp_path: Path) -> None:
+    p001 = shared_series("covid-ct-md", "P001")
+    node = node_factory(settings={"jobs": {"settle_seconds": 2.0}}).start()
+    out = tmp_path / "storescu.log"
+    with open(out, "w") as log:
+        sender = subprocess.Popen(
+            [require("storescu"), "-v", "-aec", "CLARA", "-xs", "+sd", "+r", "127.0.0.1", str(node.port), str(p001)],
+            env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list((node.data_dir / "instances").rglob("*.dcm"))) < 40:
+            time.sleep(0.01)
+        node.kill()
+        sender.wait(60)
+    acked = acknowledged_files(out.read_text())
+    assert 20 <= len(acked) < 148, f"the kill should land mid-transfer ({len(acked)} acknowledged)"
+
+    node.start()
+    indexed = {uid: path for uid, path in query(node.data_dir, "SELECT sop_instance_uid, path FROM instance")}
+    for source in acked:
+        uid = pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID
+        assert uid in indexed, f"{source.name} was acknowledged but is not indexed"
+        assert pydicom.dcmread(node.data_dir / indexed[uid]).PixelData == pydicom.dcmread(source).PixelData
+    assert "cut by a restart" in node.log()
+    assert not list(node.data_dir.rglob("*.tmp")), "temporary files of unacknowledged instances are cleaned up"
+
+    # the modality sends the series again: the job runs once the series is complete
+    assert storescu(node.port, p001).returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not any(n == 148 and s == "queued" for _, s, n in jobs(node.data_dir)):
+        time.sleep(0.2)
+    time.sleep(2.5)
+    states = [(s, n) for _, s, n in jobs(node.data_dir)]
+    assert states[-1] == ("queued", 148) and all(s == "superseded" for s, _ in states[:-1]), states

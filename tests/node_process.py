@@ -1,0 +1,167 @@
+"""Start the real node through its CLI in a subprocess, on a free loopback port, and stop it for sure."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def shared_series(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data {path} is not available")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on port {port} after {timeout} s")
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(type(value))
+
+
+def write_toml(path: Path, config: dict[str, Any]) -> Path:
+    """Write a config dict of sections (and top-level arrays of tables) as TOML."""
+    lines = []
+    for section, body in config.items():
+        if isinstance(body, list):
+            for item in body:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {toml_value(v)}" for k, v in item.items()]
+        else:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
+    path.write_text("\n".join(lines) + "\n")
+    tomllib.loads(path.read_text())  # the test's own config must be valid TOML
+    return path
+
+
+@dataclass
+class NodeProcess:
+    """A `dicom-node serve` subprocess with its own data dir, config and log."""
+
+    tmp: Path
+    ae: str = "CLARA"
+    settings: dict[str, Any] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return self.tmp / "var"
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / "node.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.tmp / "dicom-node.toml"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_NODE_")}
+        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONUNBUFFERED"] = "1"
+        return env
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "dicom_node", *args, "--config", str(self.config_path)],
+            env=self.env(), capture_output=True, text=True, timeout=timeout, check=check,
+        )
+
+    def start(self, timeout: float = 30) -> NodeProcess:
+        config: dict[str, Any] = {
+            "node": {"data_dir": str(self.data_dir), "log_level": "DEBUG"},
+            "dicom": {"host": "127.0.0.1", "min_free_disk_mb": 1},
+            "jobs": {"settle_seconds": 1.0, "poll_seconds": 0.2, "workers": 0},
+            "http": {"port": 0},
+        }
+        for section, values in self.settings.items():
+            if isinstance(values, dict):
+                config[section] = {**config.get(section, {}), **values}
+            else:
+                config[section] = values
+        write_toml(self.config_path, config)
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae, "--port", str(self.port), "--config", str(self.config_path)],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            wait_for_port(self.port, timeout, self.proc)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"node did not start; log:\n{self.log()}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the node gets no chance to clean up, as in a power cut of the process."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture
+def node_factory(tmp_path: Path):
+    nodes: list[NodeProcess] = []
+
+    def make(**kwargs: Any) -> NodeProcess:
+        node = NodeProcess(tmp=tmp_path / f"node{len(nodes)}", **kwargs)
+        node.tmp.mkdir(parents=True)
+        nodes.append(node)
+        return node
+
+    yield make
+    for node in nodes:
+        node.stop()

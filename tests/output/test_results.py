@@ -1,0 +1,233 @@
+"""write_results on the real P001 series: the SEG, the SR and the tables, read back and validated."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.seg import segment_masks
+from dicom_node.pipeline.covid19 import PipelineResult
+
+from .dicom_validation import dciodvfy_errors
+
+ALGORITHM = ("dicom-node-covid19", "0.1.0")
+
+
+@pytest.fixture(scope="module")
+def written(p001_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
+    first_source = p001_result.volume.source_files[0]
+    digest_before = hashlib.sha256(first_source.read_bytes()).hexdigest()
+    started = time.perf_counter()
+    files = write_results(p001_result, tmp_path_factory.mktemp("p001"), *ALGORITHM)
+    print(f"\nwrite_results for P001 ({len(p001_result.volume.source_files)} slices): {time.perf_counter() - started:.2f} s")
+    assert hashlib.sha256(first_source.read_bytes()).hexdigest() == digest_before, "a source file was modified"
+    return files
+
+
+def source_headers(result: PipelineResult) -> list[pydicom.Dataset]:
+    return [pydicom.dcmread(path, stop_before_pixels=True) for path in result.volume.source_files if path]
+
+
+def first_source_header(result: PipelineResult) -> pydicom.Dataset:
+    return pydicom.dcmread(result.volume.source_files[0], stop_before_pixels=True)
+
+
+def test_seg_is_a_new_series_in_the_source_study(written: ResultFiles, p001_result: PipelineResult) -> None:
+    seg = pydicom.dcmread(written.seg)
+    source = first_source_header(p001_result)
+    assert seg.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.4"
+    assert seg.Modality == "SEG"
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID
+    assert seg.SeriesInstanceUID.startswith("2.25.")
+    assert seg.SegmentationType == "BINARY"
+
+
+def test_seg_segments_are_coded_and_attributed_to_the_algorithm(written: ResultFiles) -> None:
+    seg = hd.seg.segread(written.seg)
+    found = {}
+    for number in (1, 2, 3):
+        description = seg.get_segment_description(number)
+        property_type = description.SegmentedPropertyTypeCodeSequence[0]
+        modifiers = property_type.get("SegmentedPropertyTypeModifierCodeSequence", [])
+        found[number] = (
+            description.segment_label,
+            (property_type.CodingSchemeDesignator, property_type.CodeValue),
+            [(m.CodingSchemeDesignator, m.CodeValue) for m in modifiers],
+        )
+        assert description.algorithm_type == hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC
+        algorithm = description.algorithm_identification[0]
+        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ALGORITHM
+    assert found == {
+        1: ("Right lung", ("SCT", "39607008"), [("SCT", "24028007")]),
+        2: ("Left lung", ("SCT", "39607008"), [("SCT", "7771000")]),
+        3: ("Lung opacity", ("DCM", "112001"), []),
+    }
+
+
+def test_seg_frames_reference_the_source_slice_at_their_position(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    seg = pydicom.dcmread(written.seg)
+    positions = {h.SOPInstanceUID: [float(v) for v in h.ImagePositionPatient] for h in source_headers(p001_result)}
+    referenced_series = seg.ReferencedSeriesSequence[0]
+    assert referenced_series.SeriesInstanceUID == p001_result.volume.series_instance_uid
+    assert {item.ReferencedSOPInstanceUID for item in referenced_series.ReferencedInstanceSequence} <= set(positions)
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        referenced = frame.DerivationImageSequence[0].SourceImageSequence
+        assert len(referenced) == 1
+        uid = referenced[0].ReferencedSOPInstanceUID
+        assert uid in positions
+        frame_position = [float(v) for v in frame.PlanePositionSequence[0].ImagePositionPatient]
+        assert frame_position == pytest.approx(positions[uid], abs=1e-3)
+
+
+def test_seg_mask_reads_back_equal_to_the_mask_written(written: ResultFiles, p001_result: PipelineResult) -> None:
+    seg = hd.seg.segread(written.seg)
+    uids = list(p001_result.volume.sop_instance_uids)
+    read_back = seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=uids, segment_numbers=[1, 2, 3], assert_missing_frames_are_empty=True, dtype=bool
+    )
+    expected = segment_masks(p001_result)
+    assert expected[..., 2].any() and expected[..., 0].any() and expected[..., 1].any()
+    np.testing.assert_array_equal(read_back, expected)
+
+
+def test_seg_frames_decoded_with_pydicom_alone_rebuild_the_masks(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    """Independent of highdicom's reader: unpack each frame and put it back at its source slice."""
+    seg = pydicom.dcmread(written.seg)
+    z_of = {uid: z for z, uid in enumerate(p001_result.volume.sop_instance_uids)}
+    rebuilt = np.zeros(p001_result.volume.hu.shape + (3,), bool)
+    frames = seg.pixel_array.reshape(-1, seg.Rows, seg.Columns)
+    for frame, pixels in zip(seg.PerFrameFunctionalGroupsSequence, frames):
+        segment = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        uid = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        rebuilt[z_of[uid], :, :, segment - 1] = pixels.astype(bool)
+    np.testing.assert_array_equal(rebuilt, segment_masks(p001_result))
+
+
+def test_seg_and_sr_pass_dciodvfy(written: ResultFiles) -> None:
+    assert dciodvfy_errors(written.seg) == []
+    assert dciodvfy_errors(written.sr) == []
+
+
+def test_patient_without_name_stays_without_name(written: ResultFiles, p001_result: PipelineResult) -> None:
+    source = first_source_header(p001_result)
+    assert "PatientName" not in source, "P001 is expected to lack PatientName"
+    for path in (written.seg, written.sr):
+        ds = pydicom.dcmread(path)
+        assert "PatientName" in ds and str(ds.PatientName) == ""
+        assert ds.PatientID == source.PatientID
+        assert ds.PatientSex == source.PatientSex
+        assert ds.PatientBirthDate == ""
+        assert ds.AccessionNumber == ""
+
+
+def test_sr_reports_measurements_per_segment(written: ResultFiles, p001_result: PipelineResult) -> None:
+    sr = hd.sr.srread(written.sr)
+    seg = pydicom.dcmread(written.seg)
+    source = first_source_header(p001_result)
+    assert sr.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"
+    assert sr.StudyInstanceUID == source.StudyInstanceUID
+    assert sr.SeriesInstanceUID not in (source.SeriesInstanceUID, seg.SeriesInstanceUID)
+    measurements = p001_result.measurements
+    by_segment = {}
+    for group in sr.content.get_volumetric_roi_measurement_groups():
+        reference = group.referenced_segment[0]
+        assert reference.referenced_sop_instance_uid == seg.SOPInstanceUID
+        values = {m.name.meaning: (m.value, m.unit.value) for m in group.get_measurements()}
+        by_segment[reference.referenced_segment_numbers[0]] = values
+    for number, key in ((1, "right"), (2, "left")):
+        values = by_segment[number]
+        assert values["Volume"] == pytest.approx((measurements.lung_volume_ml[key], "mL"))
+        assert values["Opacity volume"] == pytest.approx((measurements.opacity_volume_ml[key], "mL"))
+        assert values["Percentage of opacity"] == pytest.approx((measurements.opacity_percent[key], "%"))
+        assert values["Percentage of high opacity"] == pytest.approx((measurements.high_opacity_percent[key], "%"))
+    assert by_segment[3]["Volume"] == pytest.approx((measurements.opacity_volume_ml["total"], "mL"))
+
+
+def test_sr_reports_totals_and_the_classifier_flagged_as_baseline(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    sr = hd.sr.srread(written.sr)
+    groups = {
+        group.tracking_identifier: group for group in sr.content.get_image_measurement_groups()
+    }
+    totals = {m.name.meaning: m.value for m in groups["Both lungs"].get_measurements()}
+    assert totals["Volume"] == pytest.approx(p001_result.measurements.lung_volume_ml["total"])
+    assert totals["Percentage of opacity"] == pytest.approx(p001_result.measurements.opacity_percent["total"])
+    classification = groups["COVID-19 classification"]
+    probabilities = {m.name.meaning: m.value for m in classification.get_measurements()}
+    assert probabilities == {"Probability of non-COVID": 0.25, "Probability of COVID-19": 0.75}
+    texts = {
+        item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue
+        for item in classification[0].ContentSequence
+        if item.ValueType == "TEXT"
+    }
+    assert texts["Algorithm Name"] == "dicom-node-opacity-baseline"
+    assert texts["Algorithm Version"] == "1.0"
+    assert texts["Comment"] == "dicom-node-opacity-baseline: explainable baseline, not a trained model"
+
+
+def test_sr_evidence_lists_the_seg_and_every_source_slice(written: ResultFiles, p001_result: PipelineResult) -> None:
+    sr = pydicom.dcmread(written.sr)
+    seg = pydicom.dcmread(written.seg)
+    evidence = {
+        instance.ReferencedSOPInstanceUID
+        for study in sr.CurrentRequestedProcedureEvidenceSequence
+        for series in study.ReferencedSeriesSequence
+        for instance in series.ReferencedSOPSequence
+    }
+    assert evidence == set(p001_result.volume.sop_instance_uids) | {seg.SOPInstanceUID}
+
+
+def test_tables_hold_measurements_probabilities_and_baseline_flag(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    with open(written.csv, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 1
+    row = rows[0]
+    assert list(row)[:3] == ["image", "non-COVID", "COVID-19"]
+    assert row["image"] == p001_result.volume.series_instance_uid
+    assert (float(row["non-COVID"]), float(row["COVID-19"])) == (0.25, 0.75)
+    assert row["baseline"] == "True"
+    assert float(row["lung_volume_ml_total"]) == pytest.approx(p001_result.measurements.lung_volume_ml["total"])
+    assert float(row["high_opacity_percent_left"]) == pytest.approx(
+        p001_result.measurements.high_opacity_percent["left"]
+    )
+    document = json.loads(written.json.read_text())
+    assert document["classification"]["baseline"] is True
+    assert document["classification"]["note"] == "explainable baseline, not a trained model"
+    assert document["classification"]["probabilities"] == {"non-COVID": 0.25, "COVID-19": 0.75}
+    assert document["measurements"]["opacity_percent"] == pytest.approx(p001_result.measurements.opacity_percent)
+    assert document["dicom"]["seg"]["sop_instance_uid"] == pydicom.dcmread(written.seg).SOPInstanceUID
+    assert document["dicom"]["sr"]["series_instance_uid"] == pydicom.dcmread(written.sr).SeriesInstanceUID
+
+
+def _uids(files: ResultFiles) -> list[tuple[str, str]]:
+    return [(ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, (files.seg, files.sr))]
+
+
+def test_rewriting_reproduces_uids_and_a_new_version_changes_them(
+    written: ResultFiles, p001_result: PipelineResult, tmp_path: Path
+) -> None:
+    again = write_results(p001_result, tmp_path / "again", *ALGORITHM)
+    assert _uids(again) == _uids(written)
+    newer = write_results(p001_result, tmp_path / "newer", ALGORITHM[0], "0.2.0")
+    old_uids = {uid for pair in _uids(written) for uid in pair}
+    new_uids = {uid for pair in _uids(newer) for uid in pair}
+    assert len(new_uids) == 4 and not old_uids & new_uids
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["result.csv", "result.json", "seg.dcm", "sr.dcm"]
