@@ -18,14 +18,13 @@ def build_models(
     """(lung segmenter, COVID-19 classifier), each embedded or on Triton as configured.
 
     The embedded models work with the pipeline's own settings (model grid, classifier
-    input layout).  Their contract is checked against the configured one
+    input); the baseline classifier's opacity filters are fixed constants, so that it
+    answers the same wherever it runs.  Their contract is checked against the configured one
     here, at start-up; a Triton model's is checked by `check_ready()` once the server
     can be reached, since it may not be up yet.
     """
     segmenter = _build(settings.lung_segmentation, lambda: EmbeddedLungSegmenter(pipeline.segmentation))
-    classifier = _build(
-        settings.covid_classifier, lambda: EmbeddedOpacityBaseline(pipeline.classifier_input)
-    )
+    classifier = _build(settings.covid_classifier, lambda: EmbeddedOpacityBaseline(pipeline.classifier_input))
     return segmenter, classifier
 
 

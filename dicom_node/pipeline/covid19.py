@@ -72,6 +72,7 @@ def run_covid19(
         mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
         if mask.shape != model_input.shape:
             raise ContractMismatch(f"{segmenter.contract.name}: mask of shape {mask.shape}, sent {model_input.shape}")
+        del model_input
         labels = split_left_right(mask[0, 0] > 0, spacing)
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
@@ -80,6 +81,7 @@ def run_covid19(
         tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
     with _timed(timings, "classify"):
         scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
+        del tensor
         classification = Classification(
             model_name=classifier.contract.name,
             model_version=classifier.contract.version,
@@ -90,9 +92,10 @@ def run_covid19(
     with _timed(timings, "quantify"):
         opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
         measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+        del grid_ct, high
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
-        native_opacity = mask_to_native(opacity, grid, volume) & (native_lungs > 0)
+        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
     return PipelineResult(
         volume=volume,
         lung_labels=native_lungs,

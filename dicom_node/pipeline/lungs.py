@@ -129,10 +129,11 @@ def split_left_right(mask: np.ndarray, spacing: tuple[float, float, float]) -> n
     components, count = ndimage.label(mask)
     if count == 0:
         return labels
-    sizes = np.bincount(components.ravel())[1:]
+    flat = components.ravel()
+    sizes = np.bincount(flat)[1:]
     order = np.argsort(sizes)[::-1]
-    extents = ndimage.find_objects(components)
-    x_centres = np.array([ndimage.center_of_mass(components[e] == i + 1)[2] + e[2].start for i, e in enumerate(extents)])
+    x_index = np.broadcast_to(np.arange(mask.shape[2], dtype=np.float32), mask.shape).ravel()
+    x_centres = np.bincount(flat, weights=x_index)[1:] / sizes
     two_lungs = count >= 2 and sizes[order[1]] >= 0.2 * sizes[order[0]]
     if two_lungs:
         a, b = order[0], order[1]
@@ -177,18 +178,24 @@ def fill_dense_lung(labels: np.ndarray, body: np.ndarray) -> np.ndarray:
 
 
 def nearest_label_along_x(labels: np.ndarray, towards_low_x: bool) -> np.ndarray:
-    """For each voxel, the label of the nearest labelled voxel in its row on the low-x (or high-x) side."""
+    """For each voxel, the label of the nearest labelled voxel in its row on the low-x (or high-x) side.
+
+    The running maximum of (x index * 4 + label) carries the latest label seen along the row.
+    """
     view = labels if towards_low_x else labels[:, :, ::-1]
-    index = np.where(view > 0, np.arange(view.shape[2], dtype=np.int32), -1)
-    last = np.maximum.accumulate(index, axis=2)
-    nearest = np.take_along_axis(view, np.maximum(last, 0), axis=2) * (last >= 0)
+    x = np.arange(1, view.shape[2] + 1, dtype=np.int32) * 4
+    last = np.maximum.accumulate(np.where(view > 0, x + view, 0), axis=2)
+    nearest = (last % 4).astype(np.uint8)
     return nearest if towards_low_x else nearest[:, :, ::-1]
 
 
 def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
     """The filled convex hull of a 2D binary mask (pixel centres), computed within its bounding box."""
     out = np.zeros_like(mask)
-    points = np.argwhere(mask & ~ndimage.binary_erosion(mask))
+    rows = np.flatnonzero(mask.any(axis=1))
+    first = mask[rows].argmax(axis=1)
+    last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(axis=1)
+    points = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])])  # row ends span the hull
     if len(points) < 3:
         out[mask] = True
         return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 from dicom_node.pipeline.volume import CtVolume
 
@@ -18,38 +19,38 @@ from dicom_node.pipeline.volume import CtVolume
 def to_model_grid(volume: CtVolume, spacing_zyx: tuple[float, float, float], clip_hu: tuple[float, float] | None = None) -> tuple[np.ndarray, sitk.Image]:
     """The CT resampled (linearly) onto a canonical grid covering the whole volume, as float32 HU.
 
+    scipy's affine_transform reads the int16 array in place; wrapping it for SimpleITK would
+    copy the whole series first.
+
     Returns the (z, y, x) array and an ITK image carrying the grid's geometry, which
     `mask_to_native` needs to bring results back.
     """
-    image = volume.to_sitk()
-    corners = _corner_points(image)
+    corners = _corner_points(volume)
     low, high = corners.min(axis=0), corners.max(axis=0)
     spacing_xyz = np.asarray(spacing_zyx[::-1], dtype=float)
     size = np.maximum(1, np.floor((high - low) / spacing_xyz).astype(int) + 1)
     reference = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
     reference.SetSpacing(tuple(spacing_xyz))
     reference.SetOrigin(tuple(low))
-    grid = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
-    array = sitk.GetArrayFromImage(grid)
+    # native (x, y, z) index = D^T (low + grid index * grid spacing - origin) / native spacing, in (z, y, x) order
+    d = np.asarray(volume.direction).reshape(3, 3)
+    native_spacing_xyz = np.asarray(volume.spacing[::-1])
+    matrix_xyz = (d.T * spacing_xyz[None, :]) / native_spacing_xyz[:, None]
+    offset_xyz = d.T @ (low - np.asarray(volume.origin[::-1])) / native_spacing_xyz
+    array = ndimage.affine_transform(
+        volume.hu, matrix_xyz[::-1, ::-1], offset=offset_xyz[::-1], output_shape=tuple(int(n) for n in size[::-1]),
+        output=np.float32, order=1, mode="constant", cval=-1024.0, prefilter=False,
+    )
     if clip_hu is not None:
         np.clip(array, clip_hu[0], clip_hu[1], out=array)
     return array, reference
 
 
-def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, margin_voxels: int = 2) -> np.ndarray:
-    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x)."""
+def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, within: np.ndarray | None = None) -> np.ndarray:
+    """A binary mask on the model grid brought onto the volume's grid (bool, z, y, x), kept only
+    where `within` (any native array, e.g. the lung labels) is non-zero when given."""
     native = np.zeros(volume.hu.shape, dtype=bool)
-    if not mask.any():
-        return native
-    source = sitk.GetImageFromArray(mask.astype(np.float32))
-    source.CopyInformation(grid)
-    box = _native_box(mask, grid, volume, margin_voxels)
-    reference = sitk.Image([b.stop - b.start for b in box[::-1]], sitk.sitkUInt8)
-    reference.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
-    reference.SetDirection(volume.direction)
-    reference.SetOrigin(volume.to_sitk(np.zeros((1, 1, 1), np.uint8)).TransformIndexToPhysicalPoint([box[2].start, box[1].start, box[0].start]))
-    resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    native[box] = sitk.GetArrayViewFromImage(resampled) >= 0.5
+    paint_to_native(native, mask, grid, volume, True, within)
     return native
 
 
@@ -57,27 +58,71 @@ def labels_to_native(labels: np.ndarray, grid: sitk.Image, volume: CtVolume) -> 
     """A label map (uint8) on the model grid brought onto the volume's grid, label by label."""
     native = np.zeros(volume.hu.shape, dtype=np.uint8)
     for label in np.unique(labels[labels > 0]):
-        native[mask_to_native(labels == label, grid, volume) & (native == 0)] = label
+        paint_to_native(native, labels == label, grid, volume, int(label))
     return native
 
 
-def _corner_points(image: sitk.Image) -> np.ndarray:
-    size = np.asarray(image.GetSize()) - 1
-    return np.array(
-        [image.TransformContinuousIndexToPhysicalPoint([float(c) for c in size * np.array(bits)]) for bits in np.ndindex(2, 2, 2)]
-    )
+def paint_to_native(
+    target: np.ndarray, mask: np.ndarray, grid: sitk.Image, volume: CtVolume, value: int | bool, within: np.ndarray | None = None
+) -> None:
+    """Set `value` in the native-grid `target` where the grid `mask` lands (and `within` is non-zero).
+
+    Works inside the mask's bounding box only, so no full-size temporary is made.
+    """
+    resampled = _resample_to_native_box(mask, grid, volume)
+    if resampled is None:
+        return
+    box, inside = resampled
+    if within is not None:
+        inside &= within[box] != 0
+    target[box][inside] = value
+
+
+def _resample_to_native_box(
+    mask: np.ndarray, grid: sitk.Image, volume: CtVolume, margin_voxels: int = 2
+) -> tuple[tuple[slice, slice, slice], np.ndarray] | None:
+    """The mask resampled onto the part of the native grid that its bounding box covers.
+
+    The mask travels as uint8 0/255 so that linear interpolation and the 0.5 threshold
+    (128) cost one byte per native voxel rather than four.
+    """
+    if not mask.any():
+        return None
+    source = sitk.GetImageFromArray(mask.astype(np.uint8) * np.uint8(255))
+    source.CopyInformation(grid)
+    box = _native_box(mask, grid, volume, margin_voxels)
+    reference = sitk.Image([b.stop - b.start for b in box[::-1]], sitk.sitkUInt8)
+    reference.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
+    reference.SetDirection(volume.direction)
+    reference.SetOrigin(_native_point(volume, [box[2].start, box[1].start, box[0].start]))
+    resampled = sitk.Resample(source, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkUInt8)
+    return box, sitk.GetArrayViewFromImage(resampled) >= 128  # a new, writable bool array
+
+
+def _native_point(volume: CtVolume, index_xyz: list[float]) -> tuple[float, float, float]:
+    """LPS point of a (continuous) native voxel index given as (x, y, z)."""
+    d = np.asarray(volume.direction).reshape(3, 3)
+    offset = d @ (np.asarray(index_xyz, dtype=float) * np.asarray(volume.spacing[::-1]))
+    return tuple(float(v) for v in np.asarray(volume.origin[::-1]) + offset)
+
+
+def _corner_points(volume: CtVolume) -> np.ndarray:
+    """LPS (x, y, z) positions of the volume's eight corner voxels."""
+    size_xyz = np.asarray(volume.hu.shape[::-1]) - 1
+    return np.array([_native_point(volume, list(size_xyz * np.array(bits))) for bits in np.ndindex(2, 2, 2)])
 
 
 def _native_box(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, margin: int) -> tuple[slice, slice, slice]:
     """Bounding box (z, y, x slices) on the native grid of the grid voxels set in `mask`."""
     nonzero = np.argwhere(mask)
     low, high = nonzero.min(axis=0) - margin, nonzero.max(axis=0) + margin
-    native = volume.to_sitk(np.zeros((1, 1, 1), np.uint8))
+    d = np.asarray(volume.direction).reshape(3, 3)
     corners = []
     for bits in np.ndindex(2, 2, 2):
         zyx = np.where(bits, high, low)
-        point = grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]])
-        corners.append(native.TransformPhysicalPointToContinuousIndex(point)[::-1])
+        point = np.asarray(grid.TransformContinuousIndexToPhysicalPoint([float(v) for v in zyx[::-1]]))
+        index_xyz = (d.T @ (point - np.asarray(volume.origin[::-1]))) / np.asarray(volume.spacing[::-1])
+        corners.append(index_xyz[::-1])
     corners = np.array(corners)
     start = np.clip(np.floor(corners.min(axis=0)).astype(int), 0, volume.hu.shape)
     stop = np.clip(np.ceil(corners.max(axis=0)).astype(int) + 1, 0, volume.hu.shape)

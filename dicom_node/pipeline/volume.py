@@ -100,11 +100,9 @@ def load_series(
     _check_no_tilt(positions, normal, rules)
     steps, spacing_z = _slice_steps(distances, rules)
 
-    slices = _decode(files, headers, rules.decode_threads)
     z_index = np.concatenate([[0], np.cumsum(steps)])
-    hu = np.empty((int(z_index[-1]) + 1, *slices[0].shape), dtype=np.int16)
-    for k, image in zip(z_index, slices):
-        hu[k] = image
+    hu = np.empty((int(z_index[-1]) + 1, int(headers[0].Rows), int(headers[0].Columns)), dtype=np.int16)
+    _decode_into(hu, z_index, files, rules.decode_threads)
     _interpolate_gaps(hu, z_index)
 
     iop = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
@@ -190,14 +188,17 @@ def _slice_steps(sorted_distances: np.ndarray, rules: LoadRules) -> tuple[np.nda
     return steps, spacing
 
 
-def _decode(files: Sequence[Path], headers: Sequence[Dataset], threads: int) -> list[np.ndarray]:
-    expected = (int(headers[0].Rows), int(headers[0].Columns))
+def _decode_into(hu: np.ndarray, z_index: np.ndarray, files: Sequence[Path], threads: int) -> None:
+    """Decode each file straight into its slice of `hu` (no second copy of the series)."""
+
+    def decode(k: int, path: Path) -> None:
+        image = _decode_hu(path)
+        if image.shape != hu.shape[1:]:
+            raise SeriesRejected(f"{path.name}: pixel data of shape {image.shape}, expected {hu.shape[1:]}")
+        hu[k] = image
+
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        slices = list(pool.map(_decode_hu, files))
-    for f, s in zip(files, slices):
-        if s.shape != expected:
-            raise SeriesRejected(f"{f.name}: pixel data of shape {s.shape}, expected {expected}")
-    return slices
+        list(pool.map(decode, z_index, files))
 
 
 def _decode_hu(path: Path) -> np.ndarray:

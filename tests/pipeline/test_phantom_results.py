@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 from dicom_node.pipeline.covid19 import PipelineResult
@@ -70,3 +71,24 @@ def test_lung_volumes_in_ml_match_the_phantom(covid_phantom: Phantom, covid_resu
 def test_every_step_is_timed(covid_result: PipelineResult):
     assert set(covid_result.timings) == {"load", "segment", "classifier_input", "classify", "quantify", "to_native"}
     assert all(t >= 0 for t in covid_result.timings.values())
+
+
+def test_flipped_image_orientation_gives_the_same_anatomy(clear_phantom: Phantom, clear_series: list[Path], tmp_path: Path):
+    """Columns running from patient left to right (IOP -1\\0\\0\\0\\1\\0, slice normal towards the
+    feet): the masks follow the stored pixels and the right lung is still the patient's right,
+    now on the image's high-x side."""
+    nx = clear_phantom.hu.shape[2]
+    flipped = []
+    for path in clear_series:
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [x + (nx - 1) * clear_phantom.spacing[2], y, z]
+        ds.PixelData = np.ascontiguousarray(ds.pixel_array[:, ::-1]).tobytes()
+        ds.save_as(tmp_path / path.name)
+        flipped.append(tmp_path / path.name)
+    result = run_embedded(flipped)
+    truth = clear_phantom.lungs[::-1, :, ::-1]  # slices sorted head first, columns flipped
+    assert result.volume.spacing == pytest.approx(clear_phantom.spacing, abs=1e-3)
+    assert dice(result.lung_labels == RIGHT, truth == RIGHT) >= 0.97
+    assert dice(result.lung_labels == LEFT, truth == LEFT) >= 0.97
