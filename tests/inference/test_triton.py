@@ -102,9 +102,9 @@ def test_the_pipeline_on_triton_gives_the_embedded_result(triton: TritonEndpoint
         TritonModel(CovidClassifierSettings(backend="triton", url=triton.http_url)),
     )
 
-    np.testing.assert_array_equal(on_triton.lungs, embedded.lungs)
-    assert list(on_triton.probabilities.values()) == list(embedded.probabilities.values())
-    assert on_triton.classifier_is_baseline, "the served opacity baseline must not pass for a trained classifier"
+    np.testing.assert_array_equal(on_triton.lung_labels, embedded.lung_labels)
+    assert on_triton.classification.probabilities == embedded.classification.probabilities
+    assert on_triton.classification.baseline, "the served opacity baseline must not pass for a trained classifier"
 
 
 def test_a_wrong_configured_shape_names_the_tensor_and_both_shapes(triton: TritonEndpoints) -> None:
