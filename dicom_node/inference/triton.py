@@ -69,8 +69,8 @@ class _Client:
             kwargs["client_timeout"] = self._control_timeout
         return getattr(self._control, method)(*args, **kwargs)
 
-    def server_ready(self) -> bool:
-        return bool(self._control_call("is_server_live") and self._control_call("is_server_ready"))
+    def server_live(self) -> bool:
+        return bool(self._control_call("is_server_live"))
 
     def model_ready(self, name: str, version: str) -> bool:
         return bool(self._control_call("is_model_ready", name, version))
@@ -142,7 +142,7 @@ class TritonModel:
         return self._contract or self._resolve()
 
     def check_ready(self) -> None:
-        """Server live and ready, model ready, contract as configured; bounded by the retry settings."""
+        """Server live, model ready, contract as configured; bounded by the retry settings."""
         self._resolve()
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -194,8 +194,10 @@ class TritonModel:
 
     def _fetch_contract(self, client: _Client) -> ModelContract:
         name, version = self.settings.model_name, self.settings.model_version
-        if not client.server_ready():
-            raise _Transient("server not live or not ready")
+        # Live, not "ready": with strict readiness (the default) a server is not
+        # ready while any of its models is not, including models the node never calls.
+        if not client.server_live():
+            raise _Transient("server not live")
         if not client.model_ready(name, version):
             states = client.model_states()
             if name not in states:
@@ -216,7 +218,7 @@ class TritonModel:
             # A restarting server answers "unknown model" while it loads its models:
             # that is a wait, not a failure of this job.
             if exc.status() not in TRANSIENT_STATUSES and not (
-                client.server_ready() and client.model_ready(self.contract.name, self.settings.model_version)
+                client.server_live() and client.model_ready(self.contract.name, self.settings.model_version)
             ):
                 raise _Transient(f"model not ready: {exc.message()}") from exc
             raise

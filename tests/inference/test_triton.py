@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable, TensorSpec
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
@@ -130,6 +131,29 @@ def test_a_model_the_server_does_not_have_is_a_contract_mismatch(triton: TritonE
 
     with pytest.raises(ContractMismatch, match="serves no model 'classification_covid-19_v1'.*covid_classifier"):
         TritonModel(settings).check_ready()
+
+
+def test_a_model_being_reloaded_is_unavailable_with_its_state_and_usable_once_loaded(
+    triton: TritonEndpoints, classifier_input: np.ndarray
+) -> None:
+    control = httpclient.InferenceServerClient(f"127.0.0.1:{triton.http_port}")
+    model = TritonModel(CovidClassifierSettings(backend="triton", url=triton.grpc_url, retries=1, backoff_s=0.1))
+
+    model.check_ready()
+
+    control.unload_model("covid_classifier")
+    try:
+        # An inference call sent to a model that went away is a wait, not a failed job.
+        with pytest.raises(InferenceUnavailable, match="model not ready"):
+            model.infer({IN: classifier_input})
+        unloading = r"model 'covid_classifier' version latest not ready \((UNLOADING|UNAVAILABLE)"
+        with pytest.raises(InferenceUnavailable, match=unloading):
+            model.check_ready()
+    finally:
+        control.load_model("covid_classifier")
+        control.close()
+
+    assert model.infer({IN: classifier_input})[OUT].shape == (1, 2)
 
 
 def test_a_stopped_server_is_unavailable_within_the_retry_bound_and_usable_after_restart(
