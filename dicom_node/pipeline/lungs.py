@@ -8,8 +8,9 @@ z -> head, i.e. LPS with an identity direction) of known spacing, as produced by
 2. air inside the body (< -400 HU);
 3. trachea and main bronchi: their lumen (< -950 HU, darker than lung parenchyma, so
    partial volume at the carina does not join them to the lung) is tracked slice by
-   slice from the top of the scan while the cross-section stays small; once a bronchus merges with lung its area jumps
-   and tracking stops, so the airway tree inside the lung stays part of the lung;
+   slice from the top of the scan while the cross-section stays small; once a bronchus
+   merges with lung its area jumps and tracking stops, so the airway tree inside the
+   lung stays part of the lung;
 4. lung components: the large air components left (bowel gas at the bottom is dropped);
 5. dense lung: per slice and per lung, the convex hull of the aerated lung is added,
    except where it would cover the mediastinum (between the two lungs), the liver
@@ -53,14 +54,26 @@ def body_mask(ct: np.ndarray) -> np.ndarray:
         return tissue
     sizes = np.bincount(components.ravel())
     sizes[0] = 0
-    return ndimage.binary_fill_holes(components == sizes.argmax(), IN_PLANE)
+    return fill_holes_per_slice(components == sizes.argmax())
+
+
+def fill_holes_per_slice(mask: np.ndarray) -> np.ndarray:
+    """Fill every hole of each axial slice: background not connected, within its slice, to the slice's border."""
+    background, _ = ndimage.label(~mask, IN_PLANE)
+    border = np.unique(np.concatenate([
+        background[:, 0, :].ravel(), background[:, -1, :].ravel(), background[:, :, 0].ravel(), background[:, :, -1].ravel()
+    ]))
+    outside = np.zeros(int(background.max()) + 1, dtype=bool)
+    outside[border] = True
+    outside[0] = False
+    return ~outside[background]
 
 
 def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:
     """Trachea and main bronchi outside the lungs, tracked downwards from the top slice of `lumen`.
 
-    The trachea is the small air blob nearest the midline in the highest slice that has
-    one; a branch is followed while each slice's blob stays below 1.6x the previous
+    The trachea is the small air blob (0.5 to 8 cm2) nearest the image's midline, and
+    within 30 mm of it, in the highest slice that has one; a branch is followed while each slice's blob stays below 1.6x the previous
     cross-section (+1 cm2): a bronchus merging with the lung explodes that limit.
     """
     pixel_cm2 = spacing[1] * spacing[2] / 100.0
@@ -77,15 +90,13 @@ def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
         areas = np.bincount(components.ravel())[1:] * pixel_cm2
         if current is None:
             centres = ndimage.center_of_mass(lumen[k], components, range(1, count + 1))
-            candidates = [
-                i for i in range(count)
-                if 0.5 <= areas[i] <= 8.0 and abs(centres[i][1] - mid_x) * spacing[2] <= 30.0
-            ]
+            offsets_mm = {i: abs(centres[i][1] - mid_x) * spacing[2] for i in range(count)}
+            candidates = [i for i in range(count) if 0.5 <= areas[i] <= 8.0 and offsets_mm[i] <= 30.0]
             if not candidates:
                 if areas.max() > 8.0:
                     return airway  # reached the lungs without seeing a trachea
                 continue
-            current = components == candidates[0] + 1
+            current = components == min(candidates, key=offsets_mm.__getitem__) + 1
             airway[k] = current
             continue
         reach = ndimage.binary_dilation(current, iterations=2)
@@ -122,18 +133,16 @@ def split_left_right(mask: np.ndarray, spacing: tuple[float, float, float]) -> n
     """Label a binary lung mask on a canonical grid: 1 right lung (low x), 2 left lung (high x).
 
     Works on any binary mask (this module's or a model's). When the two lungs are separate
-    components they are labelled by side; a component spanning both sides (lungs touching
+    components they are labelled by side (each component by the centre of its bounding box); a component spanning both sides (lungs touching
     at the anterior junction) is cut per slice at the thinnest column near the midline.
     """
     labels = np.zeros(mask.shape, dtype=np.uint8)
     components, count = ndimage.label(mask)
     if count == 0:
         return labels
-    flat = components.ravel()
-    sizes = np.bincount(flat)[1:]
+    sizes = np.bincount(components.ravel())[1:]
     order = np.argsort(sizes)[::-1]
-    x_index = np.broadcast_to(np.arange(mask.shape[2], dtype=np.float32), mask.shape).ravel()
-    x_centres = np.bincount(flat, weights=x_index)[1:] / sizes
+    x_centres = np.array([(box[2].start + box[2].stop - 1) / 2.0 for box in ndimage.find_objects(components)])
     two_lungs = count >= 2 and sizes[order[1]] >= 0.2 * sizes[order[0]]
     if two_lungs:
         a, b = order[0], order[1]
@@ -190,23 +199,24 @@ def nearest_label_along_x(labels: np.ndarray, towards_low_x: bool) -> np.ndarray
 
 
 def convex_hull_2d(mask: np.ndarray) -> np.ndarray:
-    """The filled convex hull of a 2D binary mask (pixel centres), computed within its bounding box."""
+    """The filled convex hull of a 2D binary mask (pixel centres), rasterised row by row."""
     out = np.zeros_like(mask)
     rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return out
     first = mask[rows].argmax(axis=1)
     last = mask.shape[1] - 1 - mask[rows, ::-1].argmax(axis=1)
     points = np.concatenate([np.column_stack([rows, first]), np.column_stack([rows, last])])  # row ends span the hull
-    if len(points) < 3:
-        out[mask] = True
-        return out
-    (y0, x0), (y1, x1) = points.min(axis=0), points.max(axis=0) + 1
     try:
-        hull = ConvexHull(points)
-    except QhullError:  # collinear points: the mask is its own hull
+        equations = ConvexHull(points).equations  # a*y + b*x + c <= 0 inside
+    except QhullError:  # fewer than three points or all on a line: the mask is its own hull
         return mask.copy()
-    yy, xx = np.mgrid[y0:y1, x0:x1]
-    inside = np.ones(yy.shape, dtype=bool)
-    for ny, nx, offset in hull.equations:
-        inside &= ny * yy + nx * xx + offset <= 1e-9
-    out[y0:y1, x0:x1] = inside
+    y = np.arange(rows[0], rows[-1] + 1, dtype=float)[:, None]
+    a, b, c = equations[:, 0][None, :], equations[:, 1][None, :], equations[:, 2][None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = -(a * y + c) / b
+    low = np.ceil(np.where(b < 0, bound, -np.inf).max(axis=1) - 1e-9)
+    high = np.floor(np.where(b > 0, bound, np.inf).min(axis=1) + 1e-9)
+    x = np.arange(mask.shape[1])[None, :]
+    out[rows[0] : rows[-1] + 1] = (x >= low[:, None]) & (x <= high[:, None])
     return out

@@ -31,6 +31,7 @@ from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.settings import OpacitySettings
 
 SMOOTHING_MM = 1.0
+BOX_MARGIN = 3  # voxels around the lungs: the smoothing's reach
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,26 @@ class Measurements:
 def opacity_masks(
     ct: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings = OpacitySettings()
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(opacity, high opacity) bool masks of a CT in HU (z, y, x) and its lung mask or labels."""
-    lung = lungs > 0
+    """(opacity, high opacity) bool masks of a CT in HU (z, y, x) and its lung mask or labels.
+
+    The work runs on the lungs' bounding box (plus a margin for the smoothing), about half
+    of the grid.
+    """
+    opacity = np.zeros(lungs.shape, dtype=bool)
+    high = np.zeros(lungs.shape, dtype=bool)
+    found = np.argwhere(lungs > 0)
+    if not len(found):
+        return opacity, high
+    start = np.maximum(found.min(axis=0) - BOX_MARGIN, 0)
+    stop = np.minimum(found.max(axis=0) + 1 + BOX_MARGIN, lungs.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    opacity[box], high[box] = _opacity_in_box(ct[box], lungs[box] > 0, spacing, settings)
+    return opacity, high
+
+
+def _opacity_in_box(
+    ct: np.ndarray, lung: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings
+) -> tuple[np.ndarray, np.ndarray]:
     smooth = ndimage.gaussian_filter(ct.astype(np.float32, copy=False), [SMOOTHING_MM / s for s in spacing])
     low, high = settings.opacity_hu
     candidate = lung & (smooth >= low) & (smooth <= high)

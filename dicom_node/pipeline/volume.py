@@ -56,19 +56,6 @@ class CtVolume:
     def voxel_volume_ml(self) -> float:
         return float(np.prod(self.spacing)) / 1000.0
 
-    def slice_position(self, z: int) -> tuple[float, float, float]:
-        """LPS (x, y, z) ImagePositionPatient of slice z."""
-        d = np.asarray(self.direction).reshape(3, 3)
-        return tuple(float(v) for v in np.asarray(self.origin[::-1]) + d[:, 2] * self.spacing[0] * z)
-
-    def to_sitk(self, array: np.ndarray | None = None) -> sitk.Image:
-        """An ITK image with this volume's geometry holding `array` (default: the HU)."""
-        image = sitk.GetImageFromArray(self.hu if array is None else array)
-        image.SetSpacing(tuple(float(s) for s in self.spacing[::-1]))
-        image.SetOrigin(tuple(float(o) for o in self.origin[::-1]))
-        image.SetDirection(self.direction)
-        return image
-
 
 def read_headers(paths: Sequence[Path]) -> list[Dataset]:
     """Headers only: enough to check eligibility and geometry before decoding pixels."""

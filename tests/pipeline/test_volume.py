@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def test_phantom_series_loads_with_its_geometry_whatever_the_file_order(clear_ph
     assert volume.spacing == pytest.approx(clear_phantom.spacing, abs=1e-4)
     assert volume.origin == pytest.approx(clear_phantom.origin, abs=1e-3)
     assert volume.source_files == tuple(clear_series)
-    assert volume.slice_position(10)[2] == pytest.approx(float(pydicom.dcmread(clear_series[10]).ImagePositionPatient[2]))
+    assert volume.origin[0] + 10 * volume.spacing[0] == pytest.approx(float(pydicom.dcmread(clear_series[10]).ImagePositionPatient[2]))
 
 
 def test_spacing_comes_from_positions_not_slice_thickness(clear_series, tmp_path):
@@ -112,16 +113,32 @@ def test_too_few_slices_and_non_axial_series_are_not_eligible(clear_series, tmp_
         load_series(coronal, SelectionRules())
 
 
-def test_p001_jpeg_lossless_loads_fast_in_hu():
-    import time
-
+def test_p001_jpeg_lossless_loads_in_hu():
     files = real_series("covid-ct-md/P001")
-    start = time.perf_counter()
     volume = load_series(files)
-    elapsed = time.perf_counter() - start
     assert volume.hu.shape == (148, 512, 512)
     assert volume.spacing[0] == pytest.approx(2.0)
     reference = pydicom.dcmread(volume.source_files[74])
     expected = reference.pixel_array.astype(np.int32) * int(reference.RescaleSlope) + int(reference.RescaleIntercept)
     assert np.array_equal(volume.hu[74], expected)
-    assert elapsed < 3.0, f"P001 took {elapsed:.2f} s to load (aim 1.5 s on an idle machine)"
+
+
+@pytest.mark.slow
+def test_p001_loads_within_1_5_s():
+    """Best of three, so that a neighbour's burst of CPU does not decide it."""
+    files = real_series("covid-ct-md/P001")
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        load_series(files)
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.5, f"P001 load took {min(times):.2f} s at best"
+
+
+def test_files_of_two_series_are_rejected(clear_series, tmp_path):
+    def other_series(i: int, ds: pydicom.Dataset) -> None:
+        if i % 2:
+            ds.SeriesInstanceUID = "1.2.3.4.5"
+
+    with pytest.raises(SeriesRejected, match="2 different series"):
+        load_series(modified_copy(clear_series, tmp_path, other_series))
