@@ -59,8 +59,10 @@ def transport_repository(folder: Path) -> Path:
     """deploy/triton/models with each model's class replaced by `Answer`, same tensors."""
     for name, kwargs in ANSWERS.items():
         config = (MODEL_REPOSITORY / name / "config.pbtxt").read_text()
-        config = re.sub(r'(key: "model_class", value \{ string_value: )"[^"]*"', r'\1"bench.triton_latency:Answer"', config)
-        config = re.sub(r'(key: "model_kwargs", value \{ string_value: )".*"', lambda m: f'{m.group(1)}"{kwargs}"', config)
+        config = re.sub(r'(key: "model_class", value \{ string_value: )"[^"]*"',
+                        r'\1"bench.triton_latency:Answer"', config)
+        config = re.sub(r'(key: "model_kwargs", value \{ string_value: )".*"',
+                        lambda m, kwargs=kwargs: f'{m.group(1)}"{kwargs}"', config)
         (folder / name / "1").mkdir(parents=True)
         (folder / name / "config.pbtxt").write_text(config)
         (folder / name / "1" / "model.py").write_text(
@@ -104,7 +106,10 @@ def measure(triton: TritonEndpoints, settings: ModelSettings, array: np.ndarray,
     }
 
 
-def report(title: str, triton: TritonEndpoints, cases: list[tuple[str, type[ModelSettings], np.ndarray]], repeats: int) -> None:
+Case = tuple[str, type[ModelSettings], np.ndarray]
+
+
+def report(title: str, triton: TritonEndpoints, cases: list[Case], repeats: int) -> None:
     print(f"\n{title} ({repeats} calls each)\n")
     print("| input | protocol | call, median ms | call, min ms | in the model, mean ms | outside the model, mean ms |")
     print("|---|---|---|---|---|---|")

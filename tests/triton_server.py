@@ -87,10 +87,13 @@ class TritonEndpoints:
             str(server / "bin" / "tritonserver"),
             f"--model-repository={self.model_repo}",
             f"--backend-directory={server / 'backends'}",
-            f"--http-address=127.0.0.1", f"--http-port={self.http_port}",
-            f"--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-            f"--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
+            "--http-address=127.0.0.1", f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
+            # All models load at start, as in the default mode; explicit control
+            # also lets tests unload and load one (a model being replaced).
+            "--model-control-mode=explicit", "--load-model=*",
             "--exit-timeout-secs=5",
             # Unique shared-memory names: several servers (other tests, other
             # engineers) run on this machine at once.  The region grows as needed.

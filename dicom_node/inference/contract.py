@@ -79,7 +79,7 @@ def _merge_dims(want: tuple[int, ...], have: tuple[int, ...]) -> tuple[int, ...]
     if len(want) != len(have):
         return None
     merged = []
-    for w, h in zip(want, have):
+    for w, h in zip(want, have, strict=True):
         if -1 not in (w, h) and w != h:
             return None
         merged.append(h if w == -1 else w)

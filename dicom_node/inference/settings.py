@@ -41,7 +41,7 @@ class ModelSettings(BaseModel, frozen=True):
     layout: tuple[str, ...] | None = Field(None, description="axis names of input_dims, e.g. N C X Y Z")
     class_names: tuple[str, ...] = ()
     connect_timeout_s: float = Field(3.0, gt=0, description="TCP connect and readiness calls")
-    request_timeout_s: float = Field(300.0, gt=0, description="one inference call; CPU models are slow")
+    request_timeout_s: float = Field(120.0, gt=0, description="one inference call; CPU models are slow")
     retries: int = Field(3, ge=0, description="extra attempts after a transient failure, with backoff")
     backoff_s: float = Field(0.5, ge=0, description="first wait between attempts; doubled each time")
     backoff_max_s: float = Field(8.0, ge=0)
@@ -59,8 +59,8 @@ class ModelSettings(BaseModel, frozen=True):
 class LungSegmentationSettings(ModelSettings, frozen=True):
     """Lung mask model; Clara's AH-Net ran on CT resampled to 0.8x0.8x5 mm, clipped to [-1500, 500] HU.
 
-    The node sends one channel of the whole CT on the model grid ([pipeline.segmentation]),
-    (z, y, x) as the pipeline holds it, and gets one label per voxel back: binary,
+    The node sends one channel of the whole CT on the model grid (a pipeline's
+    `processing.segmentation`), (z, y, x) as the pipeline holds it, and gets one label per voxel back: binary,
     lung = 1, as Clara's model gave it (the pipeline then splits right from left).
     """
 

@@ -69,8 +69,8 @@ class _Client:
             kwargs["client_timeout"] = self._control_timeout
         return getattr(self._control, method)(*args, **kwargs)
 
-    def server_ready(self) -> bool:
-        return bool(self._control_call("is_server_live") and self._control_call("is_server_ready"))
+    def server_live(self) -> bool:
+        return bool(self._control_call("is_server_live"))
 
     def model_ready(self, name: str, version: str) -> bool:
         return bool(self._control_call("is_model_ready", name, version))
@@ -117,8 +117,12 @@ class _Client:
 class TritonModel:
     """`InferenceModel` for one model on a Triton server; the URL's scheme picks HTTP or gRPC.
 
-    `contract` starts as configured (unset parts empty) and is completed from the
-    server's model metadata by `check_ready()`, which `infer()` runs first if needed.
+    `contract` is what the server's model metadata and config say, within what the
+    settings require; `check_ready()` reads it, and so does the first use of
+    `contract` or `infer()` (bounded like every call: InferenceUnavailable when the
+    server cannot be reached).  `baseline` is True when the served model says so in
+    its config (parameter `baseline`: "true"), as the node's own opacity baseline
+    does, so that reports do not present it as a trained classifier.
     One client per thread: the worker threads share the model, and tritonclient's
     HTTP client (gevent) must not be shared between threads.
     """
@@ -126,21 +130,22 @@ class TritonModel:
     def __init__(self, settings: ModelSettings) -> None:
         parts = urlsplit(settings.url)  # validated by ModelSettings
         self.settings = settings
-        self.contract: ModelContract = configured_contract(settings)
+        self.baseline = False
+        self._contract: ModelContract | None = None
         self._scheme = parts.scheme
         self._address = parts.netloc
         self._where = f"Triton at {settings.url}"
-        self._resolved = False
         self._local = threading.local()
 
+    @property
+    def contract(self) -> ModelContract:
+        return self._contract or self._resolve()
+
     def check_ready(self) -> None:
-        """Server live and ready, model ready, contract as configured; bounded by the retry settings."""
-        self.contract = self._attempts("check the model", self._fetch_contract)
-        self._resolved = True
+        """Server live, model ready, contract as configured; bounded by the retry settings."""
+        self._resolve()
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        if not self._resolved:
-            self.check_ready()
         self._check_inputs(inputs)
         names = [spec.name for spec in self.contract.outputs]
         result = self._attempts("infer", lambda client: self._infer_once(client, inputs, names))
@@ -183,10 +188,16 @@ class TritonModel:
             f"({len(delays) + 1} attempts in {time.monotonic() - started:.1f} s): {reason}"
         )
 
+    def _resolve(self) -> ModelContract:
+        self._contract = self._attempts("check the model", self._fetch_contract)
+        return self._contract
+
     def _fetch_contract(self, client: _Client) -> ModelContract:
         name, version = self.settings.model_name, self.settings.model_version
-        if not client.server_ready():
-            raise _Transient("server not live or not ready")
+        # Live, not "ready": with strict readiness (the default) a server is not
+        # ready while any of its models is not, including models the node never calls.
+        if not client.server_live():
+            raise _Transient("server not live")
         if not client.model_ready(name, version):
             states = client.model_states()
             if name not in states:
@@ -194,7 +205,10 @@ class TritonModel:
             raise _Transient(f"model {name!r} version {version or 'latest'} not ready ({states[name]})")
         served = _served_contract(client.metadata(name, version), version)
         contract = resolve_contract(configured_contract(self.settings), served, self._where)
-        _check_batch_size(contract, client.config(name, version), self._where)
+        config = client.config(name, version)
+        _check_batch_size(contract, config, self._where)
+        baseline = config.get("parameters", {}).get("baseline", {}).get("string_value", "")
+        self.baseline = baseline.lower() == "true"
         return contract
 
     def _infer_once(self, client: _Client, inputs: dict[str, np.ndarray], names: list[str]) -> Any:
@@ -204,7 +218,7 @@ class TritonModel:
             # A restarting server answers "unknown model" while it loads its models:
             # that is a wait, not a failure of this job.
             if exc.status() not in TRANSIENT_STATUSES and not (
-                client.server_ready() and client.model_ready(self.contract.name, self.settings.model_version)
+                client.server_live() and client.model_ready(self.contract.name, self.settings.model_version)
             ):
                 raise _Transient(f"model not ready: {exc.message()}") from exc
             raise

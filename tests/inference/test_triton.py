@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import tritonclient.http as httpclient
 
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable, TensorSpec
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
 from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentationSettings, ModelSettings
 from dicom_node.inference.triton import TritonModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from dicom_node.pipeline.covid19 import run_covid19
+from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import SegmentationSettings
 from tests.triton_server import TritonEndpoints
 
@@ -89,6 +92,22 @@ def test_classification_on_triton_equals_the_embedded_model(
     np.testing.assert_array_equal(probabilities, expected)
 
 
+def test_the_pipeline_on_triton_gives_the_embedded_result(triton: TritonEndpoints, tmp_path: Path) -> None:
+    """run_covid19 reads tensor names from `contract` first: with names left unset that resolves them."""
+    paths = write_phantom_series(make_phantom((256, 256, 80), 0.15, seed=2), tmp_path)
+    embedded = run_covid19(paths, EmbeddedLungSegmenter(), EmbeddedOpacityBaseline())
+
+    on_triton = run_covid19(
+        paths,
+        TritonModel(LungSegmentationSettings(backend="triton", url=triton.grpc_url)),
+        TritonModel(CovidClassifierSettings(backend="triton", url=triton.http_url)),
+    )
+
+    np.testing.assert_array_equal(on_triton.lung_labels, embedded.lung_labels)
+    assert on_triton.classification.probabilities == embedded.classification.probabilities
+    assert on_triton.classification.baseline, "the served opacity baseline must not pass for a trained classifier"
+
+
 def test_a_wrong_configured_shape_names_the_tensor_and_both_shapes(triton: TritonEndpoints) -> None:
     settings = CovidClassifierSettings(backend="triton", url=triton.grpc_url, input_dims=(1, 1, 192, 192, 32))
 
@@ -112,6 +131,29 @@ def test_a_model_the_server_does_not_have_is_a_contract_mismatch(triton: TritonE
 
     with pytest.raises(ContractMismatch, match="serves no model 'classification_covid-19_v1'.*covid_classifier"):
         TritonModel(settings).check_ready()
+
+
+def test_a_model_being_reloaded_is_unavailable_with_its_state_and_usable_once_loaded(
+    triton: TritonEndpoints, classifier_input: np.ndarray
+) -> None:
+    control = httpclient.InferenceServerClient(f"127.0.0.1:{triton.http_port}")
+    model = TritonModel(CovidClassifierSettings(backend="triton", url=triton.grpc_url, retries=1, backoff_s=0.1))
+
+    model.check_ready()
+
+    control.unload_model("covid_classifier")
+    try:
+        # An inference call sent to a model that went away is a wait, not a failed job.
+        with pytest.raises(InferenceUnavailable, match="model not ready"):
+            model.infer({IN: classifier_input})
+        unloading = r"model 'covid_classifier' version latest not ready \((UNLOADING|UNAVAILABLE)"
+        with pytest.raises(InferenceUnavailable, match=unloading):
+            model.check_ready()
+    finally:
+        control.load_model("covid_classifier")
+        control.close()
+
+    assert model.infer({IN: classifier_input})[OUT].shape == (1, 2)
 
 
 def test_a_stopped_server_is_unavailable_within_the_retry_bound_and_usable_after_restart(
