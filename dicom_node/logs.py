@@ -38,3 +38,4 @@ def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
     # pynetdicom logs every PDU at INFO/DEBUG: our own lines say what matters per association and instance.
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("highdicom").setLevel(logging.WARNING)  # it logs every module it copies

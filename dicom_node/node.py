@@ -9,6 +9,8 @@ from pathlib import Path
 
 from dicom_node.config import Config
 from dicom_node.export import Exporter
+from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
+from dicom_node.inference.factory import build_models
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
@@ -46,6 +48,7 @@ class Node:
         removed = remove_stale_temporaries(self.data_dir)
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
+        self._check_models()
         self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
         self.scp.start()
         self._spawn("scheduler", self._schedule)
@@ -62,6 +65,20 @@ class Node:
             self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
             self.http.start()
         log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
+
+    def _check_models(self) -> None:
+        """Say at start-up whether each model can serve; never wait for it (jobs wait, receiving does not)."""
+        for pipeline, settings in self.config.pipelines.items():
+            for model in build_models(self.config.models, settings.processing):
+                where = f"model {model.contract.name} of pipeline {pipeline}"
+                self.readiness_hooks.setdefault(f"model:{model.contract.name}", model.check_ready)
+                try:
+                    model.check_ready()
+                    log.info("%s is ready", where)
+                except InferenceUnavailable as exc:
+                    log.warning("%s is unavailable (jobs will wait for it): %s", where, exc)
+                except ContractMismatch as exc:
+                    log.error("%s does not match its configured contract (jobs will fail): %s", where, exc)
 
     def _spawn(self, name: str, target) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=target, name=name, daemon=True)

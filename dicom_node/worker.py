@@ -8,6 +8,7 @@ and anything unexpected fails the job with the exception named in its reason.
 
 from __future__ import annotations
 
+import io
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dicom_node import __version__
+from dicom_node import __version__, metrics
 from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
@@ -47,8 +48,6 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
 
 def save_masks(result: PipelineResult, path: Path) -> Path:
     """The masks on the CT grid, for the viewer (the SEG holds the same, but is slow to read back)."""
-    import io
-
     buffer = io.BytesIO()
     np.savez_compressed(buffer, lung_labels=result.lung_labels, opacity_mask=result.opacity_mask)
     write_durably(path, buffer.getvalue())
@@ -64,12 +63,13 @@ class Worker:
         self.outbox = outbox
         self.data_dir = data_dir
         self.name = name
-        self._models: tuple[InferenceModel, InferenceModel] | None = None
+        self._models: dict[str, tuple[InferenceModel, InferenceModel]] = {}
 
-    def models(self) -> tuple[InferenceModel, InferenceModel]:
-        if self._models is None:
-            self._models = build_models(self.config.models)
-        return self._models
+    def models(self, pipeline: str) -> tuple[InferenceModel, InferenceModel]:
+        """The pipeline's models, built on first use (the embedded ones work on the pipeline's own grid)."""
+        if pipeline not in self._models:
+            self._models[pipeline] = build_models(self.config.models, self.config.pipelines[pipeline].processing)
+        return self._models[pipeline]
 
     def run(self, stopping: threading.Event) -> None:
         while not stopping.is_set():
@@ -88,7 +88,7 @@ class Worker:
         steps: dict[str, float] = {}
         log.info("%s started by %s, attempt %d", tag, self.name, job.attempts)
         try:
-            segmenter, classifier = self.models()
+            segmenter, classifier = self.models(job.pipeline)
             started = time.perf_counter()
             segmenter.check_ready()
             classifier.check_ready()
@@ -138,6 +138,8 @@ class Worker:
                 )
             else:
                 log.info("%s finished but was superseded meanwhile: its results are not exported", tag)
+        for step, seconds in steps.items():
+            metrics.observe_step(step, seconds)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
         self.queue.finish(job.id, state, reason=reason, steps=steps)

@@ -20,6 +20,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from dicom_node import metrics
 from dicom_node.inference.base import (
     ContractMismatch,
     InferenceError,
@@ -148,7 +149,9 @@ class TritonModel:
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self._check_inputs(inputs)
         names = [spec.name for spec in self.contract.outputs]
+        started = time.perf_counter()
         result = self._attempts("infer", lambda client: self._infer_once(client, inputs, names))
+        metrics.observe_inference(self.contract.name, "triton", time.perf_counter() - started)
         outputs = {name: result.as_numpy(name) for name in names}
         for spec in self.contract.outputs:
             _check_array("output", spec, outputs[spec.name], self._where)
