@@ -11,6 +11,7 @@ from dicom_node.config import Config
 from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
@@ -70,8 +71,11 @@ class Node:
         """Say at start-up whether each model can serve; never wait for it (jobs wait, receiving does not)."""
         for pipeline, settings in self.config.pipelines.items():
             for model in build_models(self.config.models, settings.processing):
-                where = f"model {model.contract.name} of pipeline {pipeline}"
-                self.readiness_hooks.setdefault(f"model:{model.contract.name}", model.check_ready)
+                # Not `model.contract` for a Triton model: reading it contacts the server and
+                # raises what check_ready() raises, outside the handling below (the node would not start).
+                name = model.settings.model_name if isinstance(model, TritonModel) else model.contract.name
+                where = f"model {name} of pipeline {pipeline}"
+                self.readiness_hooks.setdefault(f"model:{name}", model.check_ready)
                 try:
                     model.check_ready()
                     log.info("%s is ready", where)
