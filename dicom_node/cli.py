@@ -144,6 +144,7 @@ def job_row(job: Any) -> dict[str, Any]:
         "instances": job.instance_count,
         "attempts": job.attempts,
         "reason": job.reason,
+        "not_before": job.not_before.isoformat() if job.not_before else None,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
