@@ -1,0 +1,198 @@
+"""The whole node, started through its CLI, running its jobs on the real tritonserver (no mocks).
+
+A real series arrives over DICOM (dcmtk storescu), the node queues its job and the
+worker calls both models on Triton, over HTTP or gRPC: the results must equal the
+embedded backend's, a model that does not take what the node sends must fail the
+job saying which tensor and how, and a Triton that goes away must make the job
+wait (not fail) while the node keeps receiving, and then finish once it is back.
+
+CPU: P001 goes through the pipeline three times (embedded in-process once for the
+module, then HTTP and gRPC jobs) plus once in the outage test; the contract test
+fails before the pipeline runs.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+import pytest
+
+from dicom_node.inference.factory import build_models
+from dicom_node.inference.settings import InferenceSettings
+from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
+from dicom_node.pipeline.settings import PipelineSettings
+from tests.dcmtk import storescu
+from tests.node.index import query
+from tests.node_process import NodeProcess, shared_series
+from tests.triton_server import TritonEndpoints
+
+pytestmark = pytest.mark.triton
+
+P001 = ("covid-ct-md", "P001")
+B70F = ("lung-pet-ct-dx", "A0002-B70f")
+FINISHED = ("done", "failed", "skipped", "superseded")
+
+
+def url_of(triton: TritonEndpoints, protocol: str) -> str:
+    return triton.http_url if protocol == "http" else triton.grpc_url
+
+
+def series_uid(folder: Path) -> str:
+    first = sorted(folder.glob("*.dcm"))[0]
+    return str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
+
+
+def on_triton(url: str, **model: Any) -> dict[str, Any]:
+    """`[models]` with both models on the Triton at `url`; `model` adds settings to both."""
+    return {"lung_segmentation": {"backend": "triton", "url": url, **model},
+            "covid_classifier": {"backend": "triton", "url": url, **model}}
+
+
+def node_settings(models: dict[str, Any], **jobs: Any) -> dict[str, Any]:
+    return {"jobs": {"workers": 1, "settle_seconds": 1.0, "poll_seconds": 0.2, **jobs}, "models": models}
+
+
+def job_of(data_dir: Path, uid: str) -> dict[str, Any] | None:
+    """The newest job of the series, as the index holds it."""
+    rows = query(
+        data_dir,
+        "SELECT j.id, j.state, j.reason, j.attempts, j.not_before, j.result FROM job j "
+        "JOIN series s ON s.id = j.series_fk WHERE s.series_instance_uid = ? ORDER BY j.id DESC LIMIT 1",
+        uid,
+    )
+    if not rows:
+        return None
+    job_id, state, reason, attempts, not_before, result = rows[0]
+    return {"id": job_id, "state": state, "reason": reason, "attempts": attempts, "not_before": not_before,
+            "result": json.loads(result) if result else {}}
+
+
+def wait_for_job(node: NodeProcess, uid: str, until, timeout: float, what: str) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Poll the index until the series' job satisfies `until`; fail with the job and the node's log tail."""
+    deadline = time.monotonic() + timeout
+    job = None
+    while time.monotonic() < deadline:
+        if (node.data_dir / "index.sqlite3").exists():
+            job = job_of(node.data_dir, uid)
+            if job is not None and until(job):
+                return job
+        if node.proc is not None and node.proc.poll() is not None:
+            break
+        time.sleep(0.2)
+    pytest.fail(f"job of {uid} not {what} after {timeout} s: {job}\nnode log:\n{node.log()[-6000:]}")
+
+
+def finished(job: dict[str, Any]) -> bool:
+    return job["state"] in FINISHED
+
+
+def send(node: NodeProcess, folder: Path, compressed: bool = True) -> None:
+    sent = storescu(node.port, folder, compressed=compressed)
+    assert sent.returncode == 0, sent.stderr[-3000:]
+
+
+def assert_equals_embedded(node: NodeProcess, job: dict[str, Any], embedded: PipelineResult) -> None:
+    assert job["state"] == "done", job["reason"]
+    masks_path = node.data_dir / job["result"]["files"]["masks"]
+    assert masks_path == node.data_dir / "results" / str(job["id"]) / "masks.npz"
+    with np.load(masks_path) as masks:
+        np.testing.assert_array_equal(masks["lung_labels"], embedded.lung_labels)
+        np.testing.assert_array_equal(masks["opacity_mask"], embedded.opacity_mask)
+    classification = job["result"]["classification"]
+    assert classification["probabilities"] == list(embedded.classification.probabilities)
+    assert classification["class_names"] == list(embedded.classification.class_names)
+    assert classification["baseline"], "the served opacity baseline must not pass for a trained classifier"
+
+
+@pytest.fixture(scope="module")
+def embedded_p001() -> PipelineResult:
+    """P001 through the pipeline with the embedded models and the default settings, as a node without [models] runs it."""
+    folder = shared_series(*P001)
+    segmenter, classifier = build_models(InferenceSettings(), PipelineSettings())
+    result = run_covid19(sorted(folder.glob("*.dcm")), segmenter, classifier, PipelineSettings())
+    assert (result.lung_labels > 0).mean() > 0.05, "no lungs found in P001: a poor reference"
+    return result
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_job_on_triton_gives_the_embedded_result(
+    triton: TritonEndpoints, node_factory, embedded_p001: PipelineResult, protocol: str
+) -> None:
+    folder = shared_series(*P001)
+    node = node_factory(settings=node_settings(on_triton(url_of(triton, protocol)))).start()
+
+    send(node, folder)
+    job = wait_for_job(node, series_uid(folder), finished, 180, "finished")
+
+    assert_equals_embedded(node, job, embedded_p001)
+    assert job["attempts"] == 1
+    assert "model covid_classifier of pipeline covid19_ct is ready" in node.log(), "the start-up check did not pass"
+
+
+def test_a_model_contract_mismatch_fails_the_job_naming_the_tensor_and_both_shapes(
+    triton: TritonEndpoints, node_factory
+) -> None:
+    folder = shared_series(*B70F)
+    models = on_triton(triton.grpc_url)
+    models["covid_classifier"]["input_dims"] = [1, 1, 96, 96, 32]
+    node = node_factory(settings=node_settings(models)).start()
+
+    send(node, folder, compressed=False)
+    job = wait_for_job(node, series_uid(folder), finished, 60, "finished")
+
+    assert job["state"] == "failed"
+    reason = job["reason"]
+    assert reason.startswith("model contract mismatch: "), reason
+    assert "input 'NV_MODEL_INPUT'" in reason and "covid_classifier" in reason
+    assert "[1, 1, 96, 96, 32]" in reason and "[1, 1, 192, 192, 64]" in reason
+    assert job["attempts"] == 1, "a mismatch is permanent: the job must not be retried"
+    assert not (node.data_dir / "results" / str(job["id"])).exists()
+
+
+def test_triton_stopped_makes_the_job_wait_while_the_node_receives_then_finish(
+    triton: TritonEndpoints, node_factory, embedded_p001: PipelineResult
+) -> None:
+    """Runs last in this module: it stops the shared server and starts it again (same ports)."""
+    p001, b70f = shared_series(*P001), shared_series(*B70F)
+    quick = {"connect_timeout_s": 1.0, "request_timeout_s": 60.0, "retries": 1, "backoff_s": 0.2, "backoff_max_s": 0.2}
+    node = node_factory(
+        settings=node_settings(on_triton(triton.grpc_url, **quick), retry_delay_seconds=2.0, max_attempts=100)
+    ).start()
+
+    triton.stop()
+    try:
+        send(node, p001)
+        waiting = wait_for_job(
+            node, series_uid(p001), lambda j: j["state"] == "queued" and j["attempts"] >= 1, 60, "postponed"
+        )
+        assert "waiting for inference" in waiting["reason"] and "could not" in waiting["reason"], waiting["reason"]
+        assert waiting["not_before"] is not None
+
+        # The node keeps receiving while its job waits.
+        send(node, b70f, compressed=False)
+        instances = query(
+            node.data_dir,
+            "SELECT count(*) FROM instance i JOIN series s ON s.id = i.series_fk WHERE s.series_instance_uid = ?",
+            series_uid(b70f),
+        )
+        assert instances == [(len(list(b70f.glob("*.dcm"))),)]
+
+        listed = json.loads(node.cli("jobs", "list", "--json").stdout)
+        p001_job = next(j for j in listed if j["series_instance_uid"] == series_uid(p001))
+        assert p001_job["state"] == "queued"
+        assert "waiting for inference" in p001_job["reason"] and "Triton at" in p001_job["reason"]
+        assert p001_job["not_before"], "a waiting job says when it is tried again"
+        assert not any(j["state"] in ("done", "failed") for j in listed), listed
+    finally:
+        triton.start()
+
+    job = wait_for_job(node, series_uid(p001), finished, 180, "finished after Triton came back")
+    assert job["attempts"] >= 2
+    assert_equals_embedded(node, job, embedded_p001)
+    other = wait_for_job(node, series_uid(b70f), finished, 120, "finished after Triton came back")
+    assert other["state"] == "done", other["reason"]
