@@ -6,9 +6,10 @@ embedded backend's, a model that does not take what the node sends must fail the
 job saying which tensor and how, and a Triton that goes away must make the job
 wait (not fail) while the node keeps receiving, and then finish once it is back.
 
-CPU: P001 goes through the pipeline three times (embedded in-process once for the
-module, then HTTP and gRPC jobs) plus once in the outage test; the contract test
-fails before the pipeline runs.
+CPU (about 80 s on the 2-core machine): P001 goes through the pipeline four times
+(embedded in-process once for the module, the HTTP and gRPC jobs, the outage
+test's job, which compares with it too) and A0002-B70f (30 slices) once; the
+contract test fails before the pipeline runs.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from dicom_node.inference.factory import build_models
 from dicom_node.inference.settings import InferenceSettings
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.settings import PipelineSettings
-from tests.dcmtk import storescu
+from tests.dcmtk import echoscu, storescu
 from tests.node.index import query
-from tests.node_process import NodeProcess, shared_series
+from tests.node_process import NodeProcess, free_port, shared_series
 from tests.triton_server import TritonEndpoints
 
 pytestmark = pytest.mark.triton
@@ -154,19 +155,33 @@ def test_a_model_contract_mismatch_fails_the_job_naming_the_tensor_and_both_shap
     assert not (node.data_dir / "results" / str(job["id"])).exists()
 
 
+def test_the_node_starts_and_receives_while_triton_cannot_be_reached(node_factory) -> None:
+    """The start-up model check only reports: receiving never waits for inference."""
+    nowhere = f"grpc://127.0.0.1:{free_port()}"
+    quick = {"connect_timeout_s": 1.0, "retries": 0}
+    node = node_factory(settings=node_settings(on_triton(nowhere, **quick), retry_delay_seconds=60.0)).start()
+
+    assert echoscu(node.port).returncode == 0
+    assert f"model lung_segmentation of pipeline covid19_ct is unavailable (jobs will wait for it): Triton at {nowhere}" in node.log()
+    assert "model covid_classifier of pipeline covid19_ct is unavailable" in node.log()
+
+
 def test_triton_stopped_makes_the_job_wait_while_the_node_receives_then_finish(
     triton: TritonEndpoints, node_factory, embedded_p001: PipelineResult
 ) -> None:
-    """Runs last in this module: it stops the shared server and starts it again (same ports)."""
+    """Triton goes away while the job runs (the worker has claimed it): the job goes back to the queue
+    with the reason and a not_before, the node keeps receiving, and once Triton is back (same ports)
+    the job finishes with the embedded result.  Runs last in this module: it stops the shared server."""
     p001, b70f = shared_series(*P001), shared_series(*B70F)
     quick = {"connect_timeout_s": 1.0, "request_timeout_s": 60.0, "retries": 1, "backoff_s": 0.2, "backoff_max_s": 0.2}
     node = node_factory(
         settings=node_settings(on_triton(triton.grpc_url, **quick), retry_delay_seconds=2.0, max_attempts=100)
     ).start()
 
+    send(node, p001)
+    wait_for_job(node, series_uid(p001), lambda j: j["state"] == "running", 60, "running")
     triton.stop()
     try:
-        send(node, p001)
         waiting = wait_for_job(
             node, series_uid(p001), lambda j: j["state"] == "queued" and j["attempts"] >= 1, 60, "postponed"
         )
