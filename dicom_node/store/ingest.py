@@ -144,31 +144,28 @@ class Indexer:
             received_at=now,
         )
         link = association_id is not None and (association_id, series_id) not in self._linked
-        with self._engine.begin() as conn:
-            if replace:
-                conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
-            else:
-                try:
-                    with conn.begin_nested():
-                        conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
-                except IntegrityError:
-                    stored = conn.scalar(select(Instance.path).where(Instance.sop_instance_uid == meta.sop_instance_uid))
-                    if stored is None:
-                        raise
-                    raise DuplicateInstance(Path(stored)) from None
-            conn.execute(
-                update(Series)
-                .where(Series.id == series_id)
-                .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
-            )
-            if link:
-                exists = conn.execute(
+        try:
+            with self._engine.begin() as conn:
+                if replace:
+                    conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+                else:
+                    conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
+                conn.execute(
+                    update(Series)
+                    .where(Series.id == series_id)
+                    .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
+                )
+                if link and conn.execute(
                     select(AssociationSeries.series_fk).where(
                         AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
                     )
-                ).first()
-                if exists is None:
+                ).first() is None:
                     conn.execute(insert(AssociationSeries).values(association_fk=association_id, series_fk=series_id))
+        except IntegrityError:
+            stored = None if replace else self.indexed_path(meta.sop_instance_uid)
+            if stored is None:
+                raise
+            raise DuplicateInstance(stored) from None
         if link:
             with self._lock:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]
