@@ -241,7 +241,9 @@ class StorageSCP:
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
             return refusal
         try:
-            size = write_durably(self.data_dir / relpath, encode_file_header(event.file_meta), raw)
+            size = write_durably(
+                self.data_dir / relpath, encode_file_header(event.file_meta), raw, sync_directory=self.settings.sync_directories
+            )
             try:
                 self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series
