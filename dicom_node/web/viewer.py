@@ -1,7 +1,8 @@
 """Slices of a job's CT with its lung and opacity masks, as PNG images for the viewer.
 
 The CT is built from the series' stored instance files by the pipeline's own
-`load_series` (so it is the grid the masks were made on), the masks read from the
+`load_series` with the pipeline's configured selection and load rules (so it is the
+grid the masks were made on), the masks read from the
 job's `masks.npz`; both are kept in a
 small LRU cache so that scrolling through slices costs one window, one blend and
 one PNG encode per image (a few milliseconds), not a series load (seconds).
