@@ -94,6 +94,7 @@ def volume_info(job_id: int, session: SessionDep, context: ContextDep) -> dict[s
         "spacing": list(volume.spacing),
         "slices": {"axial": volume.slice_count("axial"), "coronal": volume.slice_count("coronal")},
         "edges": {"axial": volume.edges("axial"), "coronal": volume.edges("coronal")},
+        "positions_mm": {"axial": volume.axial_positions()},
         "masks": volume.lung_labels is not None,
         "window": {"width": WINDOW_WIDTH, "level": WINDOW_LEVEL},
         "overlays": {name: {"rgb": list(colour), "alpha": alpha} for name, (colour, alpha) in OVERLAYS.items()},

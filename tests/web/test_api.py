@@ -108,6 +108,8 @@ def test_volume_info(client, site: Site) -> None:  # type: ignore[no-untyped-def
     assert info["masks"] is True and info["window"] == {"width": 1500, "level": -600}
     assert info["spacing"][1] == pytest.approx(0.748046875)
     assert info["edges"]["axial"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    positions = info["positions_mm"]["axial"]  # P001's ImagePositionPatient z: -346.1 (feet end) to -52.1 (head end)
+    assert len(positions) == 148 and positions[0] == pytest.approx(-346.1) and positions[-1] == pytest.approx(-52.1)
 
 
 def test_axial_slice_with_and_without_overlay(client, site: Site) -> None:  # type: ignore[no-untyped-def]

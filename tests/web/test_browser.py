@@ -81,6 +81,12 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
     assert page.locator("#axial-frame .edge-left").inner_text() == "R"  # the patient's right on the image left
     assert page.locator("#axial-frame .edge-top").inner_text() == "A"
     assert page.locator("#coronal-frame .edge-top").inner_text() == "S"
+    for plane in ("axial", "coronal"):  # the edge letters sit on the image, not beside it
+        image = page.locator(f"#{plane}-img").bounding_box()
+        for edge in ("left", "right", "top", "bottom"):
+            letter = page.locator(f"#{plane}-frame .edge-{edge}").bounding_box()
+            assert image["x"] <= letter["x"] and letter["x"] + letter["width"] <= image["x"] + image["width"], (plane, edge)
+            assert image["y"] <= letter["y"] and letter["y"] + letter["height"] <= image["y"] + image["height"], (plane, edge)
     probabilities = page.locator("#probabilities").inner_text()
     for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["probabilities"]):
         assert name in probabilities and f"{100 * p:.1f} %" in probabilities
@@ -92,10 +98,18 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
     assert page.locator("#measurements tbody tr").count() == 4
     assert page.locator("#steps tr").count() == len(job["steps"])
 
+    # Axial slices scroll from the head, as in a PACS: the slider's first position is P001's head-end slice (z -52.1 mm).
+    info = httpx.get(f"{processed_p001.http_url}/api/jobs/{processed_p001.job_id}/volume").json()
+    count, positions = info["slices"]["axial"], info["positions_mm"]["axial"]
+    page.locator("#axial-slider").fill("0")
+    page.locator(f'#axial-img[data-index="{count - 1}"]').wait_for()
+    assert page.locator("#axial-index").inner_text() == f"1 / {count}, z -52.1 mm"
+
     # The slice with the most opacity: both lungs and the opacity drawn, the right lung on the image left.
     index = most_opaque_slice(processed_p001)
-    page.locator("#axial-slider").fill(str(index))
+    page.locator("#axial-slider").fill(str(count - 1 - index))
     page.locator(f'#axial-img[data-index="{index}"]').wait_for()
+    assert page.locator("#axial-index").inner_text() == f"{count - index} / {count}, z {positions[index]:.1f} mm"
     page.screenshot(path=str(tmp_path / "series.png"), full_page=True)
     axial_png = page.locator("#axial-img").screenshot(path=str(tmp_path / "axial.png"))
     axial = tinted_pixels(axial_png)
