@@ -61,6 +61,7 @@ def test_list_page_shows_the_job_done(browser: Browser, processed_p001: Processe
     row.locator(".job .state").wait_for()
     assert row.locator(".job .state").inner_text() == "done"
     assert "148" in row.inner_text() and "CT" in row.inner_text()
+    assert "2020-03-05" in row.inner_text()  # the study date (DA 20200305) as a date
     page.screenshot(path=str(tmp_path / "list.png"))
     row.locator("a", has_text="view").click()
     page.wait_for_url(f"{base_url}/series/{processed_p001.series_id}")
