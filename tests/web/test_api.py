@@ -12,7 +12,13 @@ from PIL import Image
 from sqlalchemy import text
 
 from dicom_node.web.viewer import OVERLAYS
-from tests.web.conftest import SMALL_SERIES_SLICES, Site, build_site, p001_files, tinted_pixels
+from tests.web.conftest import (
+    SMALL_SERIES_SLICES,
+    Site,
+    build_site,
+    p001_files,
+    tinted_pixels,
+)
 
 
 @pytest.fixture(scope="module")
