@@ -86,6 +86,14 @@ class DicomSettings(Section):
             "'reject' answers failure status 0xC221 and keeps the first."
         ),
     )
+    sync_directories: bool = Field(
+        default=False,
+        description=(
+            "fsync the directory after each instance's rename. Not needed on ext4 or XFS, where the index commit's "
+            "fsync (before the C-STORE answer) also commits the rename; set true on other file systems, or when the "
+            "index is a PostgreSQL database on another disk or host."
+        ),
+    )
     min_free_disk_mb: int = Field(
         default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
     )

@@ -36,7 +36,7 @@ from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
-from dicom_node.store.ingest import Indexer, InstanceMeta
+from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -217,8 +217,9 @@ class StorageSCP:
         if self._disk_is_low():
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return _status(OUT_OF_RESOURCES, "out of disk space")
+        raw = request.DataSet.getbuffer()
         try:
-            meta = InstanceMeta.from_dataset(event.dataset, str(event.context.transfer_syntax))
+            meta = InstanceMeta.from_encoded(raw, str(event.context.transfer_syntax))
         except Exception as exc:  # any decoding failure of peer data
             log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
             return _status(UNDECODABLE, "data set cannot be decoded")
@@ -233,31 +234,46 @@ class StorageSCP:
             log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return _status(NOT_MATCHING, "data set does not match the request's SOP class/instance")
 
-        raw = request.DataSet.getbuffer()
+        # The path is a function of the UIDs, so only an instance whose file exists can be a re-send: the index
+        # is asked only then (a file without a row is one a crash left unacknowledged: it is simply replaced).
         relpath = instance_relpath(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
-        previous = self.indexer.lookup(meta.sop_instance_uid)
-        if previous is not None:
-            policy = self.settings.duplicate_policy
-            if policy == "reject":
-                log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
-                return _status(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
-            if policy == "keep-first" or self._same_content(previous.path, raw):
-                log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical", extra=fields)
-                return _status(SUCCESS)
+        previous = self.indexer.indexed_path(meta.sop_instance_uid) if (self.data_dir / relpath).exists() else None
+        if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+            return refusal
         try:
-            size = write_durably(self.data_dir / relpath, encode_file_header(event.file_meta), raw)
-            self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
+            size = write_durably(
+                self.data_dir / relpath, encode_file_header(event.file_meta), raw, sync_directory=self.settings.sync_directories
+            )
+            try:
+                self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
+            except DuplicateInstance as duplicate:  # the same UID came before in another study or series
+                previous = duplicate.path
+                if (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+                    (self.data_dir / relpath).unlink(missing_ok=True)
+                    return refusal
+                self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=True)
         except Exception as exc:  # disk or database failure: the sender must retry, nothing was acknowledged
             log.exception("%s failed to store: %s", tag, exc, extra=fields)
             return _status(OUT_OF_RESOURCES, f"storage failed: {type(exc).__name__}")
-        if previous is not None and previous.path != relpath:
-            (self.data_dir / previous.path).unlink(missing_ok=True)
+        if previous is not None and previous != relpath:
+            (self.data_dir / previous).unlink(missing_ok=True)
         state.instances += 1
         state.nbytes += size
         metrics.count_instance(size)
         state.series[meta.series_instance_uid] = state.series.get(meta.series_instance_uid, 0) + 1
         log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return _status(SUCCESS)
+
+    def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview) -> Dataset | None:
+        """The answer to a re-sent SOP Instance UID under the configured policy; None: store the new copy."""
+        policy = self.settings.duplicate_policy
+        if policy == "reject":
+            log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
+            return _status(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
+        if policy == "keep-first" or self._same_content(stored, raw):
+            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical", extra=fields)
+            return _status(SUCCESS)
+        return None
 
     def _same_content(self, stored: Path, raw: memoryview) -> bool:
         """True if the stored file's data set equals the received bytes (a re-send of the same instance)."""

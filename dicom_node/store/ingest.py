@@ -7,16 +7,31 @@ first sight and their ids cached, so an instance costs a handful of statements.
 
 from __future__ import annotations
 
+import io
 import threading
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
+from pydicom.filereader import read_dataset
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.models import AssociationSeries, Instance, Patient, Series, Study, utcnow
+
+
+LAST_IDENTIFIER_TAG = 0x00200013  # Instance Number
+
+
+class DuplicateInstance(Exception):
+    """The SOP Instance UID is already indexed (under `path`, relative to the data dir)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,22 @@ class InstanceMeta:
     series_description: str = ""
     series_number: int | None = None
     instance_number: int | None = None
+
+    @classmethod
+    def from_encoded(cls, raw: bytes | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
+        """Read the identifiers from an encoded data set, parsing only the elements up to (0020,0013).
+
+        Everything the index needs sits before Instance Number; not walking the
+        other elements (and the pixel data) halves the parse time per instance.
+        """
+        syntax = UID(transfer_syntax_uid)
+        data = bytes(raw)
+        if syntax == DeflatedExplicitVRLittleEndian:
+            data = zlib.decompress(data, -zlib.MAX_WBITS)
+        dataset = read_dataset(
+            io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG
+        )
+        return cls.from_dataset(dataset, transfer_syntax_uid)
 
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str) -> InstanceMeta:
@@ -73,14 +104,6 @@ class InstanceMeta:
         )
 
 
-@dataclass(frozen=True)
-class StoredInstance:
-    """What the index knows of an instance already received."""
-
-    path: Path
-    series_instance_uid: str
-
-
 class Indexer:
     """Writes instance rows; safe to share between association threads.
 
@@ -96,17 +119,18 @@ class Indexer:
         self._linked: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
-    def lookup(self, sop_instance_uid: str) -> StoredInstance | None:
+    def indexed_path(self, sop_instance_uid: str) -> Path | None:
+        """Where an indexed instance is stored, or None if it is not indexed."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(Instance.path, Series.series_instance_uid)
-                .join(Series, Instance.series_fk == Series.id)
-                .where(Instance.sop_instance_uid == sop_instance_uid)
-            ).first()
-        return None if row is None else StoredInstance(Path(row[0]), row[1])
+            stored = conn.scalar(select(Instance.path).where(Instance.sop_instance_uid == sop_instance_uid))
+        return None if stored is None else Path(stored)
 
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
-        """Insert (or, for a re-sent UID, replace) the instance row and mark its series pending a job, in one commit."""
+        """Insert (or, with `replace`, update) the instance row and mark its series pending a job, in one commit.
+
+        An insert of a UID that is already indexed raises DuplicateInstance with the stored path, so the
+        caller can apply its duplicate policy (the SCP finds most duplicates earlier, by their file).
+        """
         series_id = self._series_id(meta, pipeline)
         now = utcnow()
         values = dict(
@@ -120,24 +144,28 @@ class Indexer:
             received_at=now,
         )
         link = association_id is not None and (association_id, series_id) not in self._linked
-        with self._engine.begin() as conn:
-            if replace:
-                conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
-            else:
-                conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
-            conn.execute(
-                update(Series)
-                .where(Series.id == series_id)
-                .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
-            )
-            if link:
-                exists = conn.execute(
+        try:
+            with self._engine.begin() as conn:
+                if replace:
+                    conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+                else:
+                    conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
+                conn.execute(
+                    update(Series)
+                    .where(Series.id == series_id)
+                    .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
+                )
+                if link and conn.execute(
                     select(AssociationSeries.series_fk).where(
                         AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
                     )
-                ).first()
-                if exists is None:
+                ).first() is None:
                     conn.execute(insert(AssociationSeries).values(association_fk=association_id, series_fk=series_id))
+        except IntegrityError:
+            stored = None if replace else self.indexed_path(meta.sop_instance_uid)
+            if stored is None:
+                raise
+            raise DuplicateInstance(stored) from None
         if link:
             with self._lock:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]

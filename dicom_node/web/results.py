@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 
 from dicom_node.pipeline.errors import SeriesRejected
+from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import load_series
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Job
@@ -35,18 +36,30 @@ def result_file(context: WebContext, job: Job, kind: str) -> Path | None:
     return path
 
 
+def processing_settings(context: WebContext, job: Job) -> PipelineSettings:
+    """The selection and load rules the worker used for this job's pipeline (the masks are on the grid they give).
+
+    A pipeline no longer configured falls back to the defaults; masks on another grid are then refused by shape.
+    """
+    pipeline = context.config.pipelines.get(job.pipeline)
+    return pipeline.processing if pipeline is not None else PipelineSettings()
+
+
 def view_volume(context: WebContext, job: Job) -> ViewVolume:
     """The job's CT (and masks, if any) from the cache, loading them on first use.
 
-    The key includes the finish time: a retried job rewrites its results under the same id.
+    The CT is stacked with the job's pipeline's configured selection and load rules, as the worker stacked it
+    (with the defaults, a series the worker accepted under looser rules, e.g. a filled gap, would be refused or
+    put on another grid). The key includes the finish time: a retried job rewrites its results under the same id.
     """
 
     def load() -> ViewVolume:
         paths = [context.data_dir / p for p in JobQueue(context.sessions, context.config.node.name).instance_paths(job.series_fk)]
         if not paths:
             raise ViewerError("the series has no stored instances")
+        settings = processing_settings(context, job)
         try:
-            view = view_of(load_series(paths))
+            view = view_of(load_series(paths, settings.selection, settings.load))
         except SeriesRejected as exc:
             raise ViewerError(f"the series cannot be shown: {exc}") from exc
         masks_path = result_file(context, job, "masks")
@@ -81,6 +94,7 @@ def volume_info(job_id: int, session: SessionDep, context: ContextDep) -> dict[s
         "spacing": list(volume.spacing),
         "slices": {"axial": volume.slice_count("axial"), "coronal": volume.slice_count("coronal")},
         "edges": {"axial": volume.edges("axial"), "coronal": volume.edges("coronal")},
+        "positions_mm": {"axial": volume.axial_positions()},
         "masks": volume.lung_labels is not None,
         "window": {"width": WINDOW_WIDTH, "level": WINDOW_LEVEL},
         "overlays": {name: {"rgb": list(colour), "alpha": alpha} for name, (colour, alpha) in OVERLAYS.items()},

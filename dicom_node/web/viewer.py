@@ -1,7 +1,8 @@
 """Slices of a job's CT with its lung and opacity masks, as PNG images for the viewer.
 
 The CT is built from the series' stored instance files by the pipeline's own
-`load_series` (so it is the grid the masks were made on), the masks read from the
+`load_series` with the pipeline's configured selection and load rules (so it is the
+grid the masks were made on), the masks read from the
 job's `masks.npz`; both are kept in a
 small LRU cache so that scrolling through slices costs one window, one blend and
 one PNG encode per image (a few milliseconds), not a series load (seconds).
@@ -48,6 +49,7 @@ class ViewVolume:
     direction: tuple[float, ...]
     lung_labels: np.ndarray | None = None
     opacity_mask: np.ndarray | None = None
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (z, y, x) LPS of voxel [0, 0, 0], as `CtVolume.origin`
 
     def slice_count(self, plane: Plane) -> int:
         return int(self.hu.shape[0] if plane == "axial" else self.hu.shape[1])
@@ -56,6 +58,11 @@ class ViewVolume:
     def z_towards_head(self) -> bool:
         """True when slice index grows towards the head (+z in LPS): coronal images are then flipped to put it on top."""
         return self.direction[8] > 0
+
+    def axial_positions(self) -> list[float]:
+        """The patient z (LPS, mm; larger is nearer the head) of each axial slice, as PACS viewers label slices."""
+        step = self.spacing[0] * self.direction[8]
+        return [round(self.origin[0] + k * step, 2) for k in range(self.hu.shape[0])]
 
     def edges(self, plane: Plane) -> dict[str, str]:
         """The patient side at each edge of a rendered image (R/L, A/P, S/I), from the direction's dominant signs."""
@@ -68,7 +75,7 @@ class ViewVolume:
 
 def view_of(volume: CtVolume) -> ViewVolume:
     """The viewer's part of a pipeline volume."""
-    return ViewVolume(volume.hu, volume.spacing, volume.direction)
+    return ViewVolume(volume.hu, volume.spacing, volume.direction, origin=volume.origin)
 
 
 def load_masks(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:

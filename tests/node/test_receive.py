@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -66,6 +67,9 @@ def test_echo_and_real_series_arrive_intact_with_one_job_each(node_factory, tmp_
     p001_uid = pydicom.dcmread(next(p001.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
     b70f_uid = pydicom.dcmread(next(b70f.glob("*.dcm")), stop_before_pixels=True).SeriesInstanceUID
     assert sorted(jobs(node.data_dir)) == sorted([(p001_uid, "queued", 148), (b70f_uid, "queued", 30)]) == sorted(found)
+    listed = json.loads(node.cli("jobs", "list", "--json").stdout)
+    assert sorted((j["series_instance_uid"], j["state"], j["instances"]) for j in listed) == sorted(found)
+    assert "queued" in node.cli("jobs", "list").stdout
     log = node.log()
     assert "STORESCU@127.0.0.1" in log and f"{p001_uid} (148)" in log and "job" in log
 

@@ -112,3 +112,31 @@ def test_duplicates_follow_the_documented_policy(node_factory, tmp_path: Path, p
     states = [state for _, state, _ in jobs(node.data_dir)]
     assert states == (["superseded", "queued"] if expect_new_job else ["queued"])
     assert query(node.data_dir, "SELECT count(*) FROM instance") == [(1,)]
+
+
+def test_a_file_left_by_a_crash_before_its_row_does_not_pass_for_a_duplicate(node_factory) -> None:
+    """A crash between the rename and the commit leaves a file the sender never saw acknowledged: its re-send is stored."""
+    from dicom_node.store.files import instance_relpath
+
+    node = node_factory().start()
+    source = next(shared_series(*B70F).glob("*.dcm"))
+    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    orphan = node.data_dir / instance_relpath(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(source.read_bytes())
+    assert storescu(node.port, source, compressed=False).returncode == 0
+    assert query(node.data_dir, "SELECT sop_instance_uid FROM instance") == [(ds.SOPInstanceUID,)]
+
+
+def test_a_uid_re_sent_in_another_series_moves_there_under_overwrite(node_factory, tmp_path: Path) -> None:
+    node = node_factory().start()
+    source = next(shared_series(*B70F).glob("*.dcm"))
+    assert storescu(node.port, source, compressed=False).returncode == 0
+    ds = pydicom.dcmread(source)
+    ds.SeriesInstanceUID = generate_uid()
+    moved = tmp_path / "moved.dcm"
+    ds.save_as(moved)
+    assert storescu(node.port, moved, compressed=False).returncode == 0
+    rows = query(node.data_dir, "SELECT s.series_instance_uid, i.path FROM instance i JOIN series s ON s.id = i.series_fk")
+    assert [uid for uid, _ in rows] == [ds.SeriesInstanceUID]
+    assert len(list((node.data_dir / "instances").rglob("*.dcm"))) == 1, "the copy in the old series is removed"

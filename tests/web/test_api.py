@@ -12,7 +12,13 @@ from PIL import Image
 from sqlalchemy import text
 
 from dicom_node.web.viewer import OVERLAYS
-from tests.web.conftest import SMALL_SERIES_SLICES, Site, tinted_pixels
+from tests.web.conftest import (
+    SMALL_SERIES_SLICES,
+    Site,
+    build_site,
+    p001_files,
+    tinted_pixels,
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,6 +114,8 @@ def test_volume_info(client, site: Site) -> None:  # type: ignore[no-untyped-def
     assert info["masks"] is True and info["window"] == {"width": 1500, "level": -600}
     assert info["spacing"][1] == pytest.approx(0.748046875)
     assert info["edges"]["axial"] == {"left": "R", "right": "L", "top": "A", "bottom": "P"}
+    positions = info["positions_mm"]["axial"]  # P001's ImagePositionPatient z: -346.1 (feet end) to -52.1 (head end)
+    assert len(positions) == 148 and positions[0] == pytest.approx(-346.1) and positions[-1] == pytest.approx(-52.1)
 
 
 def test_axial_slice_with_and_without_overlay(client, site: Site) -> None:  # type: ignore[no-untyped-def]
@@ -186,3 +194,17 @@ def test_result_paths_outside_the_data_dir_are_not_served(small_site: Site) -> N
     with small_site.client() as client:
         response = client.get(f"/api/jobs/{small_site.job_id}/result.json")
     assert response.status_code == 404 and "secret" not in response.text
+
+
+def test_volume_is_stacked_with_the_pipelines_configured_rules(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A series with one slice missing: the defaults refuse it, a pipeline configured to fill one gap shows it on its grid."""
+    files = p001_files()[-SMALL_SERIES_SLICES:]
+    gap_site = build_site(tmp_path, files[:12] + files[13:], done=False)
+    with gap_site.client() as client:
+        refused = client.get(f"/api/jobs/{gap_site.job_id}/volume")
+    assert refused.status_code == 409 and "missing" in refused.json()["detail"]
+    fill_one = {"covid19_ct": {"processing": {"load": {"max_missing_slices": 1}}}}
+    with gap_site.client(pipelines=fill_one) as client:
+        info = client.get(f"/api/jobs/{gap_site.job_id}/volume").json()
+        assert info["shape"][0] == SMALL_SERIES_SLICES  # the filled slice included, as on the worker's grid
+        assert client.get(f"/api/jobs/{gap_site.job_id}/slices/axial/12.png").status_code == 200

@@ -1,19 +1,26 @@
 """The viewer in headless Chromium: the list shows the finished job, the series page its slices with masks.
 
 Runs Debian's Chromium (never a downloaded browser) through Playwright against the
-app served by the same HttpServer the node uses.
+real node that received and processed P001 (`processed_p001`: its HTTP server, its
+worker's masks and results); the token test uses the app over the `site` data dir.
+Screenshots are left in each test's tmp folder.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
+import numpy as np
 import pytest
+from PIL import Image
 from playwright.sync_api import Browser, sync_playwright
 
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
+from tests.processed_node import ProcessedSeries
 from tests.web.conftest import Site, free_port, tinted_pixels
 
 CHROMIUM = "/usr/bin/chromium"
@@ -21,14 +28,6 @@ CHROMIUM_FLAGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
     "--disable-component-update", "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="module")
-def base_url(site: Site) -> Iterator[str]:
-    server = HttpServer(create_app(site.context()), "127.0.0.1", free_port())
-    host, port = server.start()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -40,45 +39,91 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def test_list_page_shows_the_job_done(browser: Browser, base_url: str, site: Site, tmp_path: Path) -> None:
+def most_opaque_slice(processed: ProcessedSeries) -> int:
+    with np.load(processed.node.data_dir / "results" / str(processed.job_id) / "masks.npz") as masks:
+        return int(masks["opacity_mask"].sum(axis=(1, 2)).argmax())
+
+
+def tinted_columns(png: bytes) -> dict[str, float]:
+    """Mean column (0 = image left, 1 = image right) of the pixels tinted in each overlay colour."""
+    width = Image.open(io.BytesIO(png)).width
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    masks = {"right_lung": (g - r > 25) & (g - b > 25), "left_lung": (b - r > 25) & (b - g > 10)}
+    return {name: float(np.nonzero(mask)[1].mean()) / width for name, mask in masks.items()}
+
+
+def test_list_page_shows_the_job_done(browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path) -> None:
+    base_url = processed_p001.http_url
     page = browser.new_page()
     page.goto(f"{base_url}/")
-    row = page.locator(f'tr[data-series-id="{site.series_id}"]')
+    row = page.locator(f'tr[data-series-id="{processed_p001.series_id}"]')
     row.locator(".job .state").wait_for()
     assert row.locator(".job .state").inner_text() == "done"
-    assert "1 failed" in row.inner_text()  # the export's state
-    assert "148" in row.inner_text()
+    assert "148" in row.inner_text() and "CT" in row.inner_text()
+    assert "2020-03-05" in row.inner_text()  # the study date (DA 20200305) as a date
     page.screenshot(path=str(tmp_path / "list.png"))
     row.locator("a", has_text="view").click()
-    page.wait_for_url(f"{base_url}/series/{site.series_id}")
+    page.wait_for_url(f"{base_url}/series/{processed_p001.series_id}")
     page.close()
 
 
-def test_series_page_shows_slices_with_masks_probabilities_and_measurements(browser: Browser, base_url: str, site: Site, tmp_path: Path) -> None:
+def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
+    browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path
+) -> None:
+    job = httpx.get(f"{processed_p001.http_url}/api/jobs/{processed_p001.job_id}").json()
     page = browser.new_page(viewport={"width": 1280, "height": 1400})
-    page.goto(f"{base_url}/series/{site.series_id}")
+    page.goto(f"{processed_p001.http_url}/series/{processed_p001.series_id}")
     page.locator('#axial-img[data-overlay="1"]').wait_for(timeout=60000)
     page.locator('#coronal-img[data-overlay="1"]').wait_for(timeout=60000)
 
     assert page.locator("#baseline-banner").is_visible()
+    assert "baseline" in page.locator("#model").inner_text()
     assert page.locator("#axial-frame .edge-left").inner_text() == "R"  # the patient's right on the image left
+    assert page.locator("#axial-frame .edge-top").inner_text() == "A"
     assert page.locator("#coronal-frame .edge-top").inner_text() == "S"
+    for plane in ("axial", "coronal"):  # the edge letters sit on the image, not beside it
+        image = page.locator(f"#{plane}-img").bounding_box()
+        for edge in ("left", "right", "top", "bottom"):
+            letter = page.locator(f"#{plane}-frame .edge-{edge}").bounding_box()
+            assert image["x"] <= letter["x"] and letter["x"] + letter["width"] <= image["x"] + image["width"], (plane, edge)
+            assert image["y"] <= letter["y"] and letter["y"] + letter["height"] <= image["y"] + image["height"], (plane, edge)
     probabilities = page.locator("#probabilities").inner_text()
-    assert "non-COVID" in probabilities and "73.0 %" in probabilities and "27.0 %" in probabilities
-    total_ml = site.result["measurements"]["lung_volume_ml"]["total"]
+    for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["probabilities"]):
+        assert name in probabilities and f"{100 * p:.1f} %" in probabilities
+    measurements = job["result"]["measurements"]
     lung_row = page.locator('#measurements tr[data-key="lung_volume_ml"]').inner_text()
-    assert f"{total_ml:.0f}" in lung_row
+    assert all(f"{measurements['lung_volume_ml'][side]:.0f}" in lung_row for side in ("right", "left", "total"))
+    po_row = page.locator('#measurements tr[data-key="opacity_percent"]').inner_text()
+    assert f"{measurements['opacity_percent']['total']:.2f}" in po_row
     assert page.locator("#measurements tbody tr").count() == 4
+    assert page.locator("#steps tr").count() == len(job["steps"])
 
+    # Axial slices scroll from the head, as in a PACS: the slider's first position is P001's head-end slice (z -52.1 mm).
+    info = httpx.get(f"{processed_p001.http_url}/api/jobs/{processed_p001.job_id}/volume").json()
+    count, positions = info["slices"]["axial"], info["positions_mm"]["axial"]
+    page.locator("#axial-slider").fill("0")
+    page.locator(f'#axial-img[data-index="{count - 1}"]').wait_for()
+    assert page.locator("#axial-index").inner_text() == f"1 / {count}, z -52.1 mm"
+
+    # The slice with the most opacity: both lungs and the opacity drawn, the right lung on the image left.
+    index = most_opaque_slice(processed_p001)
+    page.locator("#axial-slider").fill(str(count - 1 - index))
+    page.locator(f'#axial-img[data-index="{index}"]').wait_for()
+    assert page.locator("#axial-index").inner_text() == f"{count - index} / {count}, z {positions[index]:.1f} mm"
     page.screenshot(path=str(tmp_path / "series.png"), full_page=True)
-    axial = tinted_pixels(page.locator("#axial-img").screenshot(path=str(tmp_path / "axial.png")))
+    axial_png = page.locator("#axial-img").screenshot(path=str(tmp_path / "axial.png"))
+    axial = tinted_pixels(axial_png)
     assert all(count > 500 for count in axial.values()), axial
-    coronal = tinted_pixels(page.locator("#coronal-img").screenshot())
+    columns = tinted_columns(axial_png)
+    assert columns["right_lung"] < 0.5 < columns["left_lung"], columns
+    coronal_png = page.locator("#coronal-img").screenshot(path=str(tmp_path / "coronal.png"))
+    coronal = tinted_pixels(coronal_png)
     assert coronal["right_lung"] > 500 and coronal["left_lung"] > 500, coronal
+    columns = tinted_columns(coronal_png)
+    assert columns["right_lung"] < 0.5 < columns["left_lung"], columns
 
-    # Scrolling: the slider loads another slice; without masks no pixel is tinted.
-    page.locator("#axial-slider").fill("10")
-    page.locator('#axial-img[data-index="10"]').wait_for()
+    # Without masks no pixel is tinted.
     page.locator("#overlay").uncheck()
     page.locator('#axial-img[data-overlay="0"]').wait_for()
     assert tinted_pixels(page.locator("#axial-img").screenshot()) == {"right_lung": 0, "left_lung": 0, "opacity": 0}

@@ -42,6 +42,13 @@ def test_edges_name_the_patient_sides() -> None:
     assert mirrored.edges("axial") == {"left": "L", "right": "R", "top": "P", "bottom": "A"}
 
 
+def test_axial_positions_are_the_patient_z_of_each_slice() -> None:
+    volume = ViewVolume(*[getattr(ramp_volume(z_towards_head=True), f) for f in ("hu", "spacing", "direction")], origin=(-100.0, 0.0, 0.0))
+    assert volume.axial_positions() == [-100.0 + 3 * k for k in range(10)]
+    feet_last = ViewVolume(volume.hu, volume.spacing, ramp_volume(z_towards_head=False).direction, origin=(-100.0, 0.0, 0.0))
+    assert feet_last.axial_positions() == [-100.0 - 3 * k for k in range(10)]
+
+
 def test_axial_window_maps_the_lung_window_onto_grey() -> None:
     volume = ramp_volume(z_towards_head=True)
     assert grey(render(volume, "axial", 0, overlay=False)).max() == 0  # -1350 HU: bottom of W1500/L-600

@@ -66,3 +66,9 @@ function stateBadge(state) {
 function when(iso) {
   return iso ? new Date(iso + "Z").toLocaleString() : "";
 }
+
+// A DICOM date (DA, YYYYMMDD) as YYYY-MM-DD; anything else as it is.
+function dicomDate(value) {
+  const match = /^(\d{4})(\d{2})(\d{2})$/.exec(value || "");
+  return match ? `${match[1]}-${match[2]}-${match[3]}` : (value || "");
+}

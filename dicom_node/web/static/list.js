@@ -16,7 +16,7 @@ function seriesRow(series) {
   return el("tr", { "data-series-id": series.id },
     el("td", {}, when(series.last_received_at)),
     el("td", {}, `${series.patient_name || ""} ${series.patient_id ? "(" + series.patient_id + ")" : ""}`),
-    el("td", {}, series.study_date),
+    el("td", {}, dicomDate(series.study_date)),
     el("td", { title: series.series_instance_uid }, label),
     el("td", {}, series.modality),
     el("td", { class: "num" }, series.instance_count),

@@ -9,15 +9,20 @@ const MEASUREMENTS = [
   ["high_opacity_percent", "Percentage of high opacity (PHO, %)", 2],
 ];
 
-// One image per plane: while a slice loads, further slider moves only remember the latest index.
+// One image per plane: while a slice loads, further slider moves only remember the latest position.
+// Axial slices are scrolled from the head (slider at the left) to the feet, as PACS viewers show a head-first
+// series, and labelled with their patient z; `positions` (mm, one per API slice index) says which end is the head.
 class PlaneView {
-  constructor(jobId, plane, count) {
+  constructor(jobId, plane, count, positions) {
     this.jobId = jobId;
     this.plane = plane;
     this.img = document.getElementById(`${plane}-img`);
     this.slider = document.getElementById(`${plane}-slider`);
     this.label = document.getElementById(`${plane}-index`);
     this.count = count;
+    this.positions = positions || null;
+    // The API counts slices along the volume's z; reversed when that runs from the feet to the head.
+    this.reversed = Boolean(this.positions && count > 1 && this.positions[count - 1] > this.positions[0]);
     this.wanted = Math.floor(count / 2);
     this.loading = false;
     this.slider.max = count - 1;
@@ -25,15 +30,22 @@ class PlaneView {
     this.slider.addEventListener("input", () => this.show(Number(this.slider.value)));
   }
 
-  show(index) {
-    this.wanted = index;
-    this.label.textContent = `${index + 1} / ${this.count}`;
+  // The API's slice index shown at slider position `position`.
+  index(position) {
+    return this.reversed ? this.count - 1 - position : position;
+  }
+
+  show(position) {
+    this.wanted = position;
+    const where = this.positions ? `, z ${this.positions[this.index(position)].toFixed(1)} mm` : "";
+    this.label.textContent = `${position + 1} / ${this.count}${where}`;
     if (!this.loading) this.load();
   }
 
   async load() {
     this.loading = true;
-    const index = this.wanted;
+    const position = this.wanted;
+    const index = this.index(position);
     const overlay = document.getElementById("overlay").checked ? 1 : 0;
     try {
       const blob = await (await api(`/api/jobs/${this.jobId}/slices/${this.plane}/${index}.png?overlay=${overlay}`)).blob();
@@ -46,7 +58,7 @@ class PlaneView {
       document.getElementById("status").textContent = `slice: ${error.message}`;
     }
     this.loading = false;
-    if (this.wanted !== index || document.getElementById("overlay").checked !== Boolean(overlay)) this.load();
+    if (this.wanted !== position || document.getElementById("overlay").checked !== Boolean(overlay)) this.load();
   }
 }
 
@@ -117,7 +129,8 @@ async function showViewer(job) {
     frame.append(...Object.entries(edges).map(([edge, side]) => el("span", { class: `edge edge-${edge}` }, side)));
   }
   document.getElementById("viewer").hidden = false;
-  const views = ["axial", "coronal"].map((plane) => new PlaneView(job.id, plane, info.slices[plane]));
+  const positions = info.positions_mm || {};
+  const views = ["axial", "coronal"].map((plane) => new PlaneView(job.id, plane, info.slices[plane], positions[plane]));
   overlay.addEventListener("change", () => views.forEach((view) => view.show(view.wanted)));
   views.forEach((view) => view.show(view.wanted));
 }

@@ -1,0 +1,125 @@
+"""The pipeline issue end to end: P001 sent with storescu to the node started through its CLI ends as a done job
+with its results on disk; a series the pipeline is not meant for ends skipped with the reason."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from tests.dcmtk import storescu
+from tests.dicom_files import copy_with_new_uid
+from tests.node.index import query, wait_for_finished_job
+from tests.processed_node import ProcessedSeries
+
+PIPELINE_STEPS = {"check_models", "load", "segment", "classifier_input", "classify", "quantify", "to_native", "write_results"}
+RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "csv": "result.csv", "json": "result.json", "masks": "masks.npz"}
+
+
+@pytest.fixture(scope="module")
+def job(processed_p001: ProcessedSeries) -> dict:
+    """The job as `dicom-node jobs show` prints it."""
+    assert processed_p001.state == "done", f"{processed_p001.state}: {processed_p001.reason}\n{processed_p001.node.log()[-5000:]}"
+    shown = processed_p001.node.cli("jobs", "show", str(processed_p001.job_id))
+    return json.loads(shown.stdout)
+
+
+def result_dir(processed: ProcessedSeries) -> Path:
+    return processed.node.data_dir / "results" / str(processed.job_id)
+
+
+def test_job_is_done_with_its_step_times(processed_p001: ProcessedSeries, job: dict) -> None:
+    assert (job["state"], job["reason"], job["instances"]) == ("done", "", 148)
+    assert (job["series_instance_uid"], job["study_instance_uid"]) == (processed_p001.series_instance_uid, processed_p001.study_instance_uid)
+    assert set(job["steps"]) == PIPELINE_STEPS
+    assert all(seconds >= 0 for seconds in job["steps"].values())
+    assert 0 < sum(job["steps"].values()) < 300
+    # The index row says the same as the CLI.
+    ((steps, state),) = query(processed_p001.node.data_dir, "SELECT steps, state FROM job WHERE id = ?", processed_p001.job_id)
+    assert state == "done" and json.loads(steps) == job["steps"]
+
+
+def test_result_files_are_in_the_jobs_results_folder(processed_p001: ProcessedSeries, job: dict) -> None:
+    folder = result_dir(processed_p001)
+    assert job["result"]["files"] == {kind: f"results/{processed_p001.job_id}/{name}" for kind, name in RESULT_FILES.items()}
+    for name in RESULT_FILES.values():
+        assert (folder / name).is_file() and (folder / name).stat().st_size > 0, name
+
+
+def test_seg_references_the_sent_series_and_study(processed_p001: ProcessedSeries) -> None:
+    folder = result_dir(processed_p001)
+    source_uids = {pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID for f in processed_p001.source.glob("*.dcm")}
+    seg = hd.seg.segread(folder / "seg.dcm")
+    assert seg.Modality == "SEG" and seg.StudyInstanceUID == processed_p001.study_instance_uid
+    assert seg.SeriesInstanceUID != processed_p001.series_instance_uid
+    referenced = seg.ReferencedSeriesSequence[0]
+    assert referenced.SeriesInstanceUID == processed_p001.series_instance_uid
+    sources = seg.get_source_image_uids()
+    assert {(study, series) for study, series, _ in sources} == {(processed_p001.study_instance_uid, processed_p001.series_instance_uid)}
+    assert {sop for _, _, sop in sources} <= source_uids
+    assert [seg.get_segment_description(n).segment_label for n in (1, 2, 3)] == ["Right lung", "Left lung", "Lung opacity"]
+    sr = hd.sr.srread(folder / "sr.dcm")
+    assert sr.StudyInstanceUID == processed_p001.study_instance_uid
+
+
+def test_json_csv_and_cli_carry_the_probabilities_and_the_baseline_flag(processed_p001: ProcessedSeries, job: dict) -> None:
+    classification = job["result"]["classification"]
+    assert classification["baseline"] is True and classification["class_names"] == ["non-COVID", "COVID-19"]
+    probabilities = classification["probabilities"]
+    assert sum(probabilities) == pytest.approx(1, abs=1e-5) and all(0 <= p <= 1 for p in probabilities)
+    assert job["result"]["measurements"]["lung_volume_ml"]["total"] > 2000  # an adult's two lungs
+
+    folder = result_dir(processed_p001)
+    document = json.loads((folder / "result.json").read_text())
+    assert document["source"]["series_instance_uid"] == processed_p001.series_instance_uid
+    assert document["classification"]["baseline"] is True and document["classification"]["note"]
+    assert document["classification"]["probabilities"] == pytest.approx(dict(zip(classification["class_names"], probabilities)))
+    assert document["measurements"]["opacity_percent"] == pytest.approx(job["result"]["measurements"]["opacity_percent"])
+
+    (row,) = csv.DictReader((folder / "result.csv").open())
+    assert row["image"] == processed_p001.series_instance_uid
+    assert [float(row["non-COVID"]), float(row["COVID-19"])] == pytest.approx(probabilities)
+    assert row["baseline"] == "True"
+    assert float(row["lung_volume_ml_total"]) == pytest.approx(job["result"]["measurements"]["lung_volume_ml"]["total"])
+
+
+def test_masks_lie_on_the_ct_grid_with_the_right_lung_on_the_patients_right(processed_p001: ProcessedSeries) -> None:
+    with np.load(result_dir(processed_p001) / "masks.npz") as masks:
+        labels, opacity = masks["lung_labels"], masks["opacity_mask"]
+    assert labels.shape == opacity.shape == (148, 512, 512)
+    assert set(np.unique(labels)) == {0, 1, 2}
+    assert not (opacity & (labels == 0)).any()
+    # P001's rows run towards the patient's left (+x in LPS): the right lung has the smaller column indices.
+    columns = np.nonzero(labels)[2]
+    right, left = columns[labels[np.nonzero(labels)] == 1].mean(), columns[labels[np.nonzero(labels)] == 2].mean()
+    assert right < 256 < left
+
+
+def derived_series(source: Path, target: Path, count: int, **changes: object) -> str:
+    """`count` of P001's slices as a new series; returns its UID."""
+    target.mkdir()
+    series_uid = generate_uid()
+    for path in sorted(source.glob("*.dcm"))[:count]:
+        copy_with_new_uid(path, target / path.name, SeriesInstanceUID=series_uid, **changes)
+    return series_uid
+
+
+def test_series_the_pipeline_is_not_for_end_skipped_with_the_reason(processed_p001: ProcessedSeries, tmp_path: Path) -> None:
+    few = derived_series(processed_p001.source, tmp_path / "few", 5)
+    scout = derived_series(processed_p001.source, tmp_path / "scout", 1, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    for folder in (tmp_path / "few", tmp_path / "scout"):
+        sent = storescu(processed_p001.node.port, folder)
+        assert sent.returncode == 0, sent.stderr
+    data_dir = processed_p001.node.data_dir
+    assert wait_for_finished_job(data_dir, few)[1:] == ("skipped", "too few slices: 5 (at least 20 needed)")
+    job_id, state, reason = wait_for_finished_job(data_dir, scout)
+    assert (state, reason) == ("skipped", "localizer (scout) series: ImageType contains LOCALIZER")
+    shown = json.loads(processed_p001.node.cli("jobs", "show", str(job_id)).stdout)
+    assert (shown["state"], shown["reason"]) == ("skipped", reason) and not shown["result"]
+    assert not (data_dir / "results" / str(job_id)).exists()
