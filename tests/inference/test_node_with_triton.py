@@ -6,16 +6,19 @@ embedded backend's, a model that does not take what the node sends must fail the
 job saying which tensor and how, and a Triton that goes away must make the job
 wait (not fail) while the node keeps receiving, and then finish once it is back.
 
-CPU (about 80 s on the 2-core machine): P001 goes through the pipeline four times
-(embedded in-process once for the module, the HTTP and gRPC jobs, the outage
-test's job, which compares with it too) and A0002-B70f (30 slices) once; the
-contract test fails before the pipeline runs.
+The embedded reference is the session's `processed_p001` (a node with the default,
+embedded backend that processed P001; shared with tests/node and tests/web).
+CPU (about 90 s on the 2-core machine when run alone): P001 goes through the
+pipeline four times (that embedded job, the HTTP and gRPC jobs, the outage test's
+job, which is compared too) and A0002-B70f (30 slices) once; the contract test
+fails before the pipeline runs.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +26,10 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.inference.factory import build_models
-from dicom_node.inference.settings import InferenceSettings
-from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
-from dicom_node.pipeline.settings import PipelineSettings
 from tests.dcmtk import echoscu, storescu
 from tests.node.index import query
 from tests.node_process import NodeProcess, free_port, shared_series
+from tests.processed_node import ProcessedSeries
 from tests.triton_server import TritonEndpoints
 
 pytestmark = pytest.mark.triton
@@ -44,7 +44,7 @@ def url_of(triton: TritonEndpoints, protocol: str) -> str:
 
 
 def series_uid(folder: Path) -> str:
-    first = sorted(folder.glob("*.dcm"))[0]
+    first = next(folder.glob("*.dcm"))
     return str(pydicom.dcmread(first, stop_before_pixels=True).SeriesInstanceUID)
 
 
@@ -97,32 +97,43 @@ def send(node: NodeProcess, folder: Path, compressed: bool = True) -> None:
     assert sent.returncode == 0, sent.stderr[-3000:]
 
 
-def assert_equals_embedded(node: NodeProcess, job: dict[str, Any], embedded: PipelineResult) -> None:
+def assert_equals_embedded(node: NodeProcess, job: dict[str, Any], embedded: EmbeddedResult) -> None:
     assert job["state"] == "done", job["reason"]
     masks_path = node.data_dir / job["result"]["files"]["masks"]
     assert masks_path == node.data_dir / "results" / str(job["id"]) / "masks.npz"
     with np.load(masks_path) as masks:
         np.testing.assert_array_equal(masks["lung_labels"], embedded.lung_labels)
         np.testing.assert_array_equal(masks["opacity_mask"], embedded.opacity_mask)
-    classification = job["result"]["classification"]
-    assert classification["probabilities"] == list(embedded.classification.probabilities)
-    assert classification["class_names"] == list(embedded.classification.class_names)
-    assert classification["baseline"], "the served opacity baseline must not pass for a trained classifier"
+    on_triton, reference = job["result"]["classification"], embedded.classification
+    assert on_triton["probabilities"] == reference["probabilities"]
+    assert on_triton["class_names"] == reference["class_names"]
+    assert on_triton["model_name"] == "covid_classifier", "the job did not run on Triton"
+    assert on_triton["baseline"], "the served opacity baseline must not pass for a trained classifier"
+
+
+@dataclass(frozen=True)
+class EmbeddedResult:
+    lung_labels: np.ndarray
+    opacity_mask: np.ndarray
+    classification: dict[str, Any]
 
 
 @pytest.fixture(scope="module")
-def embedded_p001() -> PipelineResult:
-    """P001 through the pipeline with the embedded models and the default settings, as a node without [models] runs it."""
-    folder = shared_series(*P001)
-    segmenter, classifier = build_models(InferenceSettings(), PipelineSettings())
-    result = run_covid19(sorted(folder.glob("*.dcm")), segmenter, classifier, PipelineSettings())
+def embedded_p001(processed_p001: ProcessedSeries) -> EmbeddedResult:
+    """P001's job on a node with the default (embedded) backend: the session's node that processed P001."""
+    assert processed_p001.state == "done", processed_p001.reason
+    job = job_of(processed_p001.node.data_dir, processed_p001.series_instance_uid)
+    assert job is not None and job["id"] == processed_p001.job_id
+    with np.load(processed_p001.node.data_dir / job["result"]["files"]["masks"]) as masks:
+        result = EmbeddedResult(masks["lung_labels"], masks["opacity_mask"], job["result"]["classification"])
     assert (result.lung_labels > 0).mean() > 0.05, "no lungs found in P001: a poor reference"
+    assert result.classification["model_name"] == "dicom-node-opacity-baseline", "the reference must be the embedded model"
     return result
 
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_a_job_on_triton_gives_the_embedded_result(
-    triton: TritonEndpoints, node_factory, embedded_p001: PipelineResult, protocol: str
+    triton: TritonEndpoints, node_factory, embedded_p001: EmbeddedResult, protocol: str
 ) -> None:
     folder = shared_series(*P001)
     node = node_factory(settings=node_settings(on_triton(url_of(triton, protocol)))).start()
@@ -167,7 +178,7 @@ def test_the_node_starts_and_receives_while_triton_cannot_be_reached(node_factor
 
 
 def test_triton_stopped_makes_the_job_wait_while_the_node_receives_then_finish(
-    triton: TritonEndpoints, node_factory, embedded_p001: PipelineResult
+    triton: TritonEndpoints, node_factory, embedded_p001: EmbeddedResult
 ) -> None:
     """Triton goes away while the job runs (the worker has claimed it): the job goes back to the queue
     with the reason and a not_before, the node keeps receiving, and once Triton is back (same ports)
