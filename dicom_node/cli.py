@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
@@ -132,25 +133,6 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
     for row in rows:
         typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-
-
-def job_row(job: Any) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "state": job.state,
-        "pipeline": job.pipeline,
-        "series_instance_uid": job.series.series_instance_uid,
-        "study_instance_uid": job.series.study.study_instance_uid,
-        "instances": job.instance_count,
-        "attempts": job.attempts,
-        "reason": job.reason,
-        "not_before": job.not_before.isoformat() if job.not_before else None,
-        "created_at": job.created_at.isoformat() if job.created_at else None,
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
-        "steps": job.steps,
-        "result": job.result,
-    }
 
 
 @jobs_app.command("list")

@@ -1,11 +1,11 @@
-"""Database rows as the JSON objects the API returns (jobs use the CLI's `job_row`, so CLI and API agree)."""
+"""Database rows as the JSON objects the API and the CLI print (one definition, so both agree)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from dicom_node.store.models import Association, Export, Series, Study
+from dicom_node.store.models import Association, Export, Job, Series, Study
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -79,4 +79,23 @@ def export_row(row: Export) -> dict[str, Any]:
         "last_error": row.last_error,
         "created_at": iso(row.created_at),
         "sent_at": iso(row.sent_at),
+    }
+
+
+def job_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "state": job.state,
+        "pipeline": job.pipeline,
+        "series_instance_uid": job.series.series_instance_uid,
+        "study_instance_uid": job.series.study.study_instance_uid,
+        "instances": job.instance_count,
+        "attempts": job.attempts,
+        "reason": job.reason,
+        "not_before": iso(job.not_before),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "finished_at": iso(job.finished_at),
+        "steps": job.steps,
+        "result": job.result,
     }
