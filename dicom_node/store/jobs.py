@@ -168,7 +168,7 @@ class JobQueue:
                 taken = session.execute(
                     update(Job)
                     .where(Job.id == job_id, Job.state == "queued")
-                    .values(state="running", worker=worker, started_at=now, attempts=Job.attempts + 1)
+                    .values(state="running", worker=worker, started_at=now, attempts=Job.attempts + 1, reason="", not_before=None)
                 ).rowcount
                 if not taken:
                     continue
