@@ -7,15 +7,16 @@ files, and the DICOM objects keep their (deterministic) UIDs.
 from __future__ import annotations
 
 import io
-
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydicom.dataset import Dataset
 
+from dicom_node.output import highdicom_tables
 from dicom_node.store.files import write_durably
-from dicom_node.output.secondary_capture import build_secondary_captures
+from dicom_node.output.secondary_capture import build_secondary_captures, build_summary_page
 from dicom_node.output.seg import build_segmentation
 from dicom_node.output.sources import read_source_images
 from dicom_node.output.sr import build_report
@@ -26,17 +27,20 @@ from dicom_node.pipeline.covid19 import PipelineResult
 
 @dataclass(frozen=True)
 class ResultFiles:
-    """Paths of the files written for one series."""
+    """Paths of the files written for one series, and what was wrong with the source (empty: nothing)."""
 
     seg: Path
     sr: Path
     csv: Path
     json: Path
     secondary_capture: list[Path] = field(default_factory=list)
+    summary: Path | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def dicom(self) -> list[Path]:
         """The DICOM files to send to the PACS, SEG first (the SR references it)."""
-        return [self.seg, self.sr, *self.secondary_capture]
+        summary = [self.summary] if self.summary else []
+        return [self.seg, self.sr, *summary, *self.secondary_capture]
 
 
 def write_results(
@@ -44,33 +48,50 @@ def write_results(
     out_dir: Path,
     algorithm_name: str,
     algorithm_version: str,
-    secondary_capture: bool = False,
+    secondary_capture: bool = True,
 ) -> ResultFiles:
     """Write the SEG, the SR, the CSV and the JSON for `result` into `out_dir`.
 
-    With `secondary_capture`, also key slices with burned-in contours
-    (sc-001.dcm, ...) for PACS viewers that cannot display a SEG.
+    With `secondary_capture` (the default), also the summary page (summary.dcm)
+    and the key images with burned-in contours (sc-001.dcm, ...), which any
+    PACS viewer shows.
     """
+    highdicom_tables.prepare()
     algorithm = AlgorithmId(algorithm_name, algorithm_version)
+    created = datetime.now()
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = read_source_images(result.volume)
-    segmentation = build_segmentation(result, sources, algorithm)
-    report = build_report(result, segmentation, sources, algorithm)
+    segmentation = build_segmentation(result, sources, algorithm, created)
     seg_path = _save_dicom(segmentation, out_dir / "seg.dcm")
+    dicom_objects: dict[str, Any] = {"seg": _identity(segmentation)}
+    report = build_report(result, segmentation, sources, algorithm, created)
+    del segmentation  # its frames are on disk; the SR needs only its identity
     sr_path = _save_dicom(report, out_dir / "sr.dcm")
-    dicom_objects: dict[str, Any] = {"seg": _identity(segmentation), "sr": _identity(report)}
-    captures = build_secondary_captures(result, sources, algorithm) if secondary_capture else []
+    dicom_objects["sr"] = _identity(report)
+    summary_path = out_dir / "summary.dcm"
+    captures, summary = [], None
+    if secondary_capture:
+        summary = build_summary_page(result, sources, algorithm, created)
+        _save_dicom(summary, summary_path)
+        captures = build_secondary_captures(result, sources, algorithm, created)
+    elif summary_path.exists():
+        summary_path.unlink()  # switched off since a previous run
     capture_paths = [_save_dicom(image, out_dir / f"sc-{image.InstanceNumber:03d}.dcm") for image in captures]
     # A previous run may have written more key slices (or any, when now switched off); they are not results any more.
     for stale in set(out_dir.glob("sc-*.dcm")) - set(capture_paths):
         stale.unlink()
+    dicom_objects["summary"] = _identity(summary) if summary is not None else None
     dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
         csv=_save_text(out_dir / "result.csv", csv_text(result, algorithm)),
-        json=_save_text(out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects)),
+        json=_save_text(
+            out_dir / "result.json", json_text(result, algorithm, sources.first, dicom_objects, sources.warnings)
+        ),
         secondary_capture=capture_paths,
+        summary=summary_path if summary is not None else None,
+        warnings=sources.warnings,
     )
 
 

@@ -1,14 +1,19 @@
-"""Key slices with the lung and opacity contours burned in, for PACS viewers that cannot show DICOM SEG.
+"""Key images and a summary page: the results as pictures, which every PACS viewer shows.
 
-One Secondary Capture series per source series: the slices with the most
-opacity plus the mid-lung slice, each an RGB image in the lung window with
-the contours of the right lung, the left lung and the opacity drawn in the
-SEG's segment colours and a one-line legend (no patient identity is burned
-in).  Each image references the CT slice it shows; UIDs are derived like the
-SEG's, from the source series, the algorithm and the source slice.
+Two Secondary Capture series per source series:
+- key images: the slices with the most opacity plus the mid-lung slice, each
+  an RGB image in the lung window with the contours of the right lung, the
+  left lung and the opacity drawn in the SEG's segment colours and a legend;
+  each references the CT slice it shows;
+- a summary page: the table of volumes, PO and PHO per lung (`summary`), the
+  classifier's answer with its disclaimer, and the colour legend.
+No patient identity is burned in.  UIDs are derived like the SEG's, from the
+source series, the algorithm and (key images) the source slice.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 import numpy as np
 from highdicom import PatientOrientationValuesBiped
@@ -18,11 +23,15 @@ from pydicom.dataset import Dataset
 from scipy import ndimage
 
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
+from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
+from dicom_node.output.summary import SIDES, SummaryRow, classification_lines, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
 
 SC_SERIES_NUMBER = 9003
+SUMMARY_SERIES_NUMBER = 9004
+SUMMARY_SIZE = (768, 768)  # rows, columns of the summary page
 LUNG_WINDOW_HU = (-1350.0, 150.0)  # centre -600, width 1500
 _CONTOURED = (RIGHT_LUNG, LEFT_LUNG, OPACITY)  # drawn in this order: opacity on top
 
@@ -42,7 +51,7 @@ def key_slices(result: PipelineResult, sources: SourceImages, most_opacity: int 
 
 
 def build_secondary_captures(
-    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, most_opacity: int = 3
+    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime, most_opacity: int = 3
 ) -> list[SCImage]:
     """One RGB Secondary Capture image per key slice, in z order."""
     header_at = dict(zip(sources.z_indices, sources.headers))
@@ -69,14 +78,77 @@ def build_secondary_captures(
             manufacturer=MANUFACTURER,
             pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
             patient_orientation=patient_orientation(header),
-            series_description=f"{algorithm.name} key slices"[:64],
+            series_description=KEY_IMAGES_DESCRIPTION,
         )
+        stamp(image, created)
         _add_body_part(image, header)
         image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
         image.DerivationDescription = "CT slice in lung window with lung and opacity contours"
         image.SourceImageSequence = [_reference(header)]
         images.append(image)
     return images
+
+
+def build_summary_page(
+    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime
+) -> SCImage:
+    """The summary page as one RGB Secondary Capture image in a series of its own."""
+    series_uid = result.volume.series_instance_uid
+    header = sources.first
+    image = SCImage.from_ref_dataset(
+        ref_dataset=header,
+        pixel_array=render_summary(summary_rows(result), classification_lines(result.classification), algorithm),
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        patient_orientation=patient_orientation(header),
+        series_instance_uid=derived_uid(series_uid, algorithm, "summary", "series"),
+        series_number=SUMMARY_SERIES_NUMBER,
+        sop_instance_uid=derived_uid(series_uid, algorithm, "summary", "instance"),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        series_description=SUMMARY_DESCRIPTION,
+    )
+    stamp(image, created)
+    _add_body_part(image, header)
+    image.PatientOrientation = ""  # a page, not a view of the patient: no orientation (Type 2C, may be empty)
+    image.BurnedInAnnotation = "NO"  # measurements and a legend, nothing that identifies the patient
+    image.DerivationDescription = f"Summary of {algorithm.name} {algorithm.version} results"[:1024]
+    image.SourceImageSequence = [_reference(h) for h in sources.headers]
+    return image
+
+
+def render_summary(rows: list[SummaryRow], classification: list[str], algorithm: AlgorithmId) -> np.ndarray:
+    """The summary page as RGB uint8: title, the table (a column per side), the classifier's lines, the legend."""
+    height, width = SUMMARY_SIZE
+    image = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(image)
+    title, body = ImageFont.load_default(size=26), ImageFont.load_default(size=19)
+    y = 20
+    draw.text((24, y), "Lung opacity: automatic quantification", fill=(255, 255, 255), font=title)
+    y += 38
+    draw.text((24, y), f"{algorithm.name} {algorithm.version} - preliminary, not verified by a physician", fill=(255, 217, 138), font=body)
+    y += 44
+    columns = (24, 380, 500, 630)
+    for x, text in zip(columns, ("", "Right", "Left", "Both")):
+        draw.text((x, y), text, fill=(170, 180, 190), font=body)
+    y += 30
+    for row in rows:
+        draw.text((columns[0], y), row.label, fill=(255, 255, 255), font=body)
+        for x, side in zip(columns[1:], SIDES):
+            draw.text((x, y), row.cell(side), fill=(255, 255, 255), font=body)
+        y += 30
+    y += 20
+    for line in classification:
+        draw.text((24, y), line, fill=(255, 217, 138) if line.startswith("Note") else (255, 255, 255), font=body)
+        y += 30
+    y = max(y + 20, height - 60)
+    x = 24
+    for spec in _CONTOURED:
+        draw.rectangle((x, y + 4, x + 16, y + 20), fill=spec.rgb)
+        draw.text((x + 24, y), spec.label, fill=spec.rgb, font=body)
+        x += 48 + int(draw.textlength(spec.label, font=body))
+    return np.asarray(image)
 
 
 def render_slice(hu: np.ndarray, masks: np.ndarray, legend: str) -> np.ndarray:

@@ -13,6 +13,8 @@ Concept choices are documented in `concepts`.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
@@ -20,7 +22,9 @@ from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
+from dicom_node.output.series import SR_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
+from dicom_node.output.summary import rounded
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
@@ -32,6 +36,7 @@ def build_report(
     segmentation: Dataset,
     sources: SourceImages,
     algorithm: AlgorithmId,
+    created: datetime,
 ) -> hd.sr.Comprehensive3DSR:
     """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result)."""
     source_series_uid = result.volume.series_instance_uid
@@ -64,8 +69,7 @@ def build_report(
         procedure_reported=concepts.CT_OF_CHEST,
         imaging_measurements=groups,
     )
-    title = "baseline" if result.classification.baseline else result.classification.model_name
-    return hd.sr.Comprehensive3DSR(
+    report = hd.sr.Comprehensive3DSR(
         evidence=[*sources.headers, segmentation],
         content=report,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series"),
@@ -75,9 +79,10 @@ def build_report(
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,  # not verified by a physician: preliminary
-        series_description=f"{algorithm.name} report ({title})"[:64],
+        series_description=SR_DESCRIPTION,
         coding_schemes=[concepts.private_coding_scheme()],
     )
+    return stamp(report, created)
 
 
 def _tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:
@@ -86,12 +91,12 @@ def _tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.s
 
 def _volume(name: Code, value_ml: float) -> hd.sr.Measurement:
     return hd.sr.Measurement(
-        name=name, value=value_ml, unit=concepts.MILLILITER, method=concepts.SUM_OF_SEGMENTED_VOXELS
+        name=name, value=rounded(value_ml, "mL"), unit=concepts.MILLILITER, method=concepts.SUM_OF_SEGMENTED_VOXELS
     )
 
 
 def _percent(name: Code, value: float) -> hd.sr.Measurement:
-    return hd.sr.Measurement(name=name, value=value, unit=concepts.PERCENT)
+    return hd.sr.Measurement(name=name, value=rounded(value, "%"), unit=concepts.PERCENT)
 
 
 def _quantification(measurements: Measurements, key: str) -> list[hd.sr.Measurement]:
@@ -158,7 +163,9 @@ def _classification_group(
             name=classification.model_name, version=classification.model_version
         ),
         measurements=[
-            hd.sr.Measurement(name=concepts.probability_of(name, index), value=probability, unit=concepts.NO_UNITS)
+            hd.sr.Measurement(
+                name=concepts.probability_of(name, index), value=rounded(probability, ""), unit=concepts.NO_UNITS
+            )
             for index, (name, probability) in enumerate(zip(classification.class_names, classification.probabilities))
         ],
     )

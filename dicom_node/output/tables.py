@@ -19,25 +19,32 @@ from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipeline.covid19 import Measurements, PipelineResult
+from dicom_node.output.summary import rounded, rounded_sides
+from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
-_MEASUREMENT_FIELDS = ("lung_volume_ml", "opacity_volume_ml", "opacity_percent", "high_opacity_percent")
-_REGIONS = ("right", "left", "total")
+# Measurement field -> unit, which sets its precision (`summary.rounded`).
+_MEASUREMENT_FIELDS = {
+    "lung_volume_ml": "mL", "opacity_volume_ml": "mL", "opacity_percent": "%", "high_opacity_percent": "%"
+}
+
+
+def _measurements(measurements: Measurements) -> dict[str, dict[str, float]]:
+    return {field: rounded_sides(getattr(measurements, field), unit) for field, unit in _MEASUREMENT_FIELDS.items()}
 
 
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:
-    return {
-        f"{field}_{region}": getattr(measurements, field)[region]
-        for field in _MEASUREMENT_FIELDS
-        for region in _REGIONS
-    }
+    return {f"{field}_{region}": value for field, values in _measurements(measurements).items() for region, value in values.items()}
+
+
+def _probabilities(classification: Classification) -> dict[str, float]:
+    return {name: rounded(p, "") for name, p in zip(classification.class_names, classification.probabilities)}
 
 
 def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
     """A header and one row: image, one column per class probability, model identity, measurements."""
     classification = result.classification
     row: dict[str, Any] = {"image": result.volume.series_instance_uid}
-    row.update(zip(classification.class_names, classification.probabilities))
+    row.update(_probabilities(classification))
     row.update(
         model_name=classification.model_name,
         model_version=classification.model_version,
@@ -54,9 +61,14 @@ def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
 
 
 def json_text(
-    result: PipelineResult, algorithm: AlgorithmId, source_header: Dataset, dicom_objects: dict[str, Any]
+    result: PipelineResult,
+    algorithm: AlgorithmId,
+    source_header: Dataset,
+    dicom_objects: dict[str, Any],
+    warnings: list[str] | None = None,
 ) -> str:
-    """The JSON result document; `dicom_objects` lists the UIDs of the DICOM objects written."""
+    """The JSON result document; `dicom_objects` lists the UIDs of the DICOM objects written, `warnings`
+    what was wrong with the source."""
     classification = result.classification
     document = {
         "source": {
@@ -71,10 +83,11 @@ def json_text(
             "model_version": classification.model_version,
             "baseline": classification.baseline,
             "note": concepts.BASELINE_NOTE if classification.baseline else "",
-            "probabilities": dict(zip(classification.class_names, classification.probabilities)),
+            "probabilities": _probabilities(classification),
         },
-        "measurements": {field: getattr(result.measurements, field) for field in _MEASUREMENT_FIELDS},
+        "measurements": _measurements(result.measurements),
         "dicom": dicom_objects,
+        "warnings": warnings or [],
         "timings_s": result.timings,
     }
     return json.dumps(document, indent=2) + "\n"

@@ -49,3 +49,12 @@ def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int
 def device_uid(algorithm: AlgorithmId) -> str:
     """The UID of the node as the SR's device observer: one per algorithm name and version."""
     return _uuid_uid("device", algorithm.name, algorithm.version)
+
+
+def derived_frame_of_reference(source_series_uid: str) -> str:
+    """The Frame of Reference UID given to results of a source series that has none.
+
+    It depends on the source series only, so every result of that series (SEG,
+    SR, key images, any algorithm version) shares one frame of reference.
+    """
+    return _uuid_uid("frame-of-reference", source_series_uid)

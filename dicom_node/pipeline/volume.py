@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,9 @@ class CtVolume:
     being the LPS position of voxel [0, 0, 0] (reversed to z, y, x). `direction` is ITK's
     row-major 3x3 matrix whose columns are the LPS directions of the x, y and z array axes.
     Per slice (index z): the source file and SOP Instance UID, None for a slice filled in by
-    interpolation (only when `LoadRules.max_missing_slices` allows gaps).
+    interpolation (only when `LoadRules.max_missing_slices` allows gaps). `source_headers`
+    keeps the headers the loader read (pixel data not read), so that the output writers
+    do not read the files a second time; empty for volumes not loaded from files.
     """
 
     hu: np.ndarray
@@ -51,6 +53,7 @@ class CtVolume:
     frame_of_reference_uid: str
     source_files: tuple[Path | None, ...]
     sop_instance_uids: tuple[str | None, ...]
+    source_headers: tuple[Dataset | None, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def voxel_volume_ml(self) -> float:
@@ -97,8 +100,9 @@ def load_series(
     row_spacing, column_spacing = (float(v) for v in headers[0].PixelSpacing)
     source_files: list[Path | None] = [None] * hu.shape[0]
     sop_uids: list[str | None] = [None] * hu.shape[0]
+    source_headers: list[Dataset | None] = [None] * hu.shape[0]
     for k, f, h in zip(z_index, files, headers):
-        source_files[k], sop_uids[k] = f, str(h.SOPInstanceUID)
+        source_files[k], sop_uids[k], source_headers[k] = f, str(h.SOPInstanceUID), h
     first = headers[0]
     return CtVolume(
         hu=hu,
@@ -110,6 +114,7 @@ def load_series(
         frame_of_reference_uid=str(first.get("FrameOfReferenceUID", "")),
         source_files=tuple(source_files),
         sop_instance_uids=tuple(sop_uids),
+        source_headers=tuple(source_headers),
     )
 
 

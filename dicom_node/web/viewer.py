@@ -23,15 +23,17 @@ from typing import Generic, Literal, TypeVar
 import numpy as np
 from PIL import Image
 
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG
 from dicom_node.pipeline.volume import CtVolume
 
 WINDOW_WIDTH, WINDOW_LEVEL = 1500, -600
 Plane = Literal["axial", "coronal"]
 # Colour (RGB) and opacity of each overlay, drawn in this order (the opacity mask last, on top).
+# One colour per structure everywhere: the SEG's segment colours (also the key images').
 OVERLAYS: dict[str, tuple[tuple[int, int, int], float]] = {
-    "right_lung": ((0, 200, 80), 0.30),
-    "left_lung": ((40, 120, 255), 0.30),
-    "opacity": ((255, 60, 0), 0.65),
+    "right_lung": (RIGHT_LUNG.rgb, 0.30),
+    "left_lung": (LEFT_LUNG.rgb, 0.30),
+    "opacity": (OPACITY.rgb, 0.65),
 }
 
 

@@ -1,0 +1,70 @@
+"""The numbers a reader sees, at clinical precision, and the summary table built from them.
+
+Volumes are rounded to 0.1 mL, percentages to 0.01 % and probabilities to
+0.001 wherever the node shows or writes them (SR, CSV, JSON, summary page):
+more digits than that are noise of the voxel count, not information.
+
+The summary page's table is a list of `SummaryRow`s built from the result's
+data; a descriptor the pipeline adds to its result becomes one more row here
+(label, unit and a value per side or one for both lungs), and the page lays
+out whatever rows it is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dicom_node.output import concepts
+from dicom_node.pipeline.covid19 import Classification, PipelineResult
+
+SIDES = ("right", "left", "total")  # the table's columns: right lung, left lung, both lungs
+PRECISION = {"mL": 1, "%": 2, "": 3}  # decimals per unit ("" : probabilities and other unitless values)
+
+
+def rounded(value: float, unit: str) -> float:
+    """`value` at the clinical precision of `unit` ("mL", "%" or "" for unitless values)."""
+    return round(float(value), PRECISION[unit])
+
+
+def rounded_sides(values: dict[str, float], unit: str) -> dict[str, float]:
+    return {side: rounded(value, unit) for side, value in values.items()}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One line of the summary table: a label, its unit and a value per side ("right", "left", "total")."""
+
+    label: str
+    unit: str
+    values: dict[str, float | str]
+
+    def cell(self, side: str) -> str:
+        value = self.values.get(side)
+        if value is None:
+            return ""
+        if isinstance(value, str):
+            return value
+        return f"{value:.{PRECISION[self.unit]}f}{' ' + self.unit if self.unit else ''}"
+
+
+def summary_rows(result: PipelineResult) -> list[SummaryRow]:
+    """The measurements of `result` as table rows, in reading order."""
+    measurements = result.measurements
+    return [
+        SummaryRow("Lung volume", "mL", rounded_sides(measurements.lung_volume_ml, "mL")),
+        SummaryRow("Opacity volume", "mL", rounded_sides(measurements.opacity_volume_ml, "mL")),
+        SummaryRow("PO (opacity, % of lung)", "%", rounded_sides(measurements.opacity_percent, "%")),
+        SummaryRow("PHO (high opacity, % of lung)", "%", rounded_sides(measurements.high_opacity_percent, "%")),
+    ]
+
+
+def classification_lines(classification: Classification) -> list[str]:
+    """The classifier's answer in words: one line per class, then who answered and, for the baseline, what it is."""
+    lines = [
+        f"Probability of {name}: {rounded(probability, ''):.3f}"
+        for name, probability in zip(classification.class_names, classification.probabilities)
+    ]
+    lines.append(f"Classifier: {classification.model_name} {classification.model_version}")
+    if classification.baseline:
+        lines.append(f"Note: {concepts.BASELINE_NOTE}")
+    return lines
