@@ -103,10 +103,50 @@ class DatabaseSettings(Section):
     url: str = Field(default="", description="SQLAlchemy URL. Empty: SQLite (WAL) at <data_dir>/index.sqlite3. PostgreSQL: postgresql+psycopg2://user@host/db.")
 
 
+# Objects that are results or not images: stored and indexed, but they never start a job (nor a "skipped" job's
+# warning), e.g. the node's own SEG/SR/secondary captures coming back from a PACS that forwards whole studies.
+NON_JOB_SOP_CLASSES = [
+    "1.2.840.10008.5.1.4.1.1.66.4",  # Segmentation
+    "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+    "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+    "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+    "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+    "1.2.840.10008.5.1.4.1.1.88.35",  # Extensible SR
+    "1.2.840.10008.5.1.4.1.1.88.59",  # Key Object Selection
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.11.1",  # Grayscale Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.11.2",  # Color Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.11.3",  # Pseudo-Color Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.11.4",  # Blending Softcopy Presentation State
+    "1.2.840.10008.5.1.4.1.1.104.1",  # Encapsulated PDF
+    "1.2.840.10008.5.1.4.1.1.481.3",  # RT Structure Set
+]
+
+
 class JobSettings(Section):
-    settle_seconds: float = Field(default=5.0, ge=0, description="Quiet time after the last association that touched a series before its job is queued.")
+    settle_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description=(
+            "Quiet time after the last association that sent a series before its job is queued. 0: as soon as that "
+            "association is released (instances arriving later start a new job that supersedes the first). Set a few "
+            "seconds where one series arrives over several associations in a row (e.g. one association per instance)."
+        ),
+    )
+    ignore_sop_classes: list[str] = Field(
+        default_factory=lambda: list(NON_JOB_SOP_CLASSES),
+        description="SOP Class UIDs that are stored but never start a job: results (SEG, SR, secondary capture, KO, presentation states) and non-images.",
+    )
     workers: int = Field(default=1, ge=0, description="Pipeline worker threads in this process (0: receive only, another process runs the jobs).")
-    poll_seconds: float = Field(default=1.0, gt=0, description="How often the scheduler and idle workers look at the database.")
+    poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the scheduler and idle workers look at the database; within one process they are also woken at once (association released, job queued).",
+    )
     retry_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before a job that waited on an unavailable inference server is tried again.")
     max_attempts: int = Field(default=20, ge=1, description="Attempts of a job (transient failures) before it is failed.")
 
@@ -140,7 +180,9 @@ class ExportSettings(Section):
     retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
     retry_horizon_seconds: float = Field(default=86400.0, gt=0, description="After this long without success an export is failed.")
-    poll_seconds: float = Field(default=1.0, gt=0, description="How often the sender looks for due exports.")
+    poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often the sender looks for due exports; a worker of the same process wakes it at once."
+    )
     batch_size: int = Field(default=100, ge=1, description="Objects sent over one association at most.")
     lease_seconds: float = Field(
         default=900.0, gt=0, description="An export claimed for sending longer than this (its sender died) is sent again."
@@ -149,7 +191,10 @@ class ExportSettings(Section):
     acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
     dimse_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for a C-STORE response.")
     network_timeout: float = Field(default=120.0, gt=0, description="Seconds of silence before an association is aborted.")
-    secondary_capture: bool = Field(default=False, description="Also send a secondary-capture series with the contours burned in.")
+    secondary_capture: bool = Field(
+        default=True,
+        description="Also write and send the summary page and the key images (secondary capture, contours and legend burned in), which any PACS viewer shows.",
+    )
 
     _ae = field_validator("calling_ae_title")(_check_ae_title)
 

@@ -21,6 +21,7 @@ from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
+from dicom_node.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -28,15 +29,16 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class Exporter:
-    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path) -> None:
+    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path, queued: Wakeup | None = None) -> None:
         self.config = config
         self.outbox = Outbox(sessions, config.export, data_dir)
+        self.queued = queued or Wakeup()  # notified when a worker of this process put results in the outbox
 
     def run(self, stopping: threading.Event) -> None:
         """Send until `stopping` is set; what is in flight then is sent again at the next start."""
         self.outbox.recover()
         threads = [
-            threading.Thread(target=self._serve, args=(dest, stopping), name=f"export-{dest.name}", daemon=True)
+            threading.Thread(target=self._serve, args=(dest, stopping, self.queued.listener()), name=f"export-{dest.name}", daemon=True)
             for dest in self.config.destinations
         ]
         for thread in threads:
@@ -56,7 +58,7 @@ class Exporter:
         for thread in threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
 
-    def _serve(self, dest: Destination, stopping: threading.Event) -> None:
+    def _serve(self, dest: Destination, stopping: threading.Event, woken: threading.Event) -> None:
         address = DicomAddress(dest.ae_title, dest.host, dest.port)
         try:
             scu = Scu(self.config.export, tls_args(dest))
@@ -64,13 +66,14 @@ class Exporter:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
         while not stopping.is_set():
+            woken.clear()
             try:
                 progressed = self.send_due(dest.name, address, scu)
             except Exception:  # the database, most likely: try again at the next poll
                 log.exception("destination %s: could not claim or record exports; retrying", dest.name)
                 progressed = False
             if not progressed:
-                stopping.wait(self.config.export.poll_seconds)
+                woken.wait(self.config.export.poll_seconds)
 
     def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""

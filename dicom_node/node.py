@@ -7,6 +7,8 @@ import os
 import threading
 from pathlib import Path
 
+import pydicom
+
 from dicom_node.config import Config
 from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
@@ -18,6 +20,8 @@ from dicom_node.store.files import remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.outbox import Outbox
+from dicom_node.output import highdicom_tables
+from dicom_node.wakeup import Wakeup
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
 from dicom_node.web.server import HttpServer
@@ -31,6 +35,9 @@ class Node:
         self.config = config
         self.data_dir = Path(config.node.data_dir).resolve()
         self.stopping = threading.Event()
+        # Nudges between the threads (see wakeup.py): association ended -> scheduler, job queued -> workers,
+        # results in the outbox -> export senders.
+        self.released, self.jobs_queued, self.exports_queued = Wakeup(), Wakeup(), Wakeup()
         self._threads: list[threading.Thread] = []
         self.engine = None
         self.scp: StorageSCP | None = None
@@ -39,6 +46,11 @@ class Node:
         self.readiness_hooks: dict[str, ReadinessHook] = {}
 
     def start(self) -> None:
+        # The node checks the source UIDs it relies on itself and reports a series' problems once (a warning in
+        # the job's result and one log line); pydicom's own per-value warnings would repeat them for every header
+        # read and every object written (hundreds of lines per series).
+        pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+        pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
         self.data_dir.mkdir(parents=True, exist_ok=True)
         url = self.config.database_url
         upgrade(url)
@@ -50,16 +62,20 @@ class Node:
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
         self._check_models()
-        self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
+        highdicom_tables.prepare()  # once here rather than in the first job (0.5 s)
+        indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
+        self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self.released.notify)
         self.scp.start()
         self._spawn("scheduler", self._schedule)
         outbox = Outbox(sessions, self.config.export, self.data_dir)
         for number in range(1, self.config.jobs.workers + 1):
             # The name starts with the node's: JobQueue.recover re-queues this node's running jobs by it.
-            worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.config.node.name}/worker-{number}")
-            self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
+            worker = Worker(
+                self.config, self.queue, outbox, self.data_dir, f"{self.config.node.name}/worker-{number}", self.exports_queued
+            )
+            self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping, self.jobs_queued.listener()))
         if self.config.export.enabled:
-            exporter = Exporter(self.config, sessions, self.data_dir)
+            exporter = Exporter(self.config, sessions, self.data_dir, self.exports_queued)
             self._spawn("exporter", lambda: exporter.run(self.stopping))
         if self.config.http.port:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
@@ -90,15 +106,23 @@ class Node:
         self._threads.append(thread)
 
     def _schedule(self) -> None:
-        interval = min(self.config.jobs.poll_seconds, max(self.config.jobs.settle_seconds / 2, 0.1))
-        while not self.stopping.wait(interval):
+        """Queue settled series whenever an association ends, and at least every poll (a settle window running out)."""
+        settle = self.config.jobs.settle_seconds
+        interval = min(self.config.jobs.poll_seconds, max(settle / 2, 0.1)) if settle > 0 else self.config.jobs.poll_seconds
+        woken = self.released.listener()
+        while not self.stopping.is_set():
+            woken.clear()
             try:
-                self.queue.queue_settled(self.config.jobs.settle_seconds)
+                if self.queue.queue_settled(settle):
+                    self.jobs_queued.notify()
             except Exception:
                 log.exception("scheduler: could not queue settled series; retrying")
+            woken.wait(interval)
 
     def stop(self) -> None:
         self.stopping.set()
+        for wakeup in (self.released, self.jobs_queued, self.exports_queued):
+            wakeup.notify()  # waiting threads see `stopping` at once
         if self.http is not None:
             self.http.stop()
         if self.scp is not None:

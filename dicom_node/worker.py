@@ -28,6 +28,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from dicom_node.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
     return {
         "files": {key: str(path.relative_to(data_dir)) for key, path in named.items()},
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
+        "summary": str(files.summary.relative_to(data_dir)) if files.summary else None,
+        "warnings": files.warnings,
         "measurements": asdict(result.measurements),
         "classification": asdict(result.classification),
     }
@@ -57,8 +60,11 @@ def save_masks(result: PipelineResult, path: Path) -> Path:
 class Worker:
     """One pipeline worker thread's loop."""
 
-    def __init__(self, config: Config, queue: JobQueue, outbox: Outbox, data_dir: Path, name: str) -> None:
+    def __init__(
+        self, config: Config, queue: JobQueue, outbox: Outbox, data_dir: Path, name: str, exports_queued: Wakeup | None = None
+    ) -> None:
         self.config = config
+        self.exports_queued = exports_queued or Wakeup()  # the export senders of this process, told when results are queued
         self.queue = queue
         self.outbox = outbox
         self.data_dir = data_dir
@@ -71,15 +77,18 @@ class Worker:
             self._models[pipeline] = build_models(self.config.models, self.config.pipelines[pipeline].processing)
         return self._models[pipeline]
 
-    def run(self, stopping: threading.Event) -> None:
+    def run(self, stopping: threading.Event, woken: threading.Event | None = None) -> None:
+        """Claim and process jobs until `stopping`; when idle, wait for `woken` (a job was queued) or the next poll."""
+        woken = woken or threading.Event()
         while not stopping.is_set():
+            woken.clear()
             try:
                 job = self.queue.claim(self.name)
             except Exception:
                 log.exception("%s: cannot claim jobs; retrying", self.name)
                 job = None
             if job is None:
-                stopping.wait(self.config.jobs.poll_seconds)
+                woken.wait(self.config.jobs.poll_seconds)
                 continue
             self.process(job)
 
@@ -121,9 +130,12 @@ class Worker:
             self._end(job, tag, "failed", f"{type(exc).__name__}: {exc}", steps)
         else:
             summary = result_summary(result, files, self.data_dir, masks)
-            objects = [ResultObject.from_file(path, self.data_dir) for path in [files.seg, files.sr, *files.secondary_capture]]
+            objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
             if self.queue.finish(job.id, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+                self.exports_queued.notify()
+                if files.warnings:
+                    log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
                 log.info(
                     "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,8 +75,16 @@ class _AssociationState:
 class StorageSCP:
     """A pynetdicom server wired to the durable store and the job queue."""
 
-    def __init__(self, settings: DicomSettings, data_dir: Path, indexer: Indexer, queue: JobQueue) -> None:
+    def __init__(
+        self,
+        settings: DicomSettings,
+        data_dir: Path,
+        indexer: Indexer,
+        queue: JobQueue,
+        on_association_end: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.data_dir = data_dir
         self.indexer = indexer
         self.queue = queue
@@ -173,6 +182,8 @@ class StorageSCP:
         if state is None:
             return  # rejected, or already ended (an abort is followed by a connection close)
         self.queue.close_association(state.id, how, state.instances, state.nbytes, state.failures)
+        if self._on_association_end is not None and state.instances:
+            self._on_association_end()
         series = ", ".join(f"{uid} ({n})" for uid, n in state.series.items()) or "none"
         log.info(
             "association %s %s: %d instance(s), %.1f MB, %d failure(s); series: %s",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import threading
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,8 +113,9 @@ class Indexer:
     paid per image by the sending PACS.
     """
 
-    def __init__(self, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, sessions: sessionmaker[Session], ignored_sop_classes: Collection[str] = ()) -> None:
         self._sessions = sessions
+        self._ignored = frozenset(ignored_sop_classes)  # stored and indexed, but never make their series pending
         self._engine = sessions.kw["bind"]
         self._series_ids: dict[str, int] = {}
         self._linked: set[tuple[int, int]] = set()
@@ -127,6 +129,8 @@ class Indexer:
 
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
         """Insert (or, with `replace`, update) the instance row and mark its series pending a job, in one commit.
+
+        Instances of an ignored SOP class (results, non-images) are indexed without making their series pending.
 
         An insert of a UID that is already indexed raises DuplicateInstance with the stored path, so the
         caller can apply its duplicate policy (the SCP finds most duplicates earlier, by their file).
@@ -150,11 +154,15 @@ class Indexer:
                     conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
                 else:
                     conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
-                conn.execute(
-                    update(Series)
-                    .where(Series.id == series_id)
-                    .values(instance_count=Series.instance_count + (0 if replace else 1), pending=True, last_received_at=now, pipeline=pipeline)
-                )
+                counted = Series.instance_count + (0 if replace else 1)
+                if meta.sop_class_uid in self._ignored:
+                    conn.execute(update(Series).where(Series.id == series_id).values(instance_count=counted))
+                else:
+                    conn.execute(
+                        update(Series)
+                        .where(Series.id == series_id)
+                        .values(instance_count=counted, pending=True, last_received_at=now, pipeline=pipeline)
+                    )
                 if link and conn.execute(
                     select(AssociationSeries.series_fk).where(
                         AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
