@@ -12,6 +12,7 @@ import io
 import logging
 import threading
 import time
+import zipfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -50,10 +51,17 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
 
 
 def save_masks(result: PipelineResult, path: Path) -> Path:
-    """The masks on the CT grid, for the viewer (the SEG holds the same, but is slow to read back)."""
+    """The masks on the CT grid, for the viewer (the SEG holds the same, but is slow to read back).
+
+    An .npz as np.savez_compressed writes it, but at zlib level 1: 0.25 s of CPU for P001 instead of 0.85 s
+    (part of every job's time), for a file of 1.5 MB instead of 0.8 MB.
+    """
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, lung_labels=result.lung_labels, opacity_mask=result.opacity_mask)
-    write_durably(path, buffer.getvalue())
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for name, array in (("lung_labels", result.lung_labels), ("opacity_mask", result.opacity_mask)):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+    write_durably(path, buffer.getbuffer())
     return path
 
 

@@ -7,12 +7,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.ingest import Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
-from dicom_node.store.models import Export, Job, utcnow
+from dicom_node.store.models import Export, Instance, Job, utcnow
 
 
 @pytest.fixture
@@ -129,3 +129,32 @@ def test_concurrent_workers_and_schedulers_never_duplicate(sessions) -> None:
         t.join(60)
     assert sorted(created) == sorted(set(created)) and len(created) == 12
     assert sorted(claimed) == sorted(created), "each job claimed exactly once"
+
+
+def test_with_no_settle_window_the_job_is_queued_when_the_association_is_released(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    assoc, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+    receive(indexer, "1.2.3.20", 4, assoc)
+    assert queue.queue_settled(0.0) == [], "the association is still open"
+    queue.close_association(assoc, "released", 4, 400, 0)
+    assert len(queue.queue_settled(0.0)) == 1
+    late, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    receive(indexer, "1.2.3.20", 1, late, start=4)
+    queue.close_association(late, "released", 1, 100, 0)
+    assert len(queue.queue_settled(0.0)) == 1
+    assert [state for _, state, _ in jobs(sessions)] == ["superseded", "queued"]
+
+
+def test_results_and_non_images_are_stored_but_start_no_job(sessions) -> None:
+    seg, sr = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34"
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions, ignored_sop_classes=[seg, sr])
+    for number, (series, sop_class) in enumerate((("1.2.3.30", seg), ("1.2.3.31", sr))):
+        meta = InstanceMeta(
+            sop_instance_uid=f"{series}.1", sop_class_uid=sop_class, study_instance_uid="1.2.3",
+            series_instance_uid=series, transfer_syntax_uid="1.2.840.10008.1.2.1", patient_id="P1", modality="SEG",
+        )
+        indexer.record(meta, Path(f"instances/{number}.dcm"), 100, None, "covid19_ct", replace=False)
+    assert queue.queue_settled(0.0, now=later()) == []
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(Instance)) == 2
+    assert jobs(sessions) == []
