@@ -24,6 +24,7 @@ from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
@@ -45,7 +46,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "summary": str(files.summary.relative_to(data_dir)) if files.summary else None,
         "warnings": files.warnings,
-        "measurements": asdict(result.measurements),
+        "measurements": rounded_measurements(result.measurements),
         "classification": asdict(result.classification),
     }
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicom_node.output import concepts
-from dicom_node.pipeline.covid19 import Classification, PipelineResult
+from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
 SIDES = ("right", "left", "total")  # the table's columns: right lung, left lung, both lungs
 PRECISION = {"mL": 1, "%": 2, "": 3}  # decimals per unit ("" : probabilities and other unitless values)
@@ -28,6 +28,15 @@ def rounded(value: float, unit: str) -> float:
 
 def rounded_sides(values: dict[str, float], unit: str) -> dict[str, float]:
     return {side: rounded(value, unit) for side, value in values.items()}
+
+
+# Measurement field -> unit, which sets its precision.
+MEASUREMENT_UNITS = {"lung_volume_ml": "mL", "opacity_volume_ml": "mL", "opacity_percent": "%", "high_opacity_percent": "%"}
+
+
+def rounded_measurements(measurements: Measurements) -> dict[str, dict[str, float]]:
+    """The measurements as {field: {side: value}}, each at its clinical precision."""
+    return {field: rounded_sides(getattr(measurements, field), unit) for field, unit in MEASUREMENT_UNITS.items()}
 
 
 @dataclass(frozen=True)

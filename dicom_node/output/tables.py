@@ -19,21 +19,15 @@ from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.output.summary import rounded, rounded_sides
+from dicom_node.output.summary import rounded, rounded_measurements
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
-# Measurement field -> unit, which sets its precision (`summary.rounded`).
-_MEASUREMENT_FIELDS = {
-    "lung_volume_ml": "mL", "opacity_volume_ml": "mL", "opacity_percent": "%", "high_opacity_percent": "%"
-}
-
-
-def _measurements(measurements: Measurements) -> dict[str, dict[str, float]]:
-    return {field: rounded_sides(getattr(measurements, field), unit) for field, unit in _MEASUREMENT_FIELDS.items()}
-
-
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:
-    return {f"{field}_{region}": value for field, values in _measurements(measurements).items() for region, value in values.items()}
+    return {
+        f"{field}_{region}": value
+        for field, values in rounded_measurements(measurements).items()
+        for region, value in values.items()
+    }
 
 
 def _probabilities(classification: Classification) -> dict[str, float]:
@@ -85,7 +79,7 @@ def json_text(
             "note": concepts.BASELINE_NOTE if classification.baseline else "",
             "probabilities": _probabilities(classification),
         },
-        "measurements": _measurements(result.measurements),
+        "measurements": rounded_measurements(result.measurements),
         "dicom": dicom_objects,
         "warnings": warnings or [],
         "timings_s": result.timings,

@@ -39,13 +39,11 @@ def coloured_fraction(png: bytes) -> float:
 
 
 def open_series_preview(page: Page, pacs: Orthanc, series_id: str, path: Path) -> bytes:
-    """The series page of Orthanc Explorer, then the first instance's preview as Orthanc renders it in the page."""
+    """Orthanc Explorer's series page, then its "Preview this series" (the images as Orthanc renders them)."""
     page.goto(f"{pacs.url}/app/explorer.html#series?uuid={series_id}")
-    page.locator("#series-instances li a").first.wait_for(timeout=30000)
-    page.locator("#series-instances li a").first.click()
-    page.locator("#instance-preview").wait_for(timeout=30000)
-    page.locator("#instance-preview").click()
-    image = page.locator("img[src*='/preview']").last
+    page.locator("#list-instances li a").first.wait_for(timeout=30000)
+    page.locator("#series-preview").click()
+    image = page.locator("img[src*='preview']").last
     image.wait_for(timeout=30000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30000)
     page.screenshot(path=str(path))
@@ -63,7 +61,7 @@ def test_orthanc_explorer_shows_the_summary_page_and_key_images(
     series_uid = ""
     for path in sorted(P001.glob("*.dcm")):
         series_uid = pacs.get(f"/instances/{pacs.upload(path)['ID']}/simplified-tags")["SeriesInstanceUID"]
-    node.start()
+    node.start(timeout=120)
     pacs.send_series("NODE", series_uid)
     wait_for(lambda: all_sent(node.data_dir), PIPELINE_SECONDS, "the results to be sent back", interval=0.5)
 

@@ -14,7 +14,8 @@ import pydicom
 import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
-from dicom_node.output.seg import segment_masks
+from dicom_node.output.seg import SEGMENTS, segment_masks
+from dicom_node.web.viewer import OVERLAYS
 from dicom_node.pipeline.covid19 import PipelineResult
 
 from .dicom_validation import dciodvfy_errors
@@ -118,9 +119,33 @@ def test_seg_frames_decoded_with_pydicom_alone_rebuild_the_masks(
     np.testing.assert_array_equal(rebuilt, segment_masks(p001_result))
 
 
-def test_seg_and_sr_pass_dciodvfy(written: ResultFiles) -> None:
-    assert dciodvfy_errors(written.seg) == []
-    assert dciodvfy_errors(written.sr) == []
+def test_every_object_passes_dciodvfy(written: ResultFiles) -> None:
+    assert written.summary is not None and written.secondary_capture, "summary page and key images are on by default"
+    for path in written.dicom():
+        assert dciodvfy_errors(path) == [], path.name
+
+
+def test_every_object_has_series_and_content_date_and_a_readable_description(written: ResultFiles) -> None:
+    descriptions = {}
+    for path in written.dicom():
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        assert len(ds.SeriesDate) == 8 and ds.SeriesDate == ds.ContentDate, path.name
+        assert len(ds.SeriesTime) >= 6 and ds.SeriesTime == ds.ContentTime, path.name
+        descriptions[ds.Modality, ds.SeriesNumber] = ds.SeriesDescription
+    assert descriptions == {
+        ("SEG", 9001): "AI lungs and lung opacity (segmentation)",
+        ("SR", 9002): "AI lung opacity report (volumes, PO, PHO)",
+        ("OT", 9003): "AI key images: lung opacity outlined",
+        ("OT", 9004): "AI summary: lung opacity, COVID-19 score",
+    }
+
+
+def test_seg_recommends_the_colours_the_key_images_and_the_viewer_use(written: ResultFiles) -> None:
+    seg = hd.seg.segread(written.seg)
+    for spec, overlay in zip(SEGMENTS, ("right_lung", "left_lung", "opacity")):
+        lab = seg.get_segment_description(spec.number).RecommendedDisplayCIELabValue
+        assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == pytest.approx(spec.rgb, abs=2)
+        assert OVERLAYS[overlay][0] == spec.rgb
 
 
 def test_patient_without_name_stays_without_name(written: ResultFiles, p001_result: PipelineResult) -> None:
@@ -151,11 +176,12 @@ def test_sr_reports_measurements_per_segment(written: ResultFiles, p001_result: 
         by_segment[reference.referenced_segment_numbers[0]] = values
     for number, key in ((1, "right"), (2, "left")):
         values = by_segment[number]
-        assert values["Volume"] == pytest.approx((measurements.lung_volume_ml[key], "mL"))
-        assert values["Opacity volume"] == pytest.approx((measurements.opacity_volume_ml[key], "mL"))
-        assert values["Percentage of opacity"] == pytest.approx((measurements.opacity_percent[key], "%"))
-        assert values["Percentage of high opacity"] == pytest.approx((measurements.high_opacity_percent[key], "%"))
-    assert by_segment[3]["Volume"] == pytest.approx((measurements.opacity_volume_ml["total"], "mL"))
+        # Clinical precision: mL to 0.1, percentages to 0.01.
+        assert values["Volume"] == (round(measurements.lung_volume_ml[key], 1), "mL")
+        assert values["Opacity volume"] == (round(measurements.opacity_volume_ml[key], 1), "mL")
+        assert values["Percentage of opacity"] == (round(measurements.opacity_percent[key], 2), "%")
+        assert values["Percentage of high opacity"] == (round(measurements.high_opacity_percent[key], 2), "%")
+    assert by_segment[3]["Volume"] == (round(measurements.opacity_volume_ml["total"], 1), "mL")
 
 
 def test_sr_reports_totals_and_the_classifier_flagged_as_baseline(
@@ -166,8 +192,8 @@ def test_sr_reports_totals_and_the_classifier_flagged_as_baseline(
         group.tracking_identifier: group for group in sr.content.get_image_measurement_groups()
     }
     totals = {m.name.meaning: m.value for m in groups["Both lungs"].get_measurements()}
-    assert totals["Volume"] == pytest.approx(p001_result.measurements.lung_volume_ml["total"])
-    assert totals["Percentage of opacity"] == pytest.approx(p001_result.measurements.opacity_percent["total"])
+    assert totals["Volume"] == round(p001_result.measurements.lung_volume_ml["total"], 1)
+    assert totals["Percentage of opacity"] == round(p001_result.measurements.opacity_percent["total"], 2)
     classification = groups["COVID-19 classification"]
     probabilities = {m.name.meaning: m.value for m in classification.get_measurements()}
     assert probabilities == {"Probability of non-COVID": 0.25, "Probability of COVID-19": 0.75}
@@ -204,15 +230,15 @@ def test_tables_hold_measurements_probabilities_and_baseline_flag(
     assert row["image"] == p001_result.volume.series_instance_uid
     assert (float(row["non-COVID"]), float(row["COVID-19"])) == (0.25, 0.75)
     assert row["baseline"] == "True"
-    assert float(row["lung_volume_ml_total"]) == pytest.approx(p001_result.measurements.lung_volume_ml["total"])
-    assert float(row["high_opacity_percent_left"]) == pytest.approx(
-        p001_result.measurements.high_opacity_percent["left"]
-    )
+    assert float(row["lung_volume_ml_total"]) == round(p001_result.measurements.lung_volume_ml["total"], 1)
+    assert len(row["lung_volume_ml_total"].partition(".")[2]) <= 1, "mL to one decimal"
+    assert float(row["high_opacity_percent_left"]) == round(p001_result.measurements.high_opacity_percent["left"], 2)
     document = json.loads(written.json.read_text())
     assert document["classification"]["baseline"] is True
     assert document["classification"]["note"] == "explainable baseline, not a trained model"
     assert document["classification"]["probabilities"] == {"non-COVID": 0.25, "COVID-19": 0.75}
-    assert document["measurements"]["opacity_percent"] == pytest.approx(p001_result.measurements.opacity_percent)
+    assert document["measurements"]["opacity_percent"] == {k: round(v, 2) for k, v in p001_result.measurements.opacity_percent.items()}
+    assert document["measurements"]["lung_volume_ml"] == {k: round(v, 1) for k, v in p001_result.measurements.lung_volume_ml.items()}
     assert document["dicom"]["seg"]["sop_instance_uid"] == pydicom.dcmread(written.seg).SOPInstanceUID
     assert document["dicom"]["sr"]["series_instance_uid"] == pydicom.dcmread(written.sr).SeriesInstanceUID
 
@@ -230,4 +256,5 @@ def test_rewriting_reproduces_uids_and_a_new_version_changes_them(
     old_uids = {uid for pair in _uids(written) for uid in pair}
     new_uids = {uid for pair in _uids(newer) for uid in pair}
     assert len(new_uids) == 4 and not old_uids & new_uids
-    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == ["result.csv", "result.json", "seg.dcm", "sr.dcm"]
+    names = sorted(p.name for p in (tmp_path / "again").iterdir())
+    assert names == ["result.csv", "result.json", *[p.name for p in written.secondary_capture], "seg.dcm", "sr.dcm", "summary.dcm"]

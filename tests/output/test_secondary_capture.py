@@ -90,6 +90,19 @@ def test_switching_captures_off_removes_those_of_a_previous_run(
     phantom_with_gap_result: PipelineResult, tmp_path: Path
 ) -> None:
     with_captures = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=True)
-    assert all(path.exists() for path in with_captures.secondary_capture)
-    without = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM)
+    assert all(path.exists() for path in with_captures.secondary_capture) and with_captures.summary.exists()
+    without = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=False)
     assert without.secondary_capture == [] and not list(tmp_path.glob("sc-*.dcm"))
+    assert without.summary is None and not (tmp_path / "summary.dcm").exists()
+    assert without.dicom() == [without.seg, without.sr]
+
+
+def test_summary_page_shows_the_table_the_classifier_and_the_legend(written: ResultFiles) -> None:
+    page = pydicom.dcmread(written.summary)
+    assert page.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and page.SeriesNumber == 9004
+    assert page.PhotometricInterpretation == "RGB" and page.BurnedInAnnotation == "NO"
+    pixels = page.pixel_array.astype(int)
+    assert (pixels.max(axis=-1) > 200).mean() > 0.005, "no text on the page"
+    for spec in (RIGHT_LUNG, OPACITY):  # the legend swatches in the segment colours
+        assert (np.abs(pixels - spec.rgb).sum(axis=-1) == 0).sum() > 100, spec.label
+    assert dciodvfy_errors(written.summary) == []
