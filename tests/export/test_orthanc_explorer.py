@@ -4,7 +4,8 @@ Orthanc routes P001 to the node (default trigger: the job starts when Orthanc's
 association is released); the node sends SEG, SR, the summary page and the key
 images back. Headless Chromium (Debian's, through Playwright) opens the study in
 Orthanc's own web UI: the derived series are listed with dates and readable
-descriptions, and the summary page and a key image are displayed. Screenshots are
+descriptions, their instances listed, and the summary page and a key image shown
+as Orthanc renders them (its instance preview). Screenshots are
 left in the test's tmp folder. Then Orthanc forwards the whole study to the node,
 as a routing rule would: the node stores its own results but starts no job.
 """
@@ -39,11 +40,14 @@ def coloured_fraction(png: bytes) -> float:
 
 
 def open_series_preview(page: Page, pacs: Orthanc, series_id: str, path: Path) -> bytes:
-    """Orthanc Explorer's series page, then its "Preview this series" (the images as Orthanc renders them)."""
+    """Orthanc Explorer's page of the series (its instances listed), then the first instance's preview: the image
+    Orthanc's web UI renders for it, as the browser shows it."""
     page.goto(f"{pacs.url}/app/explorer.html#series?uuid={series_id}")
     page.locator("#list-instances li a").first.wait_for(timeout=30000)
-    page.locator("#series-preview").click()
-    image = page.locator("img[src*='preview']").last
+    page.screenshot(path=str(path.with_name(path.stem + "-series.png")))
+    instance = pacs.get(f"/series/{series_id}/instances")[0]["ID"]
+    page.goto(f"{pacs.url}/instances/{instance}/preview")
+    image = page.locator("img").first
     image.wait_for(timeout=30000)
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle(), timeout=30000)
     page.screenshot(path=str(path))
