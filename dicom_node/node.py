@@ -20,7 +20,6 @@ from dicom_node.store.files import remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.outbox import Outbox
-from dicom_node.output import highdicom_tables
 from dicom_node.wakeup import Wakeup
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
@@ -62,7 +61,6 @@ class Node:
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
         self._check_models()
-        highdicom_tables.prepare()  # once here rather than in the first job (0.5 s)
         indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
         self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self.released.notify)
         self.scp.start()

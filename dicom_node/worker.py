@@ -23,6 +23,7 @@ from dicom_node import __version__, metrics
 from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.output import highdicom_tables
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -89,6 +90,7 @@ class Worker:
     def run(self, stopping: threading.Event, woken: threading.Event | None = None) -> None:
         """Claim and process jobs until `stopping`; when idle, wait for `woken` (a job was queued) or the next poll."""
         woken = woken or threading.Event()
+        highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
         while not stopping.is_set():
             woken.clear()
             try:
