@@ -42,9 +42,10 @@ def key_slices(result: PipelineResult, sources: SourceImages, most_opacity: int 
     Only slices with a source image qualify, so each capture can reference the CT slice it shows.
     """
     real = np.asarray(sources.z_indices)
-    opacity_area = result.opacity_mask[real].sum(axis=(1, 2))
+    # Per-slice sums over the whole volume, then the real slices' entries: no copy of the masks.
+    opacity_area = np.count_nonzero(result.opacity_mask, axis=(1, 2))[real]
     ranked = [int(real[i]) for i in np.argsort(-opacity_area, kind="stable") if opacity_area[i] > 0][:most_opacity]
-    with_lung = real[(result.lung_labels[real] > 0).any(axis=(1, 2))]
+    with_lung = real[result.lung_labels.any(axis=(1, 2))[real]]
     candidates = with_lung if with_lung.size else real
     mid_lung = int(candidates[len(candidates) // 2])
     return sorted({*ranked, mid_lung})
