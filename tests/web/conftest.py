@@ -85,8 +85,9 @@ class Site:
     def context(self, **sections: dict) -> WebContext:
         return WebContext(make_config(self.data_dir, **sections), self.sessions, self.data_dir)
 
-    def client(self, client: tuple[str, int] = LOOPBACK_CLIENT, **sections: dict) -> TestClient:
-        return TestClient(create_app(self.context(**sections)), client=client)
+    def client(self, client: tuple[str, int] = LOOPBACK_CLIENT, base_url: str = "http://localhost", **sections: dict) -> TestClient:
+        """The app over this site, called as from `client` with `base_url`'s Host (an allowed name by default)."""
+        return TestClient(create_app(self.context(**sections)), client=client, base_url=base_url)
 
 
 def receive(data_dir: Path, sessions: sessionmaker[Session], queue: JobQueue, files: list[Path]) -> int:
