@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dicom_node.inference.settings import InferenceSettings
 from dicom_node.pipeline.settings import PipelineSettings
@@ -158,6 +158,29 @@ class HttpSettings(Section):
     host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
     token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description=(
+            "Host names (and addresses) the server answers to, as in the browser's address bar; requests naming any other "
+            "Host get 400, which stops DNS rebinding. The `host` address above is always allowed. \"*\": any (only behind a token)."
+        ),
+    )
+    access_log: str = Field(
+        default="access.log",
+        description="Audit trail: one JSON line per request (time, client, identity, method, path, status). Relative to node.data_dir; empty: off.",
+    )
+    tls_cert_file: str | None = Field(default=None, description="Serve HTTPS with this certificate (PEM; with its chain). Needs tls_key_file.")
+    tls_key_file: str | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file are set together (both or neither)")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
 
 
 class NodeSettings(Section):

@@ -23,6 +23,9 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
+from dicom_node.web.audit import set_identity
+from dicom_node.web.security import Middleware
+
 OPEN_PATHS = frozenset({"/health"})
 PAGE_PATHS = frozenset({"/"})
 PAGE_PREFIXES = ("/series/", "/static/")
@@ -50,8 +53,9 @@ def _bearer(request: Request) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
-def access_middleware(token: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The HTTP middleware enforcing the rule above for the configured token ('' for none)."""
+def access_middleware(token: str) -> Middleware:
+    """The HTTP middleware enforcing the rule above for the configured token ('' for none); it names the
+    identity served (`loopback` or `token`) for the access log."""
     expected = token.encode()
 
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -61,6 +65,7 @@ def access_middleware(token: str) -> Callable[[Request, Callable[[Request], Awai
         if not expected:
             if not is_loopback(request.client.host if request.client else None):
                 return JSONResponse({"detail": "no http.token is configured: only loopback clients are served"}, status_code=403)
+            set_identity(request, "loopback")
             return await call_next(request)
         if _is_page(path):
             return await call_next(request)
@@ -69,6 +74,7 @@ def access_middleware(token: str) -> Callable[[Request, Callable[[Request], Awai
             return JSONResponse(
                 {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
+        set_identity(request, "token")
         return await call_next(request)
 
     return check
