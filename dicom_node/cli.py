@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
@@ -20,6 +22,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI nod
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
 jobs_app = typer.Typer(no_args_is_help=True, help="Series jobs.")
 exports_app = typer.Typer(no_args_is_help=True, help="Results queued for, sent to or refused by the destinations.")
+
+
+@app.callback()
+def _private_files() -> None:
+    """Every command creates files (the index, its journal) readable by the service user only, as the node does."""
+    os.umask(PRIVATE_UMASK)
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(exports_app, name="exports")

@@ -14,7 +14,7 @@ from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
-from dicom_node.store.files import remove_stale_temporaries
+from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.outbox import Outbox
@@ -39,7 +39,7 @@ class Node:
         self.readiness_hooks: dict[str, ReadinessHook] = {}
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.data_dir)
         url = self.config.database_url
         upgrade(url)
         self.engine = make_engine(url)
@@ -63,7 +63,8 @@ class Node:
             self._spawn("exporter", lambda: exporter.run(self.stopping))
         if self.config.http.port:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
-            self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
+            http = self.config.http
+            self.http = HttpServer(create_app(context), http.host, http.port, http.tls_cert_file, http.tls_key_file)
             self.http.start()
         log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
 

@@ -84,6 +84,7 @@ class NodeProcess:
     settings: dict[str, Any] = field(default_factory=dict)
     serve_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
+    umask: int = -1  # the process umask to start the node with; -1: the test runner's
     proc: subprocess.Popen | None = None
 
     @property
@@ -126,7 +127,7 @@ class NodeProcess:
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae, "--port", str(self.port), "--config", str(self.config_path), *self.serve_args],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=self.umask,
         )
         try:
             wait_for_port(self.port, timeout, self.proc)

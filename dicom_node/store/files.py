@@ -18,6 +18,7 @@ from pathlib import Path
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700: patient data and names are the service user's alone
 _UNSAFE = re.compile(r"[^0-9A-Za-z.]")
 _MAX_COMPONENT = 64
 
@@ -99,3 +100,12 @@ def remove_stale_temporaries(root: Path) -> int:
         tmp.unlink(missing_ok=True)
         count += 1
     return count
+
+
+def make_private(data_dir: Path) -> None:
+    """From now on this process creates files readable by its own user only, whatever umask it was started with
+    (the index and its -wal/-shm, instances, results, the access log); the data dir itself becomes 0700, which
+    also closes files an older version left readable to others."""
+    os.umask(PRIVATE_UMASK)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
