@@ -157,7 +157,11 @@ class ExportSettings(Section):
 class HttpSettings(Section):
     host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
-    token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+    token: str = Field(default="", description="Bearer token required for everything but health. Empty (and no `tokens`): loopback clients only.")
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named bearer tokens, one per user or system (name = token): each is accepted like `token`, and the access log names it (`token:<name>`; `token` itself is `token:default`).",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
         description=(
@@ -173,10 +177,19 @@ class HttpSettings(Section):
     tls_key_file: str | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
 
     @model_validator(mode="after")
-    def _tls_pair(self) -> HttpSettings:
+    def _tls_and_tokens(self) -> HttpSettings:
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("tls_cert_file and tls_key_file are set together (both or neither)")
+        secrets = list(self.bearer_tokens.values())
+        if "" in secrets or len(set(secrets)) < len(secrets):
+            raise ValueError("tokens must be non-empty and distinct (the access log could not tell who used one)")
         return self
+
+    @property
+    def bearer_tokens(self) -> dict[str, str]:
+        """Every accepted token by its name (empty: tokenless, loopback-only mode)."""
+        named = {"default": self.token} if self.token else {}
+        return named | self.tokens
 
     @property
     def tls(self) -> bool:

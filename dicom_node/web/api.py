@@ -30,7 +30,7 @@ def install_middleware(app: FastAPI, context: WebContext) -> None:
     """Every request passes, outermost first: the access log (it records refusals too), the security headers
     (on refusals too), the Host check, the cross-origin check, then the token or loopback rule."""
     settings = context.config.http
-    app.middleware("http")(access_middleware(settings.token))
+    app.middleware("http")(access_middleware(settings.bearer_tokens))
     app.middleware("http")(cross_origin_check)
     app.middleware("http")(host_middleware(allowed_hosts(settings)))
     app.middleware("http")(headers_middleware(https=settings.tls))

@@ -1,8 +1,8 @@
 """The access log: one JSON line per HTTP request, the audit trail of who read which patient's data.
 
 Each line holds `time` (UTC, ISO 8601), `client` (address, after uvicorn's
-X-Forwarded-For handling for a proxy on loopback), `identity` (`token` for a
-request with the bearer token, `loopback` for a tokenless local client,
+X-Forwarded-For handling for a proxy on loopback), `identity` (`token:<name>`
+for a request with one of the bearer tokens, `loopback` for a tokenless local client,
 `anonymous` for the open paths or a refused request), `method`, `path`, `query`
 (when there is one) and `status`. Refused requests are logged too: a probe
 is what an auditor looks for.

@@ -37,13 +37,18 @@ def test_every_request_is_a_json_line_naming_who_read_what(small_site: Site) -> 
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
 
 
-def test_with_a_token_the_identity_is_the_token(small_site: Site) -> None:
-    with small_site.client(client=REMOTE_CLIENT, http={"token": "s3cret", "access_log": "audit/http.jsonl"}) as http:
+def test_with_tokens_the_identity_is_the_tokens_name(small_site: Site) -> None:
+    tokens = {"token": "s3cret", "tokens": {"ris": "ris-secret", "dr-house": "house-secret"}, "access_log": "audit/http.jsonl"}
+    with small_site.client(client=REMOTE_CLIENT, http=tokens) as http:
         http.get("/api/jobs", headers={"Authorization": "Bearer s3cret"})
         http.get("/api/jobs", headers={"Authorization": "Bearer wrong"})
         http.get("/health")
-    served, refused, health = entries(small_site.data_dir / "audit" / "http.jsonl")
-    assert (served["identity"], served["status"]) == ("token", 200)
+        http.get("/api/series", headers={"Authorization": "Bearer house-secret"})
+        http.get("/api/studies", headers={"Authorization": "Bearer ris-secret"})
+    served, refused, health, house, ris = entries(small_site.data_dir / "audit" / "http.jsonl")
+    assert (served["identity"], served["status"]) == ("token:default", 200)
+    assert (house["identity"], house["path"], house["status"]) == ("token:dr-house", "/api/series", 200)
+    assert (ris["identity"], ris["path"], ris["status"]) == ("token:ris", "/api/studies", 200)
     assert (refused["identity"], refused["status"]) == ("anonymous", 401)
     assert (health["identity"], health["path"]) == ("anonymous", "/health")
 
