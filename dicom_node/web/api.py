@@ -19,7 +19,7 @@ from dicom_node.web import resources, results
 from dicom_node.web.access import access_middleware
 from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
-from dicom_node.web.headers import headers_middleware
+from dicom_node.web.security_headers import headers_middleware
 from dicom_node.web.readiness import readiness
 from dicom_node.web.security import allowed_hosts, cross_origin_check, host_middleware
 

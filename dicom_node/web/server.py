@@ -20,7 +20,8 @@ class HttpServer:
     def __init__(self, app: FastAPI, host: str, port: int, tls_cert_file: str | None = None, tls_key_file: str | None = None) -> None:
         """HTTPS when a certificate and its key are given (uvicorn's TLS; the access log is the node's own, web/audit.py)."""
         config = uvicorn.Config(
-            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", ssl_certfile=tls_cert_file, ssl_keyfile=tls_key_file
+            app, host=host, port=port, log_config=None, access_log=False, lifespan="off", server_header=False,  # no "server: uvicorn"
+            ssl_certfile=tls_cert_file, ssl_keyfile=tls_key_file,
         )
         self.scheme = "https" if tls_cert_file else "http"
         self._server = uvicorn.Server(config)

@@ -79,6 +79,7 @@ def test_the_api_answers_over_tls_only(secured_node: SecuredNode) -> None:
         response = http.get(f"{secured_node.url}/api/jobs/{secured_node.job_id}")
         assert response.status_code == 200
         assert response.headers["strict-transport-security"].startswith("max-age=")
+        assert "server" not in response.headers  # nothing to tell a scanner which server software answers
     with pytest.raises(httpx.ConnectError):  # the certificate is checked: an unknown one is refused
         httpx.get(f"{secured_node.url}/health", verify=ssl.create_default_context())
     plain = secured_node.url.replace("https://", "http://")

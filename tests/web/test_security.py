@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from dicom_node.config import HttpSettings
-from dicom_node.web.headers import content_security_policy
+from dicom_node.web.security_headers import content_security_policy
 from dicom_node.web.security import allowed_hosts, host_name
 from tests.web.conftest import Site
 
