@@ -179,6 +179,7 @@ def test_two_receivers_three_workers_each_job_and_export_exactly_once_despite_ki
         assert {attempts for _, _, attempts in exports} == {1}, "each export was recorded once: no sender sent a row it did not own"
         logs = "\n".join(node.log() for node in nodes)
         assert "stopped renewing its lease" in logs and "stopped while sending it" in logs
+        assert logs.count("listening for job and export notifications") >= len(nodes), "every process woken by NOTIFY"
         assert len({owner_pid(o) for o in query_workers(database_url)}) >= 2, "the work was spread over several workers"
     finally:
         for node in nodes:
