@@ -64,6 +64,10 @@ def serve(
     export_to: Optional[list[str]] = typer.Option(
         None, "--export-to", help="Send COVID-19 CT results to AE@host:port (repeatable); the destination is named after the AE title."
     ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers); 0 with --no-export: receive only."
+    ),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -76,7 +80,31 @@ def serve(
         dicom["port"] = port
     if dicom:
         overrides["dicom"] = dicom
-    cfg = _config(config, overrides)
+    _run_node(_config(config, overrides | _work_overrides(workers, no_export)), export_to, receive=True)
+
+
+@app.command()
+def worker(
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers)."),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
+    _run_node(_config(config, _node_overrides(data_dir) | _work_overrides(workers, no_export)), [], receive=False)
+
+
+def _work_overrides(workers: Optional[int], no_export: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if workers is not None:
+        overrides["jobs"] = {"workers": workers}
+    if no_export:
+        overrides["export"] = {"enabled": False}
+    return overrides
+
+
+def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> None:
+    """Start a node process with these roles and run it until SIGTERM or Ctrl-C."""
     for text in export_to or []:
         address = _address(text)
         try:
@@ -86,12 +114,14 @@ def serve(
             raise typer.Exit(2) from exc
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
+    from dicom_node.store.shared_storage import StorageError
 
-    node = Node(cfg)
+    node = Node(cfg, receive=receive)
     try:
         node.start()
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         typer.echo(f"dicom-node: cannot start: {exc}", err=True)
+        node.stop()
         raise typer.Exit(1) from exc
     stop = {"requested": False}
 

@@ -175,9 +175,9 @@ def build_site(data_dir: Path, files: list[Path], done: bool) -> Site:
     if done:
         volume = load_series([data_dir / p for p in queue.instance_paths(claimed.series_id)])
         result = write_results(data_dir, job_id, volume.hu, volume.spacing)
-        assert queue.finish(job_id, "done", steps={"load": 2.5, "lungs": 4.0, "classify": 0.3}, result=result)
+        assert queue.finish(claimed, "done", steps={"load": 2.5, "lungs": 4.0, "classify": 0.3}, result=result)
     else:
-        assert queue.finish(job_id, "failed", reason="series rejected: too few slices", steps={"load": 0.1})
+        assert queue.finish(claimed, "failed", reason="series rejected: too few slices", steps={"load": 0.1})
     with sessions.begin() as session:
         export = Export(
             job_fk=job_id, destination="pacs", sop_instance_uid=f"1.2.826.0.1.{job_id}", sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4",
