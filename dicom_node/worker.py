@@ -31,7 +31,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
-from dicom_node.wakeup import Wakeup
+from dicom_node.store.wakeups import idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,8 @@ def save_masks(result: PipelineResult, path: Path) -> Path:
 class Worker:
     """One pipeline worker thread's loop."""
 
-    def __init__(
-        self, config: Config, queue: JobQueue, outbox: Outbox, data_dir: Path, name: str, exports_queued: Wakeup | None = None
-    ) -> None:
+    def __init__(self, config: Config, queue: JobQueue, outbox: Outbox, data_dir: Path, name: str) -> None:
         self.config = config
-        self.exports_queued = exports_queued or Wakeup()  # the export senders of this process, told when results are queued
         self.queue = queue
         self.outbox = outbox
         self.data_dir = data_dir
@@ -87,19 +84,16 @@ class Worker:
             self._models[pipeline] = build_models(self.config.models, self.config.pipelines[pipeline].processing)
         return self._models[pipeline]
 
-    def run(self, stopping: threading.Event, woken: threading.Event | None = None) -> None:
-        """Claim and process jobs until `stopping`; when idle, wait for `woken` (a job was queued) or the next poll."""
-        woken = woken or threading.Event()
+    def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
         while not stopping.is_set():
-            woken.clear()
             try:
                 job = self.queue.claim(self.name)
             except Exception:
                 log.exception("%s: cannot claim jobs; retrying", self.name)
                 job = None
             if job is None:
-                woken.wait(self.config.jobs.poll_seconds)
+                self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
                 continue
             self.process(job)
 
@@ -132,7 +126,7 @@ class Worker:
                 self._end(job, tag, "failed", f"inference unavailable after {job.attempts} attempts: {exc}", steps)
             else:
                 delay = self.config.jobs.retry_delay_seconds
-                self.queue.postpone(job.id, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
+                self.queue.postpone(job, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
                 log.warning("%s postponed %g s: %s", tag, delay, exc)
         except ContractMismatch as exc:
             self._end(job, tag, "failed", f"model contract mismatch: {exc}", steps)
@@ -143,8 +137,7 @@ class Worker:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job.id, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
-                self.exports_queued.notify()
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
@@ -160,10 +153,10 @@ class Worker:
                     ", ".join(destinations) or "no destination",
                 )
             else:
-                log.info("%s finished but was superseded meanwhile: its results are not exported", tag)
+                log.info("%s finished but was superseded or taken over meanwhile: its results are not exported", tag)
         for step, seconds in steps.items():
             metrics.observe_step(step, seconds)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
-        self.queue.finish(job.id, state, reason=reason, steps=steps)
+        self.queue.finish(job, state, reason=reason, steps=steps)
         log.warning("%s %s: %s", tag, state, reason)
