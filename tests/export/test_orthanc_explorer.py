@@ -26,7 +26,7 @@ from tests.export.peers import P001, Orthanc, wait_for
 from tests.export.test_end_to_end import PIPELINE_SECONDS, all_sent
 from tests.node.index import jobs, query
 from tests.node_process import NodeProcess
-from tests.web.test_browser import CHROMIUM, CHROMIUM_FLAGS
+from tests.web.conftest import CHROMIUM, CHROMIUM_FLAGS
 
 SUMMARY = "AI summary: lung opacity, COVID-19 score"
 KEY_IMAGES = "AI key images: lung opacity outlined"
