@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydicom.filereader import read_file_meta_info
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
@@ -23,9 +22,8 @@ from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import MAX_CONTEXTS, PeerUnavailable, Scu, StoreItem, read_item
 from dicom_node.net.status import Outcome, StoreResult
-from dicom_node.store.checks import Refused, checked_dataset
+from dicom_node.store.checks import Refused, checked_dataset, part10_dataset
 
-PART10_PREFIX = 132  # preamble and "DICM"
 MAX_INFLATED_BYTES = DicomSettings.model_fields["max_inflated_mb"].default * 2**20
 
 
@@ -111,10 +109,7 @@ def file_problem(item: StoreItem) -> str | None:
     for name, uid in (("SOP Class UID", item.sop_class_uid), ("SOP Instance UID", item.sop_instance_uid)):
         if not uid.strip(" \0"):
             return f"not sent: empty {name}"
-    meta = read_file_meta_info(item.path)
-    if "FileMetaInformationGroupLength" not in meta:
-        return None  # where the data set starts is not said: leave the judgement to the peer
-    data = memoryview(item.path.read_bytes())[PART10_PREFIX + 12 + meta.FileMetaInformationGroupLength :]
+    data = part10_dataset(item.path.read_bytes())
     try:
         checked_dataset(data, item.transfer_syntax_uid, MAX_INFLATED_BYTES)
     except Refused as refused:

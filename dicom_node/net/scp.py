@@ -38,9 +38,9 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
-from dicom_node.net.requests import refuse_incomplete_store
+from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
-from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset
+from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
 from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
@@ -103,6 +103,7 @@ class StorageSCP:
 
     def start(self) -> tuple[str, int]:
         """Listen in background threads; return the bound address."""
+        configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
@@ -237,7 +238,7 @@ class StorageSCP:
             log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
             return _status(MISSING_UIDS, "SOP/Study/Series Instance UID missing")
         fields.update(study=meta.study_instance_uid, series=meta.series_instance_uid)
-        if meta.sop_instance_uid != request.AffectedSOPInstanceUID or meta.sop_class_uid != request.AffectedSOPClassUID:
+        if not same_uid(meta.sop_instance_uid, request.AffectedSOPInstanceUID) or meta.sop_class_uid != request.AffectedSOPClassUID:
             log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return _status(NOT_MATCHING, "data set does not match the request's SOP class/instance")
 

@@ -4,8 +4,9 @@ pydicom reads leniently (it guesses the VR encoding, stops quietly at a
 truncation) and reads lazily, so a data set whose header parses may still be
 one the pipeline cannot decode: answering Success for it would acknowledge an
 instance nobody can use. These checks walk the element headers of the encoded
-data set in the negotiated transfer syntax, up to and including Pixel Data,
-without decoding any value but the few image attributes that size the pixels:
+data set in the negotiated transfer syntax, Pixel Data and what follows it
+included (the job reads it all), without decoding any value but the few image
+attributes that size the pixels (pixel bytes are skipped, never looked at):
 
 - every element header and value fits in the bytes received; sequences, items
   and encapsulated fragments are delimited where they claim to be;
@@ -111,8 +112,28 @@ def checked_dataset(raw: bytes | memoryview, transfer_syntax_uid: str, max_infla
     return data
 
 
+def same_uid(in_dataset: str, in_command: str) -> bool:
+    """Does the request's UID name the data set's? Equal, or the data set's cut at 64 characters.
+
+    dcmtk's storescu cuts a longer UID to 64 characters in the command it sends, while the data set keeps it whole:
+    the data set's full value is the one indexed.
+    """
+    return in_dataset == in_command or (len(in_command) == 64 and in_dataset.startswith(in_command))
+
+
+def part10_dataset(data: bytes | memoryview) -> memoryview:
+    """The encoded data set of a Part 10 file: what follows the preamble, "DICM" and the group 0002 elements."""
+    view, pos = memoryview(data), 132
+    while len(view) >= pos + 8 and view[pos : pos + 2] == b"\x02\x00":  # file meta: always explicit VR little endian
+        if bytes(view[pos + 4 : pos + 6]) in _LONG_VRS and len(view) >= pos + 12:
+            pos += 12 + struct.unpack_from("<L", view, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", view, pos + 6)[0]
+    return view[pos:]
+
+
 def dataset_problem(data: bytes | memoryview, transfer_syntax_uid: str) -> Problem | None:
-    """None if the (inflated) data set decodes in the transfer syntax up to Pixel Data and its pixels fit; else why not."""
+    """None if the (inflated) data set decodes in the transfer syntax and its pixels fit; else why not."""
     syntax = UID(transfer_syntax_uid)
     if not syntax.is_transfer_syntax:
         return Problem(UNDECODABLE, f"unknown transfer syntax {transfer_syntax_uid}")
@@ -173,10 +194,7 @@ class _Walker:
         return group << 16 | element, length
 
     def walk(self, pos: int, end: int, depth: int, explicit: bool | None = None, stop_at: int | None = None) -> int:
-        """Walk the elements in [pos, end) (or up to `stop_at`, an item delimiter); return where the walk ended.
-
-        At depth 0 the walk ends after Pixel Data: what follows it is not needed to decode the image.
-        """
+        """Walk the elements in [pos, end) (or up to `stop_at`, an item delimiter); return where the walk ended."""
         if depth > _MAX_DEPTH:
             raise _Bad(f"sequences nested deeper than {_MAX_DEPTH} levels")
         explicit = self.explicit if explicit is None else explicit
@@ -224,8 +242,7 @@ class _Walker:
             if depth == 0:
                 if tag == PIXEL_DATA:
                     self.pixel_length = length
-                    return pos
-                if tag in _FLOAT_PIXEL_DATA:
+                elif tag in _FLOAT_PIXEL_DATA:
                     self.other_pixels = True
         if stop_at is not None:
             raise _Bad(f"item not delimited before byte {end}")
