@@ -79,7 +79,7 @@ class _Bad(Exception):
     """Internal: the walk stopped at an undecodable spot (message = the reason)."""
 
 
-def inflate(raw: bytes | memoryview, max_bytes: int) -> bytes:
+def inflate(raw: bytes | memoryview, max_bytes: int) -> bytearray:
     """A Deflated Explicit VR Little Endian data set, inflated; Refused past `max_bytes` or if it is not deflate data.
 
     zlib is fed the input whole but asked for at most one step of output at a
@@ -100,10 +100,10 @@ def inflate(raw: bytes | memoryview, max_bytes: int) -> bytes:
         raise Refused(Problem(OUT_OF_RESOURCES, f"deflated data set inflates beyond {max_bytes / 2**20:g} MiB (dicom.max_inflated_mb)"))
     if not inflater.eof:
         raise Refused(Problem(UNDECODABLE, "deflated data set is truncated"))
-    return bytes(out)
+    return out  # not copied to bytes: a data set near the cap would cost twice the cap
 
 
-def checked_dataset(raw: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int) -> bytes | memoryview:
+def checked_dataset(raw: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int) -> bytes | bytearray | memoryview:
     """The data set ready to parse (inflated if deflated); raises Refused if it must not be acknowledged."""
     data = inflate(raw, max_inflated_bytes) if transfer_syntax_uid == DeflatedExplicitVRLittleEndian else raw
     problem = dataset_problem(data, transfer_syntax_uid)
@@ -132,7 +132,7 @@ def part10_dataset(data: bytes | memoryview) -> memoryview:
     return view[pos:]
 
 
-def dataset_problem(data: bytes | memoryview, transfer_syntax_uid: str) -> Problem | None:
+def dataset_problem(data: bytes | bytearray | memoryview, transfer_syntax_uid: str) -> Problem | None:
     """None if the (inflated) data set decodes in the transfer syntax and its pixels fit; else why not."""
     syntax = UID(transfer_syntax_uid)
     if not syntax.is_transfer_syntax:
@@ -178,7 +178,7 @@ def _pixel_problem(walker: _Walker, syntax: UID) -> Problem | None:
 class _Walker:
     """Walks element headers; records the image attributes and Pixel Data length of the top-level data set."""
 
-    def __init__(self, data: bytes | memoryview, explicit: bool, little: bool) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, explicit: bool, little: bool) -> None:
         self.data = data
         self.explicit = explicit
         self.order = order = "<" if little else ">"

@@ -57,7 +57,7 @@ class InstanceMeta:
     instance_number: int | None = None
 
     @classmethod
-    def from_encoded(cls, data: bytes | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
+    def from_encoded(cls, data: bytes | bytearray | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
         """Read the identifiers from an encoded data set, parsing only the elements up to (0020,0013).
 
         Everything the index needs sits before Instance Number; not walking the

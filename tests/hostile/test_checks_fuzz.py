@@ -14,7 +14,7 @@ from dicom_node.store.checks import Problem, Refused, dataset_problem, inflate, 
 from tests.hostile.corpus import DEFLATED, ELE, ILE, JPEG, encode, encapsulated, image, nested_sequences
 
 SYNTAXES = [ELE, ILE, JPEG, DEFLATED, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5", "1.2.3.4"]
-FUZZ = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
