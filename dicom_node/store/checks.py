@@ -61,7 +61,7 @@ _VRS = _LONG_VRS | _SHORT_VRS
 
 @dataclass(frozen=True)
 class Problem:
-    """Why a data set is refused: the C-STORE status and its ErrorComment."""
+    """Why a data set is refused: the C-STORE status and its ErrorComment (LO: no backslash; cut at 64 when sent)."""
 
     status: int
     comment: str
@@ -97,7 +97,7 @@ def inflate(raw: bytes | memoryview, max_bytes: int) -> bytearray:
     except zlib.error as exc:
         raise Refused(Problem(UNDECODABLE, f"deflated data set cannot be inflated: {exc}")) from None
     if len(out) > max_bytes:
-        raise Refused(Problem(OUT_OF_RESOURCES, f"deflated data set inflates beyond {max_bytes / 2**20:g} MiB (dicom.max_inflated_mb)"))
+        raise Refused(Problem(OUT_OF_RESOURCES, f"inflated data set exceeds {max_bytes / 2**20:g} MiB (dicom.max_inflated_mb)"))
     if not inflater.eof:
         raise Refused(Problem(UNDECODABLE, "deflated data set is truncated"))
     return out  # not copied to bytes: a data set near the cap would cost twice the cap
@@ -215,7 +215,7 @@ class _Walker:
                 elif tag == stop_at:
                     return pos + 8
                 else:
-                    raise _Bad(f"invalid VR {vr!r} for ({group:04X},{element:04X}) at byte {pos}")
+                    raise _Bad(f"invalid VR 0x{vr.hex().upper()} for ({group:04X},{element:04X}) at byte {pos}")
             else:
                 group, element, length = implicit_head(data, pos)
                 tag, vr = group << 16 | element, b""
@@ -293,7 +293,7 @@ class _Walker:
             try:
                 frames = int(text) if text else 1
             except ValueError:
-                raise _Bad(f"Number of Frames {text[:16]!r} is not a number") from None
+                raise _Bad(f"Number of Frames '{text[:16].replace(chr(92), '/')}' is not a number") from None
             if frames < 1:
                 raise _Bad(f"Number of Frames {frames} is not positive")
             return frames

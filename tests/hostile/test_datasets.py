@@ -153,6 +153,10 @@ def test_hostile_data_set(node: NodeProcess, case: Case, tmp_path: Path) -> None
 
 
 def test_refusals_are_logged_with_the_peer_and_the_reason(node: NodeProcess) -> None:
+    named = {case.name: case for case in CORPUS}
+    for name in ("command without Affected SOP Instance UID", "Pixel Data claims 0xFFFFFFF0 bytes, 1000 present", "command without Message ID"):
+        for send in named[name].build():
+            assert c_store(node.port, send) == send.status
     log = node.log()
     assert "C-STORE request 1 from HOSTILE@127.0.0.1" in log and "lacks AffectedSOPInstanceUID" in log
     assert "refused: (7FE0,0010) claims 4294967280 bytes, 1000 present" in log
