@@ -7,12 +7,14 @@ import tracemalloc
 import warnings
 import zlib
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dicom_node.store.checks import Problem, Refused, dataset_problem, inflate, part10_dataset
 from tests.hostile.corpus import DEFLATED, ELE, ILE, JPEG, encode, encapsulated, image, nested_sequences
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*(exceeds the maximum length|Invalid value for VR).*:UserWarning")
 SYNTAXES = [ELE, ILE, JPEG, DEFLATED, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.5", "1.2.3.4"]
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 

@@ -33,8 +33,11 @@ from tests.hostile.corpus import DEFLATE_CAP_MB, ELE, Case, Send, cases, deflate
 from tests.node.index import query
 from tests.node_process import NodeProcess
 
-warnings.filterwarnings("ignore", message=".*exceeds the maximum length.*")  # the corpus writes over-long UIDs on purpose
-CORPUS = cases()
+# the corpus writes over-long and non-conformant values on purpose
+pytestmark = pytest.mark.filterwarnings("ignore:.*(exceeds the maximum length|Invalid value for VR).*:UserWarning")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    CORPUS = cases()
 
 
 @pytest.fixture(scope="module", autouse=True)
