@@ -4,15 +4,15 @@ Two instances whose UIDs differed after character 64 were indexed as one (an
 acknowledged instance lost); patients, studies and series likewise. Widening a
 varchar is a catalogue change on PostgreSQL; SQLite recreates the tables.
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
