@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import io
 import threading
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
 from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.store.models import AssociationSeries, Instance, Patient, Series, Study, utcnow
+from dicom_node.store.checks import NOT_MATCHING, Problem, Refused
+from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, utcnow
 
 
 LAST_IDENTIFIER_TAG = 0x00200013  # Instance Number
@@ -56,16 +57,14 @@ class InstanceMeta:
     instance_number: int | None = None
 
     @classmethod
-    def from_encoded(cls, raw: bytes | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
+    def from_encoded(cls, data: bytes | bytearray | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
         """Read the identifiers from an encoded data set, parsing only the elements up to (0020,0013).
 
         Everything the index needs sits before Instance Number; not walking the
         other elements (and the pixel data) halves the parse time per instance.
+        A deflated data set is passed inflated (`checks.checked_dataset`).
         """
         syntax = UID(transfer_syntax_uid)
-        data = bytes(raw)
-        if syntax == DeflatedExplicitVRLittleEndian:
-            data = zlib.decompress(data, -zlib.MAX_WBITS)
         dataset = read_dataset(
             io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG
         )
@@ -73,7 +72,19 @@ class InstanceMeta:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str) -> InstanceMeta:
+        def identifier(keyword: str) -> str:
+            """The value exactly as received, less its trailing padding: never cut, never otherwise normalised."""
+            value = ds.get(keyword)
+            if value is None:
+                return ""
+            text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)  # a backslash is kept as written
+            text = text.rstrip(" \0")
+            if len(text) > MAX_IDENTIFIER:
+                raise Refused(Problem(NOT_MATCHING, f"{keyword} is {len(text)} characters long (at most {MAX_IDENTIFIER} are indexed)"))
+            return text
+
         def text(keyword: str, limit: int) -> str:
+            """A descriptive value for display, cut to its column."""
             value = ds.get(keyword)
             return "" if value is None else str(value).strip()[:limit]
 
@@ -85,17 +96,17 @@ class InstanceMeta:
                 return None
 
         return cls(
-            sop_instance_uid=text("SOPInstanceUID", 64),
-            sop_class_uid=text("SOPClassUID", 64),
-            study_instance_uid=text("StudyInstanceUID", 64),
-            series_instance_uid=text("SeriesInstanceUID", 64),
+            sop_instance_uid=identifier("SOPInstanceUID"),
+            sop_class_uid=identifier("SOPClassUID"),
+            study_instance_uid=identifier("StudyInstanceUID"),
+            series_instance_uid=identifier("SeriesInstanceUID"),
             transfer_syntax_uid=transfer_syntax_uid,
-            patient_id=text("PatientID", 64),
+            patient_id=identifier("PatientID"),
             patient_name=text("PatientName", 324),
             patient_birth_date=text("PatientBirthDate", 8),
             patient_sex=text("PatientSex", 16),
             study_date=text("StudyDate", 8),
-            accession_number=text("AccessionNumber", 16),
+            accession_number=identifier("AccessionNumber"),
             study_description=text("StudyDescription", 64),
             modality=text("Modality", 16),
             series_description=text("SeriesDescription", 64),

@@ -13,7 +13,10 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-UID = String(64)
+MAX_IDENTIFIER = 512
+"""Characters kept of a UID or ID: far beyond DICOM's 64, so that values from odd archives are indexed whole and
+matched exactly (a longer one is refused, never cut), and within PostgreSQL's limit on a unique index entry."""
+UID = String(MAX_IDENTIFIER)
 
 
 def utcnow() -> datetime:
@@ -27,7 +30,7 @@ class Base(DeclarativeBase):
 class Patient(Base):
     __tablename__ = "patient"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(64), unique=True, doc="PatientID as received ('' when absent).")
+    patient_id: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), unique=True, doc="PatientID as received ('' when absent).")
     patient_name: Mapped[str] = mapped_column(String(324), default="")
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
@@ -39,7 +42,7 @@ class Study(Base):
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     study_date: Mapped[str] = mapped_column(String(8), default="")
-    accession_number: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     patient: Mapped[Patient] = relationship()
