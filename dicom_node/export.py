@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_node import metrics
 from dicom_node.config import Config, Destination
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
+from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
 
@@ -93,6 +93,8 @@ class Exporter:
 
         try:
             scu.store(address, [item for item, _ in ready], on_result=record)
+        except PeerRefused as exc:  # the peer said no to the association itself: retrying cannot help
+            unanswered = StoreResult(Outcome.REFUSED, None, str(exc))
         except PeerUnavailable as exc:
             unanswered = StoreResult(Outcome.RETRY, None, str(exc))
         except Exception as exc:  # a bug must not leave the rows claimed until their lease runs out
