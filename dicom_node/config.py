@@ -108,7 +108,7 @@ class JobSettings(Section):
     workers: int = Field(default=1, ge=0, description="Pipeline worker threads in this process (0: receive only, another process runs the jobs).")
     poll_seconds: float = Field(default=1.0, gt=0, description="How often the scheduler and idle workers look at the database.")
     retry_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before a job that waited on an unavailable inference server is tried again.")
-    max_attempts: int = Field(default=20, ge=1, description="Attempts of a job (transient failures) before it is failed.")
+    max_attempts: int = Field(default=20, ge=1, description="Attempts of a job (an unavailable inference server, or a restart of the node while it ran) before it is failed.")
 
 
 class Destination(Section):

@@ -12,6 +12,7 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import remove_stale_temporaries
@@ -45,7 +46,7 @@ class Node:
         self.engine = make_engine(url)
         sessions = make_sessionmaker(self.engine)
         self.queue = JobQueue(sessions, self.config.node.name)
-        self.queue.recover()
+        self.queue.recover(self.config.jobs.max_attempts)
         removed = remove_stale_temporaries(self.data_dir)
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
@@ -91,11 +92,9 @@ class Node:
 
     def _schedule(self) -> None:
         interval = min(self.config.jobs.poll_seconds, max(self.config.jobs.settle_seconds / 2, 0.1))
+        failures = RepeatingFailure(log, "scheduler: queueing settled series")
         while not self.stopping.wait(interval):
-            try:
-                self.queue.queue_settled(self.config.jobs.settle_seconds)
-            except Exception:
-                log.exception("scheduler: could not queue settled series; retrying")
+            failures.run(lambda: self.queue.queue_settled(self.config.jobs.settle_seconds))
 
     def stop(self) -> None:
         self.stopping.set()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import String, and_, cast, exists, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
@@ -70,22 +70,47 @@ class JobQueue:
                 )
             )
 
-    def recover(self) -> tuple[int, int]:
-        """After this node restarts: its open associations were cut, its running jobs go back to the queue."""
+    def recover(self, max_attempts: int) -> tuple[int, int, int]:
+        """After this node restarts: its open associations were cut, its running jobs go back to the queue.
+
+        A restart counts as the attempt it interrupted (claiming counted it): a job that keeps taking the node
+        down (out of memory, a crash in a decoder) fails once it has had `max_attempts`, instead of looping.
+        Returns (associations cut, jobs re-queued, jobs failed).
+        """
+        mine = (Job.state == "running", Job.worker.like(f"{self.node_name}/%"))
         with self._sessions.begin() as session:
             cut = session.execute(
                 update(Association)
                 .where(Association.node == self.node_name, Association.state == "open")
                 .values(state="interrupted", ended_at=utcnow())
             ).rowcount
+            failed = session.execute(
+                update(Job)
+                .where(*mine, Job.attempts >= max_attempts)
+                .values(
+                    state="failed",
+                    reason="the node stopped while running it in each of its "
+                    + cast(Job.attempts, String)
+                    + f" attempt(s) (jobs.max_attempts = {max_attempts}): the series may be what stops it (out of memory?)",
+                    worker="",
+                    finished_at=utcnow(),
+                )
+            ).rowcount
             requeued = session.execute(
                 update(Job)
-                .where(Job.state == "running", Job.worker.like(f"{self.node_name}/%"))
-                .values(state="queued", reason="re-queued: the node restarted while it was running", worker="")
+                .where(*mine)
+                .values(
+                    state="queued",
+                    reason="re-queued: the node restarted while it was running (attempt " + cast(Job.attempts, String) + f" of {max_attempts})",
+                    worker="",
+                )
             ).rowcount
-        if cut or requeued:
-            log.warning("recovery: %d association(s) were cut by a restart; %d running job(s) re-queued", cut, requeued)
-        return cut, requeued
+        if cut or requeued or failed:
+            log.warning(
+                "recovery: %d association(s) were cut by a restart; %d running job(s) re-queued, %d failed after %d attempts",
+                cut, requeued, failed, max_attempts,
+            )
+        return cut, requeued, failed
 
     # Settle window ------------------------------------------------------
     def queue_settled(self, settle_seconds: float, now: datetime | None = None) -> list[int]:

@@ -87,11 +87,36 @@ def test_restart_requeues_running_jobs_and_cuts_open_associations(sessions) -> N
     queue.queue_settled(1.0, now=later())
     assert queue.claim("n1/w0") is not None
     other_node = JobQueue(sessions, "n2")
-    assert other_node.recover() == (0, 0), "a node only recovers what it owned"
+    assert other_node.recover(max_attempts=5) == (0, 0, 0), "a node only recovers what it owned"
     restarted = JobQueue(sessions, "n1")
-    assert restarted.recover() == (1, 1)
+    assert restarted.recover(max_attempts=5) == (1, 1, 0)
     assert [state for _, state, _ in jobs(sessions)] == ["queued"]
     assert len(restarted.queue_settled(1.0, now=later())) == 1, "the cut association no longer holds its series back"
+
+
+def test_a_job_that_keeps_stopping_the_node_fails_after_max_attempts(sessions) -> None:
+    """Each restart that interrupts a job counts as one of its attempts, as any other failure does."""
+    indexer = Indexer(sessions)
+    receive(indexer, "1.2.3.10", 2, None)
+    JobQueue(sessions, "n1").queue_settled(1.0, now=later())
+    reasons = []
+    for restart in range(3):
+        claimed = JobQueue(sessions, "n1").claim("n1/w0")
+        assert claimed is not None and claimed.attempts == restart + 1
+        JobQueue(sessions, "n1").recover(max_attempts=3)  # the node was killed while running it, and restarted
+        with sessions() as s:
+            job = s.get_one(Job, claimed.id)
+            reasons.append((job.state, job.reason))
+    assert reasons[:2] == [
+        ("queued", "re-queued: the node restarted while it was running (attempt 1 of 3)"),
+        ("queued", "re-queued: the node restarted while it was running (attempt 2 of 3)"),
+    ]
+    assert reasons[2] == (
+        "failed",
+        "the node stopped while running it in each of its 3 attempt(s) (jobs.max_attempts = 3): "
+        "the series may be what stops it (out of memory?)",
+    )
+    assert JobQueue(sessions, "n1").claim("n1/w0") is None
 
 
 def test_waiting_job_is_not_claimed_before_its_time(sessions) -> None:
