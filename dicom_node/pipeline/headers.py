@@ -22,12 +22,12 @@ PIXEL_DATA = 0x7FE00010
 UNDEFINED_LENGTH = 0xFFFFFFFF
 
 
-def instance_label(header: Dataset) -> str:
+def _instance_label(header: Dataset) -> str:
     number = header.get("InstanceNumber")
     return f"instance {number}" if number not in (None, "") else f"instance {header.get('SOPInstanceUID', '?')}"
 
 
-def shown(header: Dataset, keyword: str) -> str:
+def _shown(header: Dataset, keyword: str) -> str:
     """The value as the DICOM file writes it (multi-values joined by a backslash), or 'missing'."""
     if keyword not in header or header[keyword].value in (None, ""):
         return "missing"
@@ -35,9 +35,9 @@ def shown(header: Dataset, keyword: str) -> str:
     return "\\".join(str(v) for v in value) if isinstance(value, (MultiValue, list, tuple)) else str(value)
 
 
-def numbers(header: Dataset, keyword: str, tag: str, count: int, what: str) -> np.ndarray:
+def _numbers(header: Dataset, keyword: str, tag: str, count: int, what: str) -> np.ndarray:
     """`count` finite numbers of a decimal-string attribute, or SeriesRejected naming it."""
-    problem = f"{keyword} {tag} is {shown(header, keyword)} in {instance_label(header)}: {what}"
+    problem = f"{keyword} {tag} is {_shown(header, keyword)} in {_instance_label(header)}: {what}"
     try:
         values = np.asarray([float(v) for v in header.get(keyword) or []], dtype=float)
     except (TypeError, ValueError):
@@ -59,11 +59,11 @@ def check_study(headers: Sequence[Dataset]) -> None:
 
 def check_pixel_module(header: Dataset, rules: LoadRules) -> tuple[int, int]:
     """Rows and Columns of one CT image, checked against its pixel module and the size limit; returns them."""
-    where = instance_label(header)
+    where = _instance_label(header)
     for keyword, tag in (("Rows", "(0028,0010)"), ("Columns", "(0028,0011)")):
         value = header.get(keyword)
         if not isinstance(value, int) or value < 1:
-            raise SeriesRejected(f"{keyword} {tag} is {shown(header, keyword)} in {where}: not an image size")
+            raise SeriesRejected(f"{keyword} {tag} is {_shown(header, keyword)} in {where}: not an image size")
         if value > rules.max_rows_columns:
             raise SeriesRejected(
                 f"{keyword} {tag} is {value} in {where}: images larger than {rules.max_rows_columns} pixels "
@@ -71,12 +71,12 @@ def check_pixel_module(header: Dataset, rules: LoadRules) -> tuple[int, int]:
             )
     rows, columns = int(header.Rows), int(header.Columns)
     if header.get("BitsAllocated") != 16:
-        raise SeriesRejected(f"BitsAllocated (0028,0100) is {shown(header, 'BitsAllocated')} in {where}: CT images have 16 bits per pixel")
+        raise SeriesRejected(f"BitsAllocated (0028,0100) is {_shown(header, 'BitsAllocated')} in {where}: CT images have 16 bits per pixel")
     if header.get("SamplesPerPixel", 1) != 1:
-        raise SeriesRejected(f"SamplesPerPixel (0028,0002) is {shown(header, 'SamplesPerPixel')} in {where}: CT images have one sample per pixel")
+        raise SeriesRejected(f"SamplesPerPixel (0028,0002) is {_shown(header, 'SamplesPerPixel')} in {where}: CT images have one sample per pixel")
     stored = header.get("BitsStored", 16)
     if not isinstance(stored, int) or not 1 <= stored <= 16:
-        raise SeriesRejected(f"BitsStored (0028,0101) is {shown(header, 'BitsStored')} in {where}: at most BitsAllocated (16)")
+        raise SeriesRejected(f"BitsStored (0028,0101) is {_shown(header, 'BitsStored')} in {where}: at most BitsAllocated (16)")
     element = header.get_item(PIXEL_DATA, keep_deferred=True)
     if element is None:
         raise SeriesRejected(f"Pixel Data (7FE0,0010) is missing in {where}")
@@ -94,20 +94,20 @@ def check_pixel_module(header: Dataset, rules: LoadRules) -> tuple[int, int]:
 
 def check_geometry(header: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ImagePositionPatient, ImageOrientationPatient and PixelSpacing of one image, finite and meaningful."""
-    position = numbers(header, "ImagePositionPatient", "(0020,0032)", 3, "a position is three finite numbers in mm")
+    position = _numbers(header, "ImagePositionPatient", "(0020,0032)", 3, "a position is three finite numbers in mm")
     orientation = numbers(
         header, "ImageOrientationPatient", "(0020,0037)", 6, "an orientation is two unit vectors of three finite numbers"
     )
     row, column = orientation[:3], orientation[3:]
     if abs(np.linalg.norm(row) - 1) > 0.01 or abs(np.linalg.norm(column) - 1) > 0.01 or abs(float(row @ column)) > 0.01:
         raise SeriesRejected(
-            f"ImageOrientationPatient (0020,0037) is {shown(header, 'ImageOrientationPatient')} in {instance_label(header)}: "
+            f"ImageOrientationPatient (0020,0037) is {_shown(header, 'ImageOrientationPatient')} in {_instance_label(header)}: "
             "the row and column directions must be perpendicular unit vectors"
         )
-    spacing = numbers(header, "PixelSpacing", "(0028,0030)", 2, "the pixel spacing is two distances in mm")
+    spacing = _numbers(header, "PixelSpacing", "(0028,0030)", 2, "the pixel spacing is two distances in mm")
     if (spacing <= 0).any():
         raise SeriesRejected(
-            f"PixelSpacing (0028,0030) is {shown(header, 'PixelSpacing')} in {instance_label(header)}: "
+            f"PixelSpacing (0028,0030) is {_shown(header, 'PixelSpacing')} in {_instance_label(header)}: "
             "the distance between pixels must be positive"
         )
     return position, orientation, spacing

@@ -158,7 +158,12 @@ class JobQueue:
                 session.execute(
                     update(Job)
                     .where(Job.id.in_(previous))
-                    .values(state="superseded", superseded_by=job.id, reason=f"superseded by job {job.id}: new instances arrived", finished_at=utcnow())
+                    .values(
+                        state="superseded",
+                        superseded_by=job.id,
+                        reason=f"superseded by job {job.id}: the series changed (instances arrived, were replaced or moved to another series)",
+                        finished_at=utcnow(),
+                    )
                 )
                 session.execute(
                     update(Export)

@@ -66,6 +66,7 @@ def test_an_instance_moved_to_another_patients_series_updates_both_sides(node_fa
 
     jobs_a = wait_until(jobs_of_a, 30, "the series that lost an instance to be queued again")
     assert [(state, n) for state, n, _ in jobs_a] == [("superseded", 24), ("queued", 23)]
+    assert "moved to another series" in jobs_a[0][2]
     log = node.log()
     assert f"instance {moved.SOPInstanceUID} moved from series {series_a}" in log and f"to series {moved.SeriesInstanceUID}" in log
     assert not any(Path(p).name == first[3].name for (p,) in query(node.data_dir, "SELECT path FROM instance WHERE series_fk = 1"))
