@@ -95,7 +95,7 @@ def check_pixel_module(header: Dataset, rules: LoadRules) -> tuple[int, int]:
 def check_geometry(header: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ImagePositionPatient, ImageOrientationPatient and PixelSpacing of one image, finite and meaningful."""
     position = _numbers(header, "ImagePositionPatient", "(0020,0032)", 3, "a position is three finite numbers in mm")
-    orientation = numbers(
+    orientation = _numbers(
         header, "ImageOrientationPatient", "(0020,0037)", 6, "an orientation is two unit vectors of three finite numbers"
     )
     row, column = orientation[:3], orientation[3:]
