@@ -20,7 +20,7 @@ from rich.text import Text
 
 from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import MAX_CONTEXTS, PeerUnavailable, Scu, StoreItem, read_item
+from dicom_node.net.scu import MAX_CONTEXTS, NoAssociation, Scu, StoreItem, read_item
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.checks import Refused, checked_dataset, part10_dataset
 
@@ -151,7 +151,7 @@ def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, 
         for batch in _batches(items):
             try:
                 scu.store(peer, batch, on_result=on_result)
-            except PeerUnavailable as exc:
+            except NoAssociation as exc:
                 summary.unreachable = str(exc)
                 break
     summary.seconds = time.perf_counter() - started

@@ -67,7 +67,7 @@ def run_covid19(
         volume = load_series(paths, settings.selection, settings.load)
     spacing = settings.segmentation.grid_spacing_zyx
     with _timed(timings, "segment"):
-        grid_ct, grid = to_model_grid(volume, spacing)
+        grid_ct, grid = to_model_grid(volume, spacing, max_voxels=settings.segmentation.max_grid_voxels)
         model_input = np.clip(grid_ct, *settings.segmentation.clip_hu)[None, None]
         mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
         if mask.shape != model_input.shape:
