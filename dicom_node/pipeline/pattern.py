@@ -38,7 +38,7 @@ from dicom_node.pipeline.lungs import LEFT, RIGHT
 BILATERAL_MIN_ML = 1.0
 ZONES = ("upper", "middle", "lower")
 SIDES = {"right": RIGHT, "left": LEFT}
-SCORE_UPPER_BOUNDS = (5.0, 25.0, 50.0, 75.0)  # percent: above 0 and below 5 scores 1, ..., above 75 scores 5
+SCORE_UPPER_BOUNDS = (25.0, 50.0, 75.0)  # percent, inclusive: 5..25 scores 2, up to 50 3, up to 75 4, above 5
 PERIPHERAL_FRACTION = 1.0 / 3.0
 DISTANCE_STEP = 3  # in-plane subsampling of the distance to the pleura (see `peripheral_region`)
 
@@ -64,10 +64,12 @@ def zone_key(side: str, zone: str) -> str:
 
 
 def severity_of(involvement_percent: float) -> int:
-    """One zone's score: 0 without opacity, then 1..5 by the bounds 5, 25, 50, 75 percent."""
+    """One zone's score: 0 without opacity, 1 below 5%, then 2..5 by the bounds 25, 50, 75 percent."""
     if involvement_percent <= 0.0:
         return 0
-    return 1 + int(np.searchsorted(SCORE_UPPER_BOUNDS, involvement_percent, side="left"))
+    if involvement_percent < 5.0:
+        return 1
+    return 2 + int(np.searchsorted(SCORE_UPPER_BOUNDS, involvement_percent, side="left"))
 
 
 def lung_zones(labels: np.ndarray) -> np.ndarray:
