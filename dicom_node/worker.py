@@ -45,6 +45,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "measurements": asdict(result.measurements),
         "classification": asdict(result.classification),
+        "pattern": asdict(result.pattern) if result.pattern else None,
     }
 
 

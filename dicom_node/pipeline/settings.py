@@ -90,6 +90,16 @@ class OpacitySettings(BaseModel, frozen=True):
     min_lesion_ml: float = Field(
         2.0, ge=0, description="smaller opacity components (about 1.5 cm across) are ignored as vessel knots and noise"
     )
+    tubular_scales_mm: tuple[float, ...] = Field(
+        (2.0, 3.5, 5.0), description="Gaussian scales of the Hessian vesselness test of opacity components (vessel radii)"
+    )
+    tubular_vesselness: float = Field(0.3, ge=0, le=1, description="Frangi vesselness above which a voxel is tubular")
+    tubular_max_fraction: float = Field(
+        0.65, ge=0, le=1, description="components with a larger tubular share are vessels and dropped; 1 disables the test"
+    )
+    tubular_max_lesion_ml: float = Field(
+        10.0, ge=0, description="larger components are lesions without the tubular test (no vessel segment is that big)"
+    )
 
 
 class PipelineSettings(BaseModel, frozen=True):
