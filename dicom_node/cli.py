@@ -282,12 +282,12 @@ def echo(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-ECHO a DICOM peer: is it there and does it accept us?"""
-    from dicom_node.net.scu import PeerUnavailable, Scu
+    from dicom_node.net.scu import NoAssociation, Scu
 
     peer = _address(address)
     try:
         result = Scu(_export_settings(config, calling_ae)).echo(peer)
-    except PeerUnavailable as exc:
+    except NoAssociation as exc:
         typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
         raise typer.Exit(1) from exc
     ok = result.status == 0

@@ -97,6 +97,14 @@ class DicomSettings(Section):
     min_free_disk_mb: int = Field(
         default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
     )
+    max_inflated_mb: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "A Deflated Explicit VR Little Endian data set is inflated (to check it) up to this many MiB; a larger one is "
+            "refused with 0xA700 and stores nothing, so a deflate bomb costs at most this much memory."
+        ),
+    )
 
 
 class DatabaseSettings(Section):

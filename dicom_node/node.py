@@ -21,6 +21,7 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
@@ -134,12 +135,10 @@ class Node:
         """Queue settled series whenever an association ends, and at least every poll (a settle window running out)."""
         settle = self.config.jobs.settle_seconds
         interval = min(self.config.jobs.poll_seconds, max(settle / 2, 0.1)) if settle > 0 else self.config.jobs.poll_seconds
+        failures = RepeatingFailure(log, "scheduler: queueing settled series")
         while not self.stopping.is_set():
             self._released.clear()
-            try:
-                self.queue.queue_settled(settle)  # the queue wakes the workers when it commits a job
-            except Exception:
-                log.exception("scheduler: could not queue settled series; retrying")
+            failures.run(lambda: self.queue.queue_settled(settle))  # the queue wakes the workers when it commits a job
             self._released.wait(interval)
 
     def stop(self) -> None:

@@ -24,6 +24,7 @@ from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.output import highdicom_tables
+from dicom_node.logs import RepeatingFailure
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -49,6 +50,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "warnings": files.warnings,
         "measurements": rounded_measurements(result.measurements),
         "classification": asdict(result.classification),
+        "pattern": asdict(result.pattern) if result.pattern else None,
     }
 
 
@@ -86,12 +88,9 @@ class Worker:
 
     def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
+        failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
         while not stopping.is_set():
-            try:
-                job = self.queue.claim(self.name)
-            except Exception:
-                log.exception("%s: cannot claim jobs; retrying", self.name)
-                job = None
+            job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
                 self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
                 continue

@@ -4,7 +4,9 @@ The CSV keeps the shape of Clara's classifier output (an image identifier,
 then one probability column per class, in the model's output order; Clara
 named the image after the SeriesInstanceUID) and appends the model identity,
 the baseline flag and the measurements, so scripts written for Clara's CSV
-keep working.  The JSON carries the same content with structure, plus the
+keep working; the opacity pattern (`pipeline/pattern.py`) follows, one column
+per value, the zone-based severity score as `zone_based_severity_score` and
+`zone_scores_<lung>_<zone>`.  The JSON carries the same content with structure, plus the
 UIDs of the DICOM objects written for the series.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -20,7 +23,8 @@ from pydicom.dataset import Dataset
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.summary import rounded, rounded_measurements
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
+
 
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:
     return {
@@ -32,6 +36,19 @@ def _measurement_columns(measurements: Measurements) -> dict[str, float]:
 
 def _probabilities(classification: Classification) -> dict[str, float]:
     return {name: rounded(p, "") for name, p in zip(classification.class_names, classification.probabilities)}
+
+
+def _pattern_columns(pattern: OpacityPattern | None) -> dict[str, Any]:
+    """Flat columns of the opacity pattern; dictionaries become one column per key ("right upper" -> right_upper)."""
+    if pattern is None:
+        return {}
+    columns: dict[str, Any] = {}
+    for name, value in asdict(pattern).items():
+        if isinstance(value, dict):
+            columns.update({f"{name}_{key.replace(' ', '_')}": item for key, item in value.items()})
+        else:
+            columns[name] = value
+    return columns
 
 
 def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
@@ -47,6 +64,7 @@ def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
         algorithm_version=algorithm.version,
     )
     row.update(_measurement_columns(result.measurements))
+    row.update(_pattern_columns(result.pattern))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
     writer.writeheader()
@@ -80,6 +98,7 @@ def json_text(
             "probabilities": _probabilities(classification),
         },
         "measurements": rounded_measurements(result.measurements),
+        "pattern": asdict(result.pattern) if result.pattern else None,
         "dicom": dicom_objects,
         "warnings": warnings or [],
         "timings_s": result.timings,
