@@ -134,15 +134,16 @@ def render_summary(rows: list[SummaryRow], classification: list[str], algorithm:
     for x, text in zip(columns, ("", "Right", "Left", "Both")):
         draw.text((x, y), text, fill=(170, 180, 190), font=body)
     y += 30
+    step = 30 if len(rows) <= 8 else 26
     for row in rows:
         draw.text((columns[0], y), row.label, fill=(255, 255, 255), font=body)
         for x, side in zip(columns[1:], SIDES):
             draw.text((x, y), row.cell(side), fill=(255, 255, 255), font=body)
-        y += 30
-    y += 20
+        y += step
+    y += 16
     for line in classification:
         draw.text((24, y), line, fill=(255, 217, 138) if line.startswith("Note") else (255, 255, 255), font=body)
-        y += 30
+        y += step
     y = max(y + 20, height - 60)
     x = 24
     for spec in _CONTOURED:

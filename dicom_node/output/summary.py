@@ -57,14 +57,35 @@ class SummaryRow:
 
 
 def summary_rows(result: PipelineResult) -> list[SummaryRow]:
-    """The measurements of `result` as table rows, in reading order."""
+    """The measurements and the opacity pattern of `result` as table rows, in reading order."""
     measurements = result.measurements
-    return [
+    rows = [
         SummaryRow("Lung volume", "mL", rounded_sides(measurements.lung_volume_ml, "mL")),
         SummaryRow("Opacity volume", "mL", rounded_sides(measurements.opacity_volume_ml, "mL")),
         SummaryRow("PO (opacity, % of lung)", "%", rounded_sides(measurements.opacity_percent, "%")),
         SummaryRow("PHO (high opacity, % of lung)", "%", rounded_sides(measurements.high_opacity_percent, "%")),
     ]
+    pattern = result.pattern
+    if pattern is not None:
+        both = "total"
+        rows += [
+            SummaryRow("Bilateral opacity", "", {both: "yes" if pattern.bilateral else "no"}),
+            SummaryRow("Peripheral share of opacity", "%", {both: rounded(pattern.peripheral_percent, "%")}),
+            SummaryRow("Consolidation share of opacity", "%", {both: rounded(pattern.consolidation_percent, "%")}),
+            SummaryRow("Ground-glass share of opacity", "%", {both: rounded(pattern.ground_glass_percent, "%")}),
+            SummaryRow("Lesions", "", {both: str(pattern.lesion_count)}),
+            SummaryRow("Largest lesion", "mL", {both: rounded(pattern.largest_lesion_ml, "mL")}),
+            *[
+                SummaryRow(
+                    f"Severity score, {zone} zone (0-5)",
+                    "",
+                    {side: str(pattern.zone_scores.get(f"{side} {zone}", "")) for side in ("right", "left")},
+                )
+                for zone in ("upper", "middle", "lower")
+            ],
+            SummaryRow("Zone-based severity score (0-30)", "", {both: str(pattern.zone_based_severity_score)}),
+        ]
+    return rows
 
 
 def classification_lines(classification: Classification) -> list[str]:
