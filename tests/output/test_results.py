@@ -254,8 +254,9 @@ def test_opacity_pattern_and_zone_based_score_in_sr_csv_and_json(
     assert values["Zone-based CT severity score"] == pattern.zone_based_severity_score
     assert values["Zone-based CT severity score, right lower zone"] == pattern.zone_scores["right lower"]
     assert values["Number of opacity lesions"] == 3
-    assert values["Opacity share in the outer third of the lungs"] == pytest.approx(pattern.peripheral_percent)
-    assert values["Largest opacity lesion volume"] == pytest.approx(pattern.largest_lesion_ml)
+    # The SR's numbers carry clinical precision: percentages to 0.01, mL to 0.1.
+    assert values["Opacity share in the outer third of the lungs"] == round(pattern.peripheral_percent, 2)
+    assert values["Largest opacity lesion volume"] == round(pattern.largest_lesion_ml, 1)
     evaluations = {e.name.meaning: e.value.meaning for e in groups["Opacity pattern"].get_qualitative_evaluations()}
     assert evaluations == {"Bilateral opacity": "Yes" if pattern.bilateral else "No"}
     with open(written.csv, newline="") as handle:
