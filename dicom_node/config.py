@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dicom_node.inference.settings import InferenceSettings
 from dicom_node.pipeline.settings import PipelineSettings
@@ -67,6 +67,7 @@ class DicomSettings(Section):
     port: int = Field(default=11112, ge=1, le=65535, description="DICOM port.")
     called_aes: list[CalledAe] = Field(
         default_factory=lambda: [CalledAe(ae_title="CLARA")],
+        min_length=1,
         description="AE titles of this node, each bound to a pipeline; associations to any other called AE are rejected.",
     )
     allowed_sources: list[AllowedSource] = Field(
@@ -136,7 +137,13 @@ class ExportSettings(Section):
         default=True,
         description="Run the export sender in this process. Several nodes sharing one database: enable it in exactly one (it re-sends what was in flight when it stopped).",
     )
-    calling_ae_title: str = Field(default="DICOM_NODE", description="Our AE title when sending.")
+    calling_ae_title: str = Field(
+        default="",
+        description=(
+            "Our AE title when sending (and for `echo`/`send`). Empty: the node's first called AE (dicom.called_aes), "
+            "so a PACS that knows the node by one AE title accepts its results too."
+        ),
+    )
     retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
     retry_horizon_seconds: float = Field(default=86400.0, gt=0, description="After this long without success an export is failed.")
@@ -151,13 +158,36 @@ class ExportSettings(Section):
     network_timeout: float = Field(default=120.0, gt=0, description="Seconds of silence before an association is aborted.")
     secondary_capture: bool = Field(default=False, description="Also send a secondary-capture series with the contours burned in.")
 
-    _ae = field_validator("calling_ae_title")(_check_ae_title)
+    @field_validator("calling_ae_title")
+    @classmethod
+    def _calling_ae(cls, value: str) -> str:
+        return _check_ae_title(value) if value.strip() else ""
 
 
 class HttpSettings(Section):
     host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
     token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+
+
+class RetentionSettings(Section):
+    """Deleting received series with their jobs, exports and results. Off by default: set a limit to turn it on.
+
+    A series with an open association, a pending or running job or an unsent export is never deleted.
+    """
+
+    max_age_days: float = Field(default=0.0, ge=0, description="Delete series last received longer ago than this. 0: keep them.")
+    min_free_disk_mb: int = Field(
+        default=0,
+        ge=0,
+        description="While the data dir's disk has less free space than this, delete the oldest series. 0: off. "
+        "Set it above dicom.min_free_disk_mb, where the SCP starts refusing instances.",
+    )
+    interval_seconds: float = Field(default=300.0, gt=0, description="How often retention looks.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_age_days or self.min_free_disk_mb)
 
 
 class NodeSettings(Section):
@@ -180,6 +210,14 @@ class Config(Section):
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _default_calling_ae(self) -> Config:
+        """One identity: the node calls out under the AE title it answers to, unless told otherwise."""
+        if not self.export.calling_ae_title:
+            self.export.calling_ae_title = self.dicom.called_aes[0].ae_title
+        return self
 
     @property
     def database_url(self) -> str:
@@ -305,6 +343,8 @@ def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
             lines.extend(f"# {line}" for line in info.description.splitlines())
         if key == "name" and isinstance(model, NodeSettings):
             lines.append(f"# {key} = \"<host name>\"")
+        elif key == "calling_ae_title" and isinstance(model, ExportSettings):
+            lines.append(f"# {key} = \"<first called AE>\"")
         elif value is None:
             lines.append(f"# {key} =")
         else:
@@ -327,6 +367,11 @@ def example_toml() -> str:
         '# host = "pacs.example.org"',
         "# port = 4242",
         "# and in [pipelines.covid19_ct]: destinations = [\"PACS\"]",
+        "# Over TLS, add to the destination:",
+        "# tls = true",
+        '# tls_ca_file = "/etc/dicom-node/pacs-ca.pem"        # CA that signed the PACS certificate',
+        '# tls_cert_file = "/etc/dicom-node/node.pem"         # our client certificate, if the PACS asks for one',
+        '# tls_key_file = "/etc/dicom-node/node.key"',
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -18,12 +20,29 @@ from dicom_node.store.files import remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.outbox import Outbox
+from dicom_node.store.retention import Retention
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
 from dicom_node.web.server import HttpServer
 from dicom_node.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(OSError):
+    """The node cannot start for a reason the operator fixes (the message says which and how)."""
+
+
+def check_writable(data_dir: Path) -> None:
+    """Fail with the folder's name, not an SQLite error: the data dir must be creatable and writable."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"data folder {data_dir} is not writable ({exc.strerror}): fix its owner or permissions, or choose another with --data-dir"
+        ) from None
 
 
 class Node:
@@ -39,7 +58,7 @@ class Node:
         self.readiness_hooks: dict[str, ReadinessHook] = {}
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.data_dir)
         url = self.config.database_url
         upgrade(url)
         self.engine = make_engine(url)
@@ -50,8 +69,15 @@ class Node:
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
         self._check_models()
-        self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
-        self.scp.start()
+        indexer = Indexer(sessions)
+        self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue)
+        try:
+            self.scp.start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            where = f"{self.config.dicom.host}:{self.config.dicom.port}"
+            raise StartupError(f"DICOM port {where} is already in use (another dicom-node or PACS?): choose another with --port") from None
         self._spawn("scheduler", self._schedule)
         outbox = Outbox(sessions, self.config.export, self.data_dir)
         for number in range(1, self.config.jobs.workers + 1):
@@ -61,6 +87,9 @@ class Node:
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir)
             self._spawn("exporter", lambda: exporter.run(self.stopping))
+        if self.config.retention.enabled:
+            retention = Retention(sessions, self.config.retention, self.data_dir, indexer.forget)
+            self._spawn("retention", lambda: self._retain(retention))
         if self.config.http.port:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
             self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
@@ -96,6 +125,15 @@ class Node:
                 self.queue.queue_settled(self.config.jobs.settle_seconds)
             except Exception:
                 log.exception("scheduler: could not queue settled series; retrying")
+
+    def _retain(self, retention: Retention) -> None:
+        while True:
+            try:
+                retention.sweep()
+            except Exception:
+                log.exception("retention: sweep failed; retrying")
+            if self.stopping.wait(self.config.retention.interval_seconds):
+                return
 
     def stop(self) -> None:
         self.stopping.set()

@@ -11,6 +11,7 @@ What each answer means for the outbox is decided in `net/status.py`.
 
 from __future__ import annotations
 
+import socket
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -89,7 +90,10 @@ def tls_args(dest: Destination) -> TlsArgs | None:
 def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
     connected: list[bool] = []
     handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True))]
-    assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+    try:
+        assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+    except socket.gaierror as exc:  # a typo in a host name is an operator's error, not a traceback
+        raise PeerUnavailable(f"cannot resolve host {address.host!r} of {address} ({exc.strerror}): check the host name") from None
     if assoc.is_established:
         return assoc
     if not connected:

@@ -119,6 +119,11 @@ class Indexer:
         self._linked: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
 
+    def forget(self, series_instance_uid: str) -> None:
+        """Drop a deleted series' cached id (retention), so its next instance creates the rows again."""
+        with self._lock:
+            self._series_ids.pop(series_instance_uid, None)
+
     def indexed_path(self, sop_instance_uid: str) -> Path | None:
         """Where an indexed instance is stored, or None if it is not indexed."""
         with self._engine.connect() as conn:

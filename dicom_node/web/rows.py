@@ -89,6 +89,8 @@ def job_row(job: Job) -> dict[str, Any]:
         "pipeline": job.pipeline,
         "series_instance_uid": job.series.series_instance_uid,
         "study_instance_uid": job.series.study.study_instance_uid,
+        "patient_id": job.series.study.patient.patient_id,
+        "patient_name": job.series.study.patient.patient_name,
         "instances": job.instance_count,
         "attempts": job.attempts,
         "reason": job.reason,

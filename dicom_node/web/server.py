@@ -34,7 +34,8 @@ class HttpServer:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                raise OSError(f"HTTP server could not listen on {self._server.config.host}:{self._server.config.port}")
+                where = f"{self._server.config.host}:{self._server.config.port}"
+                raise OSError(f"HTTP port {where} is not available (in use?): choose another with --http-port")
             if time.monotonic() > deadline:
                 raise OSError("HTTP server did not start in time")
             time.sleep(0.02)
