@@ -20,12 +20,14 @@ exceeded.
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
@@ -36,7 +38,7 @@ from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
-from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
+from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta, decode_data_set, same_data_set
 from dicom_node.store.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -238,7 +240,8 @@ class StorageSCP:
         # is asked only then (a file without a row is one a crash left unacknowledged: it is simply replaced).
         relpath = instance_relpath(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
         previous = self.indexer.indexed_path(meta.sop_instance_uid) if (self.data_dir / relpath).exists() else None
-        if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+        syntax = str(event.context.transfer_syntax)
+        if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, syntax)) is not None:
             return refusal
         try:
             size = write_durably(
@@ -248,7 +251,7 @@ class StorageSCP:
                 self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series
                 previous = duplicate.path
-                if (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+                if (refusal := self._duplicate(tag, fields, previous, raw, syntax)) is not None:
                     (self.data_dir / relpath).unlink(missing_ok=True)
                     return refusal
                 self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=True)
@@ -264,22 +267,33 @@ class StorageSCP:
         log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return _status(SUCCESS)
 
-    def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview) -> Dataset | None:
+    def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview, syntax: str) -> Dataset | None:
         """The answer to a re-sent SOP Instance UID under the configured policy; None: store the new copy."""
         policy = self.settings.duplicate_policy
         if policy == "reject":
             log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
             return _status(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
-        if policy == "keep-first" or self._same_content(stored, raw):
-            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical", extra=fields)
+        if policy == "keep-first" or self._same_content(stored, raw, syntax):
+            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "same content", extra=fields)
             return _status(SUCCESS)
         return None
 
-    def _same_content(self, stored: Path, raw: memoryview) -> bool:
-        """True if the stored file's data set equals the received bytes (a re-send of the same instance)."""
+    def _same_content(self, stored: Path, raw: memoryview, syntax: str) -> bool:
+        """True if the stored instance holds the received data set: a re-send of the same instance, whoever sent it.
+
+        Equal bytes are the common case and cost one read. Otherwise (another transfer syntax or encoding) both
+        are decoded and compared attribute by attribute, pixel data by value; that is paid only for a SOP Instance
+        UID that is already stored, never on the ordinary receive path.
+        """
         path = self.data_dir / stored
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return False
-        return data.endswith(raw) and len(data) - len(raw) < 4096
+        if data.endswith(raw) and len(data) - len(raw) < 4096:
+            return True
+        try:
+            return same_data_set(dcmread(io.BytesIO(data)), decode_data_set(raw, syntax))
+        except Exception as exc:  # a copy we cannot decode is not shown to be the same: store it (policy overwrite)
+            log.debug("%s: cannot compare with the received copy: %s", stored, exc)
+            return False

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from dicom_node.store.models import Association, Export, Job, Series, Study
 
 
 def iso(moment: datetime | None) -> str | None:
-    """Naive UTC from the database as ISO 8601 (no offset, like the CLI's output)."""
-    return moment.isoformat() if moment else None
+    """Naive UTC from the database as ISO 8601 with its offset (+00:00), so no reader mistakes it for local time."""
+    return moment.replace(tzinfo=timezone.utc).isoformat() if moment else None
 
 
 def association_row(row: Association) -> dict[str, Any]:
