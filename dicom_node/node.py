@@ -56,6 +56,7 @@ class Node:
         self.http: HttpServer | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
         self.readiness_hooks: dict[str, ReadinessHook] = {}
+        self._started = False
 
     def start(self) -> None:
         check_writable(self.data_dir)
@@ -94,6 +95,7 @@ class Node:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
             self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
             self.http.start()
+        self._started = True
         log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
 
     def _check_models(self) -> None:
@@ -145,4 +147,5 @@ class Node:
             thread.join(timeout=10)
         if self.engine is not None:
             self.engine.dispose()
-        log.info("node stopped")
+        if self._started:  # a failed start-up says why in one line; "stopped" would only confuse
+            log.info("node stopped")
