@@ -329,6 +329,41 @@ def exports_retry(
     typer.echo(f"export {export_id} queued again")
 
 
+@exports_app.command("resend")
+def exports_resend(
+    job_id: int = typer.Argument(..., help="A done job."),
+    to: str = typer.Option(..., "--to", metavar="DESTINATION", help="Name of a configured destination, e.g. one added since the job ran."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Send a done job's results (SEG, SR, secondary captures) to a destination: how a new PACS gets old results.
+
+    Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
+    for the running node's exporter, which needs the destination in its configuration too.
+    """
+    from dicom_node.store.models import Job
+    from dicom_node.store.outbox import Outbox, ResultObject
+
+    cfg = _config(config, _node_overrides(data_dir))
+    names = sorted(dest.name for dest in cfg.destinations)
+    if to not in names:
+        _fail(f"destination {to!r} is not in the configuration (configured: {', '.join(names) or 'none'}): add a [[destinations]] table", 2)
+    sessions = _sessions(cfg)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    if job.state != "done":
+        _fail(f"job {job_id} is {job.state}: only a done job has results to send")
+    paths = [job.result["files"]["seg"], job.result["files"]["sr"], *job.result.get("secondary_capture", [])]
+    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in paths]
+    added = Outbox(sessions, cfg.export, cfg.node.data_dir).enqueue(job_id, objects, [to])
+    if added:
+        typer.echo(f"{added} result object(s) of job {job_id} queued for {to}")
+    else:
+        typer.echo(f"nothing queued: the results of job {job_id} were already queued or sent to {to} (`dicom-node exports retry ID` sends one again)")
+
+
 CallingAeOption = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title (default: export.calling_ae_title, else the node's called AE).")
 
 

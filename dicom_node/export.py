@@ -47,8 +47,9 @@ class Exporter:
         routed = {name for pipeline in self.config.pipelines.values() for name in pipeline.destinations}
         for name in sorted(configured - routed):
             log.warning(
-                "destination %s is in no pipeline's destinations: no results are queued for it "
-                "(add it to [pipelines.<name>] destinations, or use `serve --export-to`)",
+                "destination %s is in no pipeline's destinations: no new results are queued for it "
+                "(add it to [pipelines.<name>] destinations; `dicom-node exports resend JOB --to %s` sends a done job's)",
+                name,
                 name,
             )
         while True:
