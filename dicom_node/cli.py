@@ -16,6 +16,7 @@ from sqlalchemy import select
 from dicom_node import __version__
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
@@ -60,6 +61,7 @@ def _main(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
     """DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS."""
+    os.umask(PRIVATE_UMASK)  # every command creates files (the index, its journal) readable by the service user only
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -76,6 +78,16 @@ def _config(path: Optional[Path], overrides: dict[str, Any] | None = None) -> Co
 
 def _node_overrides(data_dir: Optional[Path]) -> dict[str, Any]:
     return {"node": {"data_dir": str(data_dir)}} if data_dir else {}
+
+
+def _flag_overrides(data_dir: Optional[Path], sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings given as flags (None: not given), over the file and the environment."""
+    overrides = _node_overrides(data_dir)
+    for section, values in sections.items():
+        given = {key: value for key, value in values.items() if value is not None}
+        if given:
+            overrides[section] = {**overrides.get(section, {}), **given}
+    return overrides
 
 
 def _address(text: str) -> DicomAddress:
@@ -96,22 +108,38 @@ def serve(
     http_host: Optional[str] = typer.Option(None, "--http-host", metavar="ADDRESS", help="Address of the web page and API (default 127.0.0.1)."),
     http_port: Optional[int] = typer.Option(None, "--http-port", metavar="PORT", help="Port of the web page and API (default 8080; 0: off)."),
     log_level: Optional[LogLevel] = typer.Option(None, "--log-level", case_sensitive=False, help="Log level (default INFO)."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers); 0 with --no-export: receive only."
+    ),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run the node: Storage SCP, job scheduler, pipeline workers, exporter, web page."""
-    overrides = _node_overrides(data_dir)
     sections = {
         "dicom": {"called_aes": [{"ae_title": ae, "pipeline": "covid19_ct"}] if ae else None, "port": port},
-        "export": {"calling_ae_title": calling_ae},
+        "export": {"calling_ae_title": calling_ae, "enabled": False if no_export else None},
+        "jobs": {"workers": workers},
         "http": {"host": http_host, "port": http_port},
         "node": {"log_level": log_level.upper() if log_level else None},
     }
-    for section, values in sections.items():
-        given = {key: value for key, value in values.items() if value is not None}
-        if given:
-            overrides[section] = {**overrides.get(section, {}), **given}
-    cfg = _config(config, overrides)
+    _run_node(_config(config, _flag_overrides(data_dir, sections)), export_to, receive=True)
+
+
+@app.command()
+def worker(
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers)."),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
+    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}}
+    _run_node(_config(config, _flag_overrides(data_dir, sections)), [], receive=False)
+
+
+def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> None:
+    """Start a node process with these roles and run it until SIGTERM or Ctrl-C."""
     for text in export_to or []:
         address = _address(text)
         try:
@@ -120,8 +148,9 @@ def serve(
             _fail(f"--export-to {text}: {exc}", 2)
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
+    from dicom_node.store.shared_storage import StorageError
 
-    node = Node(cfg)
+    node = Node(cfg, receive=receive)
 
     def _request_stop(signum: int, _frame: Any) -> None:
         node.stopping.set()
@@ -131,7 +160,7 @@ def serve(
     signal.signal(signal.SIGINT, _request_stop)
     try:
         node.start()
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         node.stop()
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
         _fail(f"cannot start: {exc}")

@@ -3,7 +3,8 @@
 Each destination has its own thread, so a destination that is down (and
 spends `export.connection_timeout` on every attempt) never delays the others.
 Each answer is recorded before the next object goes out: a crash re-sends at
-most the objects that were in flight.
+most the objects that were in flight, once their lease has run out, by
+whichever sender (of any process) claims them next.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
+from dicom_node.store.wakeups import Wakeups, idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +31,13 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class Exporter:
-    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path) -> None:
+    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path, owner: str, wakeups: Wakeups | None = None) -> None:
         self.config = config
-        self.outbox = Outbox(sessions, config.export, data_dir)
+        self.owner = owner
+        self.outbox = Outbox(sessions, config.export, data_dir, wakeups)
 
     def run(self, stopping: threading.Event) -> None:
-        """Send until `stopping` is set; what is in flight then is sent again at the next start."""
-        self.outbox.recover()
+        """Send until `stopping` is set; what is in flight then is sent again once its lease has run out."""
         threads = [
             threading.Thread(target=self._serve, args=(dest, stopping), name=f"export-{dest.name}", daemon=True)
             for dest in self.config.destinations
@@ -60,7 +62,7 @@ class Exporter:
             if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
                 break
         # Give a C-STORE in progress a moment to be answered and recorded; whatever is still
-        # in flight after that stays `sending` and is sent again at the next start.
+        # in flight after that stays `sending` and is sent again once its lease has run out.
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
@@ -83,11 +85,12 @@ class Exporter:
                 log.exception("destination %s: could not claim or record exports; retrying", dest.name)
                 progressed = False
             if not progressed:
-                stopping.wait(self.config.export.poll_seconds)
+                wakeups = self.outbox.wakeups
+                wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups))
 
     def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""
-        batch = self.outbox.claim_due(name)
+        batch = self.outbox.claim_due(name, self.owner)
         if not batch:
             return False
         ready: list[tuple[StoreItem, ClaimedExport]] = []

@@ -28,6 +28,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from dicom_node.store.wakeups import idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Worker:
                 log.exception("%s: cannot claim jobs; retrying", self.name)
                 job = None
             if job is None:
-                stopping.wait(self.config.jobs.poll_seconds)
+                self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
                 continue
             self.process(job)
 
@@ -112,7 +113,7 @@ class Worker:
                 self._end(job, tag, "failed", f"inference unavailable after {job.attempts} attempts: {exc}", steps)
             else:
                 delay = self.config.jobs.retry_delay_seconds
-                self.queue.postpone(job.id, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
+                self.queue.postpone(job, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
                 log.warning("%s postponed %g s: %s", tag, delay, exc)
         except ContractMismatch as exc:
             self._end(job, tag, "failed", f"model contract mismatch: {exc}", steps)
@@ -123,7 +124,7 @@ class Worker:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in [files.seg, files.sr, *files.secondary_capture]]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job.id, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
                 log.info(
                     "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",
@@ -137,10 +138,10 @@ class Worker:
                     ", ".join(destinations) or "no destination",
                 )
             else:
-                log.info("%s finished but was superseded meanwhile: its results are not exported", tag)
+                log.info("%s finished but was superseded or taken over meanwhile: its results are not exported", tag)
         for step, seconds in steps.items():
             metrics.observe_step(step, seconds)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
-        self.queue.finish(job.id, state, reason=reason, steps=steps)
+        self.queue.finish(job, state, reason=reason, steps=steps)
         log.warning("%s %s: %s", tag, state, reason)

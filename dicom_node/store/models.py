@@ -76,6 +76,9 @@ class Association(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, doc="An open association whose receiving process stopped renewing this no longer holds its series back."
+    )
 
 
 class AssociationSeries(Base):
@@ -111,7 +114,10 @@ class Job(Base):
     instance_count: Mapped[int] = mapped_column(Integer, default=0, doc="Instances of the series when the job was queued.")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="A waiting job is not claimed before this time.")
-    worker: Mapped[str] = mapped_column(String(128), default="")
+    worker: Mapped[str] = mapped_column(String(128), default="", doc="Owner of a running job: <node>/<host>/<pid>/worker-<n>.")
+    lease_until: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, index=True, doc="A running job whose owner stopped renewing this is taken over by another worker."
+    )
     steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Step name -> seconds.")
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Measurements, probabilities and result files.")
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
@@ -132,10 +138,19 @@ class Export(Base):
     sop_instance_uid: Mapped[str] = mapped_column(UID)
     sop_class_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(String(512), doc="Relative to the data dir.")
-    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sent, failed, cancelled.")
+    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sending, sent, failed, cancelled.")
+    owner: Mapped[str] = mapped_column(String(128), default="", server_default="", doc="The process sending it (state sending).")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="DIMSE status of the last attempt.")
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ClusterSetting(Base):
+    """Facts every process sharing the database must agree on (the shared-storage token)."""
+
+    __tablename__ = "cluster_setting"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

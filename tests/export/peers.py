@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.certificates import self_signed
 from tests.dcmtk import dcmtk_env, require
 from tests.node_process import REPO, free_port, wait_for_port
 
@@ -201,18 +202,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         text=True,
         timeout=timeout,
     )
-
-
-def self_signed(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
-    """A throw-away certificate and key (openssl), valid for 127.0.0.1: it serves as its own CA."""
-    openssl = shutil.which("openssl") or pytest.skip("openssl not installed")
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={common_name}",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
 
 
 class TlsStoreSCP:
