@@ -12,14 +12,13 @@ from playwright.sync_api import Browser, Page
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
 from tests.web.conftest import Site, free_port
-from tests.web.test_browser import browser  # noqa: F401  (the module's Chromium)
 
 TOKEN = "s3cret"
 LOCAL_ISO = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d\d:\d\d$")
 
 
 @pytest.fixture
-def page(browser: Browser, small_site: Site) -> Iterator[tuple[Page, str]]:  # noqa: F811
+def page(browser: Browser, small_site: Site) -> Iterator[tuple[Page, str]]:
     """A page on a node with a token over a data dir whose only job failed (no results)."""
     server = HttpServer(create_app(small_site.context(http={"token": TOKEN})), "127.0.0.1", free_port())
     host, port = server.start()
