@@ -203,7 +203,7 @@ def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
 
 
 def _rounded(value: Any) -> Any:
-    """Measurements and times as people read them: 3 decimals, not 3100.8448000000003."""
+    """Measurements and times as people read them: 3 decimals, not 3100.8448000000003 (JSON output stays exact)."""
     if isinstance(value, float):
         return round(value, 3)
     if isinstance(value, dict):
@@ -214,10 +214,10 @@ def _rounded(value: Any) -> Any:
 
 
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
-    rows = _rounded(rows)
-    if as_json:
+    if as_json:  # exact, as the API gives them
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    rows = _rounded(rows)
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
     typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
@@ -278,11 +278,11 @@ def jobs_show(job_id: int, as_json: bool = JsonOption, data_dir: Optional[Path] 
         job = session.get(Job, job_id)
         if job is None:
             _fail(f"no job {job_id}")
-        row = _rounded(job_row(job))
-    if as_json:
+        row = job_row(job)
+    if as_json:  # exact, as the API gives them
         typer.echo(json.dumps(row, indent=2, default=str))
         return
-    pairs = _flatten(row)
+    pairs = _flatten(_rounded(row))
     width = max(len(key) for key, _ in pairs)
     for key, value in pairs:
         typer.echo(f"{key.ljust(width)}  {value}")

@@ -19,7 +19,8 @@ from tests.processed_node import ProcessedSeries
 
 
 def copy_data_dir(source: Path, target: Path, job_id: int) -> None:
-    """The index (a consistent snapshot of the live database) and the job's result files."""
+    """The index (a consistent snapshot of the live database), the storage token that pairs it with its data folder,
+    and the job's result files."""
     target.mkdir(parents=True)
     live = sqlite3.connect(source / "index.sqlite3")
     copy = sqlite3.connect(target / "index.sqlite3")
@@ -28,6 +29,7 @@ def copy_data_dir(source: Path, target: Path, job_id: int) -> None:
     finally:
         live.close()
         copy.close()
+    shutil.copy2(source / ".dicom-node-storage", target / ".dicom-node-storage")
     shutil.copytree(source / "results" / str(job_id), target / "results" / str(job_id))
 
 
