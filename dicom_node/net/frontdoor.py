@@ -20,8 +20,9 @@ TLS handshake the same way):
 
 Only then is the connection handed to pynetdicom (`guard.guard_association`),
 which negotiates, applies the association limit and runs the C-STOREs.
-Decisions are logged with the peer's address and counted in
-`dicom_node_connections_refused_total`.
+Decisions are counted in `dicom_node_connections_refused_total` and logged
+with the peer's address: the first `LOGGED_PER_MINUTE` of a minute at INFO,
+the others at DEBUG, so that a flood cannot fill the disk with log lines.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from dicom_node.net.pdu import HEADER_LENGTH, Refusal, check_request, check_requ
 log = logging.getLogger(__name__)
 
 ACCEPTS_PER_WAKEUP = 64  # then the pending connections get their turn
+LOGGED_PER_MINUTE = 50
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,24 @@ class DoorRules:
     @property
     def max_pending_per_host(self) -> int:
         return max(1, self.max_pending // 4)
+
+
+class _RefusalLog:
+    """INFO for the first `LOGGED_PER_MINUTE` refusals of each minute, then one line saying the rest go to DEBUG."""
+
+    def __init__(self) -> None:
+        self._minute_ends = 0.0
+        self._count = 0
+
+    def __call__(self, peer: str, reason: str) -> None:
+        now = time.monotonic()
+        if now >= self._minute_ends:
+            self._minute_ends, self._count = now + 60, 0
+        self._count += 1
+        level = logging.INFO if self._count <= LOGGED_PER_MINUTE else logging.DEBUG
+        log.log(level, "connection from %s closed before association: %s", peer, reason)
+        if self._count == LOGGED_PER_MINUTE:
+            log.warning("%d connections refused within a minute: more this minute are logged at DEBUG only", LOGGED_PER_MINUTE)
 
 
 @dataclass(eq=False)
@@ -106,6 +126,7 @@ class FrontDoor(AssociationServer):
         self._serial = 0
         self._stopping = False
         self._stopped = threading.Event()
+        self._log_refusal = _RefusalLog()
         self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_Handler)
 
@@ -239,7 +260,7 @@ class FrontDoor(AssociationServer):
                 sock.close()
 
     def _refuse(self, pending: _Pending, kind: str, refusal: Refusal) -> None:
-        log.info("connection from %s closed before association: %s", pending.peer, refusal.reason)
+        self._log_refusal(pending.peer, refusal.reason)
         metrics.count_connection_refused(kind)
         if refusal.answer and pending.handshaken:
             with suppress(OSError):

@@ -113,7 +113,7 @@ def hostile_node(tmp_path_factory: pytest.TempPathFactory, certificates: Certifi
     node = NodeProcess(
         tmp=tmp,
         settings={
-            "node": {"log_level": "INFO"},
+            "node": {"log_level": "DEBUG"},  # refusals beyond 50 a minute are logged at DEBUG
             "dicom": {
                 "allowed_sources": [{"ae_title": ae} for ae in ALLOWED],
                 "handshake_timeout": HANDSHAKE_TIMEOUT,
@@ -124,7 +124,7 @@ def hostile_node(tmp_path_factory: pytest.TempPathFactory, certificates: Certifi
                 "tls_ca_file": str(certificates.client[0]),
             },
         },
-    ).start()
+    ).start(timeout=120)
     hostile = HostileNode(node, certificates, tls_port, source)
     try:
         yield hostile

@@ -188,12 +188,14 @@ def slowloris_request(node: HostileNode) -> None:
 
 @case
 def connections_closed_at_once_hold_nothing(node: HostileNode) -> None:
-    """100 connections that close at once (more than max_associations) -> each forgotten; an echo right after works."""
+    """100 connections that close at once (more than max_associations) -> each forgotten, logged (beyond 50 a minute
+    at DEBUG); an echo right after works."""
     ports = []
     for _ in range(100):
         with RawPeer(node.port) as peer:
             ports.append(peer.local_port)
     node.log_about(ports[-1], "closed by the peer before a complete A-ASSOCIATE-RQ")
+    assert "connections refused within a minute: more this minute are logged at DEBUG only" in node.node.log()
     assert echoscu(node.port).returncode == 0
 
 
