@@ -127,8 +127,8 @@ class FrontDoor(AssociationServer):
         self._stopping = False
         self._stopped = threading.Event()
         self._log_refusal = _RefusalLog()
-        self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_Handler)
+        self._wake_reader, self._wake_writer = socket.socketpair()  # shutdown() wakes the loop through it
 
     # The loop -------------------------------------------------------------
     def serve_forever(self, poll_interval: float = 0.5) -> None:

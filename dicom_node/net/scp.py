@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,20 +115,15 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        ae = self._make_ae()
-        rules = DoorRules(self.settings.handshake_timeout, self.settings.max_pending_connections)
         settings = self.settings
+        listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
+        ae = self._make_ae()
+        rules = DoorRules(settings.handshake_timeout, settings.max_pending_connections)
         try:
-            if settings.port:
-                self._doors.append(open_front_door(ae, (settings.host, settings.port), handlers, rules))
-            if settings.tls_port:
-                assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
-                try:
-                    tls = server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
-                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-                    raise OSError(f"dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used: {exc}") from exc
-                self._doors.append(open_front_door(ae, (settings.host, settings.tls_port), handlers, rules, tls))
-        except Exception:
+            for port, context in listeners:
+                if port:
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context))
+        except Exception:  # the TLS port is taken: do not keep the plain one open
             self.stop()
             raise
         for door in self._doors:
@@ -135,10 +131,18 @@ class StorageSCP:
                 "storage SCP listening on %s:%d%s as %s",
                 *door.server_address[:2],
                 " (TLS)" if door.ssl_context else "",
-                ", ".join(f"{ae} -> {pipeline}" for ae, pipeline in self._pipelines.items()),
+                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
             )
         host, port = self._doors[0].server_address[:2]
         return host, port
+
+    def _tls_context(self) -> ssl.SSLContext:
+        settings = self.settings
+        assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        try:
+            return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise OSError(f"dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used: {exc}") from exc
 
     def stop(self) -> None:
         for door in self._doors:

@@ -304,12 +304,10 @@ def trickled_pdata(node: HostileNode) -> None:
 
 @case
 def idle_associations_end_at_the_network_timeout(node: HostileNode) -> None:
-    """25 associations (all of max_associations) held idle -> a 26th is rejected (transient, local limit); all 25 are
-    aborted after the network timeout, and the next echo works."""
+    """25 associations (all of max_associations) opened and left idle -> each aborted after the network timeout,
+    freeing its slot: the next echo works."""
     peers = [associated(node) for _ in range(25)]
     try:
-        extra = echoscu(node.port)
-        assert extra.returncode != 0 and "Association Rejected" in extra.stdout + extra.stderr
         for peer in peers:
             assert peer.closed_by_node(NETWORK_TIMEOUT + CLOSE_WAIT)[0]
         assert {node.association_state(peer.local_port) for peer in peers} == {"aborted"}

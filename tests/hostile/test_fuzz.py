@@ -57,7 +57,7 @@ def test_header_checks_bound_every_length(header: bytes, announced: int) -> None
 
 
 @given(st.one_of(mutated_requests, st.binary(max_size=300).map(lambda body: pdu(0x01, body))))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 def test_request_check_never_raises(data: bytes) -> None:
     refusal = check_request(data)
     assert refusal is None or refusal.answer[:1] in (b"\x03", b"\x07")
@@ -134,7 +134,7 @@ def _fuzz_reader(reader: tuple[FrontDoor, list[object]], examples: int) -> None:
 
 
 def test_reader_survives_fuzzed_streams(reader: tuple[FrontDoor, list[object]]) -> None:
-    _fuzz_reader(reader, 120)
+    _fuzz_reader(reader, 80)
 
 
 @pytest.mark.slow

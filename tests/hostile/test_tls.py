@@ -118,5 +118,5 @@ def test_unusable_certificate_files_stop_the_start_naming_the_keys(tmp_path: Pat
     scp = StorageSCP(settings, tmp_path, indexer=None, queue=None)  # type: ignore[arg-type]  # never reached
     with pytest.raises(OSError, match="dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used"):
         scp.start()
-    with socket.socket() as again:  # the plain port opened first was closed again
+    with socket.socket() as again:  # the plain port was never opened
         again.bind(("127.0.0.1", settings.port))
