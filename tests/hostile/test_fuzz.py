@@ -80,15 +80,16 @@ class Crashes:
 
 @pytest.fixture(scope="module")
 def reader() -> Iterator[tuple[FrontDoor, list[object]]]:
-    """The reader on a loopback port, and the associations it accepted (the fuzz must reach inside some)."""
+    """The reader on a loopback port, and the association requests it let through to pynetdicom (the fuzz must
+    reach inside some)."""
     ae = AE("CLARA")
     ae.add_supported_context(VERIFICATION)
     ae.maximum_pdu_size = MAX_PDU
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 1.0
-    accepted: list[object] = []
-    handlers = [(evt.EVT_ACCEPTED, lambda event: accepted.append(event.assoc))]
+    requested: list[object] = []
+    handlers = [(evt.EVT_REQUESTED, lambda event: requested.append(event.assoc))]
     door = open_front_door(ae, ("127.0.0.1", 0), handlers, DoorRules(handshake_timeout=0.5, max_pending=64))
-    yield door, accepted
+    yield door, requested
     door.shutdown()
 
 
@@ -103,7 +104,7 @@ def _send(port: int, data: bytes) -> None:
 
 
 def _fuzz_reader(reader: tuple[FrontDoor, list[object]], examples: int) -> None:
-    door, accepted = reader
+    door, requested = reader
     port = door.server_address[1]
     baseline_threads = threading.active_count()
     tracemalloc.start()
@@ -116,7 +117,7 @@ def _fuzz_reader(reader: tuple[FrontDoor, list[object]], examples: int) -> None:
                 _send(port, data)
 
             one_connection()
-            deadline = time.monotonic() + 15  # every association ends within its timeouts
+            deadline = time.monotonic() + 30  # every association ends within its 1 s timeouts (slower on a busy machine)
             while threading.active_count() > baseline_threads and time.monotonic() < deadline:
                 time.sleep(0.1)
             _current, peak = tracemalloc.get_traced_memory()
@@ -125,7 +126,7 @@ def _fuzz_reader(reader: tuple[FrontDoor, list[object]], examples: int) -> None:
         tracemalloc.stop()
     assert threading.active_count() <= baseline_threads, [t.name for t in threading.enumerate()]
     assert peak < 16 * 2**20, f"the reader allocated up to {peak / 2**20:.0f} MiB"
-    assert len(accepted) >= examples // 20, f"only {len(accepted)} fuzzed streams got inside an association"
+    assert len(requested) >= examples // 20, f"only {len(requested)} fuzzed streams got through to pynetdicom"
     echo = AE("FUZZER")
     echo.add_requested_context(VERIFICATION)
     assoc = echo.associate("127.0.0.1", port, ae_title="CLARA")
