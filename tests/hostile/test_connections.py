@@ -237,36 +237,29 @@ def four_gib_pdata_in_association(node: HostileNode) -> None:
         assert node.association_state(peer.local_port) == "aborted"
 
 
-@case
-def pdata_one_byte_over_the_announced_maximum(node: HostileNode) -> None:
-    """A P-DATA-TF of max_pdu + 1 bytes (262145) -> refused on its header: A-ABORT (invalid parameter), aborted."""
-    with associated(node) as peer:
-        peer.send(pdu(0x04, b"", length=262145))
-        aborted_association(node, peer, "P-DATA-TF claims 262145 bytes", abort_pdu(INVALID_PARAMETER_VALUE))
+# (case, what the attacker sends after associating, what the node logs; each -> A-ABORT, closed, association aborted)
+ABORTED_INSIDE = [
+    ("pdata_one_byte_over_the_announced_maximum", pdu(0x04, b"", length=262145), "P-DATA-TF claims 262145 bytes",
+     INVALID_PARAMETER_VALUE),
+    ("unknown_pdu_in_association", pdu(0x0A, b"\x00" * 16), "unknown PDU type 0x0A", UNRECOGNIZED_PDU),
+    ("second_request_claiming_4_gib", pdu(0x01, b"", length=FOUR_GIB), f"A-ASSOCIATE-RQ claims {FOUR_GIB} bytes",
+     INVALID_PARAMETER_VALUE),
+    # a command of 100 zero bytes: pynetdicom's DUL thread would die on it and leave the association open
+    ("pdata_that_is_no_dimse_message", pdata(1, b"\x00" * 100), "pynetdicom failed on", INVALID_PARAMETER_VALUE),
+]
 
 
-@case
-def unknown_pdu_in_association(node: HostileNode) -> None:
-    """PDU type 0x0A inside an association -> A-ABORT (unrecognized PDU), aborted."""
-    with associated(node) as peer:
-        peer.send(pdu(0x0A, b"\x00" * 16))
-        aborted_association(node, peer, "unknown PDU type 0x0A", abort_pdu(UNRECOGNIZED_PDU))
+def _aborted_inside(payload: bytes, reason: str, abort_reason: int) -> Case:
+    def run(node: HostileNode) -> None:
+        with associated(node) as peer:
+            peer.send(payload)
+            aborted_association(node, peer, reason, abort_pdu(abort_reason))
+
+    return run
 
 
-@case
-def second_request_claiming_4_gib(node: HostileNode) -> None:
-    """An A-ASSOCIATE-RQ claiming 4 GiB inside an association -> A-ABORT (invalid parameter), aborted."""
-    with associated(node) as peer:
-        peer.send(pdu(0x01, b"", length=FOUR_GIB))
-        aborted_association(node, peer, f"A-ASSOCIATE-RQ claims {FOUR_GIB} bytes", abort_pdu(INVALID_PARAMETER_VALUE))
-
-
-@case
-def pdata_that_is_no_dimse_message(node: HostileNode) -> None:
-    """A P-DATA-TF of the right size whose command is 100 zero bytes -> A-ABORT, aborted (pynetdicom's DUL would die)."""
-    with associated(node) as peer:
-        peer.send(pdata(1, b"\x00" * 100))
-        aborted_association(node, peer, "pynetdicom failed on", abort_pdu(INVALID_PARAMETER_VALUE))
+for _name, _payload, _reason, _abort_reason in ABORTED_INSIDE:
+    CASES[_name] = _aborted_inside(_payload, _reason, _abort_reason)
 
 
 @case
@@ -281,7 +274,7 @@ def peer_abort_in_association(node: HostileNode) -> None:
 
 @case
 def half_a_pdata_then_silence(node: HostileNode) -> None:
-    """Half a P-DATA-TF, then silence -> aborted after the network timeout (2 s)."""
+    """Half a P-DATA-TF, then silence -> aborted after the network timeout (4 s)."""
     with associated(node) as peer:
         peer.send(pdata(1, b"\x00" * 100)[:50])
         aborted_association(node, peer)
@@ -289,7 +282,7 @@ def half_a_pdata_then_silence(node: HostileNode) -> None:
 
 @case
 def trickled_pdata(node: HostileNode) -> None:
-    """A P-DATA-TF sent one byte every 0.2 s (never silent for the network timeout) -> aborted once the PDU took 2 s."""
+    """A P-DATA-TF sent one byte every 0.2 s (never silent for the network timeout) -> aborted once the PDU took 4 s."""
     with associated(node) as peer:
         started = time.monotonic()
         try:
