@@ -7,10 +7,14 @@ export) happens elsewhere, so a slow pipeline never slows a sending PACS.
 
 C-STORE statuses (PS3.4 Annex B; ErrorComment carries the reason):
   0x0000 success (also for a duplicate under the 'keep-first' policy)
-  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, or the write/commit failed
-  0xA900 data set does not match the SOP class/instance of the request
-  0xC210 cannot understand: the data set cannot be decoded
-  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing
+  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, the write/commit failed, or a deflated
+         data set inflates beyond `dicom.max_inflated_mb`
+  0xA900 data set does not match the SOP class/instance of the request, its Pixel Data is shorter than its
+         image attributes say, or an identifier is longer than the index keeps whole
+  0xC210 cannot understand: the data set cannot be decoded in the negotiated transfer syntax up to Pixel Data
+         (store/checks.py says where)
+  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing, or the
+         request's command lacks its Affected SOP Class/Instance UID (net/requests.py)
   0xC221 duplicate SOP Instance UID refused (policy 'reject')
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
 reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
@@ -37,8 +41,10 @@ from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
+from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.tls import server_context
+from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
 from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
@@ -46,10 +52,6 @@ from dicom_node.store.jobs import JobQueue
 log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-NOT_MATCHING = 0xA900
-UNDECODABLE = 0xC210
-MISSING_UIDS = 0xC211
 DUPLICATE_REFUSED = 0xC221
 
 
@@ -105,11 +107,13 @@ class StorageSCP:
 
     def start(self) -> tuple[str, int]:
         """Listen in background threads (plain port, TLS port); return the first bound address."""
+        configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_DIMSE_RECV, refuse_incomplete_store),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
@@ -241,8 +245,12 @@ class StorageSCP:
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return _status(OUT_OF_RESOURCES, "out of disk space")
         raw = request.DataSet.getbuffer()
+        syntax = str(event.context.transfer_syntax)
         try:
-            meta = InstanceMeta.from_encoded(raw, str(event.context.transfer_syntax))
+            meta = InstanceMeta.from_encoded(checked_dataset(raw, syntax, self.settings.max_inflated_mb * 2**20), syntax)
+        except Refused as refused:
+            log.error("%s refused: %s", tag, refused, extra=fields)
+            return _status(refused.problem.status, refused.problem.comment)
         except Exception as exc:  # any decoding failure of peer data
             log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
             return _status(UNDECODABLE, "data set cannot be decoded")
@@ -253,7 +261,7 @@ class StorageSCP:
             log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
             return _status(MISSING_UIDS, "SOP/Study/Series Instance UID missing")
         fields.update(study=meta.study_instance_uid, series=meta.series_instance_uid)
-        if meta.sop_instance_uid != request.AffectedSOPInstanceUID or meta.sop_class_uid != request.AffectedSOPClassUID:
+        if not same_uid(meta.sop_instance_uid, request.AffectedSOPInstanceUID) or meta.sop_class_uid != request.AffectedSOPClassUID:
             log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return _status(NOT_MATCHING, "data set does not match the request's SOP class/instance")
 
