@@ -19,13 +19,16 @@ C-STORE statuses (PS3.4 Annex B; ErrorComment carries the reason):
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
 reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
 AE; more than `dicom.max_associations` are rejected as transient, local limit
-exceeded.
+exceeded. Connections reach these checks only through the front door
+(`frontdoor.py`: a sane A-ASSOCIATE-RQ within the handshake timeout), on the
+plain port, the TLS port, or both.
 """
 
 from __future__ import annotations
 
 import logging
 import shutil
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,13 +36,14 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
+from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
+from dicom_node.net.tls import server_context
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
 from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
@@ -84,7 +88,7 @@ class StorageSCP:
         self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
         self._states: dict[int, _AssociationState] = {}
         self._lock = threading.Lock()
-        self._server: ThreadedAssociationServer | None = None
+        self._doors: list[FrontDoor] = []
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
 
@@ -102,7 +106,7 @@ class StorageSCP:
         return ae
 
     def start(self) -> tuple[str, int]:
-        """Listen in background threads; return the bound address."""
+        """Listen in background threads (plain port, TLS port); return the first bound address."""
         configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
@@ -115,20 +119,39 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        self._server = self._make_ae().start_server((self.settings.host, self.settings.port), block=False, evt_handlers=handlers)
-        host, port = self._server.server_address[:2]
-        log.info(
-            "storage SCP listening on %s:%d as %s",
-            host,
-            port,
-            ", ".join(f"{ae} -> {pipeline}" for ae, pipeline in self._pipelines.items()),
-        )
+        settings = self.settings
+        listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
+        ae = self._make_ae()
+        rules = DoorRules(settings.handshake_timeout, settings.max_pending_connections)
+        try:
+            for port, context in listeners:
+                if port:
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context))
+        except Exception:  # the TLS port is taken: do not keep the plain one open
+            self.stop()
+            raise
+        for door in self._doors:
+            log.info(
+                "storage SCP listening on %s:%d%s as %s",
+                *door.server_address[:2],
+                " (TLS)" if door.ssl_context else "",
+                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
+            )
+        host, port = self._doors[0].server_address[:2]
         return host, port
 
+    def _tls_context(self) -> ssl.SSLContext:
+        settings = self.settings
+        assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        try:
+            return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise OSError(f"dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used: {exc}") from exc
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for door in self._doors:
+            door.shutdown()
+        self._doors = []
 
     # Association events ---------------------------------------------------
     def _source_allowed(self, calling: str, host: str) -> bool:

@@ -11,7 +11,6 @@ What each answer means for the outbox is decided in `net/status.py`.
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,12 +31,12 @@ from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.status import Outcome, StoreResult, classify_status
+from dicom_node.net.tls import TlsArgs, client_tls
 
 # Send a file path's encoded data set as stored instead of decoding and re-encoding it.
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 MAX_CONTEXTS = 128  # presentation contexts per association (odd IDs 1..255)
-TlsArgs = tuple[ssl.SSLContext, str | None]
 
 
 @dataclass(frozen=True)
@@ -91,10 +90,7 @@ def tls_args(dest: Destination) -> TlsArgs | None:
     """pynetdicom's `tls_args` for a destination: a client SSLContext verifying the peer, and its host name."""
     if not dest.tls:
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=dest.tls_ca_file)
-    if dest.tls_cert_file:
-        context.load_cert_chain(dest.tls_cert_file, dest.tls_key_file)
-    return context, dest.host
+    return client_tls(dest.host, dest.tls_ca_file, dest.tls_cert_file, dest.tls_key_file)
 
 
 def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
