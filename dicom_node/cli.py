@@ -394,10 +394,28 @@ def exports_resend(
 
 
 CallingAeOption = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title (default: export.calling_ae_title, else the node's called AE).")
+TlsOption = typer.Option(False, "--tls", help="DICOM TLS; the peer's certificate is verified against --tls-ca or the system's CAs.")
+TlsCaOption = typer.Option(None, "--tls-ca", help="CA bundle (PEM) that verifies the peer's certificate; implies --tls.", exists=True)
+TlsCertOption = typer.Option(None, "--tls-cert", help="Our client certificate (PEM), for peers that require one; implies --tls.", exists=True)
+TlsKeyOption = typer.Option(None, "--tls-key", help="Private key (PEM) of --tls-cert.", exists=True)
 
 
 def _export_settings(config: Optional[Path], calling_ae: Optional[str]):  # type: ignore[no-untyped-def]
     return _config(config, {"export": {"calling_ae_title": calling_ae}} if calling_ae else {}).export
+
+
+def _tls(peer: DicomAddress, tls: bool, ca: Optional[Path], cert: Optional[Path], key: Optional[Path]):  # type: ignore[no-untyped-def]
+    """The TLS arguments of `echo` and `send` (None: plain TCP), built as for a configured destination."""
+    if not (tls or ca or cert):
+        return None
+    from dicom_node.net.tls import client_tls
+
+    if key and not cert:
+        raise typer.BadParameter("--tls-key needs --tls-cert")
+    try:
+        return client_tls(peer.host, ca and str(ca), cert and str(cert), key and str(key))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise typer.BadParameter(f"cannot use the TLS certificate files: {exc}") from exc
 
 
 @app.command()
@@ -405,15 +423,19 @@ def echo(
     address: str = typer.Argument(..., metavar="AE@HOST:PORT", help="The peer."),
     calling_ae: Optional[str] = CallingAeOption,
     as_json: bool = JsonOption,
+    tls: bool = TlsOption,
+    tls_ca: Optional[Path] = TlsCaOption,
+    tls_cert: Optional[Path] = TlsCertOption,
+    tls_key: Optional[Path] = TlsKeyOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-ECHO a DICOM peer: is it there and does it accept us?"""
-    from dicom_node.net.scu import PeerUnavailable, Scu
+    from dicom_node.net.scu import NoAssociation, Scu
 
     peer = _address(address)
     try:
-        result = Scu(_export_settings(config, calling_ae)).echo(peer)
-    except PeerUnavailable as exc:
+        result = Scu(_export_settings(config, calling_ae), _tls(peer, tls, tls_ca, tls_cert, tls_key)).echo(peer)
+    except NoAssociation as exc:
         typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
         raise typer.Exit(1) from exc
     ok = result.status == 0
@@ -431,13 +453,18 @@ def send(
     to: str = typer.Option(..., "--to", metavar="AE@HOST:PORT", help="The peer."),
     calling_ae: Optional[str] = CallingAeOption,
     as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout (progress still on stderr)."),
+    tls: bool = TlsOption,
+    tls_ca: Optional[Path] = TlsCaOption,
+    tls_cert: Optional[Path] = TlsCertOption,
+    tls_key: Optional[Path] = TlsKeyOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-STORE files to a DICOM peer as stored (no recompression), with progress; non-zero exit if any failed."""
     from dicom_node.sending import send_files
 
     peer = _address(to)
-    summary = send_files(paths, peer, _export_settings(config, calling_ae), quiet=as_json)
+    tls_args = _tls(peer, tls, tls_ca, tls_cert, tls_key)
+    summary = send_files(paths, peer, _export_settings(config, calling_ae), quiet=as_json, tls=tls_args)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:

@@ -64,7 +64,15 @@ class DicomSettings(Section):
     """The Storage SCP."""
 
     host: str = Field(default="0.0.0.0", description="Address the SCP listens on.")
-    port: int = Field(default=11112, ge=1, le=65535, description="DICOM port.")
+    port: int = Field(default=11112, ge=0, le=65535, description="DICOM port (plain TCP); 0: none, only `tls_port`.")
+    tls_port: int = Field(
+        default=0, ge=0, le=65535, description="DICOM TLS port (PS3.15 annex B; 2762 is registered); 0: none. Needs tls_cert_file and tls_key_file."
+    )
+    tls_cert_file: str | None = Field(default=None, description="Certificate (PEM, with its chain) of the TLS port.")
+    tls_key_file: str | None = Field(default=None, description="Private key (PEM, unencrypted) of that certificate.")
+    tls_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM). If set, senders on the TLS port must present a client certificate it verifies."
+    )
     called_aes: list[CalledAe] = Field(
         default_factory=lambda: [CalledAe(ae_title="CLARA")],
         min_length=1,
@@ -75,7 +83,26 @@ class DicomSettings(Section):
         description="Calling AEs (and optionally hosts) allowed to associate. Empty: any source is accepted (a warning is logged).",
     )
     max_associations: int = Field(default=25, ge=1, le=1000, description="Concurrent associations; more are rejected (transient, local limit exceeded).")
-    max_pdu: int = Field(default=262144, ge=0, description="Maximum PDU length we receive; 0 means unlimited.")
+    max_pdu: int = Field(
+        default=262144,
+        ge=0,
+        description=(
+            "Maximum PDU length we announce and receive; a longer P-DATA-TF aborts the association. "
+            "0 announces no limit (P-DATA-TF are still refused beyond 64 MiB)."
+        ),
+    )
+    handshake_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds from connect (TLS handshake included) to a complete A-ASSOCIATE-RQ; slower connections are closed."
+    )
+    max_pending_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description=(
+            "Connections still sending their A-ASSOCIATE-RQ held at once, per port, a quarter of them from one address; "
+            "one more closes the oldest (of that address if it has its quarter). They take no association slot and no thread."
+        ),
+    )
     acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
     dimse_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for DIMSE messages.")
     network_timeout: float = Field(default=60.0, gt=0, description="Seconds of silence before an association is aborted.")
@@ -98,6 +125,25 @@ class DicomSettings(Section):
     min_free_disk_mb: int = Field(
         default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
     )
+    max_inflated_mb: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "A Deflated Explicit VR Little Endian data set is inflated (to check it) up to this many MiB; a larger one is "
+            "refused with 0xA700 and stores nothing, so a deflate bomb costs at most this much memory."
+        ),
+    )
+
+
+    @model_validator(mode="after")
+    def _listeners(self) -> "DicomSettings":
+        if not self.port and not self.tls_port:
+            raise ValueError("port and tls_port are both 0: the node would not listen at all")
+        if self.tls_port and not (self.tls_cert_file and self.tls_key_file):
+            raise ValueError("tls_port needs tls_cert_file and tls_key_file")
+        if self.tls_port and self.tls_port == self.port:
+            raise ValueError("tls_port and port must differ")
+        return self
 
 
 class DatabaseSettings(Section):

@@ -19,8 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import metrics
 from dicom_node.config import Config, Destination
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
+from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
 from dicom_node.store.wakeups import Wakeups, idle_wait
@@ -54,11 +55,9 @@ class Exporter:
                 name,
                 name,
             )
+        failures = RepeatingFailure(log, "export sender: checking for unconfigured destinations")
         while True:
-            try:
-                self.outbox.fail_unconfigured(configured)
-            except Exception:
-                log.exception("export sender: could not check for unconfigured destinations; retrying")
+            failures.run(lambda: self.outbox.fail_unconfigured(configured))
             if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
                 break
         # Give a C-STORE in progress a moment to be answered and recorded; whatever is still
@@ -78,12 +77,9 @@ class Exporter:
         except (OSError, ValueError) as exc:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
+        failures = RepeatingFailure(log, f"destination {dest.name}: claiming or recording exports")  # the database, most likely
         while not stopping.is_set():
-            try:
-                progressed = self.send_due(dest.name, address, scu)
-            except Exception:  # the database, most likely: try again at the next poll
-                log.exception("destination %s: could not claim or record exports; retrying", dest.name)
-                progressed = False
+            progressed = failures.run(lambda: self.send_due(dest.name, address, scu))
             if not progressed:
                 wakeups = self.outbox.wakeups
                 wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups))
@@ -109,6 +105,8 @@ class Exporter:
 
         try:
             scu.store(address, [item for item, _ in ready], on_result=record)
+        except PeerRefused as exc:  # the peer said no to the association itself: retrying cannot help
+            unanswered = StoreResult(Outcome.REFUSED, None, str(exc))
         except PeerUnavailable as exc:
             unanswered = StoreResult(Outcome.RETRY, None, str(exc))
         except Exception as exc:  # a bug must not leave the rows claimed until their lease runs out

@@ -21,6 +21,7 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
@@ -153,11 +154,9 @@ class Node:
 
     def _schedule(self) -> None:
         interval = min(self.config.jobs.poll_seconds, max(self.config.jobs.settle_seconds / 2, 0.1))
+        failures = RepeatingFailure(log, "scheduler: queueing settled series")
         while not self.stopping.wait(interval):
-            try:
-                self.queue.queue_settled(self.config.jobs.settle_seconds)
-            except Exception:
-                log.exception("scheduler: could not queue settled series; retrying")
+            failures.run(lambda: self.queue.queue_settled(self.config.jobs.settle_seconds))
 
     def _retain(self, retention: Retention) -> None:
         while True:

@@ -22,6 +22,7 @@ from dicom_node import __version__, metrics
 from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.logs import RepeatingFailure
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
@@ -44,6 +45,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "measurements": asdict(result.measurements),
         "classification": asdict(result.classification),
+        "pattern": asdict(result.pattern) if result.pattern else None,
     }
 
 
@@ -73,12 +75,9 @@ class Worker:
         return self._models[pipeline]
 
     def run(self, stopping: threading.Event) -> None:
+        failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
         while not stopping.is_set():
-            try:
-                job = self.queue.claim(self.name)
-            except Exception:
-                log.exception("%s: cannot claim jobs; retrying", self.name)
-                job = None
+            job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
                 self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
                 continue

@@ -7,15 +7,21 @@ export) happens elsewhere, so a slow pipeline never slows a sending PACS.
 
 C-STORE statuses (PS3.4 Annex B; ErrorComment carries the reason):
   0x0000 success (also for a duplicate under the 'keep-first' policy)
-  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, or the write/commit failed
-  0xA900 data set does not match the SOP class/instance of the request
-  0xC210 cannot understand: the data set cannot be decoded
-  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing
+  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, the write/commit failed, or a deflated
+         data set inflates beyond `dicom.max_inflated_mb`
+  0xA900 data set does not match the SOP class/instance of the request, its Pixel Data is shorter than its
+         image attributes say, or an identifier is longer than the index keeps whole
+  0xC210 cannot understand: the data set cannot be decoded in the negotiated transfer syntax up to Pixel Data
+         (store/checks.py says where)
+  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing, or the
+         request's command lacks its Affected SOP Class/Instance UID (net/requests.py)
   0xC221 duplicate SOP Instance UID refused (policy 'reject')
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
 reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
 AE; more than `dicom.max_associations` are rejected as transient, local limit
-exceeded.
+exceeded. Connections reach these checks only through the front door
+(`frontdoor.py`: a sane A-ASSOCIATE-RQ within the handshake timeout), on the
+plain port, the TLS port, or both.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+import ssl
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +38,15 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
+from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
+from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
+from dicom_node.net.tls import server_context
+from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
 from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta, decode_data_set, same_data_set
 from dicom_node.store.jobs import JobQueue
@@ -44,10 +54,6 @@ from dicom_node.store.jobs import JobQueue
 log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-NOT_MATCHING = 0xA900
-UNDECODABLE = 0xC210
-MISSING_UIDS = 0xC211
 DUPLICATE_REFUSED = 0xC221
 
 
@@ -84,7 +90,7 @@ class StorageSCP:
         self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
         self._states: dict[int, _AssociationState] = {}
         self._lock = threading.Lock()
-        self._server: ThreadedAssociationServer | None = None
+        self._doors: list[FrontDoor] = []
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
 
@@ -102,31 +108,52 @@ class StorageSCP:
         return ae
 
     def start(self) -> tuple[str, int]:
-        """Listen in background threads; return the bound address."""
+        """Listen in background threads (plain port, TLS port); return the first bound address."""
+        configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_DIMSE_RECV, refuse_incomplete_store),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        self._server = self._make_ae().start_server((self.settings.host, self.settings.port), block=False, evt_handlers=handlers)
-        host, port = self._server.server_address[:2]
-        log.info(
-            "storage SCP listening on %s:%d as %s",
-            host,
-            port,
-            ", ".join(f"{ae} -> {pipeline}" for ae, pipeline in self._pipelines.items()),
-        )
+        settings = self.settings
+        listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
+        ae = self._make_ae()
+        rules = DoorRules(settings.handshake_timeout, settings.max_pending_connections)
+        try:
+            for port, context in listeners:
+                if port:
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context))
+        except Exception:  # the TLS port is taken: do not keep the plain one open
+            self.stop()
+            raise
+        for door in self._doors:
+            log.info(
+                "storage SCP listening on %s:%d%s as %s",
+                *door.server_address[:2],
+                " (TLS)" if door.ssl_context else "",
+                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
+            )
+        host, port = self._doors[0].server_address[:2]
         return host, port
 
+    def _tls_context(self) -> ssl.SSLContext:
+        settings = self.settings
+        assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        try:
+            return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise OSError(f"dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used: {exc}") from exc
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for door in self._doors:
+            door.shutdown()
+        self._doors = []
 
     # Association events ---------------------------------------------------
     def _source_allowed(self, calling: str, host: str) -> bool:
@@ -220,8 +247,12 @@ class StorageSCP:
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return _status(OUT_OF_RESOURCES, "out of disk space")
         raw = request.DataSet.getbuffer()
+        syntax = str(event.context.transfer_syntax)
         try:
-            meta = InstanceMeta.from_encoded(raw, str(event.context.transfer_syntax))
+            meta = InstanceMeta.from_encoded(checked_dataset(raw, syntax, self.settings.max_inflated_mb * 2**20), syntax)
+        except Refused as refused:
+            log.error("%s refused: %s", tag, refused, extra=fields)
+            return _status(refused.problem.status, refused.problem.comment)
         except Exception as exc:  # any decoding failure of peer data
             log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
             return _status(UNDECODABLE, "data set cannot be decoded")
@@ -232,7 +263,7 @@ class StorageSCP:
             log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
             return _status(MISSING_UIDS, "SOP/Study/Series Instance UID missing")
         fields.update(study=meta.study_instance_uid, series=meta.series_instance_uid)
-        if meta.sop_instance_uid != request.AffectedSOPInstanceUID or meta.sop_class_uid != request.AffectedSOPClassUID:
+        if not same_uid(meta.sop_instance_uid, request.AffectedSOPInstanceUID) or meta.sop_class_uid != request.AffectedSOPClassUID:
             log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return _status(NOT_MATCHING, "data set does not match the request's SOP class/instance")
 

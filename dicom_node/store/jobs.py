@@ -103,7 +103,7 @@ class JobQueue:
                 .values(state="interrupted", ended_at=utcnow())
             ).rowcount
         if cut:
-            log.warning("%d association(s) of node %s were cut by its restart", cut, self.node_name)
+            log.warning("%d association(s) of node %s were cut by a restart", cut, self.node_name)
         return cut
 
     # Settle window ------------------------------------------------------
@@ -153,7 +153,12 @@ class JobQueue:
                 session.execute(
                     update(Job)
                     .where(Job.id.in_(previous))
-                    .values(state="superseded", superseded_by=job.id, reason=f"superseded by job {job.id}: new instances arrived", finished_at=utcnow())
+                    .values(
+                        state="superseded",
+                        superseded_by=job.id,
+                        reason=f"superseded by job {job.id}: the series changed (instances arrived, were replaced or moved to another series)",
+                        finished_at=utcnow(),
+                    )
                 )
                 session.execute(
                     update(Export)

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node.logs import RepeatingFailure
 from dicom_node.store.models import Association, Export, Job, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ class LeaseKeeper:
         self.owner = owner
         self.job_lease = timedelta(seconds=job_lease_seconds)
         self.export_lease = timedelta(seconds=export_lease_seconds)
-        self._failing = False
 
     @property
     def interval(self) -> float:
@@ -72,14 +72,7 @@ class LeaseKeeper:
         return jobs, exports, associations
 
     def run(self, stopping: threading.Event) -> None:
+        # The database is away: said once, and once when it is back.
+        failures = RepeatingFailure(log, f"renewing the leases of {self.owner} (others take its work over if this lasts)")
         while not stopping.wait(self.interval):
-            try:
-                self.renew()
-            except Exception as exc:  # the database is away: say so once, and once when it is back
-                if not self._failing:
-                    log.error("cannot renew the leases of %s (others take its work over if this lasts): %s", self.owner, exc)
-                    self._failing = True
-                continue
-            if self._failing:
-                log.info("leases of %s renewed again", self.owner)
-                self._failing = False
+            failures.run(self.renew)

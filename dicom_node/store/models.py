@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-UID = String(64)
+MAX_IDENTIFIER = 512
+"""Characters kept of a UID or ID: far beyond DICOM's 64, so that values from odd archives are indexed whole and
+matched exactly (a longer one is refused, never cut), and within PostgreSQL's limit on a unique index entry."""
+UID = String(MAX_IDENTIFIER)
 
 
 def utcnow() -> datetime:
@@ -25,10 +28,17 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
+    """A patient is PatientID within its issuer: the same ID from two hospitals are two patients."""
+
     __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(64), unique=True, doc="PatientID as received ('' when absent).")
-    patient_name: Mapped[str] = mapped_column(String(324), default="")
+    patient_id: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), doc="PatientID as received ('' when absent).")
+    issuer: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="", server_default="", doc="IssuerOfPatientID ('' when absent).")
+    patient_name: Mapped[str] = mapped_column(String(324), default="", doc="The name its first study came with.")
+    names_differ: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="Its studies came with different patient names (see study.patient_name)."
+    )
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
 
@@ -38,8 +48,9 @@ class Study(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_name: Mapped[str] = mapped_column(String(324), default="", server_default="", doc="PatientName this study was received with.")
     study_date: Mapped[str] = mapped_column(String(8), default="")
-    accession_number: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     patient: Mapped[Patient] = relationship()

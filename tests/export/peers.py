@@ -164,11 +164,16 @@ PresentationContexts = Strict
 
 
 class StrictStoreSCP:
-    """dcmtk storescp accepting CT and SR but not SEG: a PACS that refuses a SOP class."""
+    """dcmtk storescp accepting CT and SR but not SEG: a PACS that refuses a SOP class.
 
-    def __init__(self, root: Path, ae_title: str = "STRICT") -> None:
+    With `refuse=True` it rejects every association request (A-ASSOCIATE-RJ permanent, no reason given),
+    as a PACS does for an AE it does not know.
+    """
+
+    def __init__(self, root: Path, ae_title: str = "STRICT", refuse: bool = False) -> None:
         self.root = root
         self.ae_title = ae_title
+        self.refuse = refuse
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.received = root / "received"
@@ -182,8 +187,9 @@ class StrictStoreSCP:
         config = self.root / "strict.cfg"
         config.write_text(STRICT_PROFILE)
         log = open(self.root / "storescp.log", "ab")
-        command = [require("storescp"), "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf", str(self.port)]
-        self.process = subprocess.Popen(command, env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
+        command = [require("storescp"), "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf"]
+        command += ["--refuse"] if self.refuse else []
+        self.process = subprocess.Popen([*command, str(self.port)], env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for_port(self.port, 10, self.process)
 

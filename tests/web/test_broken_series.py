@@ -27,9 +27,13 @@ def huge_matrix(ds: pydicom.Dataset, k: int) -> None:
     ds.Rows = ds.Columns = 65535  # 30 x 65535 x 65535 int16: 240 GiB
 
 
+def rows_disagree_with_pixel_data(ds: pydicom.Dataset, k: int) -> None:
+    ds.Rows = 32  # Pixel Data still holds 64 x 64 pixels
+
+
 @pytest.mark.parametrize(
     ("edit", "named"),
-    [(zero_spacing, "PixelSpacing"), (nan_position, "nan"), (huge_matrix, "65535")],
+    [(zero_spacing, "PixelSpacing"), (nan_position, "nan"), (huge_matrix, "65535"), (rows_disagree_with_pixel_data, "Rows")],
 )
 def test_viewer_refuses_a_broken_series_with_the_reason(tmp_path: Path, edit: Edit, named: str) -> None:
     files = write_phantom_series(make_phantom((64, 64, 30), seed=3), tmp_path / "series")
