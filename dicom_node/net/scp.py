@@ -271,7 +271,6 @@ class StorageSCP:
         # is asked only then (a file without a row is one a crash left unacknowledged: it is simply replaced).
         relpath = instance_relpath(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
         previous = self.indexer.indexed_path(meta.sop_instance_uid) if (self.data_dir / relpath).exists() else None
-        syntax = str(event.context.transfer_syntax)
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, syntax)) is not None:
             return refusal
         try:
