@@ -3,51 +3,91 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, NoReturn, Optional
 
 import typer
 from sqlalchemy import select
 
+from dicom_node import __version__
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
 from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
-db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
-jobs_app = typer.Typer(no_args_is_help=True, help="Series jobs.")
-exports_app = typer.Typer(no_args_is_help=True, help="Results queued for, sent to or refused by the destinations.")
+JobState = Literal["queued", "running", "done", "failed", "skipped", "superseded"]
+ExportState = Literal["pending", "sending", "sent", "failed", "cancelled"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-@app.callback()
-def _private_files() -> None:
-    """Every command creates files (the index, its journal) readable by the service user only, as the node does."""
-    os.umask(PRIVATE_UMASK)
+def _typer(help: str) -> typer.Typer:
+    """Click's plain help (no type tags), `-h` as well as `--help`, and our own one-line errors instead of Typer's tracebacks."""
+    return typer.Typer(
+        help=help,
+        no_args_is_help=True,
+        add_completion=False,
+        rich_markup_mode=None,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
 
 
+app = _typer("DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
+db_app = _typer("Database schema (alembic migrations).")
+jobs_app = _typer("Series jobs.")
+exports_app = _typer("Results queued for, sent to or refused by the destinations.")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(exports_app, name="exports")
 
-ConfigOption = typer.Option(None, "--config", "-c", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
-DataDirOption = typer.Option(None, "--data-dir", help="Data directory (instances, results, SQLite index).")
+ConfigOption = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
+DataDirOption = typer.Option(None, "--data-dir", metavar="DIR", help="Data directory (instances, results, SQLite index).")
+JsonOption = typer.Option(False, "--json", help="JSON output.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"dicom-node {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
+) -> None:
+    """DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS."""
+    os.umask(PRIVATE_UMASK)  # every command creates files (the index, its journal) readable by the service user only
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"dicom-node: {message}", err=True)
+    raise typer.Exit(code)
 
 
 def _config(path: Optional[Path], overrides: dict[str, Any] | None = None) -> Config:
     try:
         return load_config(path, overrides or {})
     except ConfigError as exc:
-        typer.echo(f"dicom-node: {exc}", err=True)
-        raise typer.Exit(2) from exc
+        _fail(str(exc), 2)
 
 
 def _node_overrides(data_dir: Optional[Path]) -> dict[str, Any]:
     return {"node": {"data_dir": str(data_dir)}} if data_dir else {}
+
+
+def _flag_overrides(data_dir: Optional[Path], sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The settings given as flags (None: not given), over the file and the environment."""
+    overrides = _node_overrides(data_dir)
+    for section, values in sections.items():
+        given = {key: value for key, value in values.items() if value is not None}
+        if given:
+            overrides[section] = {**overrides.get(section, {}), **given}
+    return overrides
 
 
 def _address(text: str) -> DicomAddress:
@@ -59,48 +99,43 @@ def _address(text: str) -> DicomAddress:
 
 @app.command()
 def serve(
-    ae: Optional[str] = typer.Option(None, "--ae", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
-    port: Optional[int] = typer.Option(None, "--port", help="DICOM port (default 11112)."),
+    ae: Optional[str] = typer.Option(None, "--ae", metavar="AE", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
+    port: Optional[int] = typer.Option(None, "--port", metavar="PORT", help="DICOM port (default 11112)."),
+    calling_ae: Optional[str] = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title when sending results (default: the called AE)."),
     export_to: Optional[list[str]] = typer.Option(
-        None, "--export-to", help="Send COVID-19 CT results to AE@host:port (repeatable); the destination is named after the AE title."
+        None, "--export-to", metavar="AE@HOST:PORT", help="Send COVID-19 CT results there (repeatable); the destination is named after the AE title."
     ),
+    http_host: Optional[str] = typer.Option(None, "--http-host", metavar="ADDRESS", help="Address of the web page and API (default 127.0.0.1)."),
+    http_port: Optional[int] = typer.Option(None, "--http-port", metavar="PORT", help="Port of the web page and API (default 8080; 0: off)."),
+    log_level: Optional[LogLevel] = typer.Option(None, "--log-level", case_sensitive=False, help="Log level (default INFO)."),
     workers: Optional[int] = typer.Option(
-        None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers); 0 with --no-export: receive only."
+        None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers); 0 with --no-export: receive only."
     ),
     no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Run the node: Storage SCP, job scheduler, pipeline workers, exporter."""
-    overrides = _node_overrides(data_dir)
-    dicom: dict[str, Any] = {}
-    if ae:
-        dicom["called_aes"] = [{"ae_title": ae, "pipeline": "covid19_ct"}]
-    if port is not None:
-        dicom["port"] = port
-    if dicom:
-        overrides["dicom"] = dicom
-    _run_node(_config(config, overrides | _work_overrides(workers, no_export)), export_to, receive=True)
+    """Run the node: Storage SCP, job scheduler, pipeline workers, exporter, web page."""
+    sections = {
+        "dicom": {"called_aes": [{"ae_title": ae, "pipeline": "covid19_ct"}] if ae else None, "port": port},
+        "export": {"calling_ae_title": calling_ae, "enabled": False if no_export else None},
+        "jobs": {"workers": workers},
+        "http": {"host": http_host, "port": http_port},
+        "node": {"log_level": log_level.upper() if log_level else None},
+    }
+    _run_node(_config(config, _flag_overrides(data_dir, sections)), export_to, receive=True)
 
 
 @app.command()
 def worker(
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers)."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers)."),
     no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
-    _run_node(_config(config, _node_overrides(data_dir) | _work_overrides(workers, no_export)), [], receive=False)
-
-
-def _work_overrides(workers: Optional[int], no_export: bool) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if workers is not None:
-        overrides["jobs"] = {"workers": workers}
-    if no_export:
-        overrides["export"] = {"enabled": False}
-    return overrides
+    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}}
+    _run_node(_config(config, _flag_overrides(data_dir, sections)), [], receive=False)
 
 
 def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> None:
@@ -110,27 +145,25 @@ def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> Non
         try:
             cfg.add_destination(Destination(name=address.ae_title, ae_title=address.ae_title, host=address.host, port=address.port))
         except ConfigError as exc:
-            typer.echo(f"dicom-node: --export-to {text}: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            _fail(f"--export-to {text}: {exc}", 2)
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
     from dicom_node.store.shared_storage import StorageError
 
     node = Node(cfg, receive=receive)
+
+    def _request_stop(signum: int, _frame: Any) -> None:
+        node.stopping.set()
+
+    # Before start(): Ctrl-C while the node starts stops it once started, cleanly, instead of a traceback.
+    signal.signal(signal.SIGTERM, _request_stop)
+    signal.signal(signal.SIGINT, _request_stop)
     try:
         node.start()
     except (OSError, StorageError) as exc:
-        typer.echo(f"dicom-node: cannot start: {exc}", err=True)
         node.stop()
-        raise typer.Exit(1) from exc
-    stop = {"requested": False}
-
-    def _request_stop(signum: int, _frame: Any) -> None:
-        stop["requested"] = True
-        node.stopping.set()
-
-    signal.signal(signal.SIGTERM, _request_stop)
-    signal.signal(signal.SIGINT, _request_stop)
+        logging.getLogger(__name__).debug("start-up failed", exc_info=True)
+        _fail(f"cannot start: {exc}")
     # Wake up now and then: a signal taken by another thread does not interrupt a wait without timeout,
     # so the handler would only run once something else woke the main thread.
     while not node.stopping.wait(0.5):
@@ -159,30 +192,60 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
 
 
 def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
-    from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+    """The node's index; refused when an SQLite index does not exist (a wrong --data-dir must not create an empty one)."""
+    from dicom_node.store.db import make_engine, make_sessionmaker, sqlite_path, upgrade
 
+    path = sqlite_path(cfg.database_url)
+    if path is not None and not path.exists():
+        _fail(f"no index at {path}: is the data folder right (--data-dir, --config, node.data_dir)? `dicom-node serve` creates it")
     upgrade(cfg.database_url)
     return make_sessionmaker(make_engine(cfg.database_url))
 
 
+def _rounded(value: Any) -> Any:
+    """Measurements and times as people read them: 3 decimals, not 3100.8448000000003 (JSON output stays exact)."""
+    if isinstance(value, float):
+        return round(value, 3)
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
 def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
-    if as_json:
+    if as_json:  # exact, as the API gives them
         typer.echo(json.dumps(rows, indent=2, default=str))
         return
+    rows = _rounded(rows)
     widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns))
+    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in rows:
-        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
+
+
+def _result_text(result: dict[str, Any]) -> str:
+    """A done job's answer in one cell: the most likely class, its probability and the percentage of opacity."""
+    classification, measurements = result.get("classification"), result.get("measurements")
+    if not classification or not measurements:
+        return ""
+    probability, name = max(zip(classification["probabilities"], classification["class_names"]))
+    return f"{name} {probability:.2f}, PO {measurements['opacity_percent']['total']:.1f}%"
+
+
+def _when(iso: str | None) -> str:
+    """ISO 8601 UTC to the second, e.g. 2026-12-01 22:30:12Z."""
+    return f"{iso[:19].replace('T', ' ')}Z" if iso else ""
 
 
 @jobs_app.command("list")
 def jobs_list(
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
-    state: Optional[str] = typer.Option(None, "--state", help="Only jobs in this state."),
+    as_json: bool = JsonOption,
+    state: Optional[JobState] = typer.Option(None, "--state", help="Only jobs in this state."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """List jobs, newest first."""
+    """List jobs, newest first: when, whose, what state, what result."""
     from dicom_node.store.models import Job
 
     cfg = _config(config, _node_overrides(data_dir))
@@ -191,39 +254,69 @@ def jobs_list(
         if state:
             query = query.where(Job.state == state)
         rows = [job_row(job) for job in session.scalars(query)]
-    _print_rows(rows, as_json, ["id", "state", "instances", "attempts", "series_instance_uid", "reason"])
+    if not as_json:
+        rows = [
+            row | {"created": _when(row["created_at"]), "patient": f"{row['patient_name']} ({row['patient_id']})", "result": _result_text(row["result"])}
+            for row in rows
+        ]
+    _print_rows(rows, as_json, ["id", "created", "state", "patient", "instances", "result", "series_instance_uid", "reason"])
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict) and value:
+        return [pair for key, item in value.items() for pair in _flatten(item, f"{prefix}.{key}" if prefix else str(key))]
+    return [(prefix, "" if value is None else value)]
 
 
 @jobs_app.command("show")
-def jobs_show(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
-    """One job, with its steps and result, as JSON."""
+def jobs_show(job_id: int, as_json: bool = JsonOption, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
+    """One job, with its steps and result."""
     from dicom_node.store.models import Job
 
     cfg = _config(config, _node_overrides(data_dir))
     with _sessions(cfg)() as session:
         job = session.get(Job, job_id)
         if job is None:
-            typer.echo(f"dicom-node: no job {job_id}", err=True)
-            raise typer.Exit(1)
-        typer.echo(json.dumps(job_row(job), indent=2, default=str))
+            _fail(f"no job {job_id}")
+        row = job_row(job)
+    if as_json:  # exact, as the API gives them
+        typer.echo(json.dumps(row, indent=2, default=str))
+        return
+    pairs = _flatten(_rounded(row))
+    width = max(len(key) for key, _ in pairs)
+    for key, value in pairs:
+        typer.echo(f"{key.ljust(width)}  {value}")
 
 
 @jobs_app.command("retry")
 def jobs_retry(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
-    """Queue a finished (failed, skipped or done) job again."""
-    from dicom_node.store.jobs import JobQueue
+    """Run a finished (failed, skipped or done) job again.
+
+    A done job's results then also go to destinations added since it ran: the
+    way to send old results to a new PACS (those that have them get nothing again).
+    """
+    from dicom_node.store.jobs import ACTIVE_STATES, JobQueue
+    from dicom_node.store.models import Job
 
     cfg = _config(config, _node_overrides(data_dir))
-    if not JobQueue(_sessions(cfg), cfg.node.name).retry(job_id):
-        typer.echo(f"dicom-node: job {job_id} does not exist or is not finished", err=True)
-        raise typer.Exit(1)
+    sessions = _sessions(cfg)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    if job.state in ACTIVE_STATES:
+        _fail(f"job {job_id} is {job.state} already: wait until it is done, failed or skipped")
+    if job.state == "superseded":
+        _fail(f"job {job_id} was superseded by job {job.superseded_by} (newer data for its series): retry that one")
+    if not JobQueue(sessions, cfg.node.name).retry(job_id):
+        _fail(f"job {job_id} changed state meanwhile; look again with `dicom-node jobs show {job_id}`")
     typer.echo(f"job {job_id} queued")
 
 
 @exports_app.command("list")
 def exports_list(
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
-    state: Optional[str] = typer.Option(None, "--state", help="Only exports in this state (pending, sending, sent, failed, cancelled)."),
+    as_json: bool = JsonOption,
+    state: Optional[ExportState] = typer.Option(None, "--state", help="Only exports in this state."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -253,8 +346,7 @@ def exports_retry(
     from dicom_node.store.outbox import Outbox
 
     if (export_id is None) == (not all_failed):
-        typer.echo("dicom-node: give an export ID or --all-failed", err=True)
-        raise typer.Exit(2)
+        _fail("give an export ID or --all-failed", 2)
     cfg = _config(config, _node_overrides(data_dir))
     outbox = Outbox(_sessions(cfg), cfg.export, cfg.node.data_dir)
     if all_failed:
@@ -262,23 +354,79 @@ def exports_retry(
         return
     assert export_id is not None
     if not outbox.retry(export_id):
-        typer.echo(f"dicom-node: export {export_id} does not exist or is not failed or sent", err=True)
-        raise typer.Exit(1)
+        _fail(f"export {export_id} does not exist or is not failed or sent")
     typer.echo(f"export {export_id} queued again")
 
 
-CallingAeOption = typer.Option(None, "--calling-ae", help="Our AE title (default: export.calling_ae_title).")
+@exports_app.command("resend")
+def exports_resend(
+    job_id: int = typer.Argument(..., help="A done job."),
+    to: str = typer.Option(..., "--to", metavar="DESTINATION", help="Name of a configured destination, e.g. one added since the job ran."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Send a done job's results (SEG, SR, secondary captures) to a destination: how a new PACS gets old results.
+
+    Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
+    for the running node's exporter, which needs the destination in its configuration too.
+    """
+    from dicom_node.store.models import Job
+    from dicom_node.store.outbox import Outbox, ResultObject
+
+    cfg = _config(config, _node_overrides(data_dir))
+    names = sorted(dest.name for dest in cfg.destinations)
+    if to not in names:
+        _fail(f"destination {to!r} is not in the configuration (configured: {', '.join(names) or 'none'}): add a [[destinations]] table", 2)
+    sessions = _sessions(cfg)
+    with sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        _fail(f"no job {job_id}")
+    if job.state != "done":
+        _fail(f"job {job_id} is {job.state}: only a done job has results to send")
+    paths = [job.result["files"]["seg"], job.result["files"]["sr"], *job.result.get("secondary_capture", [])]
+    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in paths]
+    added = Outbox(sessions, cfg.export, cfg.node.data_dir).enqueue(job_id, objects, [to])
+    if added:
+        typer.echo(f"{added} result object(s) of job {job_id} queued for {to}")
+    else:
+        typer.echo(f"nothing queued: the results of job {job_id} were already queued or sent to {to} (`dicom-node exports retry ID` sends one again)")
+
+
+CallingAeOption = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title (default: export.calling_ae_title, else the node's called AE).")
+TlsOption = typer.Option(False, "--tls", help="DICOM TLS; the peer's certificate is verified against --tls-ca or the system's CAs.")
+TlsCaOption = typer.Option(None, "--tls-ca", help="CA bundle (PEM) that verifies the peer's certificate; implies --tls.", exists=True)
+TlsCertOption = typer.Option(None, "--tls-cert", help="Our client certificate (PEM), for peers that require one; implies --tls.", exists=True)
+TlsKeyOption = typer.Option(None, "--tls-key", help="Private key (PEM) of --tls-cert.", exists=True)
 
 
 def _export_settings(config: Optional[Path], calling_ae: Optional[str]):  # type: ignore[no-untyped-def]
     return _config(config, {"export": {"calling_ae_title": calling_ae}} if calling_ae else {}).export
 
 
+def _tls(peer: DicomAddress, tls: bool, ca: Optional[Path], cert: Optional[Path], key: Optional[Path]):  # type: ignore[no-untyped-def]
+    """The TLS arguments of `echo` and `send` (None: plain TCP), built as for a configured destination."""
+    if not (tls or ca or cert):
+        return None
+    from dicom_node.net.tls import client_tls
+
+    if key and not cert:
+        raise typer.BadParameter("--tls-key needs --tls-cert")
+    try:
+        return client_tls(peer.host, ca and str(ca), cert and str(cert), key and str(key))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise typer.BadParameter(f"cannot use the TLS certificate files: {exc}") from exc
+
+
 @app.command()
 def echo(
-    address: str = typer.Argument(..., help="Peer as AE@host:port."),
+    address: str = typer.Argument(..., metavar="AE@HOST:PORT", help="The peer."),
     calling_ae: Optional[str] = CallingAeOption,
-    as_json: bool = typer.Option(False, "--json", help="JSON output."),
+    as_json: bool = JsonOption,
+    tls: bool = TlsOption,
+    tls_ca: Optional[Path] = TlsCaOption,
+    tls_cert: Optional[Path] = TlsCertOption,
+    tls_key: Optional[Path] = TlsKeyOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-ECHO a DICOM peer: is it there and does it accept us?"""
@@ -286,7 +434,7 @@ def echo(
 
     peer = _address(address)
     try:
-        result = Scu(_export_settings(config, calling_ae)).echo(peer)
+        result = Scu(_export_settings(config, calling_ae), _tls(peer, tls, tls_ca, tls_cert, tls_key)).echo(peer)
     except NoAssociation as exc:
         typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
         raise typer.Exit(1) from exc
@@ -301,17 +449,22 @@ def echo(
 
 @app.command()
 def send(
-    paths: list[Path] = typer.Argument(..., help="DICOM files or folders (searched recursively).", exists=True),
-    to: str = typer.Option(..., "--to", help="Peer as AE@host:port."),
+    paths: list[Path] = typer.Argument(..., metavar="PATH...", help="DICOM files or folders (searched recursively).", exists=True),
+    to: str = typer.Option(..., "--to", metavar="AE@HOST:PORT", help="The peer."),
     calling_ae: Optional[str] = CallingAeOption,
     as_json: bool = typer.Option(False, "--json", help="JSON summary on stdout (progress still on stderr)."),
+    tls: bool = TlsOption,
+    tls_ca: Optional[Path] = TlsCaOption,
+    tls_cert: Optional[Path] = TlsCertOption,
+    tls_key: Optional[Path] = TlsKeyOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-STORE files to a DICOM peer as stored (no recompression), with progress; non-zero exit if any failed."""
     from dicom_node.sending import send_files
 
     peer = _address(to)
-    summary = send_files(paths, peer, _export_settings(config, calling_ae), quiet=as_json)
+    tls_args = _tls(peer, tls, tls_ca, tls_cert, tls_key)
+    summary = send_files(paths, peer, _export_settings(config, calling_ae), quiet=as_json, tls=tls_args)
     if as_json:
         typer.echo(json.dumps(summary.as_dict(), indent=2))
     else:
@@ -322,9 +475,23 @@ def send(
         raise typer.Exit(1)
 
 
-def main() -> None:  # pragma: no cover - console entry
-    app(prog_name="dicom-node")
+def _debug() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("DICOM_NODE_NODE__LOG_LEVEL", "").upper() == "DEBUG"
+
+
+def main() -> None:
+    """The console entry: a failure is one line that says what went wrong; the traceback only at debug level."""
+    try:
+        app(prog_name="dicom-node")
+    except KeyboardInterrupt:
+        typer.echo("dicom-node: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:
+        if _debug():
+            raise
+        typer.echo(f"dicom-node: {type(exc).__name__}: {exc} (DICOM_NODE_NODE__LOG_LEVEL=DEBUG shows the traceback)", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -64,9 +64,18 @@ class DicomSettings(Section):
     """The Storage SCP."""
 
     host: str = Field(default="0.0.0.0", description="Address the SCP listens on.")
-    port: int = Field(default=11112, ge=1, le=65535, description="DICOM port.")
+    port: int = Field(default=11112, ge=0, le=65535, description="DICOM port (plain TCP); 0: none, only `tls_port`.")
+    tls_port: int = Field(
+        default=0, ge=0, le=65535, description="DICOM TLS port (PS3.15 annex B; 2762 is registered); 0: none. Needs tls_cert_file and tls_key_file."
+    )
+    tls_cert_file: str | None = Field(default=None, description="Certificate (PEM, with its chain) of the TLS port.")
+    tls_key_file: str | None = Field(default=None, description="Private key (PEM, unencrypted) of that certificate.")
+    tls_ca_file: str | None = Field(
+        default=None, description="CA bundle (PEM). If set, senders on the TLS port must present a client certificate it verifies."
+    )
     called_aes: list[CalledAe] = Field(
         default_factory=lambda: [CalledAe(ae_title="CLARA")],
+        min_length=1,
         description="AE titles of this node, each bound to a pipeline; associations to any other called AE are rejected.",
     )
     allowed_sources: list[AllowedSource] = Field(
@@ -74,7 +83,26 @@ class DicomSettings(Section):
         description="Calling AEs (and optionally hosts) allowed to associate. Empty: any source is accepted (a warning is logged).",
     )
     max_associations: int = Field(default=25, ge=1, le=1000, description="Concurrent associations; more are rejected (transient, local limit exceeded).")
-    max_pdu: int = Field(default=262144, ge=0, description="Maximum PDU length we receive; 0 means unlimited.")
+    max_pdu: int = Field(
+        default=262144,
+        ge=0,
+        description=(
+            "Maximum PDU length we announce and receive; a longer P-DATA-TF aborts the association. "
+            "0 announces no limit (P-DATA-TF are still refused beyond 64 MiB)."
+        ),
+    )
+    handshake_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds from connect (TLS handshake included) to a complete A-ASSOCIATE-RQ; slower connections are closed."
+    )
+    max_pending_connections: int = Field(
+        default=64,
+        ge=1,
+        le=10000,
+        description=(
+            "Connections still sending their A-ASSOCIATE-RQ held at once, per port, a quarter of them from one address; "
+            "one more closes the oldest (of that address if it has its quarter). They take no association slot and no thread."
+        ),
+    )
     acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
     dimse_timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for DIMSE messages.")
     network_timeout: float = Field(default=60.0, gt=0, description="Seconds of silence before an association is aborted.")
@@ -105,6 +133,17 @@ class DicomSettings(Section):
             "refused with 0xA700 and stores nothing, so a deflate bomb costs at most this much memory."
         ),
     )
+
+
+    @model_validator(mode="after")
+    def _listeners(self) -> "DicomSettings":
+        if not self.port and not self.tls_port:
+            raise ValueError("port and tls_port are both 0: the node would not listen at all")
+        if self.tls_port and not (self.tls_cert_file and self.tls_key_file):
+            raise ValueError("tls_port needs tls_cert_file and tls_key_file")
+        if self.tls_port and self.tls_port == self.port:
+            raise ValueError("tls_port and port must differ")
+        return self
 
 
 class DatabaseSettings(Section):
@@ -193,7 +232,13 @@ class ExportSettings(Section):
         description="Run the export sender in this process. Any number of processes sharing one database may: each claims its own rows, "
         "under a lease (export.lease_seconds).",
     )
-    calling_ae_title: str = Field(default="DICOM_NODE", description="Our AE title when sending.")
+    calling_ae_title: str = Field(
+        default="",
+        description=(
+            "Our AE title when sending (and for `echo`/`send`). Empty: the node's first called AE (dicom.called_aes), "
+            "so a PACS that knows the node by one AE title accepts its results too."
+        ),
+    )
     retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Longest delay between two attempts.")
     retry_horizon_seconds: float = Field(default=86400.0, gt=0, description="After this long without success an export is failed.")
@@ -216,7 +261,10 @@ class ExportSettings(Section):
         description="Also write and send the summary page and the key images (secondary capture, contours and legend burned in), which any PACS viewer shows.",
     )
 
-    _ae = field_validator("calling_ae_title")(_check_ae_title)
+    @field_validator("calling_ae_title")
+    @classmethod
+    def _calling_ae(cls, value: str) -> str:
+        return _check_ae_title(value) if value.strip() else ""
 
 
 class HttpSettings(Section):
@@ -261,6 +309,26 @@ class HttpSettings(Section):
         return bool(self.tls_cert_file)
 
 
+class RetentionSettings(Section):
+    """Deleting received series with their jobs, exports and results. Off by default: set a limit to turn it on.
+
+    A series with an open association, a pending or running job or an unsent export is never deleted.
+    """
+
+    max_age_days: float = Field(default=0.0, ge=0, description="Delete series last received longer ago than this. 0: keep them.")
+    min_free_disk_mb: int = Field(
+        default=0,
+        ge=0,
+        description="While the data dir's disk has less free space than this, delete the oldest series. 0: off. "
+        "Set it above dicom.min_free_disk_mb, where the SCP starts refusing instances.",
+    )
+    interval_seconds: float = Field(default=300.0, gt=0, description="How often retention looks.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.max_age_days or self.min_free_disk_mb)
+
+
 class NodeSettings(Section):
     name: str = Field(
         default_factory=lambda: socket.gethostname()[:64],
@@ -282,6 +350,14 @@ class Config(Section):
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="after")
+    def _default_calling_ae(self) -> Config:
+        """One identity: the node calls out under the AE title it answers to, unless told otherwise."""
+        if not self.export.calling_ae_title:
+            self.export.calling_ae_title = self.dicom.called_aes[0].ae_title
+        return self
 
     @property
     def database_url(self) -> str:
@@ -407,6 +483,8 @@ def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
             lines.extend(f"# {line}" for line in info.description.splitlines())
         if key == "name" and isinstance(model, NodeSettings):
             lines.append(f"# {key} = \"<host name>\"")
+        elif key == "calling_ae_title" and isinstance(model, ExportSettings):
+            lines.append(f"# {key} = \"<first called AE>\"")
         elif value is None:
             lines.append(f"# {key} =")
         else:
@@ -429,6 +507,11 @@ def example_toml() -> str:
         '# host = "pacs.example.org"',
         "# port = 4242",
         "# and in [pipelines.covid19_ct]: destinations = [\"PACS\"]",
+        "# Over TLS, add to the destination:",
+        "# tls = true",
+        '# tls_ca_file = "/etc/dicom-node/pacs-ca.pem"        # CA that signed the PACS certificate',
+        '# tls_cert_file = "/etc/dicom-node/node.pem"         # our client certificate, if the PACS asks for one',
+        '# tls_key_file = "/etc/dicom-node/node.key"',
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',

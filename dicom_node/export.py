@@ -10,6 +10,7 @@ whichever sender (of any process) claims them next.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from pathlib import Path
@@ -46,6 +47,14 @@ class Exporter:
             thread.start()
         configured = {dest.name for dest in self.config.destinations}
         log.info("export sender running for %s", ", ".join(sorted(configured)) or "no destinations")
+        routed = {name for pipeline in self.config.pipelines.values() for name in pipeline.destinations}
+        for name in sorted(configured - routed):
+            log.warning(
+                "destination %s is in no pipeline's destinations: no new results are queued for it "
+                "(add it to [pipelines.<name>] destinations; `dicom-node exports resend JOB --to %s` sends a done job's)",
+                name,
+                name,
+            )
         failures = RepeatingFailure(log, "export sender: checking for unconfigured destinations")
         while True:
             failures.run(lambda: self.outbox.fail_unconfigured(configured))
@@ -59,6 +68,10 @@ class Exporter:
 
     def _serve(self, dest: Destination, stopping: threading.Event) -> None:
         address = DicomAddress(dest.ae_title, dest.host, dest.port)
+        try:
+            socket.getaddrinfo(dest.host, dest.port)
+        except socket.gaierror as exc:  # say it once, at start-up: every retry will fail the same way until it is fixed
+            log.warning("destination %s: host %r cannot be resolved (%s): check its host; exports wait and retry", dest.name, dest.host, exc.strerror)
         try:
             scu = Scu(self.config.export, tls_args(dest))
         except (OSError, ValueError) as exc:

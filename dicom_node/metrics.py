@@ -39,6 +39,15 @@ _REFUSED = Counter(
 _ASSOCIATIONS = Counter(
     "dicom_node_associations", "Association requests by outcome (accepted, rejected).", ["outcome"], registry=REGISTRY
 )
+_CONNECTIONS_REFUSED = Counter(
+    "dicom_node_connections_refused",
+    "DICOM connections closed by the node before or outside an association's normal end, by reason: not-a-request "
+    "(garbage, another PDU, a malformed A-ASSOCIATE-RQ), timeout (no complete A-ASSOCIATE-RQ within "
+    "dicom.handshake_timeout), evicted (oldest pending connection closed to make room), closed (the peer left first), "
+    "tls (handshake failed), pdu (a PDU of unknown type or beyond the limits inside an association).",
+    ["reason"],
+    registry=REGISTRY,
+)
 _STEP_SECONDS = Histogram(
     "dicom_node_step_duration_seconds",
     "Duration of each pipeline step of a job.",
@@ -65,6 +74,11 @@ _INFERENCE_SECONDS = Histogram(
 def count_association(outcome: str) -> None:
     """An association request was 'accepted' or 'rejected'."""
     _ASSOCIATIONS.labels(outcome).inc()
+
+
+def count_connection_refused(reason: str) -> None:
+    """A connection was closed by the node's front door or PDU guard (see the metric's help for the reasons)."""
+    _CONNECTIONS_REFUSED.labels(reason).inc()
 
 
 def count_instance(nbytes: int) -> None:

@@ -9,8 +9,10 @@ under leases (`store/leases.py`), never "recovered" at start-up.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
+from dicom_node.store.retention import Retention
 from dicom_node.store.shared_storage import check_data_dir
 from dicom_node.store.wakeups import Wakeups
 from dicom_node.web.api import create_app
@@ -37,6 +40,22 @@ from dicom_node.web.server import HttpServer
 from dicom_node.worker import Worker
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(OSError):
+    """The node cannot start for a reason the operator fixes (the message says which and how)."""
+
+
+def check_writable(data_dir: Path) -> None:
+    """Fail with the folder's name, not an SQLite error: the data dir must be creatable and writable."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=data_dir):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"data folder {data_dir} is not writable ({exc.strerror}): fix its owner or permissions, or choose another with --data-dir"
+        ) from None
 
 
 class Node:
@@ -56,6 +75,7 @@ class Node:
         self.wakeups: Wakeups | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
         self.readiness_hooks: dict[str, ReadinessHook] = {}
+        self._started = False
 
     def start(self) -> None:
         # The node checks the source UIDs it relies on itself and reports a series' problems once (a warning in
@@ -63,6 +83,7 @@ class Node:
         # read and every object written (hundreds of lines per series).
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
+        check_writable(self.data_dir)
         make_private(self.data_dir)
         url = self.config.database_url
         upgrade(url)
@@ -83,8 +104,17 @@ class Node:
             self.queue.close_interrupted_associations()
             indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
             self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set)
-            self.scp.start()
+            try:
+                self.scp.start()
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                where = f"{self.config.dicom.host}:{self.config.dicom.port}"
+                raise StartupError(f"DICOM port {where} is already in use (another dicom-node or PACS?): choose another with --port") from None
             self._spawn("scheduler", self._schedule)
+            if self.config.retention.enabled:  # here: the receiver's indexer must forget what retention deletes
+                retention = Retention(sessions, self.config.retention, self.data_dir, indexer.forget)
+                self._spawn("retention", lambda: self._retain(retention))
         outbox = Outbox(sessions, self.config.export, self.data_dir, self.wakeups)
         for number in range(1, jobs.workers + 1):
             worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.owner}/worker-{number}")
@@ -97,6 +127,7 @@ class Node:
             http = self.config.http
             self.http = HttpServer(create_app(context), http.host, http.port, http.tls_cert_file, http.tls_key_file)
             self.http.start()
+        self._started = True
         roles = ["receiver"] if self.receive else []
         roles += [f"{jobs.workers} worker(s)"] if jobs.workers else []
         roles += ["export sender"] if self.config.export.enabled else []
@@ -141,6 +172,15 @@ class Node:
             failures.run(lambda: self.queue.queue_settled(settle))  # the queue wakes the workers when it commits a job
             self._released.wait(interval)
 
+    def _retain(self, retention: Retention) -> None:
+        while True:
+            try:
+                retention.sweep()
+            except Exception:
+                log.exception("retention: sweep failed; retrying")
+            if self.stopping.wait(self.config.retention.interval_seconds):
+                return
+
     def stop(self) -> None:
         self.stopping.set()
         self._released.set()  # the scheduler sees `stopping` at once
@@ -155,4 +195,5 @@ class Node:
             thread.join(timeout=10)
         if self.engine is not None:
             self.engine.dispose()
-        log.info("node stopped")
+        if self._started:  # a failed start-up says why in one line; "stopped" would only confuse
+            log.info("node stopped")

@@ -22,6 +22,7 @@ from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import MAX_CONTEXTS, NoAssociation, Scu, StoreItem, read_item
 from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.net.tls import TlsArgs
 from dicom_node.store.checks import Refused, checked_dataset, part10_dataset
 
 MAX_INFLATED_BYTES = DicomSettings.model_fields["max_inflated_mb"].default * 2**20
@@ -130,7 +131,7 @@ def _batches(items: list[StoreItem]) -> list[list[StoreItem]]:
     return batches
 
 
-def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, quiet: bool = False) -> SendSummary:
+def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, quiet: bool = False, tls: TlsArgs | None = None) -> SendSummary:
     summary = SendSummary(str(peer))
     items = _collect(paths, summary)
     summary.total += len(items)
@@ -147,7 +148,7 @@ def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, 
                 status = None if result.status is None else f"0x{result.status:04X}"
                 summary.failures.append({"path": str(item.path), "sop_instance_uid": item.sop_instance_uid, "status": status, "reason": result.reason})
 
-        scu = Scu(settings)
+        scu = Scu(settings, tls)
         for batch in _batches(items):
             try:
                 scu.store(peer, batch, on_result=on_result)

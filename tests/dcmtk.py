@@ -31,8 +31,8 @@ def storescu(port: int, *paths: Path, ae: str = "CLARA", calling: str = "STORESC
     return subprocess.run(args, env=dcmtk_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def echoscu(port: int, ae: str = "CLARA", calling: str = "ECHOSCU") -> subprocess.CompletedProcess[str]:
-    args = [require("echoscu"), "-aet", calling, "-aec", ae, "-to", "10", "127.0.0.1", str(port)]
+def echoscu(port: int, ae: str = "CLARA", calling: str = "ECHOSCU", extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    args = [require("echoscu"), "-aet", calling, "-aec", ae, "-to", "10", *extra, "127.0.0.1", str(port)]
     return subprocess.run(args, env=dcmtk_env(), capture_output=True, text=True, timeout=30)
 
 

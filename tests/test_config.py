@@ -57,3 +57,18 @@ def test_shipped_config_file_is_the_generated_documentation() -> None:
     from dicom_node.config import example_toml
 
     assert (REPO / "config" / "dicom-node.toml").read_text() == example_toml(), "run `make config` after changing config.py"
+
+
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("[dicom]\ntls_port = 2762\n", "tls_port needs tls_cert_file and tls_key_file"),
+        ("[dicom]\nport = 0\n", "port and tls_port are both 0"),
+        ("[dicom]\ntls_port = 11112\ntls_cert_file = 'c.pem'\ntls_key_file = 'k.pem'\n", "tls_port and port must differ"),
+    ],
+)
+def test_listening_ports_must_make_sense(tmp_path: Path, toml: str, message: str) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ConfigError, match=f"dicom: .*{message}"):
+        load_config(cfg, environ={})

@@ -10,13 +10,14 @@
 # Usage: install-test-server.sh [PYTHON]   (default: python3 on PATH)
 # Prints the install folder on its last line: the server is pytriton/tritonserver/bin/tritonserver
 # and its backends pytriton/tritonserver/backends under it.
-# Env: DICOM_NODE_TRITON_CACHE (default <repo>/.cache/pytriton), PYTRITON_VERSION.
+# Env: TRITON_TEST_CACHE (default <repo>/.cache/pytriton), PYTRITON_VERSION. (Not DICOM_NODE_*: that prefix
+# is the node's settings, and the node refuses unknown ones.)
 set -euo pipefail
 
 python="${1:-python3}"
 version="${PYTRITON_VERSION:-0.7.0}"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-cache="${DICOM_NODE_TRITON_CACHE:-$repo_root/.cache/pytriton}"
+cache="${TRITON_TEST_CACHE:-$repo_root/.cache/pytriton}"
 py_minor="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 dest="$cache/$version-py$py_minor"
 

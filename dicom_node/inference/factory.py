@@ -23,8 +23,8 @@ def build_models(
     here, at start-up; a Triton model's is checked by `check_ready()` once the server
     can be reached, since it may not be up yet.
     """
-    segmenter = _build(settings.lung_segmentation, lambda: EmbeddedLungSegmenter(pipeline.segmentation))
-    classifier = _build(settings.covid_classifier, lambda: EmbeddedOpacityBaseline(pipeline.classifier_input))
+    segmenter = _build(settings.on_server(settings.lung_segmentation), lambda: EmbeddedLungSegmenter(pipeline.segmentation))
+    classifier = _build(settings.on_server(settings.covid_classifier), lambda: EmbeddedOpacityBaseline(pipeline.classifier_input))
     return segmenter, classifier
 
 

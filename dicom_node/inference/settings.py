@@ -5,7 +5,8 @@ The defaults describe the Clara Deploy COVID-19 models as NVIDIA documented them
 in-process or on Triton.  Tensor names, dims and dtypes left unset (None) are read
 from the model itself (Triton's model metadata, or the embedded model's contract),
 so pointing the node at a Triton that serves other models of the same shape needs
-only `backend`, `url` and `model_name`.
+only `backend`, `url` and `model_name`. One `[models] url` serves both models (one
+Triton usually serves them all); a model's own `url` overrides it.
 """
 
 from __future__ import annotations
@@ -16,16 +17,20 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, model_validator
 
 TRITON_SCHEMES = ("http", "https", "grpc")
+BACKENDS_HELP = "'embedded' (in-process, the default) or 'triton' (on Triton Inference Server at url)"
+
+
+def _check_triton_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in TRITON_SCHEMES or not parts.netloc:
+        raise ValueError(f"url {url!r}: expected http://host:port, https://host:port or grpc://host:port")
 
 
 class ModelSettings(BaseModel, frozen=True):
     """One model: where it runs, what it is called there, what goes in and out, how long to wait."""
 
-    backend: Literal["embedded", "triton"] = "embedded"
-    url: str = Field(
-        "http://localhost:8000",
-        description="Triton endpoint; the scheme picks the protocol: http(s)://host:8000 or grpc://host:8001",
-    )
+    backend: Literal["embedded", "triton"] = Field("embedded", description=f"where the model runs: {BACKENDS_HELP}")
+    url: str | None = Field(None, description="this model's Triton endpoint; unset: [models] url")
     model_name: str
     model_version: str = Field("", description="empty: the version Triton's version policy serves (latest)")
     input_name: str | None = Field(
@@ -48,9 +53,8 @@ class ModelSettings(BaseModel, frozen=True):
 
     @model_validator(mode="after")
     def _consistent(self) -> ModelSettings:
-        url = urlsplit(self.url)
-        if self.backend == "triton" and (url.scheme not in TRITON_SCHEMES or not url.netloc):
-            raise ValueError(f"url {self.url!r}: expected http://host:port, https://host:port or grpc://host:port")
+        if self.backend == "triton" and self.url is not None:
+            _check_triton_url(self.url)
         if self.layout is not None and self.input_dims is not None and len(self.layout) != len(self.input_dims):
             raise ValueError(f"layout {self.layout} does not name the {len(self.input_dims)} axes of {self.input_dims}")
         return self
@@ -88,5 +92,20 @@ class CovidClassifierSettings(ModelSettings, frozen=True):
 class InferenceSettings(BaseModel, frozen=True):
     """The `[models]` section of the node's configuration."""
 
+    url: str = Field(
+        "http://localhost:8000",
+        description="Triton endpoint of every model with backend 'triton' and no url of its own; "
+        "the scheme picks the protocol: http(s)://host:8000 or grpc://host:8001",
+    )
     lung_segmentation: LungSegmentationSettings = LungSegmentationSettings()
     covid_classifier: CovidClassifierSettings = CovidClassifierSettings()
+
+    @model_validator(mode="after")
+    def _shared_url(self) -> InferenceSettings:
+        if any(model.backend == "triton" and model.url is None for model in (self.lung_segmentation, self.covid_classifier)):
+            _check_triton_url(self.url)
+        return self
+
+    def on_server(self, model: ModelSettings) -> ModelSettings:
+        """`model` with its Triton endpoint: its own url, else the shared one."""
+        return model if model.url is not None else model.model_copy(update={"url": self.url})

@@ -129,7 +129,9 @@ class TritonModel:
     """
 
     def __init__(self, settings: ModelSettings) -> None:
-        parts = urlsplit(settings.url)  # validated by ModelSettings
+        if settings.url is None:
+            raise ValueError(f"model {settings.model_name}: no Triton url (InferenceSettings.on_server supplies [models] url)")
+        parts = urlsplit(settings.url)  # validated by ModelSettings or InferenceSettings
         self.settings = settings
         self.baseline = False
         self._contract: ModelContract | None = None

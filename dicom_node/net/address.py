@@ -30,8 +30,13 @@ def parse_address(text: str) -> DicomAddress:
     if not AE_TITLE_PATTERN.match(ae_title):
         raise ValueError(f"{text!r}: AE title {ae_title!r} must be 1 to 16 characters, no backslash or control characters")
     host, colon, port_text = hostport.rpartition(":")
-    if not colon or not host:
-        raise ValueError(f"{text!r}: expected AE@host:port, the host and port are missing")
+    if not hostport or hostport.startswith(":"):
+        raise ValueError(f"{text!r}: the host is missing: expected AE@host:port, e.g. {ae_title}@127.0.0.1:11112")
+    if not colon or (hostport.startswith("[") and hostport.endswith("]")):
+        raise ValueError(
+            f"{text!r}: the port is missing: expected AE@host:port, e.g. {ae_title}@{hostport}:104 "
+            "(104 is DICOM's well-known port; dicom-node listens on 11112 by default)"
+        )
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:

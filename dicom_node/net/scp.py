@@ -19,31 +19,37 @@ C-STORE statuses (PS3.4 Annex B; ErrorComment carries the reason):
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
 reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
 AE; more than `dicom.max_associations` are rejected as transient, local limit
-exceeded.
+exceeded. Connections reach these checks only through the front door
+(`frontdoor.py`: a sane A-ASSOCIATE-RQ within the handshake timeout), on the
+plain port, the TLS port, or both.
 """
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
+import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
-from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
+from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
+from dicom_node.net.tls import server_context
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import encode_file_header, instance_relpath, write_durably
-from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
+from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta, decode_data_set, same_data_set
 from dicom_node.store.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -93,7 +99,7 @@ class StorageSCP:
         self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
         self._states: dict[int, _AssociationState] = {}
         self._lock = threading.Lock()
-        self._server: ThreadedAssociationServer | None = None
+        self._doors: list[FrontDoor] = []
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
 
@@ -111,7 +117,7 @@ class StorageSCP:
         return ae
 
     def start(self) -> tuple[str, int]:
-        """Listen in background threads; return the bound address."""
+        """Listen in background threads (plain port, TLS port); return the first bound address."""
         configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
@@ -124,20 +130,39 @@ class StorageSCP:
             (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_closed),
         ]
-        self._server = self._make_ae().start_server((self.settings.host, self.settings.port), block=False, evt_handlers=handlers)
-        host, port = self._server.server_address[:2]
-        log.info(
-            "storage SCP listening on %s:%d as %s",
-            host,
-            port,
-            ", ".join(f"{ae} -> {pipeline}" for ae, pipeline in self._pipelines.items()),
-        )
+        settings = self.settings
+        listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
+        ae = self._make_ae()
+        rules = DoorRules(settings.handshake_timeout, settings.max_pending_connections)
+        try:
+            for port, context in listeners:
+                if port:
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context))
+        except Exception:  # the TLS port is taken: do not keep the plain one open
+            self.stop()
+            raise
+        for door in self._doors:
+            log.info(
+                "storage SCP listening on %s:%d%s as %s",
+                *door.server_address[:2],
+                " (TLS)" if door.ssl_context else "",
+                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
+            )
+        host, port = self._doors[0].server_address[:2]
         return host, port
 
+    def _tls_context(self) -> ssl.SSLContext:
+        settings = self.settings
+        assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        try:
+            return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            raise OSError(f"dicom.tls_cert_file, tls_key_file or tls_ca_file cannot be used: {exc}") from exc
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server = None
+        for door in self._doors:
+            door.shutdown()
+        self._doors = []
 
     # Association events ---------------------------------------------------
     def _source_allowed(self, calling: str, host: str) -> bool:
@@ -257,7 +282,7 @@ class StorageSCP:
         # is asked only then (a file without a row is one a crash left unacknowledged: it is simply replaced).
         relpath = instance_relpath(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
         previous = self.indexer.indexed_path(meta.sop_instance_uid) if (self.data_dir / relpath).exists() else None
-        if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+        if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, syntax)) is not None:
             return refusal
         try:
             size = write_durably(
@@ -267,7 +292,7 @@ class StorageSCP:
                 self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series
                 previous = duplicate.path
-                if (refusal := self._duplicate(tag, fields, previous, raw)) is not None:
+                if (refusal := self._duplicate(tag, fields, previous, raw, syntax)) is not None:
                     (self.data_dir / relpath).unlink(missing_ok=True)
                     return refusal
                 self.indexer.record(meta, relpath, size, state.id, state.pipeline, replace=True)
@@ -283,22 +308,33 @@ class StorageSCP:
         log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return _status(SUCCESS)
 
-    def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview) -> Dataset | None:
+    def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview, syntax: str) -> Dataset | None:
         """The answer to a re-sent SOP Instance UID under the configured policy; None: store the new copy."""
         policy = self.settings.duplicate_policy
         if policy == "reject":
             log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
             return _status(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
-        if policy == "keep-first" or self._same_content(stored, raw):
-            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "identical", extra=fields)
+        if policy == "keep-first" or self._same_content(stored, raw, syntax):
+            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "same content", extra=fields)
             return _status(SUCCESS)
         return None
 
-    def _same_content(self, stored: Path, raw: memoryview) -> bool:
-        """True if the stored file's data set equals the received bytes (a re-send of the same instance)."""
+    def _same_content(self, stored: Path, raw: memoryview, syntax: str) -> bool:
+        """True if the stored instance holds the received data set: a re-send of the same instance, whoever sent it.
+
+        Equal bytes are the common case and cost one read. Otherwise (another transfer syntax or encoding) both
+        are decoded and compared attribute by attribute, pixel data by value; that is paid only for a SOP Instance
+        UID that is already stored, never on the ordinary receive path.
+        """
         path = self.data_dir / stored
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             return False
-        return data.endswith(raw) and len(data) - len(raw) < 4096
+        if data.endswith(raw) and len(data) - len(raw) < 4096:
+            return True
+        try:
+            return same_data_set(dcmread(io.BytesIO(data)), decode_data_set(raw, syntax))
+        except Exception as exc:  # a copy we cannot decode is not shown to be the same: store it (policy overwrite)
+            log.debug("%s: cannot compare with the received copy: %s", stored, exc)
+            return False

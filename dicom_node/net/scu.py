@@ -11,7 +11,7 @@ What each answer means for the outbox is decided in `net/status.py`.
 
 from __future__ import annotations
 
-import ssl
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,12 +32,12 @@ from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.status import Outcome, StoreResult, classify_status
+from dicom_node.net.tls import TlsArgs, client_tls
 
 # Send a file path's encoded data set as stored instead of decoding and re-encoding it.
 _config.STORE_SEND_CHUNKED_DATASET = True
 
 MAX_CONTEXTS = 128  # presentation contexts per association (odd IDs 1..255)
-TlsArgs = tuple[ssl.SSLContext, str | None]
 
 
 @dataclass(frozen=True)
@@ -91,10 +91,7 @@ def tls_args(dest: Destination) -> TlsArgs | None:
     """pynetdicom's `tls_args` for a destination: a client SSLContext verifying the peer, and its host name."""
     if not dest.tls:
         return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=dest.tls_ca_file)
-    if dest.tls_cert_file:
-        context.load_cert_chain(dest.tls_cert_file, dest.tls_key_file)
-    return context, dest.host
+    return client_tls(dest.host, dest.tls_ca_file, dest.tls_cert_file, dest.tls_key_file)
 
 
 def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
@@ -108,7 +105,10 @@ def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext
             rejections.append(event.pdu.to_primitive())
 
     handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)), (evt.EVT_PDU_RECV, on_pdu)]
-    assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+    try:
+        assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+    except socket.gaierror as exc:  # a typo in a host name is an operator's error, not a traceback
+        raise PeerUnavailable(f"cannot resolve host {address.host!r} of {address} ({exc.strerror}): check the host name") from None
     if assoc.is_established:
         assoc.unbind(evt.EVT_PDU_RECV, on_pdu)  # not called for every P-DATA of the transfer
         return assoc

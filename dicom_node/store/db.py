@@ -46,10 +46,16 @@ def alembic_config(url: str) -> AlembicConfig:
     return cfg
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The index file of an SQLite URL; None for other databases."""
+    return Path(url.removeprefix("sqlite:///")) if url.startswith("sqlite:///") else None
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     """Bring the schema to `revision`; the only way tables are created."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
 
 

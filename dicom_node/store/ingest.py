@@ -10,15 +10,18 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections.abc import Collection
+import zlib
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from pydicom.dataset import Dataset
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID
+from pydicom.tag import BaseTag
+from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +32,7 @@ from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance,
 log = logging.getLogger(__name__)
 
 LAST_IDENTIFIER_TAG = 0x00200013  # Instance Number
+PIXEL_DATA_TAG = 0x7FE00010
 
 
 class DuplicateInstance(Exception):
@@ -37,6 +41,37 @@ class DuplicateInstance(Exception):
     def __init__(self, path: Path) -> None:
         super().__init__(str(path))
         self.path = path
+
+
+def decode_data_set(raw: bytes | memoryview, transfer_syntax_uid: str, stop_when: Callable[[BaseTag, str | None, int], bool] | None = None) -> Dataset:
+    """An encoded data set as it came off the wire (no file meta), parsed lazily: values are decoded when read."""
+    syntax = UID(transfer_syntax_uid)
+    data = bytes(raw)
+    if syntax == DeflatedExplicitVRLittleEndian:
+        data = zlib.decompress(data, -zlib.MAX_WBITS)
+    dataset = read_dataset(io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=stop_when)
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.TransferSyntaxUID = syntax
+    return dataset
+
+
+def same_data_set(first: Dataset, second: Dataset) -> bool:
+    """True if two data sets hold the same attributes and the same pixel values, however each was encoded.
+
+    The same instance sent by another PACS may come in another transfer syntax,
+    with other file meta or explicit instead of implicit VR: it is still the same
+    instance. Group lengths are encoding, not content, and are not compared.
+    """
+    tags = {tag for tag in (*first.keys(), *second.keys()) if tag.element != 0}
+    for tag in sorted(tags):
+        if tag not in first or tag not in second:
+            return False
+        if tag == PIXEL_DATA_TAG:
+            if not np.array_equal(first.pixel_array, second.pixel_array):
+                return False
+        elif first[tag].value != second[tag].value:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -136,6 +171,11 @@ class Indexer:
         self._series_ids: dict[str, int] = {}
         self._linked: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
+
+    def forget(self, series_instance_uid: str) -> None:
+        """Drop a deleted series' cached id (retention), so its next instance creates the rows again."""
+        with self._lock:
+            self._series_ids.pop(series_instance_uid, None)
 
     def indexed_path(self, sop_instance_uid: str) -> Path | None:
         """Where an indexed instance is stored, or None if it is not indexed."""

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from dicom_node.store.models import Association, Export, Job, Series, Study
 
 
 def iso(moment: datetime | None) -> str | None:
-    """Naive UTC from the database as ISO 8601 (no offset, like the CLI's output)."""
-    return moment.isoformat() if moment else None
+    """Naive UTC from the database as ISO 8601 with its offset (+00:00), so no reader mistakes it for local time."""
+    return moment.replace(tzinfo=timezone.utc).isoformat() if moment else None
 
 
 def association_row(row: Association) -> dict[str, Any]:
@@ -98,6 +98,8 @@ def job_row(job: Job) -> dict[str, Any]:
         "pipeline": job.pipeline,
         "series_instance_uid": job.series.series_instance_uid,
         "study_instance_uid": job.series.study.study_instance_uid,
+        "patient_id": job.series.study.patient.patient_id,
+        "patient_name": job.series.study.patient.patient_name,
         "instances": job.instance_count,
         "attempts": job.attempts,
         "reason": job.reason,

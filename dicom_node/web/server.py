@@ -42,8 +42,9 @@ class HttpServer:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                reason = f": {self._error}" if self._error else ""
-                raise OSError(f"HTTP server could not listen on {self._server.config.host}:{self._server.config.port}{reason}")
+                where = f"{self._server.config.host}:{self._server.config.port}"
+                reason = f" ({self._error})" if self._error else ""
+                raise OSError(f"HTTP port {where} is not available{reason}: choose another with --http-port")
             if time.monotonic() > deadline:
                 raise OSError("HTTP server did not start in time")
             time.sleep(0.02)

@@ -15,7 +15,7 @@ from tests.export.conftest import result_like_objects
 from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
 from tests.node_process import free_port
 
-FAST = ExportSettings(connection_timeout=3, acse_timeout=5, dimse_timeout=10, network_timeout=10)
+FAST = ExportSettings(calling_ae_title="DICOM_NODE", connection_timeout=3, acse_timeout=5, dimse_timeout=10, network_timeout=10)
 SCU = Scu(FAST)
 
 

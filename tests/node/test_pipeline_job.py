@@ -26,7 +26,7 @@ RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "csv": "result.csv", "json": "
 def job(processed_p001: ProcessedSeries) -> dict:
     """The job as `dicom-node jobs show` prints it."""
     assert processed_p001.state == "done", f"{processed_p001.state}: {processed_p001.reason}\n{processed_p001.node.log()[-5000:]}"
-    shown = processed_p001.node.cli("jobs", "show", str(processed_p001.job_id))
+    shown = processed_p001.node.cli("jobs", "show", str(processed_p001.job_id), "--json")
     return json.loads(shown.stdout)
 
 
@@ -121,7 +121,7 @@ def test_series_the_pipeline_is_not_for_end_skipped_with_the_reason(processed_p0
     assert wait_for_finished_job(data_dir, few)[1:] == ("skipped", "too few slices: 5 (at least 20 needed)")
     job_id, state, reason = wait_for_finished_job(data_dir, scout)
     assert (state, reason) == ("skipped", "localizer (scout) series: ImageType contains LOCALIZER")
-    shown = json.loads(processed_p001.node.cli("jobs", "show", str(job_id)).stdout)
+    shown = json.loads(processed_p001.node.cli("jobs", "show", str(job_id), "--json").stdout)
     assert (shown["state"], shown["reason"]) == ("skipped", reason) and not shown["result"]
     assert not (data_dir / "results" / str(job_id)).exists()
 

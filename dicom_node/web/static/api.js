@@ -11,8 +11,8 @@ async function api(path, options = {}) {
   if (token) headers.set("Authorization", `Bearer ${token}`);
   const response = await fetch(path, { ...options, headers });
   if (response.status === 401) {
-    showTokenForm();
-    throw new Unauthorized("token required");
+    showTokenForm(Boolean(token));
+    throw new Unauthorized(token ? "wrong token" : "token required");
   }
   if (!response.ok) {
     let detail = response.statusText;
@@ -26,10 +26,11 @@ async function apiJson(path, options) {
   return (await api(path, options)).json();
 }
 
-// The node answers 401 when it has a token and we sent none or a wrong one: ask for it once per tab.
-function showTokenForm() {
+// The node answers 401 when it has a token and we sent none or a wrong one: ask for it, saying which.
+function showTokenForm(rejected) {
   const form = document.getElementById("token-form");
   if (!form || !form.hidden) return;
+  form.querySelector(".token-error").textContent = rejected ? "The node did not accept this token: check it and enter it again." : "";
   form.hidden = false;
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -63,8 +64,16 @@ function stateBadge(state) {
   return el("span", { class: `state state-${state || "none"}` }, state || "no job");
 }
 
+// A time from the API (ISO 8601 with offset) as ISO 8601 in the browser's time zone, offset included,
+// e.g. 2026-12-01 23:30:12 +01:00: unambiguous whatever the browser's locale.
 function when(iso) {
-  return iso ? new Date(iso + "Z").toLocaleString() : "";
+  if (!iso) return "";
+  const date = new Date(iso);
+  const pad = (n) => String(Math.trunc(Math.abs(n))).padStart(2, "0");
+  const offset = -date.getTimezoneOffset();
+  const zone = `${offset < 0 ? "-" : "+"}${pad(offset / 60)}:${pad(offset % 60)}`;
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ` +
+    `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())} ${zone}`;
 }
 
 // A DICOM date (DA, YYYYMMDD) as YYYY-MM-DD; anything else as it is.

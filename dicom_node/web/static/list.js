@@ -22,7 +22,8 @@ function seriesRow(series) {
     el("td", { class: "num" }, series.instance_count),
     jobCell,
     el("td", {}, job ? exportSummary(job.exports) : ""),
-    el("td", {}, el("a", { href: `/series/${series.id}` }, "view")));
+    // Only a done job has images and results to view; the job cell already says why the others have none.
+    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : ""));
 }
 
 async function refresh() {
@@ -31,9 +32,9 @@ async function refresh() {
     const rows = await apiJson("/api/series?limit=100");
     document.querySelector("#series-table tbody").replaceChildren(...rows.map(seriesRow));
     document.getElementById("empty").hidden = rows.length > 0;
-    status.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    status.textContent = `updated ${when(new Date().toISOString())}`;
   } catch (error) {
-    status.textContent = error instanceof Unauthorized ? "token required" : `cannot load: ${error.message}`;
+    status.textContent = error instanceof Unauthorized ? error.message : `cannot load: ${error.message}`;
   }
 }
 

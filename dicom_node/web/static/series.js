@@ -149,9 +149,13 @@ async function main() {
       return;
     }
     showJob(job);
+    if (job.state !== "done") {
+      status.textContent = `nothing to view: the job is ${job.state}${job.reason ? " (" + job.reason + ")" : ""}`;
+      return;
+    }
     await showViewer(job);
   } catch (error) {
-    status.textContent = error instanceof Unauthorized ? "token required" : `cannot load: ${error.message}`;
+    status.textContent = error instanceof Unauthorized ? error.message : `cannot load: ${error.message}`;
   }
 }
 

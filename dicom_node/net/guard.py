@@ -1,0 +1,151 @@
+"""pynetdicom's association, with every received PDU judged by its header before its body is read.
+
+pynetdicom's DUL reads a PDU as `recv(6)` then `recv(length)`, whatever the
+length says, into one growing buffer: a peer claiming 4 GiB makes it buffer
+everything it sends. Two subclasses change that without copying pynetdicom's
+state machine:
+
+- `GuardedSocket` (an `AssociationSocket`) first serves the A-ASSOCIATE-RQ the
+  front door has already read, lets the DUL peek at the next header, reads a
+  PDU body straight into one buffer of its final size, and gives up on a PDU
+  that takes longer than the network timeout (one byte a minute keeps no
+  association open forever);
+- `GuardedDUL` (a `DULServiceProvider`) checks each header (`pdu.check_header`)
+  and, for an unknown type or a length beyond what we accept, sends an A-ABORT
+  and closes the socket at once; the association then ends as aborted. Once we
+  have said our last word (A-ASSOCIATE-RJ, A-ABORT, A-RELEASE-RP, state Sta13),
+  it closes the socket instead of reading what else the peer sends;
+- its state machine turns an exception on peer data (a P-DATA-TF that is no
+  DIMSE message kills pynetdicom's DUL thread and leaves the association
+  open, never reported as ended) into the same abort.
+
+They rely on pynetdicom internals (`_read_pdu_data`, `state_machine`,
+`StateMachine.do_action`, the `Sta13` state name, `Association.dul`,
+`RequestHandler._create_association`); tests/hostile/test_pynetdicom_hooks.py
+fails when those change.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from contextlib import suppress
+from typing import cast
+
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.fsm import StateMachine
+from pynetdicom.transport import AssociationSocket
+
+from dicom_node import metrics
+from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, abort_pdu, check_header, parse_header
+
+log = logging.getLogger(__name__)
+
+
+class GuardedSocket(AssociationSocket):
+    """An acceptor's socket that starts with the already-read A-ASSOCIATE-RQ and reads each PDU within a deadline."""
+
+    def __init__(self, assoc: Association, client_socket: socket.socket, request_pdu: bytes) -> None:
+        self._unread = bytearray(request_pdu)
+        super().__init__(assoc, client_socket=client_socket)
+        self._pdu_seconds = assoc.network_timeout
+        client_socket.settimeout(assoc.network_timeout)  # no recv() or send() blocks forever
+
+    @property
+    def ready(self) -> bool:
+        return bool(self._unread) or super().ready
+
+    def peek(self, nr_bytes: int) -> bytes:
+        """The next `nr_bytes` (fewer if the peer closed), left to be read again."""
+        data = self.recv(nr_bytes)
+        self._unread[:0] = data
+        return bytes(data)
+
+    def recv(self, nr_bytes: int) -> bytearray:
+        """`nr_bytes`, or fewer if the peer closed; TimeoutError if they do not all arrive within the network timeout.
+
+        The caller has checked `nr_bytes` against the PDU limits, so the buffer is allocated at its final size
+        and filled in place, in as few system calls as the kernel allows.
+        """
+        buffer = bytearray(nr_bytes)
+        got = min(len(self._unread), nr_bytes)
+        if got:
+            buffer[:got] = self._unread[:got]
+            del self._unread[:got]
+        if got < nr_bytes:
+            sock = cast(socket.socket, self.socket)
+            deadline = None if self._pdu_seconds is None else time.monotonic() + self._pdu_seconds
+            with memoryview(buffer) as view:
+                while got < nr_bytes:
+                    count = sock.recv_into(view[got:], nr_bytes - got)
+                    if not count:
+                        break
+                    got += count
+                    if deadline is not None and got < nr_bytes and time.monotonic() > deadline:
+                        raise TimeoutError(f"{got} of {nr_bytes} bytes of a PDU arrived within {self._pdu_seconds:g} s")
+            del buffer[got:]
+        return buffer
+
+
+def _abort(dul: DULServiceProvider, reason: str, answer: bytes) -> None:
+    """Send `answer` (an A-ABORT) if the socket takes it, and close: the state machine gets "transport closed"
+    (Evt17, valid in every state but idle) and ends the association as aborted."""
+    log.warning("%s: association aborted, socket closed: %s", _peer(dul.assoc), reason)
+    metrics.count_connection_refused("pdu")
+    sock = cast(GuardedSocket, dul.socket)
+    if sock.socket is not None:
+        with suppress(OSError):
+            sock.socket.sendall(answer)
+    sock.close()
+
+
+class _GuardedStateMachine(StateMachine):
+    def do_action(self, event: str) -> None:
+        try:
+            super().do_action(event)
+        except Exception as exc:  # pynetdicom failed on what the peer sent; it has logged the traceback
+            reason = f"pynetdicom failed on {event} in state {self.current_state}: {type(exc).__name__}: {exc}"
+            _abort(self.dul, reason, abort_pdu(INVALID_PARAMETER_VALUE))
+            # pynetdicom has stopped the DUL thread, which will not see "transport closed": act on it here.
+            if self.current_state != "Sta1":
+                super().do_action("Evt17")
+
+
+class GuardedDUL(DULServiceProvider):
+    """pynetdicom's DUL, refusing a PDU on its header before reading its body."""
+
+    def __init__(self, assoc: Association) -> None:
+        super().__init__(assoc)
+        self.state_machine = _GuardedStateMachine(self)
+
+    def _read_pdu_data(self) -> None:
+        sock = cast(GuardedSocket, self.socket)
+        if self.state_machine.current_state == "Sta13":
+            sock.close()  # we said our last word: what else the peer sends is not read
+            return
+        try:
+            header = sock.peek(HEADER_LENGTH)
+        except OSError as exc:  # TimeoutError included: pynetdicom's own answer, connection closed
+            log.warning("%s: connection lost while waiting for a PDU header: %s", _peer(self.assoc), exc)
+            self.event_queue.put("Evt17")
+            return
+        if len(header) == HEADER_LENGTH:
+            refusal = check_header(*parse_header(header), self.assoc.acceptor.maximum_length or 0)
+            if refusal is not None:
+                _abort(self, refusal.reason, refusal.answer)
+                return
+        super()._read_pdu_data()
+
+
+def _peer(assoc: Association) -> str:
+    return f"{assoc.requestor.ae_title or '?'}@{assoc.requestor.address}:{assoc.requestor.port}"
+
+
+def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes) -> None:
+    """Give a new, not yet started acceptor association the guarded DUL and a socket that starts with `request_pdu`."""
+    assoc.dul = GuardedDUL(assoc)
+    # The timeouts live in the DUL's timers: set them again on the new one.
+    assoc.acse_timeout, assoc.network_timeout = assoc.acse_timeout, assoc.network_timeout
+    assoc.set_socket(GuardedSocket(assoc, client_socket, request_pdu))

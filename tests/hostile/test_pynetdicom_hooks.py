@@ -1,0 +1,82 @@
+"""The pynetdicom internals the front door and the PDU guard rely on are still the ones they were written against.
+
+`dicom_node/net/guard.py` and `frontdoor.py` subclass pynetdicom's DUL, its
+state machine, its socket wrapper, its request handler and its server. Each
+pynetdicom function they depend on is listed here with what they assume of it
+and a digest of its source: after a pynetdicom upgrade this test names every
+function that changed, so that someone re-reads the assumption before the
+digest is updated. The second test checks the wiring itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import socket
+
+from pynetdicom import AE, fsm
+from pynetdicom._globals import MODE_ACCEPTOR
+from pynetdicom.ae import ApplicationEntity
+from pynetdicom.association import Association
+from pynetdicom.dul import DULServiceProvider
+from pynetdicom.fsm import StateMachine
+from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler
+
+from dicom_node.net.guard import GuardedDUL, GuardedSocket, guard_association
+
+RELIED_ON = {
+    # name: (function, what we assume, digest of its source in pynetdicom 3.0.4)
+    "DULServiceProvider.__init__": (
+        DULServiceProvider.__init__, "creates its StateMachine as self.state_machine, socket None", "c82dafa9438ddf70"),
+    "DULServiceProvider._read_pdu_data": (
+        DULServiceProvider._read_pdu_data, "reads one PDU as socket.recv(6) then socket.recv(length); Evt17/19 on failure",
+        "19f2d4e38c13c835"),
+    "DULServiceProvider._is_transport_event": (
+        DULServiceProvider._is_transport_event, "calls _read_pdu_data when socket.ready, also in Sta13", "8725ed03bb8fbdef"),
+    "StateMachine.do_action": (
+        StateMachine.do_action, "on an exception in an action: kill_dul() and re-raise, state unchanged", "9a883f44c7f31641"),
+    "RequestHandler.handle": (RequestHandler.handle, "_create_association, EVT_CONN_OPEN, assoc.start()", "034823fb4df3a874"),
+    "RequestHandler._create_association": (
+        RequestHandler._create_association, "an acceptor Association, not started, maximum_length = ae.maximum_pdu_size",
+        "05c8d12b79863cdb"),
+    "AssociationSocket.__init__": (
+        AssociationSocket.__init__, "with client_socket: connected, puts Evt5 on assoc.dul.event_queue", "1f0325fdef2cc353"),
+    "AssociationSocket.ready": (AssociationSocket.ready.fget, "select() on self.socket, SSL pending() counted", "3eb58e3d39dc076d"),
+    "AssociationSocket.close": (AssociationSocket.close, "shuts down, socket None, Evt17 once", "c726c8db53813d55"),
+    "AssociationServer.__init__": (
+        AssociationServer.__init__, "takes request_handler; binds and listens in TCPServer.__init__", "edacb98bdfb7b974"),
+    "Association.set_socket": (Association.set_socket, "sets dul.socket, refuses a second one", "235681dc751728fb"),
+    "Association.acse_timeout": (Association.acse_timeout.fset, "pushes the value into dul.artim_timer", "f357778b5c4db7b2"),
+    "Association.network_timeout": (Association.network_timeout.fset, "pushes the value into dul._idle_timer", "d1e01042128ea4a2"),
+    "ApplicationEntity.make_server": (
+        ApplicationEntity.make_server, "server_class and extra keyword arguments reach the server", "6569298ac5cf837c"),
+}
+
+
+def _digest(function: object) -> str:
+    return hashlib.sha256(inspect.getsource(function).encode()).hexdigest()[:16]  # type: ignore[arg-type]
+
+
+def test_the_pynetdicom_internals_we_subclass_are_unchanged() -> None:
+    changed = [f"{name}: we assume it {assumption}" for name, (function, assumption, digest) in RELIED_ON.items() if _digest(function) != digest]
+    assert not changed, "pynetdicom changed what dicom_node/net/guard.py and frontdoor.py rely on; re-check:\n" + "\n".join(changed)
+    assert "Sta13" in fsm.STATES and ("Evt17", "Sta6") in fsm.TRANSITION_TABLE
+
+
+def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
+    ae = AE("CLARA")
+    ae.acse_timeout, ae.network_timeout = 7, 11
+    assoc = Association(ae, MODE_ACCEPTOR)
+    ours, theirs = socket.socketpair()
+    try:
+        guard_association(assoc, ours, b"request")
+        assert isinstance(assoc.dul, GuardedDUL) and isinstance(assoc.dul.socket, GuardedSocket)
+        assert type(assoc.dul.state_machine).__name__ == "_GuardedStateMachine"
+        assert (assoc.dul.artim_timer.timeout, assoc.dul._idle_timer.timeout) == (7, 11)
+        assert assoc.dul.event_queue.get_nowait() == "Evt5"  # the connection indication reached the new DUL
+        assert assoc.dul.socket.ready and assoc.dul.socket.peek(3) == b"req"
+        theirs.sendall(b" and more")
+        assert assoc.dul.socket.recv(16) == bytearray(b"request and more")
+    finally:
+        ours.close()
+        theirs.close()
