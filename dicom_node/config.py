@@ -158,6 +158,10 @@ class HttpSettings(Section):
     host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
     token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+    ohif_dir: Path = Field(
+        default=Path(".cache/ohif"),
+        description="The prebuilt OHIF viewer served under /ohif/ (`make ohif` installs the pinned version there).",
+    )
 
 
 class NodeSettings(Section):

@@ -2,11 +2,12 @@
 
 - `/health` is open to anyone: a load balancer or supervisor must see that the
   process is alive without holding a secret.
-- With `http.token` set, everything that returns data (the API, `/ready`,
-  `/metrics`, the OpenAPI schema and docs) needs `Authorization: Bearer <token>`;
-  a missing or wrong token gets 401. The viewer's HTML, JS and CSS hold no data,
-  so they are served without it: the page asks for the token and sends it with
-  its API calls.
+- With `http.token` set, everything that returns data (the API, DICOMweb,
+  `/ready`, `/metrics`) needs `Authorization: Bearer <token>`; a missing or
+  wrong token gets 401. The viewers' HTML, JS and CSS (the node's pages and
+  OHIF under /ohif/), the API docs and the OpenAPI schema hold no data, so they
+  are served without it (a browser cannot add the header when it opens a page):
+  the pages ask for the token and send it with their API calls.
 - With no token configured, only loopback clients are served (403 otherwise):
   a node started without a secret must not expose patient data to the network.
 
@@ -24,8 +25,8 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 OPEN_PATHS = frozenset({"/health"})
-PAGE_PATHS = frozenset({"/"})
-PAGE_PREFIXES = ("/series/", "/static/")
+PAGE_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PAGE_PREFIXES = ("/series/", "/static/", "/ohif/")
 
 
 def is_loopback(host: str | None) -> bool:
