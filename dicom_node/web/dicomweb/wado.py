@@ -8,14 +8,14 @@ what it received. Frames are returned as stored when the client accepts that
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated
 
 import pydicom
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRLittleEndian
 
 from dicom_node.web.context import WebContext, get_context
 from dicom_node.web.dicomweb.catalogue import Entry, Scope, entries
@@ -79,7 +79,8 @@ def metadata_response(request: Request, items: list[Entry]) -> JSONResponse:
         document = header.to_json_dict(bulk_data_threshold=1 << 30)
         if "Rows" in header:  # an image: its pixel data is bulk data
             uri = f"{root}/studies/{entry.study_uid}/series/{entry.series_uid}/instances/{entry.sop_uid}/bulk/7FE00010"
-            document["7FE00010"] = {"vr": "OB" if header.get("BitsAllocated", 16) == 8 else "OW", "BulkDataURI": uri}
+            encapsulated = UID(header.file_meta.TransferSyntaxUID).is_encapsulated
+            document["7FE00010"] = {"vr": "OB" if encapsulated or header.get("BitsAllocated", 16) <= 8 else "OW", "BulkDataURI": uri}
         documents.append(document)
     return JSONResponse(documents, media_type=DICOM_JSON)
 
@@ -136,11 +137,21 @@ def frames_for(dataset: Dataset, numbers: list[int], accept: str) -> Frames:
     raise HTTPException(406, f"frames are available as stored ({stored}) or as {ExplicitVRLittleEndian}, not {sorted(syntaxes)}")
 
 
-def frames_response(frames: Frames) -> StreamingResponse:
+def octet_stream_response(parts: Iterable[tuple[str, bytes]]) -> StreamingResponse:
     boundary = new_boundary()
+    return StreamingResponse(write_parts(boundary, parts), media_type=multipart_content_type(boundary, "application/octet-stream"))
+
+
+def frames_response(frames: Frames) -> StreamingResponse:
     part_type = f"application/octet-stream; transfer-syntax={frames.transfer_syntax}"
-    body = write_parts(boundary, ((part_type, frame) for frame in frames.frames))
-    return StreamingResponse(body, media_type=multipart_content_type(boundary, "application/octet-stream"))
+    return octet_stream_response((part_type, frame) for frame in frames.frames)
+
+
+def requested_frames(dataset: Dataset, frame_list: str) -> list[int]:
+    try:
+        return parse_frame_list(frame_list, frame_count(dataset))
+    except FrameError as exc:
+        raise HTTPException(400, str(exc)) from exc
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame_list}", summary="WADO-RS: frames of an instance's pixel data")
@@ -148,11 +159,7 @@ def retrieve_frames(
     study: str, series: str, sop: str, frame_list: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*"
 ) -> StreamingResponse:
     dataset = full_dataset(session, context, study, series, sop)
-    try:
-        numbers = parse_frame_list(frame_list, frame_count(dataset))
-    except FrameError as exc:
-        raise HTTPException(400, str(exc)) from exc
-    return frames_response(frames_for(dataset, numbers, accept))
+    return frames_response(frames_for(dataset, requested_frames(dataset, frame_list), accept))
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}", summary="WADO-RS: bulk data of an instance (pixel data: all frames)")
@@ -168,9 +175,7 @@ def retrieve_bulk(
         return frames_response(frames_for(dataset, list(range(1, frame_count(dataset) + 1)), accept))
     if number not in dataset or not isinstance(dataset[number].value, bytes):
         raise HTTPException(404, f"instance {sop} has no bulk data element {tag}")
-    boundary = new_boundary()
-    body = write_parts(boundary, [("application/octet-stream", dataset[number].value)])
-    return StreamingResponse(body, media_type=multipart_content_type(boundary, "application/octet-stream"))
+    return octet_stream_response([("application/octet-stream", dataset[number].value)])
 
 
 def rendered_response(dataset: Dataset, number: int, accept: str) -> Response:
@@ -191,8 +196,7 @@ def render_frame(
     study: str, series: str, sop: str, frame: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*"
 ) -> Response:
     dataset = full_dataset(session, context, study, series, sop)
-    try:
-        (number,) = parse_frame_list(frame, frame_count(dataset))
-    except (FrameError, ValueError) as exc:
-        raise HTTPException(400, f"one frame number expected: {exc}") from exc
-    return rendered_response(dataset, number, accept)
+    numbers = requested_frames(dataset, frame)
+    if len(numbers) != 1:
+        raise HTTPException(400, f"one frame number expected, not {frame!r}")
+    return rendered_response(dataset, numbers[0], accept)
