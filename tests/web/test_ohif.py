@@ -89,6 +89,9 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(processed_p001: ProcessedSe
             # The node's results are listed in the study browser: the SR and the SEG.
             assert page.get_by_text("dicom-node COVID-19 CT report").first.is_visible()
             page.get_by_text("dicom-node COVID-19 CT lungs and opacity").first.dblclick()
+            page.get_by_text("Do you want to open this Segmentation?").wait_for(timeout=SEG_MS)
+            page.get_by_role("button", name="Yes").click()
+            page.locator('[data-cy^="panelSegmentation"]').first.click()  # open the segmentation panel (right side)
             for label in SEGMENTS:
                 page.get_by_text(label, exact=True).first.wait_for(timeout=SEG_MS)
             page.get_by_text("Loading SEG...").wait_for(state="hidden", timeout=SEG_MS)
@@ -99,6 +102,8 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(processed_p001: ProcessedSe
             overlay = viewport_png(page)
             (tmp_path / "ohif-seg-viewport.png").write_bytes(overlay)
         finally:
+            if browser.contexts and browser.contexts[0].pages:  # what the page showed last, for a person to look at
+                browser.contexts[0].pages[0].screenshot(path=str(tmp_path / "ohif-last.png"))
             browser.close()
 
     counts = colour_pixels(overlay)
