@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
@@ -20,6 +22,14 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="DICOM AI nod
 db_app = typer.Typer(no_args_is_help=True, help="Database schema (alembic migrations).")
 jobs_app = typer.Typer(no_args_is_help=True, help="Series jobs.")
 exports_app = typer.Typer(no_args_is_help=True, help="Results queued for, sent to or refused by the destinations.")
+
+
+@app.callback()
+def _private_files() -> None:
+    """Every command creates files (the index, its journal) readable by the service user only, as the node does."""
+    os.umask(PRIVATE_UMASK)
+
+
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(exports_app, name="exports")
@@ -54,6 +64,10 @@ def serve(
     export_to: Optional[list[str]] = typer.Option(
         None, "--export-to", help="Send COVID-19 CT results to AE@host:port (repeatable); the destination is named after the AE title."
     ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers); 0 with --no-export: receive only."
+    ),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
@@ -66,7 +80,31 @@ def serve(
         dicom["port"] = port
     if dicom:
         overrides["dicom"] = dicom
-    cfg = _config(config, overrides)
+    _run_node(_config(config, overrides | _work_overrides(workers, no_export)), export_to, receive=True)
+
+
+@app.command()
+def worker(
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="Pipeline worker threads (default jobs.workers)."),
+    no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
+    _run_node(_config(config, _node_overrides(data_dir) | _work_overrides(workers, no_export)), [], receive=False)
+
+
+def _work_overrides(workers: Optional[int], no_export: bool) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if workers is not None:
+        overrides["jobs"] = {"workers": workers}
+    if no_export:
+        overrides["export"] = {"enabled": False}
+    return overrides
+
+
+def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> None:
+    """Start a node process with these roles and run it until SIGTERM or Ctrl-C."""
     for text in export_to or []:
         address = _address(text)
         try:
@@ -76,12 +114,14 @@ def serve(
             raise typer.Exit(2) from exc
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
+    from dicom_node.store.shared_storage import StorageError
 
-    node = Node(cfg)
+    node = Node(cfg, receive=receive)
     try:
         node.start()
-    except OSError as exc:
+    except (OSError, StorageError) as exc:
         typer.echo(f"dicom-node: cannot start: {exc}", err=True)
+        node.stop()
         raise typer.Exit(1) from exc
     stop = {"requested": False}
 
@@ -242,12 +282,12 @@ def echo(
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """C-ECHO a DICOM peer: is it there and does it accept us?"""
-    from dicom_node.net.scu import PeerUnavailable, Scu
+    from dicom_node.net.scu import NoAssociation, Scu
 
     peer = _address(address)
     try:
         result = Scu(_export_settings(config, calling_ae)).echo(peer)
-    except PeerUnavailable as exc:
+    except NoAssociation as exc:
         typer.echo(json.dumps({"peer": str(peer), "ok": False, "error": str(exc)}) if as_json else f"dicom-node: {exc}", err=not as_json)
         raise typer.Exit(1) from exc
     ok = result.status == 0

@@ -18,7 +18,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from dicom_node.inference.settings import InferenceSettings
 from dicom_node.pipeline.settings import PipelineSettings
@@ -97,6 +97,14 @@ class DicomSettings(Section):
     min_free_disk_mb: int = Field(
         default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
     )
+    max_inflated_mb: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "A Deflated Explicit VR Little Endian data set is inflated (to check it) up to this many MiB; a larger one is "
+            "refused with 0xA700 and stores nothing, so a deflate bomb costs at most this much memory."
+        ),
+    )
 
 
 class DatabaseSettings(Section):
@@ -108,7 +116,15 @@ class JobSettings(Section):
     workers: int = Field(default=1, ge=0, description="Pipeline worker threads in this process (0: receive only, another process runs the jobs).")
     poll_seconds: float = Field(default=1.0, gt=0, description="How often the scheduler and idle workers look at the database.")
     retry_delay_seconds: float = Field(default=30.0, ge=0, description="Delay before a job that waited on an unavailable inference server is tried again.")
-    max_attempts: int = Field(default=20, ge=1, description="Attempts of a job (transient failures) before it is failed.")
+    max_attempts: int = Field(
+        default=20, ge=1, description="Attempts of a job (transient failures, or its process dying while running it) before it is failed."
+    )
+    lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="Lease of a running job (and of an open association); its process renews it every third of this. When a "
+        "process dies, another worker takes its jobs over (and its associations stop holding their series back) once the lease has run out.",
+    )
 
 
 class Destination(Section):
@@ -134,7 +150,8 @@ class PipelineConfig(Section):
 class ExportSettings(Section):
     enabled: bool = Field(
         default=True,
-        description="Run the export sender in this process. Several nodes sharing one database: enable it in exactly one (it re-sends what was in flight when it stopped).",
+        description="Run the export sender in this process. Any number of processes sharing one database may: each claims its own rows, "
+        "under a lease (export.lease_seconds).",
     )
     calling_ae_title: str = Field(default="DICOM_NODE", description="Our AE title when sending.")
     retry_initial_seconds: float = Field(default=5.0, gt=0, description="First retry delay; doubled each attempt.")
@@ -143,7 +160,10 @@ class ExportSettings(Section):
     poll_seconds: float = Field(default=1.0, gt=0, description="How often the sender looks for due exports.")
     batch_size: int = Field(default=100, ge=1, description="Objects sent over one association at most.")
     lease_seconds: float = Field(
-        default=900.0, gt=0, description="An export claimed for sending longer than this (its sender died) is sent again."
+        default=60.0,
+        gt=0,
+        description="Lease of an export being sent; its process renews it every third of this. A sender that died stops renewing: "
+        "any sender (of any process) sends the export again once the lease has run out.",
     )
     connection_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the TCP connection to a destination.")
     acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
@@ -157,17 +177,54 @@ class ExportSettings(Section):
 class HttpSettings(Section):
     host: str = Field(default="127.0.0.1", description="Address of the HTTP API and viewer.")
     port: int = Field(default=8080, ge=0, le=65535, description="HTTP port; 0 disables the HTTP server.")
-    token: str = Field(default="", description="Bearer token required for everything but health. Empty: loopback clients only.")
+    token: str = Field(default="", description="Bearer token required for everything but health. Empty (and no `tokens`): loopback clients only.")
+    tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Named bearer tokens, one per user or system (name = token): each is accepted like `token`, and the access log names it (`token:<name>`; `token` itself is `token:default`).",
+    )
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
+        description=(
+            "Host names (and addresses) the server answers to, as in the browser's address bar; requests naming any other "
+            "Host get 400, which stops DNS rebinding. The `host` address above is always allowed. \"*\": any (only behind a token)."
+        ),
+    )
+    access_log: str = Field(
+        default="access.log",
+        description="Audit trail: one JSON line per request (time, client, identity, method, path, status). Relative to node.data_dir; empty: off.",
+    )
+    tls_cert_file: str | None = Field(default=None, description="Serve HTTPS with this certificate (PEM; with its chain). Needs tls_key_file.")
+    tls_key_file: str | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
     ohif_dir: Path = Field(
         default=Path(".cache/ohif"),
         description="The prebuilt OHIF viewer served under /ohif/ (`make ohif` installs the pinned version there).",
     )
 
+    @model_validator(mode="after")
+    def _tls_and_tokens(self) -> HttpSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file are set together (both or neither)")
+        secrets = list(self.bearer_tokens.values())
+        if "" in secrets or len(set(secrets)) < len(secrets):
+            raise ValueError("tokens must be non-empty and distinct (the access log could not tell who used one)")
+        return self
+
+    @property
+    def bearer_tokens(self) -> dict[str, str]:
+        """Every accepted token by its name (empty: tokenless, loopback-only mode)."""
+        named = {"default": self.token} if self.token else {}
+        return named | self.tokens
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
 
 class NodeSettings(Section):
     name: str = Field(
         default_factory=lambda: socket.gethostname()[:64],
-        description="Name of this node process; several nodes sharing one database need distinct names (it marks the jobs and associations it owns).",
+        description="Name of this node process; several processes sharing one database need distinct names (it marks the associations "
+        "it receives; jobs and exports are owned by <name>/<host>/<pid>).",
     )
     data_dir: Path = Field(default=Path("./var"), description="Where instances, results and the SQLite index live.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO", description="Log level.")

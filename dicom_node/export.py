@@ -3,7 +3,8 @@
 Each destination has its own thread, so a destination that is down (and
 spends `export.connection_timeout` on every attempt) never delays the others.
 Each answer is recorded before the next object goes out: a crash re-sends at
-most the objects that were in flight.
+most the objects that were in flight, once their lease has run out, by
+whichever sender (of any process) claims them next.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import metrics
 from dicom_node.config import Config, Destination
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import PeerUnavailable, Scu, StoreItem, read_item, tls_args
+from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
+from dicom_node.store.wakeups import Wakeups, idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +31,13 @@ STOP_GRACE_SECONDS = 2.0
 
 
 class Exporter:
-    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path) -> None:
+    def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path, owner: str, wakeups: Wakeups | None = None) -> None:
         self.config = config
-        self.outbox = Outbox(sessions, config.export, data_dir)
+        self.owner = owner
+        self.outbox = Outbox(sessions, config.export, data_dir, wakeups)
 
     def run(self, stopping: threading.Event) -> None:
-        """Send until `stopping` is set; what is in flight then is sent again at the next start."""
-        self.outbox.recover()
+        """Send until `stopping` is set; what is in flight then is sent again once its lease has run out."""
         threads = [
             threading.Thread(target=self._serve, args=(dest, stopping), name=f"export-{dest.name}", daemon=True)
             for dest in self.config.destinations
@@ -43,15 +46,13 @@ class Exporter:
             thread.start()
         configured = {dest.name for dest in self.config.destinations}
         log.info("export sender running for %s", ", ".join(sorted(configured)) or "no destinations")
+        failures = RepeatingFailure(log, "export sender: checking for unconfigured destinations")
         while True:
-            try:
-                self.outbox.fail_unconfigured(configured)
-            except Exception:
-                log.exception("export sender: could not check for unconfigured destinations; retrying")
+            failures.run(lambda: self.outbox.fail_unconfigured(configured))
             if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
                 break
         # Give a C-STORE in progress a moment to be answered and recorded; whatever is still
-        # in flight after that stays `sending` and is sent again at the next start.
+        # in flight after that stays `sending` and is sent again once its lease has run out.
         deadline = time.monotonic() + STOP_GRACE_SECONDS
         for thread in threads:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
@@ -63,18 +64,16 @@ class Exporter:
         except (OSError, ValueError) as exc:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
+        failures = RepeatingFailure(log, f"destination {dest.name}: claiming or recording exports")  # the database, most likely
         while not stopping.is_set():
-            try:
-                progressed = self.send_due(dest.name, address, scu)
-            except Exception:  # the database, most likely: try again at the next poll
-                log.exception("destination %s: could not claim or record exports; retrying", dest.name)
-                progressed = False
+            progressed = failures.run(lambda: self.send_due(dest.name, address, scu))
             if not progressed:
-                stopping.wait(self.config.export.poll_seconds)
+                wakeups = self.outbox.wakeups
+                wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups))
 
     def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""
-        batch = self.outbox.claim_due(name)
+        batch = self.outbox.claim_due(name, self.owner)
         if not batch:
             return False
         ready: list[tuple[StoreItem, ClaimedExport]] = []
@@ -93,6 +92,8 @@ class Exporter:
 
         try:
             scu.store(address, [item for item, _ in ready], on_result=record)
+        except PeerRefused as exc:  # the peer said no to the association itself: retrying cannot help
+            unanswered = StoreResult(Outcome.REFUSED, None, str(exc))
         except PeerUnavailable as exc:
             unanswered = StoreResult(Outcome.RETRY, None, str(exc))
         except Exception as exc:  # a bug must not leave the rows claimed until their lease runs out

@@ -1,4 +1,11 @@
-"""The node process: receive, store, queue, process, export, each in its own threads over one database."""
+"""The node process: receive, store, queue, process, export, each in its own threads over one database.
+
+One process may do everything (`dicom-node serve`, the default), only receive
+(`serve --workers 0 --no-export`: SCP, scheduler, HTTP) or only work
+(`dicom-node worker`: pipeline workers and export senders). Any number of each
+can share one PostgreSQL database and one data directory: work is claimed
+under leases (`store/leases.py`), never "recovered" at start-up.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +19,16 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.logs import RepeatingFailure
 from dicom_node.net.scp import StorageSCP
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
-from dicom_node.store.files import remove_stale_temporaries
+from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
+from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
+from dicom_node.store.shared_storage import check_data_dir
+from dicom_node.store.wakeups import Wakeups
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
 from dicom_node.web.server import HttpServer
@@ -27,45 +38,65 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, receive: bool = True) -> None:
         self.config = config
+        self.receive = receive
+        self.owner = process_owner(config.node.name)
         self.data_dir = Path(config.node.data_dir).resolve()
         self.stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self.engine = None
         self.scp: StorageSCP | None = None
         self.http: HttpServer | None = None
+        self.wakeups: Wakeups | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
         self.readiness_hooks: dict[str, ReadinessHook] = {}
 
     def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        make_private(self.data_dir)
         url = self.config.database_url
         upgrade(url)
         self.engine = make_engine(url)
         sessions = make_sessionmaker(self.engine)
-        self.queue = JobQueue(sessions, self.config.node.name)
-        self.queue.recover()
+        check_data_dir(sessions, self.data_dir)
+        self.wakeups = Wakeups(self.engine)
+        jobs = self.config.jobs
+        self.queue = JobQueue(sessions, self.config.node.name, jobs.lease_seconds, jobs.max_attempts, self.wakeups)
         removed = remove_stale_temporaries(self.data_dir)
         if removed:
             log.info("removed %d temporary file(s) of unacknowledged instances", removed)
+        leases = LeaseKeeper(sessions, self.config.node.name, self.owner, jobs.lease_seconds, self.config.export.lease_seconds)
+        self._spawn("leases", lambda: leases.run(self.stopping))
+        self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
         self._check_models()
-        self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
-        self.scp.start()
-        self._spawn("scheduler", self._schedule)
-        outbox = Outbox(sessions, self.config.export, self.data_dir)
-        for number in range(1, self.config.jobs.workers + 1):
-            # The name starts with the node's: JobQueue.recover re-queues this node's running jobs by it.
-            worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.config.node.name}/worker-{number}")
+        if self.receive:
+            self.queue.close_interrupted_associations()
+            self.scp = StorageSCP(self.config.dicom, self.data_dir, Indexer(sessions), self.queue)
+            self.scp.start()
+            self._spawn("scheduler", self._schedule)
+        outbox = Outbox(sessions, self.config.export, self.data_dir, self.wakeups)
+        for number in range(1, jobs.workers + 1):
+            worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.owner}/worker-{number}")
             self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
         if self.config.export.enabled:
-            exporter = Exporter(self.config, sessions, self.data_dir)
+            exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)
             self._spawn("exporter", lambda: exporter.run(self.stopping))
         if self.config.http.port:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
-            self.http = HttpServer(create_app(context), self.config.http.host, self.config.http.port)
+            http = self.config.http
+            self.http = HttpServer(create_app(context), http.host, http.port, http.tls_cert_file, http.tls_key_file)
             self.http.start()
-        log.info("node %s ready (pid %d, data in %s)", self.config.node.name, os.getpid(), self.data_dir)
+        roles = ["receiver"] if self.receive else []
+        roles += [f"{jobs.workers} worker(s)"] if jobs.workers else []
+        roles += ["export sender"] if self.config.export.enabled else []
+        log.info(
+            "node %s ready as %s (pid %d, owner %s, data in %s)",
+            self.config.node.name,
+            ", ".join(roles) or "nothing",
+            os.getpid(),
+            self.owner,
+            self.data_dir,
+        )
 
     def _check_models(self) -> None:
         """Say at start-up whether each model can serve; never wait for it (jobs wait, receiving does not)."""
@@ -91,14 +122,15 @@ class Node:
 
     def _schedule(self) -> None:
         interval = min(self.config.jobs.poll_seconds, max(self.config.jobs.settle_seconds / 2, 0.1))
+        failures = RepeatingFailure(log, "scheduler: queueing settled series")
         while not self.stopping.wait(interval):
-            try:
-                self.queue.queue_settled(self.config.jobs.settle_seconds)
-            except Exception:
-                log.exception("scheduler: could not queue settled series; retrying")
+            failures.run(lambda: self.queue.queue_settled(self.config.jobs.settle_seconds))
 
     def stop(self) -> None:
         self.stopping.set()
+        if self.wakeups is not None:
+            for channel in ("jobs", "exports"):
+                self.wakeups.wake(channel)
         if self.http is not None:
             self.http.stop()
         if self.scp is not None:

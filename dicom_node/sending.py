@@ -18,10 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from dicom_node.config import ExportSettings
+from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import DicomAddress
-from dicom_node.net.scu import MAX_CONTEXTS, PeerUnavailable, Scu, StoreItem, read_item
+from dicom_node.net.scu import MAX_CONTEXTS, NoAssociation, Scu, StoreItem, read_item
 from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.store.checks import Refused, checked_dataset, part10_dataset
+
+MAX_INFLATED_BYTES = DicomSettings.model_fields["max_inflated_mb"].default * 2**20
 
 
 class RateColumn(ProgressColumn):
@@ -81,14 +84,37 @@ def _collect(paths: Iterable[Path], summary: SendSummary) -> list[StoreItem]:
         explicit = path.is_file()
         for file in [path] if explicit else sorted(p for p in path.rglob("*") if p.is_file()):
             try:
-                items.append(read_item(file))
+                item = read_item(file)
             except ValueError as exc:
                 if explicit:
                     summary.total += 1
                     summary.failures.append({"path": str(file), "status": None, "reason": str(exc)})
                 else:
                     summary.skipped.append(str(file))
+                continue
+            if (problem := file_problem(item)) is None:
+                items.append(item)
+            else:
+                summary.total += 1
+                summary.failures.append({"path": str(file), "sop_instance_uid": item.sop_instance_uid, "status": None, "reason": problem})
     return items
+
+
+def file_problem(item: StoreItem) -> str | None:
+    """What a careful peer would refuse in this file, found before sending it (as storescu refuses an empty UID).
+
+    Sending such a file costs the operator a round trip at best and, to a peer that drops what it cannot parse,
+    a network timeout; the same checks as the node's SCP say what is wrong with it.
+    """
+    for name, uid in (("SOP Class UID", item.sop_class_uid), ("SOP Instance UID", item.sop_instance_uid)):
+        if not uid.strip(" \0"):
+            return f"not sent: empty {name}"
+    data = part10_dataset(item.path.read_bytes())
+    try:
+        checked_dataset(data, item.transfer_syntax_uid, MAX_INFLATED_BYTES)
+    except Refused as refused:
+        return f"not sent: {refused} (a peer would answer 0x{refused.problem.status:04X})"
+    return None
 
 
 def _batches(items: list[StoreItem]) -> list[list[StoreItem]]:
@@ -125,7 +151,7 @@ def send_files(paths: list[Path], peer: DicomAddress, settings: ExportSettings, 
         for batch in _batches(items):
             try:
                 scu.store(peer, batch, on_result=on_result)
-            except PeerUnavailable as exc:
+            except NoAssociation as exc:
                 summary.unreachable = str(exc)
                 break
     summary.seconds = time.perf_counter() - started

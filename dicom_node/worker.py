@@ -22,12 +22,14 @@ from dicom_node import __version__, metrics
 from dicom_node.config import Config
 from dicom_node.inference.base import ContractMismatch, InferenceModel, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.logs import RepeatingFailure
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from dicom_node.store.wakeups import idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "measurements": asdict(result.measurements),
         "classification": asdict(result.classification),
+        "pattern": asdict(result.pattern) if result.pattern else None,
     }
 
 
@@ -72,14 +75,11 @@ class Worker:
         return self._models[pipeline]
 
     def run(self, stopping: threading.Event) -> None:
+        failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
         while not stopping.is_set():
-            try:
-                job = self.queue.claim(self.name)
-            except Exception:
-                log.exception("%s: cannot claim jobs; retrying", self.name)
-                job = None
+            job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
-                stopping.wait(self.config.jobs.poll_seconds)
+                self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
                 continue
             self.process(job)
 
@@ -112,7 +112,7 @@ class Worker:
                 self._end(job, tag, "failed", f"inference unavailable after {job.attempts} attempts: {exc}", steps)
             else:
                 delay = self.config.jobs.retry_delay_seconds
-                self.queue.postpone(job.id, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
+                self.queue.postpone(job, f"waiting for inference: {exc} (attempt {job.attempts}, retry in {delay:g} s)", delay, steps)
                 log.warning("%s postponed %g s: %s", tag, delay, exc)
         except ContractMismatch as exc:
             self._end(job, tag, "failed", f"model contract mismatch: {exc}", steps)
@@ -123,7 +123,7 @@ class Worker:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in [files.seg, files.sr, *files.secondary_capture]]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job.id, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
                 log.info(
                     "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",
@@ -137,10 +137,10 @@ class Worker:
                     ", ".join(destinations) or "no destination",
                 )
             else:
-                log.info("%s finished but was superseded meanwhile: its results are not exported", tag)
+                log.info("%s finished but was superseded or taken over meanwhile: its results are not exported", tag)
         for step, seconds in steps.items():
             metrics.observe_step(step, seconds)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
-        self.queue.finish(job.id, state, reason=reason, steps=steps)
+        self.queue.finish(job, state, reason=reason, steps=steps)
         log.warning("%s %s: %s", tag, state, reason)

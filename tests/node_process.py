@@ -77,13 +77,15 @@ def write_toml(path: Path, config: dict[str, Any]) -> Path:
 
 @dataclass
 class NodeProcess:
-    """A `dicom-node serve` subprocess with its own data dir, config and log."""
+    """A `dicom-node serve` (or `worker`) subprocess with its own data dir, config and log."""
 
     tmp: Path
+    command: str = "serve"
     ae: str = "CLARA"
     settings: dict[str, Any] = field(default_factory=dict)
     serve_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
+    umask: int = -1  # the process umask to start the node with; -1: the test runner's
     proc: subprocess.Popen | None = None
 
     @property
@@ -110,7 +112,7 @@ class NodeProcess:
             env=self.env(), capture_output=True, text=True, timeout=timeout, check=check,
         )
 
-    def start(self, timeout: float = 30) -> NodeProcess:
+    def start(self, timeout: float = 90) -> NodeProcess:
         config: dict[str, Any] = {
             "node": {"data_dir": str(self.data_dir), "log_level": "DEBUG"},
             "dicom": {"host": "127.0.0.1", "min_free_disk_mb": 1},
@@ -124,16 +126,30 @@ class NodeProcess:
                 config[section] = values
         write_toml(self.config_path, config)
         log = open(self.log_path, "a")
+        command = ["serve", "--ae", self.ae, "--port", str(self.port)] if self.command == "serve" else [self.command]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dicom_node", "serve", "--ae", self.ae, "--port", str(self.port), "--config", str(self.config_path), *self.serve_args],
-            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "dicom_node", *command, "--config", str(self.config_path), *self.serve_args],
+            env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=self.umask,
         )
         try:
-            wait_for_port(self.port, timeout, self.proc)
+            if self.command == "serve":
+                wait_for_port(self.port, timeout, self.proc)
+            else:
+                self._wait_for_log(f"pid {self.proc.pid}", timeout)
         except Exception:
             self.stop()
             raise RuntimeError(f"node did not start; log:\n{self.log()}")
         return self
+
+    def _wait_for_log(self, text: str, timeout: float) -> None:
+        """A process without a DICOM port is up once its log says it is ready (the line names its pid)."""
+        deadline = time.monotonic() + timeout
+        while not any("ready as" in line and text in line for line in self.log().splitlines()):
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"process exited with {self.proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not ready after {timeout} s")
+            time.sleep(0.1)
 
     @property
     def address(self) -> str:

@@ -1,10 +1,10 @@
 """The Storage SCP: accept C-ECHO and C-STORE, store durably, index, answer.
 
 The C-STORE handler does only what must happen before the answer, through the
-transport-independent receive path (`store/receive.py`: disk guard, identifiers,
-duplicate policy, durable write, index row; its docstring lists the statuses).
-Everything else (jobs, pipeline, export) happens elsewhere, so a slow pipeline
-never slows a sending PACS.
+transport-independent receive path (`store/receive.py`: disk guard, data set
+checks, identifiers, duplicate policy, durable write, index row; its docstring
+lists the statuses). Everything else (jobs, pipeline, export) happens
+elsewhere, so a slow pipeline never slows a sending PACS.
 
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
 reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
@@ -26,14 +26,15 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.net.contexts import storage_contexts
+from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
+from dicom_node.store.checks import OUT_OF_RESOURCES
 from dicom_node.store.files import encode_file_header
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
-from dicom_node.store.receive import OUT_OF_RESOURCES, Batch, Receiver
+from dicom_node.store.receive import Batch, Receiver
 
 log = logging.getLogger(__name__)
-
 
 def _status(code: int, comment: str = "") -> Dataset:
     ds = Dataset()
@@ -71,11 +72,13 @@ class StorageSCP:
 
     def start(self) -> tuple[str, int]:
         """Listen in background threads; return the bound address."""
+        configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_ACCEPTED, self._on_accepted),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_DIMSE_RECV, refuse_incomplete_store),
             (evt.EVT_C_STORE, self._on_store),
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),

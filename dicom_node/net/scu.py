@@ -23,6 +23,8 @@ from pydicom.filereader import dcmread, read_file_meta_info
 from pydicom.uid import UID
 from pynetdicom import AE, _config, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 from pynetdicom.presentation import PresentationContext, build_context
 from pynetdicom.sop_class import Verification
 
@@ -59,8 +61,17 @@ class StoreItem:
         return self.sop_class_uid, self.transfer_syntax_uid
 
 
-class PeerUnavailable(Exception):
-    """The association could not be established; the message says how it failed (a transient failure)."""
+class NoAssociation(Exception):
+    """The association could not be established; the message says how it failed."""
+
+
+class PeerUnavailable(NoAssociation):
+    """Nothing answered, the connection failed or the peer was busy: it may work later (transient)."""
+
+
+class PeerRefused(NoAssociation):
+    """The peer answered and said no (a permanent rejection, or every presentation context refused):
+    sending the same objects again cannot help until someone changes the peer's or our configuration."""
 
 
 def read_item(path: Path) -> StoreItem:
@@ -88,35 +99,50 @@ def tls_args(dest: Destination) -> TlsArgs | None:
 
 def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
     connected: list[bool] = []
-    handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True))]
+    # The A-ASSOCIATE-RJ as it arrived: a peer that closes the connection right after rejecting can make
+    # pynetdicom report an abort instead (it checks the socket before reading the answer it already has).
+    rejections: list[A_ASSOCIATE] = []
+
+    def on_pdu(event: evt.Event) -> None:
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu.to_primitive())
+
+    handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)), (evt.EVT_PDU_RECV, on_pdu)]
     assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
     if assoc.is_established:
+        assoc.unbind(evt.EVT_PDU_RECV, on_pdu)  # not called for every P-DATA of the transfer
         return assoc
     if not connected:
         causes = f"nothing listening, unreachable, or no answer within {ae.connection_timeout:g} s"
         if tls is not None:  # pynetdicom reports a failed handshake like a failed connection
             raise PeerUnavailable(f"cannot connect to {address} over TLS: {causes}, or the TLS handshake failed (certificates?)")
         raise PeerUnavailable(f"cannot connect to {address}: {causes}")
-    if assoc.is_rejected:
-        raise PeerUnavailable(f"{address} rejected the association ({_rejection(assoc)})")
+    if assoc.is_rejected or rejections:
+        response = rejections[0] if rejections else assoc.acceptor.primitive
+        reason = f"{address} rejected the association ({_rejection(response)})"
+        raise PeerRefused(reason) if response is not None and response.result == 0x01 else PeerUnavailable(reason)
+    if assoc.rejected_contexts and not assoc.accepted_contexts:  # pynetdicom aborts an association without one
+        refused = "; ".join(_context_refusal(cx.abstract_syntax, cx.transfer_syntax, cx.status) for cx in assoc.rejected_contexts)
+        raise PeerRefused(f"{address} refused every presentation context proposed: {refused}")
     raise PeerUnavailable(f"{address} aborted the association request or did not answer it within {ae.acse_timeout:g} s")
 
 
-def _rejection(assoc: Association) -> str:
-    response = assoc.acceptor.primitive
+def _rejection(response: A_ASSOCIATE | None) -> str:
+    """The peer's A-ASSOCIATE-RJ in words: permanent or transient, who rejected, and why (PS3.8 9.3.4)."""
     if response is None or response.result is None:
         return "no reason given"
-    kind = {0x01: "permanent", 0x02: "transient"}.get(response.result, str(response.result))
-    reasons = {0x01: "no reason given", 0x02: "application context not supported", 0x03: "calling AE title not recognised", 0x07: "called AE title not recognised"}
-    return f"{kind}, {reasons.get(response.diagnostic, f'diagnostic {response.diagnostic}')}"
+    return f"{response.result_str.lower()}, by the {response.source_str.lower()}: {response.reason_str.lower()}"
 
 
-def _refused_context(item: StoreItem) -> StoreResult:
-    name = UID(item.sop_class_uid).name
-    syntax = UID(item.transfer_syntax_uid).name
-    return StoreResult(
-        Outcome.REFUSED, None, f"the peer refused {name} ({item.sop_class_uid}) in {syntax} during association negotiation"
-    )
+def _context_refusal(sop_class_uid: str, transfer_syntaxes: Sequence[str], status: str) -> str:
+    syntaxes = ", ".join(UID(syntax).name for syntax in transfer_syntaxes)
+    return f"{UID(sop_class_uid).name} ({sop_class_uid}) in {syntaxes}: {status.lower()}"
+
+
+def _refused_context(item: StoreItem, assoc: Association) -> StoreResult:
+    status = next((cx.status for cx in assoc.rejected_contexts if cx.abstract_syntax == item.sop_class_uid), "refused")
+    refusal = _context_refusal(item.sop_class_uid, [item.transfer_syntax_uid], status)
+    return StoreResult(Outcome.REFUSED, None, f"the peer refused {refusal} during association negotiation")
 
 
 def _send_one(assoc: Association, item: StoreItem, address: DicomAddress) -> StoreResult:
@@ -158,8 +184,8 @@ class Scu:
         """Send `items` over one association; one result per item, in order.
 
         `on_result` is called as each answer arrives, so a caller can record it
-        before the next object goes out. Raises PeerUnavailable (and sends
-        nothing) when no association could be established. If the association
+        before the next object goes out. Raises PeerUnavailable or PeerRefused
+        (and sends nothing) when no association could be established. If the association
         ends midway, the unanswered items are `retry`.
         """
         pairs = list(dict.fromkeys(item.context for item in items))
@@ -173,7 +199,7 @@ class Scu:
                 if not assoc.is_established:
                     result = StoreResult(Outcome.RETRY, None, f"the association with {address} ended before this object was sent")
                 elif item.context not in accepted:
-                    result = _refused_context(item)
+                    result = _refused_context(item, assoc)
                 else:
                     result = _send_one(assoc, item, address)
                 results.append(result)

@@ -5,14 +5,15 @@ and PS3.7 Annex C), without importing pynetdicom so the CLI's listing
 commands stay quick:
   delivered: success, or a warning (0x0001, 0x0107, 0x0116, 0xBxxx): the PACS
              kept the object
-  retry:     the peer could not be reached, rejected or aborted the
-             association, did not answer in time, or answered 0xA7xx (out of
-             resources), 0x0110 (processing failure), 0x0213 (resource
-             limitation), 0xFE00 (cancelled): it may work later
+  retry:     the peer could not be reached, rejected the association
+             transiently or aborted it, did not answer in time, or answered
+             0xA7xx (out of resources), 0x0110 (processing failure), 0x0213
+             (resource limitation), 0xFE00 (cancelled): it may work later
   refused:   any other failure (0x0122 SOP class not supported, 0xA9xx data
-             set does not match, 0xCxxx cannot understand, ...), the SOP class
-             or transfer syntax refused during negotiation, or an unreadable
-             file: sending the same bytes again cannot help
+             set does not match, 0xCxxx cannot understand, ...), the
+             association rejected permanently, the SOP class or transfer
+             syntax refused during negotiation, or an unreadable file: sending
+             the same bytes again cannot help
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ Standard codes where a standard code exists:
   syndrome coronavirus 2".
 
 PO, PHO ("percentage of opacity", "percentage of high opacity", Chaganti et
-al., Radiology: AI 2020), the opacity volume inside one lung and the class
-probabilities have no standard code; they use the private coding scheme
+al., Radiology: AI 2020), the opacity volume inside one lung, the class
+probabilities, the opacity pattern and the zone-based CT severity score have
+no standard code; they use the private coding scheme
 "99DCMNODE" (private designators start with "99", PS3.3 8.2), which the SR
 declares in its Coding Scheme Identification Sequence.
 """
@@ -52,6 +53,27 @@ NO_UNITS = codes.UCUM.NoUnits
 OPACITY_VOLUME = Code("OPVOL", PRIVATE_SCHEME, "Opacity volume")
 PERCENT_OPACITY = Code("PO", PRIVATE_SCHEME, "Percentage of opacity")
 PERCENT_HIGH_OPACITY = Code("PHO", PRIVATE_SCHEME, "Percentage of high opacity")
+
+# The opacity pattern (pipeline/pattern.py): private codes, none of these has a standard code.
+OPACITY_PATTERN = Code("OPPAT", PRIVATE_SCHEME, "Opacity pattern")
+BILATERAL_OPACITY = Code("OPBIL", PRIVATE_SCHEME, "Bilateral opacity")
+YES, NO = codes.SCT.Yes, codes.SCT.No
+PERIPHERAL_SHARE = Code("OPPERI", PRIVATE_SCHEME, "Opacity share in the outer third of the lungs")
+ZONE_SHARE = {
+    zone: Code(f"OPZ{zone[0].upper()}", PRIVATE_SCHEME, f"Opacity share in the {zone} lung zones")
+    for zone in ("upper", "middle", "lower")
+}
+CONSOLIDATION_SHARE = Code("OPCONS", PRIVATE_SCHEME, "Consolidation share of opacity")
+GROUND_GLASS_SHARE = Code("OPGGO", PRIVATE_SCHEME, "Ground-glass share of opacity")
+LESION_COUNT = Code("OPNLES", PRIVATE_SCHEME, "Number of opacity lesions")
+LARGEST_LESION_VOLUME = Code("OPLLES", PRIVATE_SCHEME, "Largest opacity lesion volume")
+ZONE_BASED_SEVERITY_SCORE = Code("CTSSZ", PRIVATE_SCHEME, "Zone-based CT severity score")
+
+
+def zone_severity_score(zone_key: str) -> Code:
+    """The private code for one zone's score ("right upper" -> "Zone-based CT severity score, right upper zone")."""
+    side, zone = zone_key.split()
+    return Code(f"CTSSZ{side[0].upper()}{zone[0].upper()}", PRIVATE_SCHEME, f"Zone-based CT severity score, {zone_key} zone")
 
 # Said in plain words wherever the baseline classifier's probabilities are shown.
 BASELINE_NOTE = "explainable baseline, not a trained model"

@@ -5,6 +5,9 @@ Measurement groups:
   volume inside that lung, PO and PHO;
 - one for the opacity segment (TID 1411): total opacity volume;
 - one for both lungs together (TID 1501): total lung and opacity volume, PO, PHO;
+- one for the opacity pattern (TID 1501), when the result has one: bilateral
+  (yes/no), peripheral, zone and consolidation/ground-glass shares, lesion count,
+  largest lesion volume and the zone-based CT severity score with its six zones;
 - one for the classifier (TID 1501): one probability per class, the model's
   name and version, and, for the explainable baseline, a comment that says in
   plain words that it is not a trained model.
@@ -22,7 +25,7 @@ from dicom_node.output import concepts
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
 
 SR_SERIES_NUMBER = 9002
 
@@ -47,6 +50,7 @@ def build_report(
             *context,
         ),
         _both_lungs_group(measurements, source_series_uid, algorithm),
+        *([_pattern_group(result.pattern, source_series_uid, algorithm)] if result.pattern else []),
         _classification_group(result.classification, source_series_uid, algorithm),
     ]
     report = hd.sr.MeasurementReport(
@@ -141,6 +145,37 @@ def _both_lungs_group(
         finding_type=concepts.LUNG,
         finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
         measurements=_quantification(measurements, "total"),
+    )
+
+
+def _pattern_group(
+    pattern: OpacityPattern, source_series_uid: str, algorithm: AlgorithmId
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    shares = [
+        (concepts.PERIPHERAL_SHARE, pattern.peripheral_percent),
+        *((concepts.ZONE_SHARE[zone], share) for zone, share in pattern.zone_distribution_percent.items()),
+        (concepts.CONSOLIDATION_SHARE, pattern.consolidation_percent),
+        (concepts.GROUND_GLASS_SHARE, pattern.ground_glass_percent),
+    ]
+    scores = [
+        (concepts.ZONE_BASED_SEVERITY_SCORE, pattern.zone_based_severity_score),
+        *((concepts.zone_severity_score(key), score) for key, score in pattern.zone_scores.items()),
+    ]
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source_series_uid, algorithm, "Opacity pattern"),
+        finding_type=concepts.OPACITY_PATTERN,
+        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
+        measurements=[
+            *(_percent(name, value) for name, value in shares),
+            hd.sr.Measurement(name=concepts.LESION_COUNT, value=pattern.lesion_count, unit=concepts.NO_UNITS),
+            _volume(concepts.LARGEST_LESION_VOLUME, pattern.largest_lesion_ml),
+            *(hd.sr.Measurement(name=name, value=score, unit=concepts.NO_UNITS) for name, score in scores),
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=concepts.BILATERAL_OPACITY, value=concepts.YES if pattern.bilateral else concepts.NO
+            )
+        ],
     )
 
 

@@ -4,7 +4,9 @@ The CSV keeps the shape of Clara's classifier output (an image identifier,
 then one probability column per class, in the model's output order; Clara
 named the image after the SeriesInstanceUID) and appends the model identity,
 the baseline flag and the measurements, so scripts written for Clara's CSV
-keep working.  The JSON carries the same content with structure, plus the
+keep working; the opacity pattern (`pipeline/pattern.py`) follows, one column
+per value, the zone-based severity score as `zone_based_severity_score` and
+`zone_scores_<lung>_<zone>`.  The JSON carries the same content with structure, plus the
 UIDs of the DICOM objects written for the series.
 """
 
@@ -13,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import asdict
 from typing import Any
 
 from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipeline.covid19 import Measurements, PipelineResult
+from dicom_node.pipeline.covid19 import Measurements, OpacityPattern, PipelineResult
 
 _MEASUREMENT_FIELDS = ("lung_volume_ml", "opacity_volume_ml", "opacity_percent", "high_opacity_percent")
 _REGIONS = ("right", "left", "total")
@@ -31,6 +34,19 @@ def _measurement_columns(measurements: Measurements) -> dict[str, float]:
         for field in _MEASUREMENT_FIELDS
         for region in _REGIONS
     }
+
+
+def _pattern_columns(pattern: OpacityPattern | None) -> dict[str, Any]:
+    """Flat columns of the opacity pattern; dictionaries become one column per key ("right upper" -> right_upper)."""
+    if pattern is None:
+        return {}
+    columns: dict[str, Any] = {}
+    for name, value in asdict(pattern).items():
+        if isinstance(value, dict):
+            columns.update({f"{name}_{key.replace(' ', '_')}": item for key, item in value.items()})
+        else:
+            columns[name] = value
+    return columns
 
 
 def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
@@ -46,6 +62,7 @@ def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
         algorithm_version=algorithm.version,
     )
     row.update(_measurement_columns(result.measurements))
+    row.update(_pattern_columns(result.pattern))
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(row), lineterminator="\n")
     writer.writeheader()
@@ -74,6 +91,7 @@ def json_text(
             "probabilities": dict(zip(classification.class_names, classification.probabilities)),
         },
         "measurements": {field: getattr(result.measurements, field) for field in _MEASUREMENT_FIELDS},
+        "pattern": asdict(result.pattern) if result.pattern else None,
         "dicom": dicom_objects,
         "timings_s": result.timings,
     }

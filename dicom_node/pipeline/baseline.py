@@ -42,6 +42,9 @@ PPO_SCALE = 0.25
 NOMINAL_SPACING_ZYX = (4.0, 1.2, 1.6)
 MIN_LESION_ML = 4.0
 PERIPHERAL_ZONE_MM = 15.0
+# Fixed filters of the baseline: it must not change with the node's quantification settings,
+# and at its coarse nominal grid the tubular test of the quantification is not calibrated.
+BASELINE_OPACITY = OpacitySettings(min_lesion_ml=MIN_LESION_ML, tubular_max_fraction=1.0)
 
 
 def covid_probability(peripheral_opacity_percent: float) -> float:
@@ -60,7 +63,7 @@ def tensor_peripheral_opacity_percent(
     lung = np.abs(hu - input_settings.fill_hu) > 1e-3
     if not lung.any():
         return 0.0
-    opacity, _ = opacity_masks(hu, lung, NOMINAL_SPACING_ZYX, OpacitySettings(min_lesion_ml=MIN_LESION_ML))
+    opacity, _ = opacity_masks(hu, lung, NOMINAL_SPACING_ZYX, BASELINE_OPACITY)
     depth = ndimage.distance_transform_edt(lung, sampling=NOMINAL_SPACING_ZYX)
     return 100.0 * float((opacity & (depth <= PERIPHERAL_ZONE_MM)).sum()) / float(lung.sum())
 

@@ -1,8 +1,8 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
 select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
-input -> classify (`classifier`) -> quantify -> masks back on the native grid. Each step's
-wall time is recorded in `timings` (seconds). Data problems raise `SeriesRejected`
+input -> classify (`classifier`) -> quantify -> describe the opacity pattern -> masks
+back on the native grid. Each step's wall time is recorded in `timings` (seconds). Data problems raise `SeriesRejected`
 (or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
 so that the worker re-queues the job.
 """
@@ -22,6 +22,7 @@ from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
+from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume, load_series
@@ -50,9 +51,10 @@ class PipelineResult:
     measurements: Measurements
     classification: Classification
     timings: dict[str, float] = field(default_factory=dict)
+    pattern: OpacityPattern | None = None  # distribution and zone-based severity; None where not computed
 
 
-__all__ = ["Classification", "Measurements", "PipelineResult", "run_covid19"]
+__all__ = ["Classification", "Measurements", "OpacityPattern", "PipelineResult", "run_covid19"]
 
 
 def run_covid19(
@@ -67,7 +69,7 @@ def run_covid19(
         volume = load_series(paths, settings.selection, settings.load)
     spacing = settings.segmentation.grid_spacing_zyx
     with _timed(timings, "segment"):
-        grid_ct, grid = to_model_grid(volume, spacing)
+        grid_ct, grid = to_model_grid(volume, spacing, max_voxels=settings.segmentation.max_grid_voxels)
         model_input = np.clip(grid_ct, *settings.segmentation.clip_hu)[None, None]
         mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
         if mask.shape != model_input.shape:
@@ -92,7 +94,10 @@ def run_covid19(
     with _timed(timings, "quantify"):
         opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
         measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
-        del grid_ct, high
+        del grid_ct
+    with _timed(timings, "describe"):
+        pattern = describe_opacity(opacity, high, labels, spacing)
+        del high
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
         native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
@@ -103,6 +108,7 @@ def run_covid19(
         measurements=measurements,
         classification=classification,
         timings=timings,
+        pattern=pattern,
     )
 
 

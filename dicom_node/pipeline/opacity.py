@@ -12,7 +12,12 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    candidates (consolidation range, where vessels lie) by a ball of `vessel_radius_mm`,
    hazy ones (ground glass, the partial-volume shell of vessels and airway walls) by a
    smaller ball of `ground_glass_opening_mm`, as those shells are thin;
-4. seed components smaller than `min_lesion_ml` are dropped;
+4. seed components smaller than `min_lesion_ml` are dropped, and so are those up to
+   `tubular_max_lesion_ml` of which more than `tubular_max_fraction` is tubular (Frangi
+   vesselness above `tubular_vesselness` at any of `tubular_scales_mm`): a hilar vessel's
+   branching point or partial-volume sleeve survives the openings but is still a tube
+   at the vessel's own scale, while a ground-glass nodule is a blob and a consolidation
+   a blob or plate. The test runs per component in its own small box;
 5. the seeds grow back within the candidates by the margin plus the ball radius, so a
    lesion keeps its subpleural part and its own edge, while rims and vessels without a
    seed stay out.
@@ -29,6 +34,7 @@ from scipy import ndimage
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.settings import OpacitySettings
+from dicom_node.pipeline.vesselness import vesselness_at
 
 SMOOTHING_MM = 1.0
 BOX_MARGIN = 3  # voxels around the lungs: the smoothing's reach
@@ -78,10 +84,40 @@ def _opacity_in_box(
     hazy = candidate & core & ~dense & ~vessel_shells
     seeds = dense_seeds | ndimage.binary_opening(hazy, ellipsoid(settings.ground_glass_opening_mm, spacing))
     seeds = drop_small_components(seeds, settings.min_lesion_ml / (float(np.prod(spacing)) / 1000.0))
+    seeds = drop_tubular_components(seeds, smooth, spacing, settings)
     grow = max(1, int(round((settings.pleural_margin_mm + settings.ground_glass_opening_mm) / min(spacing[1:]))))
     opacity = ndimage.binary_dilation(seeds, ellipsoid(max(spacing), spacing), iterations=grow, mask=candidate)
     consolidation_low, consolidation_high = settings.high_opacity_hu
     return opacity, opacity & (smooth >= consolidation_low) & (smooth <= consolidation_high)
+
+
+def drop_tubular_components(
+    seeds: np.ndarray, smooth: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings
+) -> np.ndarray:
+    """`seeds` without the components (up to `tubular_max_lesion_ml`) that are mostly tubular.
+
+    `smooth` is the CT as smoothed by `SMOOTHING_MM`. Each component is tested in its
+    bounding box plus a margin of three times the largest scale, so the cost follows the
+    small components, not the lungs.
+    """
+    if settings.tubular_max_fraction >= 1.0 or not settings.tubular_scales_mm:
+        return seeds
+    components, count = ndimage.label(seeds)
+    max_voxels = settings.tubular_max_lesion_ml / (float(np.prod(spacing)) / 1000.0)
+    margin = [int(np.ceil(3.0 * max(settings.tubular_scales_mm) / s)) for s in spacing]
+    kept = seeds.copy()
+    for label, box in enumerate(ndimage.find_objects(components), start=1):
+        component = components[box] == label
+        if component.sum() > max_voxels:
+            continue
+        wide = tuple(slice(max(b.start - m, 0), min(b.stop + m, n)) for b, m, n in zip(box, margin, seeds.shape))
+        inside = components[wide] == label
+        tubular = np.zeros(int(inside.sum()), dtype=bool)
+        for scale in settings.tubular_scales_mm:
+            tubular |= vesselness_at(smooth[wide], inside, spacing, scale, SMOOTHING_MM) > settings.tubular_vesselness
+        if tubular.mean() > settings.tubular_max_fraction:
+            kept[wide] &= ~inside
+    return kept
 
 
 def measure_opacity(

@@ -27,9 +27,21 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from scipy import ndimage
 
-# Tissue classes of the label map, and their mean HU.
+# Tissue classes of the label map, and their mean HU. Vessels of the branching tree and
+# ground-glass nodules take one of several attenuation levels (labels from VESSEL_LEVELS[0]
+# and NODULE_LEVELS[0] on): -50 to +80 HU (blood, partial volume of thin vessels) and
+# -650 to -500 HU (faint to moderate ground glass).
 AIR, FAT, SOFT, BONE, LUNG, AIRWAY, VESSEL, GROUND_GLASS, CONSOLIDATION = range(9)
-TISSUE_HU = np.array([-1000, -100, 40, 700, -860, -1000, 40, -550, 20], dtype=np.float32)
+VESSEL_HU = (-50.0, 0.0, 40.0, 80.0)
+NODULE_HU = (-650.0, -600.0, -550.0, -500.0)
+VESSEL_LEVELS = tuple(range(9, 9 + len(VESSEL_HU)))
+NODULE_LEVELS = tuple(range(VESSEL_LEVELS[-1] + 1, VESSEL_LEVELS[-1] + 1 + len(NODULE_HU)))
+TISSUE_HU = np.array([-1000, -100, 40, 700, -860, -1000, 40, -550, 20, *VESSEL_HU, *NODULE_HU], dtype=np.float32)
+
+# Reconstruction kernels: in-plane blur (voxels), noise (HU) and edge enhancement (unsharp
+# amount). A sharp kernel is noisier and overshoots at edges; a soft one blurs small vessels
+# into their surroundings. "standard" is what the phantom always had.
+KERNELS = {"standard": (0.6, 15.0, 0.0), "soft": (1.1, 8.0, 0.0), "sharp": (0.5, 40.0, 0.8)}
 
 LUNG_CENTRES_X = {1: -80.0, 2: 80.0}  # 1 right lung (patient right = -x), 2 left lung
 LUNG_SEMI_AXES = (58.0, 85.0, 120.0)  # x, y, z in mm
@@ -50,6 +62,7 @@ class Phantom:
     opacity: np.ndarray  # bool: ground glass or consolidation, within the lungs
     consolidation: np.ndarray  # bool: the consolidation part of `opacity`
     body: np.ndarray  # bool: inside the skin
+    vessels: np.ndarray | None = None  # bool: vessels inside the lungs (not under a lesion)
 
     @property
     def opacity_percent(self) -> float:
@@ -63,11 +76,21 @@ def make_phantom(
     seed: int = 0,
     field_of_view_mm: float = 360.0,
     z_extent_mm: float = 300.0,
-    noise_hu: float = 15.0,
+    noise_hu: float | None = None,
     n_vessels_per_lung: int = 30,
     consolidation_share: float = 0.3,
+    vessel_tree: bool = False,
+    ground_glass_nodules: int = 0,
+    kernel: str = "standard",
 ) -> Phantom:
-    """Build a chest phantom; `opacity_fraction` of each lung's volume is covered by lesions."""
+    """Build a chest phantom; `opacity_fraction` of each lung's volume is covered by lesions.
+
+    `vessel_tree` replaces the straight vessels by `n_vessels_per_lung` branching trees
+    (diameters 6 mm at the hilum down to 1 mm, -50 to +80 HU); `ground_glass_nodules`
+    adds that many round ground-glass nodules per lung (8-30 mm, -650 to -500 HU) anywhere
+    in the lung; `kernel` ("standard", "soft", "sharp") sets blur, noise and edge
+    enhancement (`noise_hu` overrides the kernel's noise).
+    """
     nx, ny, nz = size_xyz
     spacing = (z_extent_mm / nz, field_of_view_mm / ny, field_of_view_mm / nx)
     origin = tuple(-(n - 1) * s / 2.0 for n, s in zip((nz, ny, nx), spacing))
@@ -100,10 +123,12 @@ def make_phantom(
     airway &= lungs == 0
 
     for label in LUNG_CENTRES_X:
-        for start, end, radius in _vessel_segments(label, n_vessels_per_lung, rng):
+        segments = _vessel_tree(label, n_vessels_per_lung, rng) if vessel_tree else _vessel_segments(label, n_vessels_per_lung, rng)
+        for start, end, radius in segments:
             vessel = np.zeros_like(body)
             box = _paint_tube(vessel, start, end, radius, spacing, origin)
-            labels[box][vessel[box] & (lungs[box] == label)] = VESSEL
+            tissue = VESSEL_LEVELS[rng.integers(len(VESSEL_LEVELS))] if vessel_tree else VESSEL
+            labels[box][vessel[box] & (lungs[box] == label)] = tissue
 
     opacity = np.zeros_like(body)
     consolidation = np.zeros_like(body)
@@ -112,9 +137,14 @@ def make_phantom(
             _place_lesions(
                 labels, lungs, label, opacity, consolidation, opacity_fraction, consolidation_share, spacing, origin, rng
             )
+    for label in LUNG_CENTRES_X:
+        for _ in range(ground_glass_nodules):
+            _place_nodule(labels, lungs, label, opacity, spacing, origin, rng)
 
-    hu = _render(labels, spacing, noise_hu, rng)
-    return Phantom(hu, spacing, origin, lungs, airway, opacity, consolidation, body)
+    blur, kernel_noise, sharpen = KERNELS[kernel]
+    hu = _render(labels, spacing, kernel_noise if noise_hu is None else noise_hu, rng, blur, sharpen)
+    vessels = ((labels == VESSEL) | np.isin(labels, VESSEL_LEVELS)) & (lungs > 0)
+    return Phantom(hu, spacing, origin, lungs, airway, opacity, consolidation, body, vessels)
 
 
 def _axes(shape: tuple[int, int, int], spacing, origin) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,6 +204,53 @@ def _vessel_segments(label: int, count: int, rng: np.random.Generator) -> Iterat
         yield hilum, end, radius
 
 
+def _vessel_tree(label: int, count: int, rng: np.random.Generator) -> Iterator[tuple[tuple, tuple, float]]:
+    """`count` trees from the hilum: a 3 mm radius trunk that forks twice per level, the
+    radius shrinking by 0.6 per level down to 0.5 mm (1 mm diameter), segments 15-30 mm."""
+    ax, ay, az = LUNG_SEMI_AXES
+    cy, cz = LUNG_CENTRE_YZ
+    centre = np.array([LUNG_CENTRES_X[label], cy, cz])
+    for _ in range(count):
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        branches = [(np.array(HILUM[label]), direction, 3.0)]
+        while branches:
+            start, heading, radius = branches.pop()
+            end = start + heading * rng.uniform(15.0, 30.0)
+            if np.sum(((end - centre) / np.array([ax, ay, az])) ** 2) > 1.0:  # ends outside the lung: prune
+                continue
+            yield tuple(start), tuple(end), radius
+            if radius * 0.6 >= 0.5:
+                for _ in range(2):
+                    turn = heading + rng.normal(scale=0.5, size=3)
+                    branches.append((end, turn / np.linalg.norm(turn), radius * 0.6))
+
+
+def _place_nodule(
+    labels: np.ndarray, lungs: np.ndarray, label: int, opacity: np.ndarray, spacing, origin, rng: np.random.Generator
+) -> None:
+    """One round ground-glass nodule, 8-30 mm across, at a random place well inside the lung."""
+    ax, ay, az = LUNG_SEMI_AXES
+    cy, cz = LUNG_CENTRE_YZ
+    radius = rng.uniform(4.0, 15.0)
+    while True:
+        offset = rng.uniform(-0.7, 0.7, size=3) * np.array([az, ay, ax])
+        centre = np.array([cz, cy, LUNG_CENTRES_X[label]]) + offset
+        if _lung_shape(np.float32(centre[0] - radius), np.float32(centre[1]), np.float32(centre[2]), LUNG_CENTRES_X[label]):
+            break
+    sp, org = np.asarray(spacing), np.asarray(origin)
+    i0 = np.clip(np.floor((centre - radius - org) / sp).astype(int), 0, lungs.shape)
+    i1 = np.clip(np.ceil((centre + radius - org) / sp).astype(int) + 1, 0, lungs.shape)
+    box = tuple(slice(a, b) for a, b in zip(i0, i1))
+    z, y, x = (org[k] + sp[k] * np.arange(i0[k], i1[k]) for k in range(3))
+    ball = (
+        (z[:, None, None] - centre[0]) ** 2 + (y[None, :, None] - centre[1]) ** 2 + (x[None, None, :] - centre[2]) ** 2
+        <= radius**2
+    ) & (lungs[box] == label)
+    labels[box][ball] = NODULE_LEVELS[rng.integers(len(NODULE_LEVELS))]
+    opacity[box] |= ball
+
+
 def _place_lesions(
     labels: np.ndarray,
     lungs: np.ndarray,
@@ -227,12 +304,16 @@ def _subpleural_points(label: int, rng: np.random.Generator) -> Iterator[np.ndar
             yield np.array([z, y, x])
 
 
-def _render(labels: np.ndarray, spacing, noise_hu: float, rng: np.random.Generator) -> np.ndarray:
-    """Label map -> int16 HU with in-plane partial-volume blur and noise, slice by slice (bounded memory)."""
+def _render(
+    labels: np.ndarray, spacing, noise_hu: float, rng: np.random.Generator, blur: float = 0.6, sharpen: float = 0.0
+) -> np.ndarray:
+    """Label map -> int16 HU with in-plane partial-volume blur (`blur` voxels), edge enhancement
+    (unsharp masking by `sharpen`) and white noise, slice by slice (bounded memory)."""
     hu = np.empty(labels.shape, dtype=np.int16)
-    sigma = 0.6  # voxels, in-plane: a sharp but not ideal reconstruction kernel
     for k in range(labels.shape[0]):
-        image = ndimage.gaussian_filter(TISSUE_HU[labels[k]], sigma=sigma)
+        image = ndimage.gaussian_filter(TISSUE_HU[labels[k]], sigma=blur)
+        if sharpen:
+            image += sharpen * (image - ndimage.gaussian_filter(image, sigma=2.0 * blur))
         image += rng.normal(0.0, noise_hu, size=image.shape).astype(np.float32)
         hu[k] = np.clip(np.rint(image), -1024, 3071)
     return hu

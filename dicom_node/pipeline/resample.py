@@ -13,22 +13,35 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.volume import CtVolume
 
 
-def to_model_grid(volume: CtVolume, spacing_zyx: tuple[float, float, float], clip_hu: tuple[float, float] | None = None) -> tuple[np.ndarray, sitk.Image]:
+def to_model_grid(
+    volume: CtVolume,
+    spacing_zyx: tuple[float, float, float],
+    clip_hu: tuple[float, float] | None = None,
+    max_voxels: int | None = None,
+) -> tuple[np.ndarray, sitk.Image]:
     """The CT resampled (linearly) onto a canonical grid covering the whole volume, as float32 HU.
 
     scipy's affine_transform reads the int16 array in place; wrapping it for SimpleITK would
     copy the whole series first.
 
     Returns the (z, y, x) array and an ITK image carrying the grid's geometry, which
-    `mask_to_native` needs to bring results back.
+    `mask_to_native` needs to bring results back. A grid of more than `max_voxels` is refused
+    (SeriesRejected) before it is allocated.
     """
     corners = _corner_points(volume)
     low, high = corners.min(axis=0), corners.max(axis=0)
     spacing_xyz = np.asarray(spacing_zyx[::-1], dtype=float)
     size = np.maximum(1, np.floor((high - low) / spacing_xyz).astype(int) + 1)
+    if max_voxels is not None and int(np.prod(size)) > max_voxels:
+        raise SeriesRejected(
+            f"the model grid would have {size[0]} x {size[1]} x {size[2]} = {np.prod(size) / 1e6:.0f} million voxels of "
+            f"{spacing_zyx[2]:g} x {spacing_zyx[1]:g} x {spacing_zyx[0]:g} mm, more than {max_voxels / 1e6:.0f} million "
+            "(pipeline.segmentation.max_grid_voxels)"
+        )
     reference = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
     reference.SetSpacing(tuple(spacing_xyz))
     reference.SetOrigin(tuple(low))

@@ -41,7 +41,9 @@ def eligible_instances(headers: Sequence[Dataset], rules: SelectionRules) -> lis
     """
     if not headers:
         raise SeriesNotEligible("the series has no instances")
-    modalities = {str(h.get("Modality", "")) for h in headers}
+    modalities = {str(h.get("Modality", "")).strip() for h in headers}
+    if "" in modalities:
+        raise SeriesNotEligible(f"Modality (0008,0060) is missing: this pipeline needs {rules.modality} images")
     if modalities != {rules.modality}:
         raise SeriesNotEligible(f"modality {'/'.join(sorted(modalities))} is not {rules.modality}")
     keep = [i for i, h in enumerate(headers) if not is_localizer(h)]

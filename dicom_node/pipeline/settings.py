@@ -33,6 +33,16 @@ class LoadRules(BaseModel, frozen=True):
     )
     orientation_tolerance: float = Field(1e-3, gt=0, description="largest cosine difference between slices")
     decode_threads: int = Field(2, ge=1)
+    # Limits on the volume a series may become, checked on the headers before anything is decoded: with them
+    # (and SegmentationSettings.max_grid_voxels) a job stays within the memory budget stated in docs/pipeline.md.
+    max_rows_columns: int = Field(1024, ge=16, description="largest Rows or Columns of a CT image")
+    max_field_of_view_mm: float = Field(
+        700.0, gt=0, description="largest in-plane extent (Columns or Rows x PixelSpacing); a CT bore is at most ~80 cm"
+    )
+    max_scan_length_mm: float = Field(1500.0, gt=0, description="largest distance covered by the slices (head to feet)")
+    max_voxels: int = Field(
+        300_000_000, ge=1, description="largest native volume (columns x rows x slices, including filled gaps): 2 bytes each"
+    )
 
 
 class SegmentationSettings(BaseModel, frozen=True):
@@ -40,6 +50,9 @@ class SegmentationSettings(BaseModel, frozen=True):
 
     grid_spacing_zyx: tuple[float, float, float] = (2.5, 1.6, 1.6)
     clip_hu: tuple[float, float] = (-1500.0, 500.0)
+    max_grid_voxels: int = Field(
+        90_000_000, ge=1, description="largest model grid (about 16 bytes each while segmenting and quantifying)"
+    )
 
 
 class ClassifierInputSettings(BaseModel, frozen=True):
@@ -76,6 +89,16 @@ class OpacitySettings(BaseModel, frozen=True):
     )
     min_lesion_ml: float = Field(
         2.0, ge=0, description="smaller opacity components (about 1.5 cm across) are ignored as vessel knots and noise"
+    )
+    tubular_scales_mm: tuple[float, ...] = Field(
+        (2.0, 3.5, 5.0), description="Gaussian scales of the Hessian vesselness test of opacity components (vessel radii)"
+    )
+    tubular_vesselness: float = Field(0.3, ge=0, le=1, description="Frangi vesselness above which a voxel is tubular")
+    tubular_max_fraction: float = Field(
+        0.65, ge=0, le=1, description="components with a larger tubular share are vessels and dropped; 1 disables the test"
+    )
+    tubular_max_lesion_ml: float = Field(
+        10.0, ge=0, description="larger components are lesions without the tubular test (no vessel segment is that big)"
     )
 
 

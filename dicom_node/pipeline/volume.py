@@ -25,6 +25,7 @@ import SimpleITK as sitk
 from pydicom.dataset import Dataset
 
 from dicom_node.pipeline.errors import SeriesRejected
+from dicom_node.pipeline.headers import check_geometry, check_pixel_module, check_scan_length, check_study, check_volume_size
 from dicom_node.pipeline.selection import eligible_instances, slice_normal
 from dicom_node.pipeline.settings import LoadRules, SelectionRules
 
@@ -58,8 +59,9 @@ class CtVolume:
 
 
 def read_headers(paths: Sequence[Path]) -> list[Dataset]:
-    """Headers only: enough to check eligibility and geometry before decoding pixels."""
-    return [pydicom.dcmread(p, stop_before_pixels=True) for p in paths]
+    """Headers, and the length of the pixel data without reading it: enough to check eligibility, geometry and the
+    pixel module before decoding pixels."""
+    return [pydicom.dcmread(p, defer_size=4096) for p in paths]
 
 
 def load_series(
@@ -76,25 +78,29 @@ def load_series(
     keep = eligible_instances(all_headers, selection)
     headers = [all_headers[i] for i in keep]
     files = [all_paths[i] for i in keep]
+    check_study(headers)
+    positions = np.array([check_geometry(h)[0] for h in headers])
+    rows, columns = [check_pixel_module(h, rules) for h in headers][0]  # mixed sizes are refused below
 
     _check_same_image_plane(headers, rules)
     normal = slice_normal(headers[0])
-    positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in headers])
     order = np.argsort(positions @ normal, kind="stable")
     positions, headers, files = positions[order], [headers[i] for i in order], [files[i] for i in order]
     distances = positions @ normal
     _check_no_duplicates(distances)
     _check_no_tilt(positions, normal, rules)
+    check_scan_length(distances, rules)
     steps, spacing_z = _slice_steps(distances, rules)
-
     z_index = np.concatenate([[0], np.cumsum(steps)])
-    hu = np.empty((int(z_index[-1]) + 1, int(headers[0].Rows), int(headers[0].Columns)), dtype=np.int16)
+    row_spacing, column_spacing = (float(v) for v in headers[0].PixelSpacing)
+    check_volume_size((int(z_index[-1]) + 1, rows, columns), (spacing_z, row_spacing, column_spacing), rules)
+
+    hu = np.empty((int(z_index[-1]) + 1, rows, columns), dtype=np.int16)
     _decode_into(hu, z_index, files, rules.decode_threads)
     _interpolate_gaps(hu, z_index)
 
     iop = np.asarray(headers[0].ImageOrientationPatient, dtype=float)
     direction = np.column_stack([iop[:3], iop[3:], normal])
-    row_spacing, column_spacing = (float(v) for v in headers[0].PixelSpacing)
     source_files: list[Path | None] = [None] * hu.shape[0]
     sop_uids: list[str | None] = [None] * hu.shape[0]
     for k, f, h in zip(z_index, files, headers):

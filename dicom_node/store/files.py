@@ -13,13 +13,21 @@ import hashlib
 import io
 import os
 import re
+import socket
+import time
 from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
 
+PRIVATE_UMASK = 0o077  # files 0600, directories 0700: patient data and names are the service user's alone
 _UNSAFE = re.compile(r"[^0-9A-Za-z.]")
 _MAX_COMPONENT = 64
+# Temporary files are named after their writer, `.<name>.<host>~<pid>.<n>.tmp`: on shared storage a process
+# starting up removes only those of dead processes of its own host (and any left for an hour by another host).
+_HOST = re.sub(r"[^0-9A-Za-z]", "_", socket.gethostname())
+_TMP_WRITER = re.compile(r"\.(?P<host>[0-9A-Za-z_]+)~(?P<pid>\d+)\.[0-9a-f]+\.tmp$")
+FOREIGN_TMP_SECONDS = 3600
 
 
 def safe_component(uid: str) -> str:
@@ -70,7 +78,7 @@ def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool 
     skipping a directory fsync per instance halves the cost of a durable write.
     """
     _make_dirs_durably(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{id(chunks):x}.tmp")
+    tmp = path.with_name(f".{path.name}.{_HOST}~{os.getpid()}.{id(chunks):x}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
     size = 0
     try:
@@ -92,10 +100,46 @@ def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool 
     return size
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandoned(tmp: Path, host: str, now: float) -> bool:
+    """A temporary file no live writer will rename: its process (on this host) died, or it is an hour old."""
+    match = _TMP_WRITER.search(tmp.name)
+    if match and match["host"] == host:
+        return int(match["pid"]) != os.getpid() and not _pid_alive(int(match["pid"]))
+    try:
+        return now - tmp.stat().st_mtime > FOREIGN_TMP_SECONDS
+    except FileNotFoundError:
+        return False  # renamed into place meanwhile
+
+
 def remove_stale_temporaries(root: Path) -> int:
-    """Delete temporary files left by a crash (never acknowledged, so nothing is lost); return how many."""
+    """Delete temporary files of crashed writers (never acknowledged, so nothing is lost); return how many.
+
+    Other live processes sharing the data directory (receivers on other hosts, or beside this one) may be
+    writing theirs right now: only files whose writer is known dead, or that are an hour old, are removed.
+    """
+    now = time.time()
     count = 0
     for tmp in root.rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        count += 1
+        if _abandoned(tmp, _HOST, now):
+            tmp.unlink(missing_ok=True)
+            count += 1
     return count
+
+
+def make_private(data_dir: Path) -> None:
+    """From now on this process creates files readable by its own user only, whatever umask it was started with
+    (the index and its -wal/-shm, instances, results, the access log); the data dir itself becomes 0700, which
+    also closes files an older version left readable to others."""
+    os.umask(PRIVATE_UMASK)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)

@@ -8,20 +8,24 @@ first sight and their ids cached, so an instance costs a handful of statements.
 from __future__ import annotations
 
 import io
+import logging
 import threading
-import zlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pydicom.filereader import read_dataset
-from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from sqlalchemy import insert, select, update
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.store.models import AssociationSeries, Instance, Patient, Series, Study, utcnow
+from dicom_node.store.checks import NOT_MATCHING, Problem, Refused
+from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, utcnow
 
+log = logging.getLogger(__name__)
 
 LAST_IDENTIFIER_TAG = 0x00200013  # Instance Number
 
@@ -44,6 +48,7 @@ class InstanceMeta:
     series_instance_uid: str
     transfer_syntax_uid: str
     patient_id: str = ""
+    issuer_of_patient_id: str = ""
     patient_name: str = ""
     patient_birth_date: str = ""
     patient_sex: str = ""
@@ -56,16 +61,14 @@ class InstanceMeta:
     instance_number: int | None = None
 
     @classmethod
-    def from_encoded(cls, raw: bytes | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
+    def from_encoded(cls, data: bytes | bytearray | memoryview, transfer_syntax_uid: str) -> InstanceMeta:
         """Read the identifiers from an encoded data set, parsing only the elements up to (0020,0013).
 
         Everything the index needs sits before Instance Number; not walking the
         other elements (and the pixel data) halves the parse time per instance.
+        A deflated data set is passed inflated (`checks.checked_dataset`).
         """
         syntax = UID(transfer_syntax_uid)
-        data = bytes(raw)
-        if syntax == DeflatedExplicitVRLittleEndian:
-            data = zlib.decompress(data, -zlib.MAX_WBITS)
         dataset = read_dataset(
             io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG
         )
@@ -73,7 +76,19 @@ class InstanceMeta:
 
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str) -> InstanceMeta:
+        def identifier(keyword: str) -> str:
+            """The value exactly as received, less its trailing padding: never cut, never otherwise normalised."""
+            value = ds.get(keyword)
+            if value is None:
+                return ""
+            text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)  # a backslash is kept as written
+            text = text.rstrip(" \0")
+            if len(text) > MAX_IDENTIFIER:
+                raise Refused(Problem(NOT_MATCHING, f"{keyword} is {len(text)} characters long (at most {MAX_IDENTIFIER} are indexed)"))
+            return text
+
         def text(keyword: str, limit: int) -> str:
+            """A descriptive value for display, cut to its column."""
             value = ds.get(keyword)
             return "" if value is None else str(value).strip()[:limit]
 
@@ -85,17 +100,18 @@ class InstanceMeta:
                 return None
 
         return cls(
-            sop_instance_uid=text("SOPInstanceUID", 64),
-            sop_class_uid=text("SOPClassUID", 64),
-            study_instance_uid=text("StudyInstanceUID", 64),
-            series_instance_uid=text("SeriesInstanceUID", 64),
+            sop_instance_uid=identifier("SOPInstanceUID"),
+            sop_class_uid=identifier("SOPClassUID"),
+            study_instance_uid=identifier("StudyInstanceUID"),
+            series_instance_uid=identifier("SeriesInstanceUID"),
             transfer_syntax_uid=transfer_syntax_uid,
-            patient_id=text("PatientID", 64),
+            patient_id=identifier("PatientID"),
+            issuer_of_patient_id=identifier("IssuerOfPatientID"),
             patient_name=text("PatientName", 324),
             patient_birth_date=text("PatientBirthDate", 8),
             patient_sex=text("PatientSex", 16),
             study_date=text("StudyDate", 8),
-            accession_number=text("AccessionNumber", 16),
+            accession_number=identifier("AccessionNumber"),
             study_description=text("StudyDescription", 64),
             modality=text("Modality", 16),
             series_description=text("SeriesDescription", 64),
@@ -147,7 +163,11 @@ class Indexer:
         try:
             with self._engine.begin() as conn:
                 if replace:
+                    left = conn.scalar(select(Instance.series_fk).where(Instance.sop_instance_uid == meta.sop_instance_uid))
                     conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+                    if left is not None and left != series_id:
+                        self._moved(conn, meta, left, now)
+                        replace = False  # counted in its new series below
                 else:
                     conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
                 conn.execute(
@@ -169,6 +189,21 @@ class Indexer:
         if link:
             with self._lock:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]
+
+    def _moved(self, conn: Connection, meta: InstanceMeta, left: int, now: datetime) -> None:
+        """An instance re-sent under another series (or study, or patient) leaves its old series: the count drops and
+        the old series is pending again, so its job is queued anew (superseding the one whose results included it)."""
+        conn.execute(
+            update(Series).where(Series.id == left).values(instance_count=Series.instance_count - 1, pending=True, last_received_at=now)
+        )
+        old_series, old_study = conn.execute(
+            select(Series.series_instance_uid, Study.study_instance_uid).join(Study, Study.id == Series.study_fk).where(Series.id == left)
+        ).one()
+        log.warning(
+            "instance %s moved from series %s (study %s) to series %s (study %s, patient %r): the series it left is processed again",
+            meta.sop_instance_uid, old_series, old_study, meta.series_instance_uid, meta.study_instance_uid, meta.patient_id,
+            extra={"series": meta.series_instance_uid, "study": meta.study_instance_uid},
+        )
 
     def _series_id(self, meta: InstanceMeta, pipeline: str) -> int:
         """The series row's id, creating patient, study and series rows on first sight (committed at once)."""
@@ -194,16 +229,30 @@ class Indexer:
             return series.id
         study = session.scalar(select(Study).where(Study.study_instance_uid == meta.study_instance_uid))
         if study is None:
-            patient = session.scalar(select(Patient).where(Patient.patient_id == meta.patient_id))
+            patient = session.scalar(
+                select(Patient).where(Patient.patient_id == meta.patient_id, Patient.issuer == meta.issuer_of_patient_id)
+            )
             if patient is None:
                 patient = Patient(
-                    patient_id=meta.patient_id, patient_name=meta.patient_name, birth_date=meta.patient_birth_date, sex=meta.patient_sex
+                    patient_id=meta.patient_id,
+                    issuer=meta.issuer_of_patient_id,
+                    patient_name=meta.patient_name,
+                    birth_date=meta.patient_birth_date,
+                    sex=meta.patient_sex,
                 )
                 session.add(patient)
                 session.flush()
+            elif patient.patient_name != meta.patient_name:
+                patient.names_differ = True
+                log.warning(
+                    "study %s: patient %r (issuer %r) came as %r, an earlier study as %r: each study keeps its own name",
+                    meta.study_instance_uid, meta.patient_id, meta.issuer_of_patient_id, meta.patient_name, patient.patient_name,
+                    extra={"study": meta.study_instance_uid},
+                )
             study = Study(
                 study_instance_uid=meta.study_instance_uid,
                 patient_fk=patient.id,
+                patient_name=meta.patient_name,
                 study_date=meta.study_date,
                 accession_number=meta.accession_number,
                 description=meta.study_description,

@@ -5,7 +5,9 @@ it. It is queued once no open association is sending it and the settle window
 has passed quietly since its last instance. Every state change is a
 conditional UPDATE (compare-and-set on the old state), so several schedulers
 and workers sharing one database (SQLite or PostgreSQL) never queue a series
-twice nor run one job twice.
+twice nor run one job twice. A running job carries its worker's lease
+(`dicom_node.store.leases`): when the worker's process dies, another worker
+takes the job over once the lease has run out, counting it as an attempt.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from sqlalchemy import and_, exists, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -35,20 +38,37 @@ class ClaimedJob:
     study_instance_uid: str
     pipeline: str
     attempts: int
+    worker: str
 
 
 class JobQueue:
     """Association bookkeeping, the settle window, claiming and finishing jobs."""
 
-    def __init__(self, sessions: sessionmaker[Session], node_name: str) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        node_name: str,
+        lease_seconds: float = 30.0,
+        max_attempts: int = 20,
+        wakeups: Wakeups | None = None,
+    ) -> None:
         self._sessions = sessions
         self.node_name = node_name
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+        self.wakeups = wakeups or Wakeups()
 
     # Associations -------------------------------------------------------
     def open_association(self, calling_ae: str, called_ae: str, host: str, port: int) -> tuple[int, str]:
         with self._sessions.begin() as session:
             row = Association(
-                uuid=str(uuid.uuid4()), node=self.node_name, calling_ae=calling_ae, called_ae=called_ae, peer_host=host, peer_port=port
+                uuid=str(uuid.uuid4()),
+                node=self.node_name,
+                calling_ae=calling_ae,
+                called_ae=called_ae,
+                peer_host=host,
+                peer_port=port,
+                lease_until=utcnow() + self.lease,
             )
             session.add(row)
             session.flush()
@@ -70,22 +90,21 @@ class JobQueue:
                 )
             )
 
-    def recover(self) -> tuple[int, int]:
-        """After this node restarts: its open associations were cut, its running jobs go back to the queue."""
+    def close_interrupted_associations(self) -> int:
+        """At start-up: associations this node (by name, one process per name) had open were cut by its stop.
+
+        Running jobs are not touched here: they belong to whoever holds their
+        lease, and are taken over by any worker once it has expired.
+        """
         with self._sessions.begin() as session:
             cut = session.execute(
                 update(Association)
                 .where(Association.node == self.node_name, Association.state == "open")
                 .values(state="interrupted", ended_at=utcnow())
             ).rowcount
-            requeued = session.execute(
-                update(Job)
-                .where(Job.state == "running", Job.worker.like(f"{self.node_name}/%"))
-                .values(state="queued", reason="re-queued: the node restarted while it was running", worker="")
-            ).rowcount
-        if cut or requeued:
-            log.warning("recovery: %d association(s) were cut by a restart; %d running job(s) re-queued", cut, requeued)
-        return cut, requeued
+        if cut:
+            log.warning("%d association(s) of node %s were cut by a restart", cut, self.node_name)
+        return cut
 
     # Settle window ------------------------------------------------------
     def queue_settled(self, settle_seconds: float, now: datetime | None = None) -> list[int]:
@@ -97,6 +116,7 @@ class JobQueue:
                 AssociationSeries.series_fk == Series.id,
                 AssociationSeries.association_fk == Association.id,
                 Association.state == "open",
+                or_(Association.lease_until.is_(None), Association.lease_until > now),  # its receiver is alive
             )
         )
         with self._sessions() as session:
@@ -133,13 +153,19 @@ class JobQueue:
                 session.execute(
                     update(Job)
                     .where(Job.id.in_(previous))
-                    .values(state="superseded", superseded_by=job.id, reason=f"superseded by job {job.id}: new instances arrived", finished_at=utcnow())
+                    .values(
+                        state="superseded",
+                        superseded_by=job.id,
+                        reason=f"superseded by job {job.id}: the series changed (instances arrived, were replaced or moved to another series)",
+                        finished_at=utcnow(),
+                    )
                 )
                 session.execute(
                     update(Export)
                     .where(Export.job_fk.in_(previous), Export.state == "pending")
                     .values(state="cancelled", last_error=f"job superseded by job {job.id}")
                 )
+            self.wakeups.notify_in(session, "jobs")
             log.info(
                 "series %s: job %d queued (%d instances, pipeline %s)%s",
                 series.series_instance_uid,
@@ -152,23 +178,49 @@ class JobQueue:
 
     # Workers ------------------------------------------------------------
     def claim(self, worker: str, now: datetime | None = None) -> ClaimedJob | None:
-        """Take the oldest runnable queued job, or None; safe against other workers."""
+        """Take the oldest runnable job, or None; safe against other workers and processes.
+
+        Runnable: queued and due, or running under a lease that has expired (its
+        worker's process died). A job taken over counts an attempt; past
+        `max_attempts` it fails with the reason instead of being run again.
+        On PostgreSQL the candidates are locked with SKIP LOCKED, so concurrent
+        workers do not even try the same rows; on SQLite the compare-and-set
+        alone guarantees that one worker wins.
+        """
         now = now or utcnow()
-        with self._sessions() as session:
-            candidate_ids = list(
-                session.scalars(
-                    select(Job.id)
-                    .where(Job.state == "queued", (Job.not_before.is_(None)) | (Job.not_before <= now))
-                    .order_by(Job.created_at, Job.id)
-                    .limit(5)
-                )
-            )
-        for job_id in candidate_ids:
-            with self._sessions.begin() as session:
+        runnable = or_(
+            and_(Job.state == "queued", or_(Job.not_before.is_(None), Job.not_before <= now)),
+            and_(Job.state == "running", Job.lease_until < now),
+        )
+        with self._sessions.begin() as session:
+            candidates = session.execute(
+                select(Job.id, Job.state, Job.worker, Job.attempts)
+                .where(runnable)
+                .order_by(Job.created_at, Job.id)
+                .limit(5)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for job_id, state, previous, attempts in candidates:
+                unchanged = and_(Job.id == job_id, Job.state == state, Job.worker == previous)
+                if state == "running":
+                    unchanged = and_(unchanged, Job.lease_until < now)
+                    if attempts >= self.max_attempts:
+                        self._fail_abandoned(session, job_id, unchanged, previous, attempts, now)
+                        continue
+                    log.warning("job %d: its worker %s stopped renewing its lease; %s takes it over", job_id, previous, worker)
+                reason = f"taken over from {previous}, whose process stopped" if state == "running" else ""
                 taken = session.execute(
                     update(Job)
-                    .where(Job.id == job_id, Job.state == "queued")
-                    .values(state="running", worker=worker, started_at=now, attempts=Job.attempts + 1, reason="", not_before=None)
+                    .where(unchanged)
+                    .values(
+                        state="running",
+                        worker=worker,
+                        started_at=now,
+                        attempts=Job.attempts + 1,
+                        reason=reason,
+                        not_before=None,
+                        lease_until=now + self.lease,
+                    )
                 ).rowcount
                 if not taken:
                     continue
@@ -181,8 +233,17 @@ class JobQueue:
                     study_instance_uid=series.study.study_instance_uid,
                     pipeline=job.pipeline,
                     attempts=job.attempts,
+                    worker=worker,
                 )
         return None
+
+    def _fail_abandoned(self, session: Session, job_id: int, unchanged: Any, previous: str, attempts: int, now: datetime) -> None:
+        reason = (
+            f"failed after {attempts} attempt(s): the process running it stopped each time (last {previous}); "
+            f"jobs.max_attempts is {self.max_attempts}"
+        )
+        if session.execute(update(Job).where(unchanged).values(state="failed", reason=reason, finished_at=now, lease_until=None)).rowcount:
+            log.error("job %d %s", job_id, reason)
 
     def instance_paths(self, series_id: int) -> list[str]:
         with self._sessions() as session:
@@ -190,45 +251,54 @@ class JobQueue:
 
     def finish(
         self,
-        job_id: int,
+        job: ClaimedJob,
         state: str,
         reason: str = "",
         steps: dict[str, Any] | None = None,
         result: dict[str, Any] | None = None,
         on_done: Callable[[Session], None] | None = None,
     ) -> bool:
-        """Record the end of a running job; False if it was superseded meanwhile (its results must not be exported).
+        """Record the end of a running job; False if it was superseded or taken over meanwhile (its results must
+        not be exported: the job's current owner, or the newer job, produces the results that count).
 
         `on_done` runs in the same transaction (the outbox rows of a done job), so a crash leaves either a done
-        job with all its exports queued, or a running job that is re-queued.
+        job with all its exports queued, or a running job that another worker takes over once its lease expired.
         """
-        values: dict[str, Any] = dict(state=state, reason=reason, finished_at=utcnow())
+        values: dict[str, Any] = dict(state=state, reason=reason, finished_at=utcnow(), lease_until=None)
         if steps is not None:
             values["steps"] = steps
         if result is not None:
             values["result"] = result
         with self._sessions.begin() as session:
-            if not session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount:
+            if not session.execute(update(Job).where(*self._owned(job)).values(**values)).rowcount:
                 return False
             if on_done is not None:
                 on_done(session)
             return True
 
-    def postpone(self, job_id: int, reason: str, delay_seconds: float, steps: dict[str, Any] | None = None) -> bool:
+    def postpone(self, job: ClaimedJob, reason: str, delay_seconds: float, steps: dict[str, Any] | None = None) -> bool:
         """Put a running job back in the queue for later (an inference server was unavailable)."""
-        values: dict[str, Any] = dict(state="queued", reason=reason, worker="", not_before=utcnow() + timedelta(seconds=delay_seconds))
+        values: dict[str, Any] = dict(
+            state="queued", reason=reason, worker="", lease_until=None, not_before=utcnow() + timedelta(seconds=delay_seconds)
+        )
         if steps is not None:
             values["steps"] = steps
         with self._sessions.begin() as session:
-            return bool(session.execute(update(Job).where(Job.id == job_id, Job.state == "running").values(**values)).rowcount)
+            return bool(session.execute(update(Job).where(*self._owned(job)).values(**values)).rowcount)
+
+    @staticmethod
+    def _owned(job: ClaimedJob) -> tuple[Any, ...]:
+        """The job is still running under this claim (not superseded, not taken over by another worker)."""
+        return Job.id == job.id, Job.state == "running", Job.worker == job.worker
 
     def retry(self, job_id: int) -> bool:
         """Re-queue a finished job by hand (`dicom-node jobs retry`)."""
         with self._sessions.begin() as session:
-            return bool(
-                session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, Job.state.in_(("failed", "skipped", "done")))
-                    .values(state="queued", reason="retried by an operator", not_before=None, worker="", attempts=0)
-                ).rowcount
-            )
+            requeued = session.execute(
+                update(Job)
+                .where(Job.id == job_id, Job.state.in_(("failed", "skipped", "done")))
+                .values(state="queued", reason="retried by an operator", not_before=None, worker="", attempts=0)
+            ).rowcount
+            if requeued:
+                self.wakeups.notify_in(session, "jobs")
+        return bool(requeued)

@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-UID = String(64)
+MAX_IDENTIFIER = 512
+"""Characters kept of a UID or ID: far beyond DICOM's 64, so that values from odd archives are indexed whole and
+matched exactly (a longer one is refused, never cut), and within PostgreSQL's limit on a unique index entry."""
+UID = String(MAX_IDENTIFIER)
 
 
 def utcnow() -> datetime:
@@ -25,10 +28,17 @@ class Base(DeclarativeBase):
 
 
 class Patient(Base):
+    """A patient is PatientID within its issuer: the same ID from two hospitals are two patients."""
+
     __tablename__ = "patient"
+    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    patient_id: Mapped[str] = mapped_column(String(64), unique=True, doc="PatientID as received ('' when absent).")
-    patient_name: Mapped[str] = mapped_column(String(324), default="")
+    patient_id: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), doc="PatientID as received ('' when absent).")
+    issuer: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="", server_default="", doc="IssuerOfPatientID ('' when absent).")
+    patient_name: Mapped[str] = mapped_column(String(324), default="", doc="The name its first study came with.")
+    names_differ: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), doc="Its studies came with different patient names (see study.patient_name)."
+    )
     birth_date: Mapped[str] = mapped_column(String(8), default="")
     sex: Mapped[str] = mapped_column(String(16), default="")
 
@@ -38,8 +48,9 @@ class Study(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
+    patient_name: Mapped[str] = mapped_column(String(324), default="", server_default="", doc="PatientName this study was received with.")
     study_date: Mapped[str] = mapped_column(String(8), default="")
-    accession_number: Mapped[str] = mapped_column(String(16), default="")
+    accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="")
     description: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     patient: Mapped[Patient] = relationship()
@@ -76,6 +87,9 @@ class Association(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     started_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, doc="An open association whose receiving process stopped renewing this no longer holds its series back."
+    )
 
 
 class AssociationSeries(Base):
@@ -111,7 +125,10 @@ class Job(Base):
     instance_count: Mapped[int] = mapped_column(Integer, default=0, doc="Instances of the series when the job was queued.")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     not_before: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="A waiting job is not claimed before this time.")
-    worker: Mapped[str] = mapped_column(String(128), default="")
+    worker: Mapped[str] = mapped_column(String(128), default="", doc="Owner of a running job: <node>/<host>/<pid>/worker-<n>.")
+    lease_until: Mapped[datetime | None] = mapped_column(
+        DateTime, nullable=True, index=True, doc="A running job whose owner stopped renewing this is taken over by another worker."
+    )
     steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Step name -> seconds.")
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Measurements, probabilities and result files.")
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
@@ -132,10 +149,19 @@ class Export(Base):
     sop_instance_uid: Mapped[str] = mapped_column(UID)
     sop_class_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(String(512), doc="Relative to the data dir.")
-    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sent, failed, cancelled.")
+    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sending, sent, failed, cancelled.")
+    owner: Mapped[str] = mapped_column(String(128), default="", server_default="", doc="The process sending it (state sending).")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="DIMSE status of the last attempt.")
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class ClusterSetting(Base):
+    """Facts every process sharing the database must agree on (the shared-storage token)."""
+
+    __tablename__ = "cluster_setting"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)

@@ -5,9 +5,9 @@ job, so a result is either never produced or will be sent: a crash, a PACS
 outage or a restart loses nothing. States:
 
   pending   due at `next_attempt_at`
-  sending   claimed by the sender until `next_attempt_at` (a lease): a row
-            whose sender died is claimable again once the lease runs out,
-            and at start-up the sender takes back all of them (`recover`)
+  sending   claimed by `owner` until `next_attempt_at` (a lease its process
+            renews, `dicom_node.store.leases`): a row whose sender died is
+            claimed by any sender once the lease has run out
   sent      the PACS answered success or a warning (kept in last_status/last_error)
   failed    refused for good (status and reason kept), or still not delivered
             after `export.retry_horizon_seconds`; `retry` puts it back
@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_node.config import ExportSettings
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.models import Export, Job, utcnow
+from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,15 @@ class ClaimedExport:
     sop_class_uid: str
     attempts: int
     created_at: datetime
+    owner: str
 
 
 class Outbox:
-    def __init__(self, sessions: sessionmaker[Session], settings: ExportSettings, data_dir: Path) -> None:
+    def __init__(self, sessions: sessionmaker[Session], settings: ExportSettings, data_dir: Path, wakeups: Wakeups | None = None) -> None:
         self._sessions = sessions
         self.settings = settings
         self.data_dir = Path(data_dir).resolve()
+        self.wakeups = wakeups or Wakeups()
 
     def _stored_path(self, path: Path) -> str:
         """Relative to the data dir when inside it, so the data dir can move; absolute otherwise."""
@@ -113,36 +116,37 @@ class Outbox:
                 existing.add((obj.sop_instance_uid, destination))
                 added += 1
         if added:
+            self.wakeups.notify_in(session, "exports")
             log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
         return added
 
-    def claim_due(self, destination: str, now: datetime | None = None, limit: int | None = None) -> list[ClaimedExport]:
-        """Claim up to `limit` rows due for `destination` (pending, or sending with an expired lease).
+    def claim_due(self, destination: str, owner: str, now: datetime | None = None, limit: int | None = None) -> list[ClaimedExport]:
+        """Claim up to `limit` rows due for `destination` for `owner` (pending, or sending with an expired lease).
 
         Rows of superseded jobs are cancelled here rather than sent: a newer
-        job for the series will produce the results that count.
+        job for the series will produce the results that count. On PostgreSQL
+        the candidates are locked with SKIP LOCKED, so senders of several
+        processes split the rows instead of racing for the same ones.
         """
         now = now or utcnow()
         limit = limit or self.settings.batch_size
-        with self._sessions() as session:
+        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
+        claimed: list[ClaimedExport] = []
+        with self._sessions.begin() as session:
             candidates = session.execute(
-                select(Export.id, Export.state, Job.state)
+                select(Export.id, Export.state, Export.owner, Job.state)
                 .join(Job, Job.id == Export.job_fk)
                 .where(Export.destination == destination, Export.state.in_(("pending", "sending")), Export.next_attempt_at <= now)
                 .order_by(Export.id)
                 .limit(limit)
+                .with_for_update(skip_locked=True, of=Export)
             ).all()
-        if not candidates:
-            return []
-        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
-        claimed: list[ClaimedExport] = []
-        with self._sessions.begin() as session:
-            for export_id, state, job_state in candidates:
+            for export_id, state, previous, job_state in candidates:
                 superseded = job_state == "superseded"
                 values: dict[str, Any] = (
-                    dict(state="cancelled", last_error="job superseded: newer data arrived for the series")
+                    dict(state="cancelled", owner="", last_error="job superseded: newer data arrived for the series")
                     if superseded
-                    else dict(state="sending", next_attempt_at=lease_until)
+                    else dict(state="sending", owner=owner, next_attempt_at=lease_until)
                 )
                 taken = session.execute(
                     update(Export).where(Export.id == export_id, Export.state == state, Export.next_attempt_at <= now).values(**values)
@@ -151,10 +155,18 @@ class Outbox:
                     continue  # another sender took it, or it must never be sent
                 row = session.get_one(Export, export_id)
                 if state == "sending":
-                    log.warning("export %d to %s: its sender stopped while sending it; sending again", export_id, destination)
+                    log.warning("export %d to %s: its sender %s stopped while sending it; %s sends it again", export_id, destination, previous, owner)
                 claimed.append(
                     ClaimedExport(
-                        row.id, row.job_fk, row.destination, self.data_dir / row.path, row.sop_instance_uid, row.sop_class_uid, row.attempts, row.created_at
+                        row.id,
+                        row.job_fk,
+                        row.destination,
+                        self.data_dir / row.path,
+                        row.sop_instance_uid,
+                        row.sop_class_uid,
+                        row.attempts,
+                        row.created_at,
+                        owner,
                     )
                 )
         return claimed
@@ -170,7 +182,13 @@ class Outbox:
         else:
             values.update(self._reschedule(claimed, result.reason, now))
         with self._sessions.begin() as session:
-            session.execute(update(Export).where(Export.id == claimed.id, Export.state == "sending").values(**values))
+            recorded = session.execute(
+                update(Export).where(Export.id == claimed.id, Export.state == "sending", Export.owner == claimed.owner).values(owner="", **values)
+            ).rowcount
+            if not recorded:  # our lease ran out and another sender took the row: its outcome is the one that counts
+                state = session.scalars(select(Export.state).where(Export.id == claimed.id)).one()
+                log.warning("export %d to %s: the lease was lost to another sender; this attempt is not recorded", claimed.id, claimed.destination)
+                return state
         state = values["state"]
         if state == "failed":
             log.error("export %d (%s) to %s failed: %s", claimed.id, claimed.sop_instance_uid, claimed.destination, values["last_error"])
@@ -187,18 +205,6 @@ class Outbox:
             return dict(state="failed", last_error=f"not delivered after {attempts} attempt(s) over {waited:.0f} s: {reason}")
         delay = min(self.settings.retry_initial_seconds * 2 ** (attempts - 1), self.settings.retry_max_seconds)
         return dict(state="pending", next_attempt_at=min(now + timedelta(seconds=delay), deadline))
-
-    def recover(self) -> int:
-        """At sender start-up: rows left `sending` by a previous run are due again now."""
-        with self._sessions.begin() as session:
-            count = session.execute(
-                update(Export)
-                .where(Export.state == "sending")
-                .values(state="pending", next_attempt_at=utcnow(), last_error="in flight when the sender stopped: sending again")
-            ).rowcount
-        if count:
-            log.warning("recovery: %d export(s) were in flight when the sender stopped; they will be sent again", count)
-        return count
 
     def fail_unconfigured(self, configured: set[str]) -> int:
         """Fail rows whose destination is no longer configured: visible, and retriable once it is back."""
@@ -225,8 +231,11 @@ class Outbox:
     def _requeue(self, *conditions: Any) -> int:
         now = utcnow()
         with self._sessions.begin() as session:
-            return session.execute(
+            count = session.execute(
                 update(Export)
                 .where(*conditions)
                 .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
             ).rowcount
+            if count:
+                self.wakeups.notify_in(session, "exports")
+        return count

@@ -13,10 +13,14 @@ released association.
 
 Statuses (PS3.4 Annex B; the comment says why):
   0x0000 success (also for a duplicate under the 'keep-first' policy)
-  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, or the write/commit failed
-  0xA900 data set does not match the SOP class/instance the sender announced (or the study, for STOW-RS)
-  0xC210 cannot understand: the data set cannot be decoded
-  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing
+  0xA700 out of resources: free disk below `dicom.min_free_disk_mb`, the write/commit failed, or a deflated
+         data set inflates beyond `dicom.max_inflated_mb`
+  0xA900 data set does not match the SOP class/instance the sender announced (or the study, for STOW-RS), its
+         Pixel Data is shorter than its image attributes say, or an identifier is longer than the index keeps whole
+  0xC210 cannot understand: the data set cannot be decoded in its transfer syntax up to Pixel Data
+         (store/checks.py says where)
+  0xC211 cannot understand: SOP Instance UID, Study Instance UID or Series Instance UID missing (for C-STORE
+         also: the request's command lacks its Affected SOP Class/Instance UID, net/requests.py)
   0xC221 duplicate SOP Instance UID refused (policy 'reject')
 """
 
@@ -29,6 +33,7 @@ from pathlib import Path
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
+from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import instance_relpath, write_durably
 from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
@@ -36,10 +41,6 @@ from dicom_node.store.jobs import JobQueue
 log = logging.getLogger(__name__)
 
 SUCCESS = 0x0000
-OUT_OF_RESOURCES = 0xA700
-NOT_MATCHING = 0xA900
-UNDECODABLE = 0xC210
-MISSING_UIDS = 0xC211
 DUPLICATE_REFUSED = 0xC221
 
 
@@ -129,7 +130,10 @@ class Receiver:
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return Outcome(OUT_OF_RESOURCES, "out of disk space")
         try:
-            meta = InstanceMeta.from_encoded(raw, transfer_syntax)
+            meta = InstanceMeta.from_encoded(checked_dataset(raw, transfer_syntax, self.settings.max_inflated_mb * 2**20), transfer_syntax)
+        except Refused as refused:
+            log.error("%s refused: %s", tag, refused, extra=fields)
+            return Outcome(refused.problem.status, refused.problem.comment)
         except Exception as exc:  # any decoding failure of peer data
             log.error("%s refused: data set cannot be decoded: %s", tag, exc, extra=fields)
             return Outcome(UNDECODABLE, "data set cannot be decoded")
@@ -140,7 +144,7 @@ class Receiver:
             log.error("%s refused: SOP, study or series instance UID missing", tag, extra=fields)
             return Outcome(MISSING_UIDS, "SOP/Study/Series Instance UID missing", meta)
         fields.update(study=meta.study_instance_uid, series=meta.series_instance_uid)
-        if announced_instance not in ("", meta.sop_instance_uid) or announced_class not in ("", meta.sop_class_uid):
+        if (announced_instance and not same_uid(meta.sop_instance_uid, announced_instance)) or announced_class not in ("", meta.sop_class_uid):
             log.error("%s refused: data set says %s of class %s", tag, meta.sop_instance_uid, meta.sop_class_uid, extra=fields)
             return Outcome(NOT_MATCHING, "data set does not match the request's SOP class/instance", meta)
         if study is not None and meta.study_instance_uid != study:

@@ -2,12 +2,13 @@
 
 - `/health` is open to anyone: a load balancer or supervisor must see that the
   process is alive without holding a secret.
-- With `http.token` set, everything that returns data (the API, DICOMweb,
-  `/ready`, `/metrics`) needs `Authorization: Bearer <token>`; a missing or
-  wrong token gets 401. The viewers' HTML, JS and CSS (the node's pages and
-  OHIF under /ohif/), the API docs and the OpenAPI schema hold no data, so they
-  are served without it (a browser cannot add the header when it opens a page):
-  the pages ask for the token and send it with their API calls.
+- With `http.token` (or any of the named `http.tokens`) set, everything that
+  returns data (the API, DICOMweb, `/ready`, `/metrics`) needs
+  `Authorization: Bearer <token>`; a missing or wrong token gets 401. The token's
+  name is the request's identity in the access log. The viewers' HTML, JS and CSS
+  (the node's pages and OHIF under /ohif/), the API docs and the OpenAPI schema
+  hold no data, so they are served without it (a browser cannot add the header
+  when it opens a page): the pages ask for the token and send it with their API calls.
 - With no token configured, only loopback clients are served (403 otherwise):
   a node started without a secret must not expose patient data to the network.
 
@@ -23,6 +24,9 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
+
+from dicom_node.web.audit import set_identity
+from dicom_node.web.security import Middleware
 
 OPEN_PATHS = frozenset({"/health"})
 PAGE_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -51,25 +55,37 @@ def _bearer(request: Request) -> str | None:
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
-def access_middleware(token: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    """The HTTP middleware enforcing the rule above for the configured token ('' for none)."""
-    expected = token.encode()
+def token_name(given: str, tokens: dict[str, str]) -> str | None:
+    """The name of the token `given` matches, or None; every token is compared in constant time."""
+    found = None
+    for name, secret in tokens.items():
+        if hmac.compare_digest(given.encode(), secret.encode()):
+            found = name
+    return found
+
+
+def access_middleware(tokens: dict[str, str]) -> Middleware:
+    """The HTTP middleware enforcing the rule above for the configured tokens by name (none: loopback only);
+    it names the identity served (`loopback` or `token:<name>`) for the access log."""
 
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         path = request.url.path
         if path in OPEN_PATHS:
             return await call_next(request)
-        if not expected:
+        if not tokens:
             if not is_loopback(request.client.host if request.client else None):
                 return JSONResponse({"detail": "no http.token is configured: only loopback clients are served"}, status_code=403)
+            set_identity(request, "loopback")
             return await call_next(request)
         if _is_page(path):
             return await call_next(request)
         given = _bearer(request)
-        if given is None or not hmac.compare_digest(given.encode(), expected):
+        name = token_name(given, tokens) if given is not None else None
+        if name is None:
             return JSONResponse(
                 {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
+        set_identity(request, f"token:{name}")
         return await call_next(request)
 
     return check

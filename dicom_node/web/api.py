@@ -19,10 +19,25 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from dicom_node import metrics
 from dicom_node.web import dicomweb, ohif, resources, results
 from dicom_node.web.access import access_middleware
+from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
+from dicom_node.web.security_headers import headers_middleware
 from dicom_node.web.readiness import readiness
+from dicom_node.web.security import allowed_hosts, cross_origin_check, host_middleware
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+def install_middleware(app: FastAPI, context: WebContext) -> None:
+    """Every request passes, outermost first: the access log (it records refusals too), the security headers
+    (on refusals too), the Host check, the cross-origin check, then the token or loopback rule."""
+    settings = context.config.http
+    app.middleware("http")(access_middleware(settings.bearer_tokens))
+    app.middleware("http")(cross_origin_check)
+    app.middleware("http")(host_middleware(allowed_hosts(settings)))
+    app.middleware("http")(headers_middleware(https=settings.tls))
+    if settings.access_log:
+        app.middleware("http")(AccessLog(context.data_dir / settings.access_log).middleware())  # added last: runs first
 
 
 def create_app(context: WebContext) -> FastAPI:
@@ -35,7 +50,7 @@ def create_app(context: WebContext) -> FastAPI:
     )
     app.state.context = context
     app.state.database_metrics = metrics.database_registry(context.sessions)
-    app.middleware("http")(access_middleware(context.config.http.token))
+    install_middleware(app, context)
     app.include_router(resources.router)
     app.include_router(results.router)
     app.include_router(dicomweb.router)

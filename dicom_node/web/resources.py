@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,10 @@ router = APIRouter(prefix="/api")
 SessionDep = Annotated[Session, Depends(get_session)]
 ContextDep = Annotated[WebContext, Depends(get_context)]
 Limit = Annotated[int, Query(ge=1, le=1000, description="At most this many rows, newest first.")]
-Offset = Annotated[int, Query(ge=0, description="Skip this many rows (paging).")]
+MAX_ID = 2**63 - 1  # the largest id the database stores (a signed 64-bit integer); larger ones cannot be looked up
+Offset = Annotated[int, Query(ge=0, le=MAX_ID, description="Skip this many rows (paging).")]
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="The row's id (1 .. 2^63-1; others answer 422).")]
+RowFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only rows of this id.")]
 
 Row = TypeVar("Row", bound=Base)
 
@@ -68,7 +71,7 @@ def list_associations(session: SessionDep, limit: Limit = 100, offset: Offset = 
 
 
 @router.get("/associations/{association_id}", summary="One association")
-def get_association(association_id: int, session: SessionDep) -> dict[str, Any]:
+def get_association(association_id: RowId, session: SessionDep) -> dict[str, Any]:
     return association_row(get_or_404(session, Association, association_id))
 
 
@@ -78,7 +81,7 @@ def list_studies(session: SessionDep, limit: Limit = 100, offset: Offset = 0) ->
 
 
 @router.get("/studies/{study_id}", summary="One study with its series")
-def get_study(study_id: int, session: SessionDep) -> dict[str, Any]:
+def get_study(study_id: RowId, session: SessionDep) -> dict[str, Any]:
     study = get_or_404(session, Study, study_id)
     series = session.scalars(select(Series).where(Series.study_fk == study_id).order_by(Series.series_number, Series.id))
     return study_row(study) | {"series": [series_row(row) for row in series]}
@@ -94,7 +97,7 @@ def list_series(session: SessionDep, limit: Limit = 100, offset: Offset = 0) -> 
 
 
 @router.get("/series/{series_id}", summary="One series with all its jobs, newest first")
-def get_series(series_id: int, session: SessionDep) -> dict[str, Any]:
+def get_series(series_id: RowId, session: SessionDep) -> dict[str, Any]:
     series = get_or_404(session, Series, series_id)
     jobs = session.scalars(select(Job).where(Job.series_fk == series_id).order_by(Job.id.desc()))
     return series_row(series) | {"jobs": [job_row(job) for job in jobs]}
@@ -106,12 +109,12 @@ def list_jobs(session: SessionDep, limit: Limit = 100, offset: Offset = 0, state
 
 
 @router.get("/jobs/{job_id}", summary="One job")
-def get_job(job_id: int, session: SessionDep) -> dict[str, Any]:
+def get_job(job_id: RowId, session: SessionDep) -> dict[str, Any]:
     return job_row(get_or_404(session, Job, job_id))
 
 
 @router.post("/jobs/{job_id}/retry", summary="Queue a finished (failed, skipped or done) job again")
-def retry_job(job_id: int, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+def retry_job(job_id: RowId, session: SessionDep, context: ContextDep) -> dict[str, Any]:
     job = get_or_404(session, Job, job_id)
     if not JobQueue(context.sessions, context.config.node.name).retry(job_id):
         raise HTTPException(409, f"job {job_id} is {job.state}: only failed, skipped or done jobs can be retried")
@@ -121,18 +124,18 @@ def retry_job(job_id: int, session: SessionDep, context: ContextDep) -> dict[str
 
 @router.get("/exports", summary="Result exports (the outbox), newest first")
 def list_exports(
-    session: SessionDep, limit: Limit = 100, offset: Offset = 0, state: str | None = None, job: int | None = None, destination: str | None = None
+    session: SessionDep, limit: Limit = 100, offset: Offset = 0, state: str | None = None, job: RowFilter = None, destination: str | None = None
 ) -> list[dict[str, Any]]:
     return [export_row(row) for row in newest(session, Export, limit, offset, state=state, job_fk=job, destination=destination)]
 
 
 @router.get("/exports/{export_id}", summary="One export")
-def get_export(export_id: int, session: SessionDep) -> dict[str, Any]:
+def get_export(export_id: RowId, session: SessionDep) -> dict[str, Any]:
     return export_row(get_or_404(session, Export, export_id))
 
 
 @router.post("/exports/{export_id}/retry", summary="Send a failed (or already sent) export again, with a fresh retry horizon")
-def retry_export(export_id: int, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+def retry_export(export_id: RowId, session: SessionDep, context: ContextDep) -> dict[str, Any]:
     export = get_or_404(session, Export, export_id)
     if not Outbox(context.sessions, context.config.export, context.data_dir).retry(export_id):
         raise HTTPException(409, f"export {export_id} is {export.state}: only failed or sent exports can be retried")

@@ -15,7 +15,7 @@ from dicom_node.pipeline.volume import load_series
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Job
 from dicom_node.web.context import WebContext, get_context
-from dicom_node.web.resources import SessionDep, get_or_404
+from dicom_node.web.resources import RowId, SessionDep, get_or_404
 from dicom_node.web.viewer import OVERLAYS, WINDOW_LEVEL, WINDOW_WIDTH, LruCache, Plane, ViewerError, ViewVolume, load_masks, render, view_of
 
 router = APIRouter(prefix="/api/jobs/{job_id}")
@@ -62,6 +62,8 @@ def view_volume(context: WebContext, job: Job) -> ViewVolume:
             view = view_of(load_series(paths, settings.selection, settings.load))
         except SeriesRejected as exc:
             raise ViewerError(f"the series cannot be shown: {exc}") from exc
+        except MemoryError as exc:  # numpy refuses the allocation up front (e.g. Rows = Columns = 65535): nothing was used
+            raise ViewerError(f"the series is too large to show: {exc}") from exc
         masks_path = result_file(context, job, "masks")
         if masks_path is None:
             return view
@@ -75,7 +77,7 @@ def view_volume(context: WebContext, job: Job) -> ViewVolume:
 
 
 @router.get("/result.{kind}", summary="The job's result table as JSON or CSV", response_class=FileResponse)
-def download_result(job_id: int, kind: str, session: SessionDep, context: ContextDep) -> FileResponse:
+def download_result(job_id: RowId, kind: str, session: SessionDep, context: ContextDep) -> FileResponse:
     if kind not in DOWNLOADS:
         raise HTTPException(404, f"no result format {kind!r}: json or csv")
     job = get_or_404(session, Job, job_id)
@@ -86,7 +88,7 @@ def download_result(job_id: int, kind: str, session: SessionDep, context: Contex
 
 
 @router.get("/volume", summary="Size, spacing and overlays of the job's CT, for the viewer")
-def volume_info(job_id: int, session: SessionDep, context: ContextDep) -> dict[str, Any]:
+def volume_info(job_id: RowId, session: SessionDep, context: ContextDep) -> dict[str, Any]:
     job = get_or_404(session, Job, job_id)
     volume = view_volume(context, job)
     return {
@@ -103,7 +105,7 @@ def volume_info(job_id: int, session: SessionDep, context: ContextDep) -> dict[s
 
 @router.get("/slices/{plane}/{index}.png", summary="One axial or coronal slice in the lung window, optionally with the masks", response_class=Response)
 def slice_png(
-    job_id: int,
+    job_id: RowId,
     plane: Plane,
     index: int,
     session: SessionDep,

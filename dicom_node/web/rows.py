@@ -31,12 +31,22 @@ def association_row(row: Association) -> dict[str, Any]:
     }
 
 
+def patient_fields(study: Study) -> dict[str, Any]:
+    """Who the study is of: the name it was received with, and whether the same patient (PatientID within its
+    issuer) came with another name in another study, which a user must see before trusting the match."""
+    return {
+        "patient_id": study.patient.patient_id,
+        "issuer_of_patient_id": study.patient.issuer,
+        "patient_name": study.patient_name,
+        "patient_name_conflict": study.patient.names_differ,
+    }
+
+
 def study_row(row: Study) -> dict[str, Any]:
     return {
         "id": row.id,
         "study_instance_uid": row.study_instance_uid,
-        "patient_id": row.patient.patient_id,
-        "patient_name": row.patient.patient_name,
+        **patient_fields(row),
         "study_date": row.study_date,
         "accession_number": row.accession_number,
         "description": row.description,
@@ -50,8 +60,7 @@ def series_row(row: Series) -> dict[str, Any]:
         "series_instance_uid": row.series_instance_uid,
         "study_id": row.study_fk,
         "study_instance_uid": row.study.study_instance_uid,
-        "patient_id": row.study.patient.patient_id,
-        "patient_name": row.study.patient.patient_name,
+        **patient_fields(row.study),
         "study_date": row.study.study_date,
         "modality": row.modality,
         "description": row.description,

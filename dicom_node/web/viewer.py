@@ -13,6 +13,7 @@ to square pixels using the slice spacing and shown with the head at the top.
 from __future__ import annotations
 
 import io
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -74,7 +75,12 @@ class ViewVolume:
 
 
 def view_of(volume: CtVolume) -> ViewVolume:
-    """The viewer's part of a pipeline volume."""
+    """The viewer's part of a pipeline volume; refused when its voxels have no size to draw them at."""
+    if not all(math.isfinite(size) and size > 0 for size in volume.spacing):
+        raise ViewerError(
+            f"voxel size {volume.spacing} mm (slice spacing, then PixelSpacing rows and columns) is not positive: "
+            "the images cannot be drawn to scale"
+        )
     return ViewVolume(volume.hu, volume.spacing, volume.direction, origin=volume.origin)
 
 

@@ -19,7 +19,8 @@ from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Export, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
 from dicom_node.web.rows import export_row
-from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP, self_signed
+from tests.certificates import self_signed
+from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
 
 if not P001.is_dir():
     pytest.skip(f"test data {P001} missing", allow_module_level=True)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.certificates import self_signed
 from tests.dcmtk import dcmtk_env, require
 from tests.node_process import REPO, free_port, wait_for_port
 
@@ -163,11 +164,16 @@ PresentationContexts = Strict
 
 
 class StrictStoreSCP:
-    """dcmtk storescp accepting CT and SR but not SEG: a PACS that refuses a SOP class."""
+    """dcmtk storescp accepting CT and SR but not SEG: a PACS that refuses a SOP class.
 
-    def __init__(self, root: Path, ae_title: str = "STRICT") -> None:
+    With `refuse=True` it rejects every association request (A-ASSOCIATE-RJ permanent, no reason given),
+    as a PACS does for an AE it does not know.
+    """
+
+    def __init__(self, root: Path, ae_title: str = "STRICT", refuse: bool = False) -> None:
         self.root = root
         self.ae_title = ae_title
+        self.refuse = refuse
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.received = root / "received"
@@ -181,8 +187,9 @@ class StrictStoreSCP:
         config = self.root / "strict.cfg"
         config.write_text(STRICT_PROFILE)
         log = open(self.root / "storescp.log", "ab")
-        command = [require("storescp"), "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf", str(self.port)]
-        self.process = subprocess.Popen(command, env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
+        command = [require("storescp"), "-aet", self.ae_title, "-xf", str(config), "Strict", "-od", str(self.received), "-uf"]
+        command += ["--refuse"] if self.refuse else []
+        self.process = subprocess.Popen([*command, str(self.port)], env=dcmtk_env(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for_port(self.port, 10, self.process)
 
@@ -201,18 +208,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) 
         text=True,
         timeout=timeout,
     )
-
-
-def self_signed(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
-    """A throw-away certificate and key (openssl), valid for 127.0.0.1: it serves as its own CA."""
-    openssl = shutil.which("openssl") or pytest.skip("openssl not installed")
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", f"/CN={common_name}",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )
-    return cert, key
 
 
 class TlsStoreSCP:

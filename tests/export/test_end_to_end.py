@@ -18,7 +18,7 @@ from tests.node_process import NodeProcess
 PIPELINE_SECONDS = 240  # P001 through the embedded models on a shared 2-core machine
 NODE_SETTINGS = {
     "jobs": {"workers": 1, "settle_seconds": 1.0, "poll_seconds": 0.2},
-    "export": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.1, "connection_timeout": 2.0, "acse_timeout": 60.0},
+    "export": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.1, "connection_timeout": 2.0, "acse_timeout": 60.0, "lease_seconds": 3.0},
 }
 
 

@@ -19,6 +19,7 @@ FAST_RETRIES = {
     "acse_timeout": 3.0,
     "dimse_timeout": 10.0,
     "network_timeout": 10.0,
+    "lease_seconds": 3.0,
 }
 
 
@@ -71,7 +72,7 @@ def test_sigkill_while_sending_then_restart_delivers_each_object_once(orthanc: O
 
     node.start()
     wait_for(lambda: set(states(node.data_dir)) == {"sent"}, 60, "every export sent after the restart")
-    assert "in flight when the sender stopped" in node.log()
+    assert "stopped while sending it" in node.log(), "the restarted sender took the rows over once their lease ran out"
     uids = orthanc.sop_instance_uids()
     assert len(uids) == len(set(uids)) == len(files)
     assert set(uids) == {row["sop_instance_uid"] for row in export_rows(node.data_dir)}
@@ -111,6 +112,29 @@ def test_refused_sop_class_fails_visibly_without_blocking_other_destinations(
     assert sorted(states(node.data_dir, "STRICT")) == ["pending", "sent"]
     missing = node.cli("exports", "retry", "99999", check=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_refused_association_and_contexts_fail_at_once_with_the_peers_reason(
+    strict_scp: StrictStoreSCP, node_factory: Callable[..., NodeProcess], tmp_path: Path
+) -> None:
+    """A PACS that rejects the association, or every context we propose, answered: no 24 h of retries."""
+    refusing = StrictStoreSCP(tmp_path / "refusing", ae_title="REFUSER", refuse=True)
+    refusing.start()
+    try:
+        node = node_factory(serve_args=export_to(strict_scp.address, refusing.address), settings={"export": FAST_RETRIES})
+        seg = result_like_objects(tmp_path / "results")[:1]  # SEG only: the strict SCP accepts no context of the batch
+        seed_exports(node.data_dir, seg, ["STRICT", "REFUSER"])
+        node.start()
+        wait_for(lambda: settled(node.data_dir), 15, "the exports to settle")
+    finally:
+        refusing.stop()
+    rows = {row["destination"]: row for row in export_rows(node.data_dir)}
+    assert rows["STRICT"]["state"] == rows["REFUSER"]["state"] == "failed"
+    assert rows["STRICT"]["attempts"] == rows["REFUSER"]["attempts"] == 1
+    assert "refused every presentation context proposed: Segmentation Storage" in str(rows["STRICT"]["last_error"])
+    assert "abstract syntax not supported" in str(rows["STRICT"]["last_error"])
+    assert "rejected the association (rejected permanent, by the service user" in str(rows["REFUSER"]["last_error"])
+    assert "did not answer" not in node.log()
 
 
 def test_dimse_failure_statuses_from_a_real_peer(node_factory: Callable[..., NodeProcess], tmp_path: Path) -> None:

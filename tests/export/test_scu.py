@@ -9,7 +9,7 @@ from pydicom import dcmread
 
 from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress, parse_address
-from dicom_node.net.scu import PeerUnavailable, Scu, read_item, tls_args
+from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, read_item, tls_args
 from dicom_node.net.status import Outcome, classify_status
 from tests.export.conftest import result_like_objects
 from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
@@ -81,6 +81,25 @@ def test_refused_sop_class_is_permanent_and_the_rest_goes_through(strict_scp: St
     assert "Segmentation Storage" in results[0].reason and "refused" in results[0].reason
     assert results[1].outcome is Outcome.DELIVERED
     assert len(list(strict_scp.received.iterdir())) == 1
+
+
+def test_every_context_refused_is_permanent_with_the_peers_reason(strict_scp: StrictStoreSCP, tmp_path: Path) -> None:
+    """A PACS that accepts none of the proposed contexts answered: that is a refusal, not a timeout."""
+    seg = read_item(result_like_objects(tmp_path / "results")[0])
+    with pytest.raises(PeerRefused, match=r"refused every presentation context proposed: Segmentation Storage .*abstract syntax not supported") as refused:
+        SCU.store(parse_address(strict_scp.address), [seg])
+    assert "did not answer" not in str(refused.value)
+    assert not list(strict_scp.received.iterdir())
+
+
+def test_rejected_association_is_permanent_with_the_peers_reason(tmp_path: Path) -> None:
+    scp = StrictStoreSCP(tmp_path / "refusing", ae_title="REFUSER", refuse=True)
+    scp.start()
+    try:
+        with pytest.raises(PeerRefused, match=r"REFUSER@127.0.0.1:\d+ rejected the association \(rejected permanent, by the service user: no reason given\)"):
+            SCU.echo(parse_address(scp.address))
+    finally:
+        scp.stop()
 
 
 def test_nothing_listening_is_transient_with_a_clear_message() -> None:

@@ -60,3 +60,29 @@ def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(node_factory, tm
     time.sleep(2.5)
     states = [(s, n) for _, s, n in jobs(node.data_dir)]
     assert states[-1] == ("queued", 148) and all(s == "superseded" for s, _ in states[:-1]), states
+
+
+def test_a_job_that_keeps_dying_with_the_node_fails_after_max_attempts(node_factory, tmp_path: Path) -> None:
+    """Each time the node dies while running a job is one of its attempts: past jobs.max_attempts it fails with the
+    reason (a series that takes the node down, e.g. out of memory, was once re-queued 13 times)."""
+    import json
+
+    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+
+    write_phantom_series(make_phantom((256, 256, 80), seed=6), tmp_path / "series")
+    node = node_factory(settings={"jobs": {"workers": 1, "max_attempts": 2, "lease_seconds": 2.0}}).start(timeout=120)
+    assert storescu(node.port, tmp_path / "series", compressed=False).returncode == 0
+    for attempt in (1, 2):
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and query(node.data_dir, "SELECT state, attempts FROM job") != [("running", attempt)]:
+            time.sleep(0.05)
+        assert query(node.data_dir, "SELECT state, attempts FROM job") == [("running", attempt)]
+        node.kill()  # the node dies while the job runs
+        node.start(timeout=120)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and query(node.data_dir, "SELECT state FROM job") != [("failed",)]:
+        time.sleep(0.2)
+    shown = json.loads(node.cli("jobs", "show", "1").stdout)
+    assert (shown["state"], shown["attempts"]) == ("failed", 2)
+    assert "failed after 2 attempt(s): the process running it stopped each time" in shown["reason"]
+    assert "jobs.max_attempts is 2" in shown["reason"]

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipeline.pattern import describe_opacity
 from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import LoadRules
 from dicom_node.pipeline.volume import CtVolume, load_series
@@ -27,7 +28,7 @@ BASELINE = Classification(
 
 
 def result_from_masks(volume: CtVolume, labels: np.ndarray, opacity: np.ndarray) -> PipelineResult:
-    """A PipelineResult whose measurements are counted from the given masks."""
+    """A PipelineResult whose measurements and opacity pattern are counted from the given masks."""
     regions = {"right": labels == 1, "left": labels == 2, "total": labels > 0}
     lung_ml = {key: float(mask.sum()) * volume.voxel_volume_ml for key, mask in regions.items()}
     opacity_ml = {key: float((mask & opacity).sum()) * volume.voxel_volume_ml for key, mask in regions.items()}
@@ -44,6 +45,7 @@ def result_from_masks(volume: CtVolume, labels: np.ndarray, opacity: np.ndarray)
         ),
         classification=BASELINE,
         timings={"total_s": 1.0},
+        pattern=describe_opacity(opacity, opacity & (volume.hu >= -200), labels, volume.spacing),
     )
 
 

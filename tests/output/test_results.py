@@ -217,6 +217,30 @@ def test_tables_hold_measurements_probabilities_and_baseline_flag(
     assert document["dicom"]["sr"]["series_instance_uid"] == pydicom.dcmread(written.sr).SeriesInstanceUID
 
 
+def test_opacity_pattern_and_zone_based_score_in_sr_csv_and_json(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    pattern = p001_result.pattern
+    assert pattern is not None and pattern.lesion_count == 3  # the three balls of simple_masks
+    sr = hd.sr.srread(written.sr)
+    groups = {group.tracking_identifier: group for group in sr.content.get_image_measurement_groups()}
+    values = {m.name.meaning: m.value for m in groups["Opacity pattern"].get_measurements()}
+    assert values["Zone-based CT severity score"] == pattern.zone_based_severity_score
+    assert values["Zone-based CT severity score, right lower zone"] == pattern.zone_scores["right lower"]
+    assert values["Number of opacity lesions"] == 3
+    assert values["Opacity share in the outer third of the lungs"] == pytest.approx(pattern.peripheral_percent)
+    assert values["Largest opacity lesion volume"] == pytest.approx(pattern.largest_lesion_ml)
+    evaluations = {e.name.meaning: e.value.meaning for e in groups["Opacity pattern"].get_qualitative_evaluations()}
+    assert evaluations == {"Bilateral opacity": "Yes" if pattern.bilateral else "No"}
+    with open(written.csv, newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert int(row["zone_based_severity_score"]) == pattern.zone_based_severity_score
+    assert float(row["zone_distribution_percent_lower"]) == pytest.approx(pattern.zone_distribution_percent["lower"])
+    document = json.loads(written.json.read_text())
+    assert document["pattern"]["zone_scores"] == pattern.zone_scores
+    assert document["pattern"]["bilateral"] is pattern.bilateral
+
+
 def _uids(files: ResultFiles) -> list[tuple[str, str]]:
     return [(ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, (files.seg, files.sr))]
 

@@ -70,3 +70,13 @@ def p001_result() -> PipelineResult:
 @pytest.fixture(scope="session")
 def normal001_result() -> PipelineResult:
     return run_embedded(real_series("covid-ct-md/normal001"))
+
+
+@pytest.fixture(scope="session")
+def a0002_b70f_result() -> PipelineResult:
+    return run_embedded(real_series("lung-pet-ct-dx/A0002-B70f"))
+
+
+@pytest.fixture(scope="session")
+def a0002_b40f_result() -> PipelineResult:
+    return run_embedded(real_series("lung-pet-ct-dx/A0002-B40f"))

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from scipy import ndimage
 
 from dicom_node.pipeline.covid19 import PipelineResult
 from dicom_node.pipeline.opacity import slice_opacity_fractions
-from tests.pipeline.conftest import DATA, real_series, run_embedded
+from tests.pipeline.conftest import DATA
 
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -49,28 +51,88 @@ def test_covid_case_has_clearly_more_opacity_than_the_normal_case(p001_result: P
     assert p001_result.classification.probabilities[1] > 0.5 > normal001_result.classification.probabilities[1]
 
 
+def slice_labels_p001(result: PipelineResult) -> np.ndarray:
+    """The radiologists' infected-slice labels on the volume's slices (InstanceNumber order, see below)."""
+    infected = json.loads((DATA / "covid-ct-md" / "P001-slice-labels.json").read_text())["infected"]
+    instance_numbers = [int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber) for f in result.volume.source_files]
+    return np.isin(np.argsort(np.argsort(instance_numbers)), infected)
+
+
 def test_slice_opacity_agrees_with_the_radiologists_slice_labels(p001_result: PipelineResult):
     """The label file says "index i = i-th slice in ascending SliceLocation", but its lesions
     then fall on slices without any (e.g. the posterior right ground glass at SliceLocation
     -262 and -214 is labelled clean) and the AUC is 0.68; in InstanceNumber order (= descending
     SliceLocation for P001) labels and images agree. The test uses InstanceNumber order."""
-    labels_file = DATA / "covid-ct-md" / "P001-slice-labels.json"
-    infected = json.loads(labels_file.read_text())["infected"]
-    volume = p001_result.volume
-    instance_numbers = [int(pydicom.dcmread(f, stop_before_pixels=True).InstanceNumber) for f in volume.source_files]
-    label_index = np.argsort(np.argsort(instance_numbers))  # rank of each volume slice by InstanceNumber
-    labels = np.isin(label_index, infected)
+    labels = slice_labels_p001(p001_result)
     fractions = slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels)
-    assert labels.sum() == len(infected) == 80
-    assert roc_auc(fractions, labels) >= 0.75
+    assert labels.sum() == 80
+    assert roc_auc(fractions, labels) >= 0.9  # 0.92 measured
 
 
-def test_two_reconstruction_kernels_give_the_same_lung_volume():
-    sharp = run_embedded(real_series("lung-pet-ct-dx/A0002-B70f"))
-    soft = run_embedded(real_series("lung-pet-ct-dx/A0002-B40f"))
+@pytest.mark.xfail(strict=True, reason="issue 11 target not met: AUC 0.92 measured (docs/validation.md)")
+def test_slice_opacity_reaches_the_issue_target_auc(p001_result: PipelineResult):
+    labels = slice_labels_p001(p001_result)
+    assert roc_auc(slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels), labels) >= 0.95
+
+
+def test_normal_case_has_at_most_one_ml_of_opacity(normal001_result: PipelineResult):
+    """Without the tubular test a right hilar vessel's branching point counted as 3.4 ml."""
+    assert normal001_result.measurements.opacity_volume_ml["total"] <= 1.0
+    assert normal001_result.pattern is not None and normal001_result.pattern.zone_based_severity_score == 0
+
+
+def test_two_reconstruction_kernels_give_the_same_lung_volume(
+    a0002_b70f_result: PipelineResult, a0002_b40f_result: PipelineResult
+):
+    sharp, soft = a0002_b70f_result, a0002_b40f_result
     sharp_ml, soft_ml = sharp.measurements.lung_volume_ml["total"], soft.measurements.lung_volume_ml["total"]
     assert sharp_ml == pytest.approx(soft_ml, rel=0.05)
     # 30 slices of 8 mm from the liver dome to below the apices: not the whole lungs
     assert 2.0 <= sharp_ml / 1000.0 <= 8.0
     for result in (sharp, soft):
         assert not (result.lung_labels.astype(bool) & outside_air(result.volume.hu)).any()
+
+
+def test_two_reconstruction_kernels_give_the_same_opacity_and_one_large_mass(
+    a0002_b70f_result: PipelineResult, a0002_b40f_result: PipelineResult
+):
+    """A0002 (lung cancer): a mass of several centimetres in the right lower lobe. Both kernels
+    must agree on PO, count the mass as high opacity and report it as one large lesion."""
+    for result in (a0002_b70f_result, a0002_b40f_result):
+        pattern = result.pattern
+        assert pattern is not None
+        assert pattern.largest_lesion_ml >= 30.0  # the mass, in one piece
+        assert result.measurements.high_opacity_percent["right"] > 1.0  # mostly soft-tissue attenuation
+    sharp, soft = (r.measurements.opacity_percent["total"] for r in (a0002_b70f_result, a0002_b40f_result))
+    assert sharp == pytest.approx(soft, rel=0.15)
+
+
+@pytest.mark.parametrize("case", ["p001", "normal001", "a0002_b70f", "a0002_b40f"])
+def test_overlay_of_the_most_opaque_slice_is_written_for_people_to_look_at(
+    case: str, request: pytest.FixtureRequest, tmp_path: Path
+):
+    """The most opaque slice of each shared case (without opacity: the slice with the most lung)
+    with the lung (blue) and opacity (orange) contours, as a PNG in the test's temporary folder
+    (kept as a CI artifact)."""
+    result: PipelineResult = request.getfixturevalue(f"{case}_result")
+    shown = result.opacity_mask if result.opacity_mask.any() else result.lung_labels > 0
+    z = int(np.argmax(shown.sum(axis=(1, 2))))
+    path = write_overlay(result, z, tmp_path / f"{case}-slice{z:03d}.png")
+    print(f"\n{case}: {path}")
+    image = np.asarray(Image.open(path))
+    assert image.shape == (*result.volume.hu.shape[1:], 3)
+    assert (image == LUNG_RGB).all(axis=-1).any()
+    assert (image == OPACITY_RGB).all(axis=-1).any() == bool(result.opacity_mask[z].any())
+
+
+LUNG_RGB, OPACITY_RGB = (0, 160, 255), (255, 120, 0)
+
+
+def write_overlay(result: PipelineResult, z: int, path: Path) -> Path:
+    """Slice z in the lung window (-1350..150 HU) with one-pixel contours of the lungs and the opacity."""
+    grey = np.clip((result.volume.hu[z].astype(np.float32) + 1350.0) / 1500.0 * 255.0, 0, 255).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for mask, colour in ((result.lung_labels[z] > 0, LUNG_RGB), (result.opacity_mask[z], OPACITY_RGB)):
+        rgb[mask & ~ndimage.binary_erosion(mask)] = colour
+    Image.fromarray(rgb).save(path)
+    return path

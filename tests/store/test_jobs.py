@@ -12,6 +12,7 @@ from sqlalchemy import select
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.ingest import Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
+from dicom_node.store.leases import LeaseKeeper
 from dicom_node.store.models import Export, Job, utcnow
 
 
@@ -59,7 +60,7 @@ def test_late_instances_supersede_the_previous_job_and_cancel_its_exports(sessio
     receive(indexer, "1.2.3.5", 3, None)
     [first] = queue.queue_settled(1.0, now=later())
     claimed = queue.claim("n1/w0")
-    assert queue.finish(claimed.id, "done")
+    assert queue.finish(claimed, "done")
     with sessions.begin() as s:
         s.add(Export(job_fk=first, destination="PACS", sop_instance_uid="9.9", sop_class_uid="1.2", path="x", state="pending"))
     receive(indexer, "1.2.3.5", 2, None, start=3)
@@ -76,22 +77,63 @@ def test_a_superseded_running_job_cannot_finish_as_done(sessions) -> None:
     claimed = queue.claim("n1/w0")
     receive(indexer, "1.2.3.6", 1, None, start=3)
     queue.queue_settled(1.0, now=later())
-    assert queue.finish(claimed.id, "done") is False
+    assert queue.finish(claimed, "done") is False
 
 
-def test_restart_requeues_running_jobs_and_cuts_open_associations(sessions) -> None:
+def test_restart_cuts_the_nodes_open_associations_but_leaves_running_jobs_to_their_lease(sessions) -> None:
     queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
     assoc, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
     receive(indexer, "1.2.3.7", 2, assoc)
     receive(indexer, "1.2.3.8", 2, None)
     queue.queue_settled(1.0, now=later())
-    assert queue.claim("n1/w0") is not None
-    other_node = JobQueue(sessions, "n2")
-    assert other_node.recover() == (0, 0), "a node only recovers what it owned"
+    assert queue.claim("n1/h/1/w0") is not None
+    assert JobQueue(sessions, "n2").close_interrupted_associations() == 0, "a node only closes the associations it received"
     restarted = JobQueue(sessions, "n1")
-    assert restarted.recover() == (1, 1)
-    assert [state for _, state, _ in jobs(sessions)] == ["queued"]
+    assert restarted.close_interrupted_associations() == 1
+    assert [state for _, state, _ in jobs(sessions)] == ["running"], "a running job is left to its owner's lease"
     assert len(restarted.queue_settled(1.0, now=later())) == 1, "the cut association no longer holds its series back"
+
+
+def test_a_dead_processs_job_is_taken_over_once_its_lease_expired(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1", lease_seconds=30), Indexer(sessions)
+    receive(indexer, "1.2.3.10", 2, None)
+    queue.queue_settled(1.0, now=later())
+    now = utcnow()
+    first = queue.claim("n1/h/1/worker-1", now=now)
+    assert queue.claim("n2/h/2/worker-1", now=now + timedelta(seconds=29)) is None, "the lease has not run out"
+    alive = LeaseKeeper(sessions, "n1", "n1/h/1", job_lease_seconds=30, export_lease_seconds=60)
+    assert alive.renew(now + timedelta(seconds=20)) == (1, 0, 0)
+    assert queue.claim("n2/h/2/worker-1", now=now + timedelta(seconds=45)) is None, "its owner renewed the lease"
+    taken = queue.claim("n2/h/2/worker-1", now=now + timedelta(seconds=51))
+    assert taken is not None and taken.id == first.id and taken.attempts == 2
+    assert queue.finish(first, "done") is False, "the worker that lost the job cannot finish it"
+    assert queue.finish(taken, "done")
+    with sessions() as s:
+        job = s.get_one(Job, first.id)
+        assert (job.state, job.worker, job.lease_until) == ("done", "n2/h/2/worker-1", None)
+
+
+def test_a_job_whose_process_keeps_dying_fails_with_the_reason(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1", lease_seconds=10, max_attempts=3), Indexer(sessions)
+    receive(indexer, "1.2.3.11", 2, None)
+    queue.queue_settled(1.0, now=later())
+    now = utcnow()
+    for attempt in range(1, 4):
+        claimed = queue.claim(f"n{attempt}/h/{attempt}/worker-1", now=now + timedelta(seconds=11 * attempt))
+        assert claimed is not None and claimed.attempts == attempt
+    assert queue.claim("n9/h/9/worker-1", now=now + timedelta(seconds=60)) is None
+    with sessions() as s:
+        job = s.scalars(select(Job)).one()
+    assert job.state == "failed" and "stopped each time" in job.reason and "jobs.max_attempts is 3" in job.reason
+
+
+def test_an_open_association_of_a_dead_receiver_stops_holding_its_series_back(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "receiver-a", lease_seconds=30), Indexer(sessions)
+    assoc, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+    receive(indexer, "1.2.3.12", 2, assoc)
+    other = JobQueue(sessions, "receiver-b")
+    assert other.queue_settled(1.0, now=later(20)) == [], "its receiver may still be sending"
+    assert len(other.queue_settled(1.0, now=later(40))) == 1, "the receiver stopped renewing: the series is settled"
 
 
 def test_waiting_job_is_not_claimed_before_its_time(sessions) -> None:
@@ -99,7 +141,7 @@ def test_waiting_job_is_not_claimed_before_its_time(sessions) -> None:
     receive(indexer, "1.2.3.9", 1, None)
     queue.queue_settled(1.0, now=later())
     claimed = queue.claim("n1/w0")
-    assert queue.postpone(claimed.id, "inference server unavailable", 60)
+    assert queue.postpone(claimed, "inference server unavailable", 60)
     assert queue.claim("n1/w0") is None
     assert queue.claim("n1/w0", now=later(120)).id == claimed.id
 
@@ -120,7 +162,7 @@ def test_concurrent_workers_and_schedulers_never_duplicate(sessions) -> None:
         while (job := queue.claim(f"{queue.node_name}/w0")) is not None:
             with lock:
                 claimed.append(job.id)
-            queue.finish(job.id, "done")
+            queue.finish(job, "done")
 
     threads = [threading.Thread(target=schedule_and_work, args=(q,)) for q in queues]
     for t in threads:

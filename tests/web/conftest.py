@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+from playwright.sync_api import Browser, sync_playwright
 from scipy import ndimage
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -37,6 +39,14 @@ from dicom_node.web.context import WebContext
 
 P001 = Path("/work/shared/data/covid-ct-md/P001")
 LOOPBACK_CLIENT = ("127.0.0.1", 50000)
+CHROMIUM = "/usr/bin/chromium"
+# Names a page can use for another site (or a rebinding attacker's) that the browser resolves to loopback.
+FOREIGN_HOSTS = ("attacker.test", "rebind.test")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--disable-features=HttpsUpgrades",
+    "--host-resolver-rules=" + ", ".join(f"MAP {name} 127.0.0.1" for name in FOREIGN_HOSTS),
+]
 SMALL_SERIES_SLICES = 25
 
 
@@ -85,8 +95,9 @@ class Site:
     def context(self, **sections: dict) -> WebContext:
         return WebContext(make_config(self.data_dir, **sections), self.sessions, self.data_dir)
 
-    def client(self, client: tuple[str, int] = LOOPBACK_CLIENT, **sections: dict) -> TestClient:
-        return TestClient(create_app(self.context(**sections)), client=client)
+    def client(self, client: tuple[str, int] = LOOPBACK_CLIENT, base_url: str = "http://localhost", **sections: dict) -> TestClient:
+        """The app over this site, called as from `client` with `base_url`'s Host (an allowed name by default)."""
+        return TestClient(create_app(self.context(**sections)), client=client, base_url=base_url)
 
 
 def receive(data_dir: Path, sessions: sessionmaker[Session], queue: JobQueue, files: list[Path]) -> int:
@@ -164,9 +175,9 @@ def build_site(data_dir: Path, files: list[Path], done: bool) -> Site:
     if done:
         volume = load_series([data_dir / p for p in queue.instance_paths(claimed.series_id)])
         result = write_results(data_dir, job_id, volume.hu, volume.spacing)
-        assert queue.finish(job_id, "done", steps={"load": 2.5, "lungs": 4.0, "classify": 0.3}, result=result)
+        assert queue.finish(claimed, "done", steps={"load": 2.5, "lungs": 4.0, "classify": 0.3}, result=result)
     else:
-        assert queue.finish(job_id, "failed", reason="series rejected: too few slices", steps={"load": 0.1})
+        assert queue.finish(claimed, "failed", reason="series rejected: too few slices", steps={"load": 0.1})
     with sessions.begin() as session:
         export = Export(
             job_fk=job_id, destination="pacs", sop_instance_uid=f"1.2.826.0.1.{job_id}", sop_class_uid="1.2.840.10008.5.1.4.1.1.66.4",
@@ -177,6 +188,15 @@ def build_site(data_dir: Path, files: list[Path], done: bool) -> Site:
         export_id = export.id
         study_id = session.get_one(Series, claimed.series_id).study_fk
     return Site(data_dir, url, sessions, claimed.series_id, study_id, job_id, association_id, export_id, result)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's headless Chromium (never a downloaded browser) through Playwright, with a fresh temporary profile."""
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture(scope="session")

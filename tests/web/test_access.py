@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from dicom_node.config import ConfigError
 from dicom_node.web.access import is_loopback
-from tests.web.conftest import LOOPBACK_CLIENT, Site
+from tests.web.conftest import LOOPBACK_CLIENT, Site, make_config
 
 REMOTE_CLIENT = ("192.0.2.10", 50000)  # TEST-NET-1: a documentation address, never contacted
 DATA_PATHS = ["/api/jobs", "/api/series", "/ready", "/metrics", "/dicomweb/studies"]
@@ -70,3 +71,15 @@ def test_api_docs_load_nothing_from_elsewhere(small_site: Site) -> None:
             for asset in assets:
                 assert f'"/static/docs/{asset}"' in html, asset
                 assert http.get(f"/static/docs/{asset}").status_code == 200, asset
+
+
+def test_named_tokens_alone_turn_token_mode_on(small_site: Site) -> None:
+    with small_site.client(client=REMOTE_CLIENT, http={"tokens": {"ris": "ris-secret"}}) as http:
+        assert http.get("/api/jobs").status_code == 401
+        assert http.get("/api/jobs", headers={"Authorization": "Bearer ris-secret"}).status_code == 200
+
+
+@pytest.mark.parametrize("tokens", [{"token": "same", "tokens": {"ris": "same"}}, {"tokens": {"ris": ""}}])
+def test_tokens_are_non_empty_and_distinct(tokens: dict, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match="non-empty and distinct"):
+        make_config(tmp_path, http=tokens)

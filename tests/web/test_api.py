@@ -103,6 +103,36 @@ def test_unknown_ids_are_404(client, path: str) -> None:  # type: ignore[no-unty
     assert "999" in response.json()["detail"]
 
 
+def integer_parameters(schema: dict) -> list[tuple[str, str, str, str]]:
+    """(method, path, where, name) of every integer path or query parameter the API declares."""
+    found = []
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                types = [parameter["schema"].get("type")] + [option.get("type") for option in parameter["schema"].get("anyOf", [])]
+                if "integer" in types:
+                    found.append((method, path, parameter["in"], parameter["name"]))
+    return found
+
+
+@pytest.mark.parametrize("bad", [2**63, 2**64 + 7, -1])
+def test_ids_the_database_cannot_hold_answer_422(client, site: Site, bad: int) -> None:  # type: ignore[no-untyped-def]
+    """2^63 and more overflowed SQLite's integer (500 OverflowError); every integer parameter of every endpoint is tried."""
+    schema = client.get("/openapi.json").json()
+    parameters = integer_parameters(schema)
+    assert len(parameters) >= 16
+    for method, path, where, name in parameters:
+        values = {"job_id": site.job_id, "plane": "axial", "kind": "json", "index": 0}
+        query = {}
+        if where == "path":
+            values[name] = bad
+        else:
+            query[name] = bad
+        response = client.request(method.upper(), path.format(**values), params=query)
+        assert response.status_code in (404, 422), (method, path, name, response.status_code)
+        assert response.json()["detail"], (method, path, name)
+
+
 def test_unknown_ids_are_404_for_actions(client) -> None:  # type: ignore[no-untyped-def]
     assert client.post("/api/jobs/999/retry").status_code == 404
     assert client.post("/api/exports/999/retry").status_code == 404

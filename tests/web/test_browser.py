@@ -9,34 +9,17 @@ Screenshots are left in each test's tmp folder.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import numpy as np
-import pytest
 from PIL import Image
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
 from tests.processed_node import ProcessedSeries
 from tests.web.conftest import Site, free_port, tinted_pixels
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        # Playwright gives the browser a fresh temporary profile (user data dir) of its own.
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
 
 
 def most_opaque_slice(processed: ProcessedSeries) -> int:

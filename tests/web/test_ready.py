@@ -37,7 +37,7 @@ def test_not_ready_names_what_is_missing(small_site: Site) -> None:
         raise ConnectionError("triton at 127.0.0.1:8000 is not live")
 
     context.readiness_hooks["triton"] = triton
-    with TestClient(create_app(context), client=("127.0.0.1", 1)) as http:
+    with TestClient(create_app(context), client=("127.0.0.1", 1), base_url="http://localhost") as http:
         response = http.get("/ready")
     assert response.status_code == 503
     checks = response.json()["checks"]

@@ -1,0 +1,78 @@
+"""The access log: one JSON line per HTTP request, the audit trail of who read which patient's data.
+
+Each line holds `time` (UTC, ISO 8601), `client` (address, after uvicorn's
+X-Forwarded-For handling for a proxy on loopback), `identity` (`token:<name>`
+for a request with one of the bearer tokens, `loopback` for a tokenless local client,
+`anonymous` for the open paths or a refused request), `method`, `path`, `query`
+(when there is one) and `status`. Refused requests are logged too: a probe
+is what an auditor looks for.
+
+The file is opened for each line (append, created 0600): a log rotated by
+moving it away is continued in a new file at once, with no signal to the node.
+A line that cannot be written is reported in the node's log and the request
+is still answered: a full disk must not stop a radiologist reading results.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request, Response
+
+from dicom_node.web.security import Middleware
+
+log = logging.getLogger(__name__)
+ANONYMOUS = "anonymous"
+
+
+def set_identity(request: Request, identity: str) -> None:
+    """Record who the request was served to (called by the access rule once it has decided)."""
+    request.state.identity = identity
+
+
+class AccessLog:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+
+    def write(self, entry: dict[str, Any]) -> None:
+        line = (json.dumps(entry, separators=(",", ":")) + "\n").encode()
+        try:
+            with self._lock:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+        except OSError as exc:
+            log.error("access log %s not written (%s): %s", self.path, exc, line.decode().strip())
+
+    def middleware(self) -> Middleware:
+        async def record(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            status = 500  # what the client gets if the app raises
+            try:
+                response = await call_next(request)
+                status = response.status_code
+                return response
+            finally:
+                entry: dict[str, Any] = {
+                    "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                    "client": request.client.host if request.client else None,
+                    "identity": getattr(request.state, "identity", ANONYMOUS),
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": status,
+                }
+                if request.url.query:
+                    entry["query"] = request.url.query
+                self.write(entry)
+
+        return record
