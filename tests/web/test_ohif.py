@@ -16,11 +16,10 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
 from tests.node_process import REPO
 from tests.processed_node import ProcessedSeries
-from tests.web.test_browser import CHROMIUM, CHROMIUM_FLAGS
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 SEGMENTS = ("Right lung", "Left lung", "Lung opacity")
@@ -48,7 +47,7 @@ def viewport_png(page: Page) -> bytes:
     return page.locator("canvas.cornerstone-canvas").first.screenshot()
 
 
-def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(processed_p001: ProcessedSeries, tmp_path: Path) -> None:
+def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path) -> None:
     if not (REPO / ".cache" / "ohif" / "index.html").is_file():
         pytest.skip("OHIF is not installed in .cache/ohif: run `make ohif`")
     assert processed_p001.state == "done", processed_p001.reason
@@ -62,49 +61,47 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(processed_p001: ProcessedSe
             elsewhere.append(url)
             route.abort()
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 900})
-            context.route("**/*", only_loopback)
-            # A returning user: OHIF's guided tour (shown once per browser) would dim the viewport.
-            context.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
-            page = context.new_page()
-            page.set_default_timeout(60_000)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        context.route("**/*", only_loopback)
+        # A returning user: OHIF's guided tour (shown once per browser) would dim the viewport.
+        context.add_init_script("localStorage.setItem('shownTours', JSON.stringify(['basicViewerTour']))")
+        page = context.new_page()
+        page.set_default_timeout(60_000)
 
-            # The series list links the study to OHIF.
-            page.goto(f"{processed_p001.http_url}/")
-            link = page.locator(f'tr[data-series-id="{processed_p001.series_id}"] a.ohif')
-            link.wait_for()
-            assert link.get_attribute("href") == f"/ohif/viewer?StudyInstanceUIDs={processed_p001.study_instance_uid}"
-            link.click(timeout=120_000, no_wait_after=True)
+        # The series list links the study to OHIF.
+        page.goto(f"{processed_p001.http_url}/")
+        link = page.locator(f'tr[data-series-id="{processed_p001.series_id}"] a.ohif')
+        link.wait_for()
+        assert link.get_attribute("href") == f"/ohif/viewer?StudyInstanceUIDs={processed_p001.study_instance_uid}"
+        link.click(timeout=120_000, no_wait_after=True)
 
-            page.get_by_text("(1/148)").wait_for(timeout=FIRST_IMAGE_MS)  # the CT's first image is drawn
-            page.screenshot(path=str(tmp_path / "ohif-ct.png"))
-            ct_png = viewport_png(page)
-            (tmp_path / "ohif-ct-viewport.png").write_bytes(ct_png)
-            assert np.asarray(Image.open(io.BytesIO(ct_png)).convert("L")).std() > 20, "the viewport shows no image"
-            assert max(colour_pixels(ct_png).values()) < 50  # grey CT, nothing drawn over it yet
+        page.get_by_text("(1/148)").wait_for(timeout=FIRST_IMAGE_MS)  # the CT's first image is drawn
+        page.screenshot(path=str(tmp_path / "ohif-ct.png"))
+        ct_png = viewport_png(page)
+        (tmp_path / "ohif-ct-viewport.png").write_bytes(ct_png)
+        assert np.asarray(Image.open(io.BytesIO(ct_png)).convert("L")).std() > 20, "the viewport shows no image"
+        assert max(colour_pixels(ct_png).values()) < 50  # grey CT, nothing drawn over it yet
 
-            # The node's results are listed in the study browser: the SR and the SEG.
-            assert page.get_by_text("dicom-node COVID-19 CT report").first.is_visible()
-            page.get_by_text("dicom-node COVID-19 CT lungs and opacity").first.dblclick()
-            page.get_by_text("Do you want to open this Segmentation?").wait_for(timeout=SEG_MS)
-            page.get_by_role("button", name="Yes").click()
-            page.locator('[data-cy^="panelSegmentation"]').first.click()  # open the segmentation panel (right side)
-            for label in SEGMENTS:
-                page.get_by_text(label, exact=True).first.wait_for(timeout=SEG_MS)
-            page.get_by_text("Loading SEG...").wait_for(state="hidden", timeout=SEG_MS)
-            # Clicking a segment moves the viewport to it: the opacity's slice shows all three.
-            page.get_by_text("Lung opacity", exact=True).first.click()
-            page.wait_for_timeout(3_000)
-            page.screenshot(path=str(tmp_path / "ohif-seg.png"))
-            overlay = viewport_png(page)
-            (tmp_path / "ohif-seg-viewport.png").write_bytes(overlay)
-        finally:
-            if browser.contexts and browser.contexts[0].pages:  # what the page showed last, for a person to look at
-                browser.contexts[0].pages[0].screenshot(path=str(tmp_path / "ohif-last.png"))
-            browser.close()
+        # The node's results are listed in the study browser: the SR and the SEG.
+        assert page.get_by_text("dicom-node COVID-19 CT report").first.is_visible()
+        page.get_by_text("dicom-node COVID-19 CT lungs and opacity").first.dblclick()
+        page.get_by_text("Do you want to open this Segmentation?").wait_for(timeout=SEG_MS)
+        page.get_by_role("button", name="Yes").click()
+        page.locator('[data-cy^="panelSegmentation"]').first.click()  # open the segmentation panel (right side)
+        for label in SEGMENTS:
+            page.get_by_text(label, exact=True).first.wait_for(timeout=SEG_MS)
+        page.get_by_text("Loading SEG...").wait_for(state="hidden", timeout=SEG_MS)
+        # Clicking a segment moves the viewport to it: the opacity's slice shows all three.
+        page.get_by_text("Lung opacity", exact=True).first.click()
+        page.wait_for_timeout(3_000)
+        page.screenshot(path=str(tmp_path / "ohif-seg.png"))
+        overlay = viewport_png(page)
+        (tmp_path / "ohif-seg-viewport.png").write_bytes(overlay)
+    finally:
+        if context.pages:  # what the page showed last, for a person to look at
+            context.pages[0].screenshot(path=str(tmp_path / "ohif-last.png"))
+        context.close()
 
     counts = colour_pixels(overlay)
     assert all(counts[label] > 200 for label in SEGMENTS), counts
