@@ -46,9 +46,10 @@ CSP_RELAXATIONS: dict[str, dict[str, str]] = {
         "worker-src": "'self' blob:",
     },
     # OHIF (docs/dicomweb.md): an inline script in its index.html, WebAssembly image codecs, decoding web workers
-    # from blob: URLs, React's inline styles; everything else from this server.
+    # from blob: URLs (which fetch blob: and data: URLs), React's inline styles; everything else from this server.
     "/ohif/": {
-        "script-src": "'self' 'unsafe-inline' 'wasm-unsafe-eval'",
+        "script-src": "'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval'",
+        "connect-src": "'self' blob: data:",
         "style-src": "'self' 'unsafe-inline'",
         "worker-src": "'self' blob:",
         "font-src": "'self'",
