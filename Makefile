@@ -2,11 +2,14 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver
-APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver
+APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver npm
+APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver npm
+# The prebuilt OHIF viewer served under /ohif/ (npm package @ohif/app, its dist/ only; never committed).
+OHIF_VERSION := 3.13.2
+OHIF_DIR := .cache/ohif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-all bench config system-deps triton-test-server clean
+.PHONY: serve test test-all bench config system-deps triton-test-server ohif clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,15 +18,15 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## Set up the virtual environment and run the node with embedded defaults (AE CLARA, port 11112, data in ./var).
-serve: $(VENV)/.installed
+serve: $(VENV)/.installed ohif
 	$(VENV)/bin/dicom-node serve --ae CLARA
 
 ## Install what the tests need (Debian packages, venv, the Triton test server) and run the suite.
-test: system-deps $(VENV)/.installed triton-test-server
+test: system-deps $(VENV)/.installed triton-test-server ohif
 	$(PY) -m pytest -q
 
 ## Also run the slow benchmarks and soak tests.
-test-all: system-deps $(VENV)/.installed triton-test-server
+test-all: system-deps $(VENV)/.installed triton-test-server ohif
 	$(PY) -m pytest -q -m ''
 
 system-deps:
@@ -37,6 +40,10 @@ system-deps:
 # The Triton tests skip, saying why, when it cannot be installed; the rest of the suite still runs.
 triton-test-server: $(VENV)/.installed
 	-bash deploy/triton/install-test-server.sh $(PY)
+
+## Install the pinned OHIF viewer into $(OHIF_DIR) (from the npm registry; nothing to do when it is there).
+ohif:
+	bash deploy/ohif/install.sh $(OHIF_VERSION) $(OHIF_DIR)
 
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/ingest

@@ -288,6 +288,10 @@ class HttpSettings(Section):
     )
     tls_cert_file: str | None = Field(default=None, description="Serve HTTPS with this certificate (PEM; with its chain). Needs tls_key_file.")
     tls_key_file: str | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
+    ohif_dir: Path = Field(
+        default=Path(".cache/ohif"),
+        description="The prebuilt OHIF viewer served under /ohif/ (`make ohif` installs the pinned version there).",
+    )
 
     @model_validator(mode="after")
     def _tls_and_tokens(self) -> HttpSettings:

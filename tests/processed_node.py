@@ -16,7 +16,7 @@ import pytest
 
 from tests.dcmtk import storescu
 from tests.node.index import query, wait_for_finished_job
-from tests.node_process import NodeProcess, free_port, shared_series, wait_for_port
+from tests.node_process import REPO, NodeProcess, free_port, shared_series, wait_for_port
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,10 @@ def processed_p001(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process
     source = shared_series("covid-ct-md", "P001")
     header = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True)
     http_port = free_port()
-    node = NodeProcess(tmp_path_factory.mktemp("p001-node"), settings={"jobs": {"workers": 1}, "http": {"port": http_port}})
+    node = NodeProcess(
+        tmp_path_factory.mktemp("p001-node"),
+        settings={"jobs": {"workers": 1}, "http": {"port": http_port, "ohif_dir": str(REPO / ".cache" / "ohif")}},
+    )
     node.start(timeout=60)
     try:
         wait_for_port(http_port, 30, node.proc)

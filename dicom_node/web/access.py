@@ -3,11 +3,12 @@
 - `/health` is open to anyone: a load balancer or supervisor must see that the
   process is alive without holding a secret.
 - With `http.token` (or any of the named `http.tokens`) set, everything that
-  returns data (the API, `/ready`, `/metrics`, the OpenAPI schema and docs) needs
+  returns data (the API, DICOMweb, `/ready`, `/metrics`) needs
   `Authorization: Bearer <token>`; a missing or wrong token gets 401. The token's
-  name is the request's identity in the access log. The viewer's HTML, JS and CSS hold no data,
-  so they are served without it: the page asks for the token and sends it with
-  its API calls.
+  name is the request's identity in the access log. The viewers' HTML, JS and CSS
+  (the node's pages and OHIF under /ohif/), the API docs and the OpenAPI schema
+  hold no data, so they are served without it (a browser cannot add the header
+  when it opens a page): the pages ask for the token and send it with their API calls.
 - With no token configured, only loopback clients are served (403 otherwise):
   a node started without a secret must not expose patient data to the network.
 
@@ -28,8 +29,8 @@ from dicom_node.web.audit import set_identity
 from dicom_node.web.security import Middleware
 
 OPEN_PATHS = frozenset({"/health"})
-PAGE_PATHS = frozenset({"/"})
-PAGE_PREFIXES = ("/series/", "/static/")
+PAGE_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PAGE_PREFIXES = ("/series/", "/static/", "/ohif/")
 
 
 def is_loopback(host: str | None) -> bool:

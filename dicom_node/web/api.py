@@ -1,7 +1,8 @@
 """The HTTP application: REST API, health and readiness, Prometheus metrics, and the viewer's pages.
 
 Built by `create_app(context)` over the node's own database sessions and settings;
-the OpenAPI schema is at /openapi.json and the interactive docs at /docs.
+the OpenAPI schema is at /openapi.json and the interactive docs at /docs and /redoc;
+DICOMweb under /dicomweb, the OHIF viewer under /ohif/.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dicom_node import metrics
-from dicom_node.web import resources, results
+from dicom_node.web import dicomweb, ohif, resources, results
 from dicom_node.web.access import access_middleware
 from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
@@ -39,7 +41,9 @@ def install_middleware(app: FastAPI, context: WebContext) -> None:
 
 
 def create_app(context: WebContext) -> FastAPI:
-    app = FastAPI(
+    # Swagger UI and ReDoc from the fastapi-offline package's files (under /static/docs), not from a CDN.
+    app = FastAPIOffline(
+        static_url="/static/docs",
         title="dicom-node",
         summary="DICOM AI node: received series, pipeline jobs, results and their export to the PACS.",
         version="0.1.0",
@@ -49,6 +53,8 @@ def create_app(context: WebContext) -> FastAPI:
     install_middleware(app, context)
     app.include_router(resources.router)
     app.include_router(results.router)
+    app.include_router(dicomweb.router)
+    app.include_router(ohif.router)
 
     @app.get("/health", summary="The process is alive (no token needed)")
     def health() -> dict[str, str]:

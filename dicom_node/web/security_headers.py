@@ -5,8 +5,8 @@ stylesheet, no inline code) and show slices as `blob:` URLs, so the policy is
 `'self'` for everything, `blob:`/`data:` for images, no plugins, no `<base>`,
 forms only to the node and no framing by other sites (clickjacking).
 
-A part of the site that needs more (a third-party viewer under its own prefix,
-the OpenAPI docs that load Swagger UI from a CDN) gets it from
+A part of the site that needs more (the OHIF viewer under /ohif/, the OpenAPI
+docs whose pages start Swagger UI and ReDoc with an inline script) gets it from
 `CSP_RELAXATIONS`: the directives listed for the longest matching path prefix
 replace the node's; all other directives stay as they are. Nothing else in the
 code base sets a CSP, and a route that sets its own header keeps it.
@@ -34,18 +34,25 @@ NODE_CSP: dict[str, str] = {
 
 # Path prefix -> the directives that replace NODE_CSP's under it (longest prefix wins).
 CSP_RELAXATIONS: dict[str, dict[str, str]] = {
-    # FastAPI's /docs and /redoc pages: Swagger UI and ReDoc from jsDelivr, started by an inline script.
+    # FastAPI's /docs and /redoc pages: Swagger UI and ReDoc from this server (fastapi-offline), started by an inline script.
     "/docs": {
-        "script-src": "'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src": "'self' https://cdn.jsdelivr.net",
-        "img-src": "'self' data: https://fastapi.tiangolo.com",
+        "script-src": "'self' 'unsafe-inline'",
+        "img-src": "'self' data:",
     },
     "/redoc": {
-        "script-src": "'self' 'unsafe-inline' https://cdn.jsdelivr.net",
-        "style-src": "'self' 'unsafe-inline' https://fonts.googleapis.com",
-        "font-src": "'self' https://fonts.gstatic.com",
-        "img-src": "'self' data: https://fastapi.tiangolo.com https://cdn.redoc.ly",
+        "script-src": "'self' 'unsafe-inline'",
+        "style-src": "'self' 'unsafe-inline'",
+        "img-src": "'self' data:",
         "worker-src": "'self' blob:",
+    },
+    # OHIF (docs/dicomweb.md): an inline script in its index.html, WebAssembly image codecs, decoding web workers
+    # from blob: URLs (which fetch blob: and data: URLs), React's inline styles; everything else from this server.
+    "/ohif/": {
+        "script-src": "'self' 'unsafe-inline' 'unsafe-eval' 'wasm-unsafe-eval'",
+        "connect-src": "'self' blob: data:",
+        "style-src": "'self' 'unsafe-inline'",
+        "worker-src": "'self' blob:",
+        "font-src": "'self'",
     },
 }
 

@@ -9,7 +9,7 @@ from dicom_node.web.access import is_loopback
 from tests.web.conftest import LOOPBACK_CLIENT, Site, make_config
 
 REMOTE_CLIENT = ("192.0.2.10", 50000)  # TEST-NET-1: a documentation address, never contacted
-DATA_PATHS = ["/api/jobs", "/api/series", "/ready", "/metrics", "/openapi.json"]
+DATA_PATHS = ["/api/jobs", "/api/series", "/ready", "/metrics", "/dicomweb/studies"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.8.9.1", "::1", "::ffff:127.0.0.1"])
@@ -40,7 +40,7 @@ def test_with_token_data_needs_the_token(small_site: Site, client: tuple[str, in
 def test_with_token_health_and_pages_are_open(small_site: Site) -> None:
     with small_site.client(client=REMOTE_CLIENT, http={"token": "s3cret"}) as http:
         assert http.get("/health").status_code == 200
-        for page in ("/", f"/series/{small_site.series_id}", "/static/series.js"):
+        for page in ("/", f"/series/{small_site.series_id}", "/static/series.js", "/docs", "/redoc", "/openapi.json"):
             response = http.get(page)
             assert response.status_code == 200, page
         assert "<table id=\"series-table\">" in http.get("/").text
@@ -60,6 +60,17 @@ def test_without_token_other_clients_are_refused(small_site: Site) -> None:
             assert response.status_code == 403, path
             assert "loopback" in response.json()["detail"]
         assert http.post(f"/api/jobs/{small_site.job_id}/retry").status_code == 403
+
+
+def test_api_docs_load_nothing_from_elsewhere(small_site: Site) -> None:
+    """/docs and /redoc work offline: Swagger UI and ReDoc come from this server (a package's files), not a CDN."""
+    with small_site.client(client=REMOTE_CLIENT, http={"token": "s3cret"}) as http:
+        for page, assets in (("/docs", ("swagger-ui-bundle.js", "swagger-ui.css")), ("/redoc", ("redoc.standalone.js",))):
+            html = http.get(page).text
+            assert "http://" not in html and "https://" not in html, page
+            for asset in assets:
+                assert f'"/static/docs/{asset}"' in html, asset
+                assert http.get(f"/static/docs/{asset}").status_code == 200, asset
 
 
 def test_named_tokens_alone_turn_token_mode_on(small_site: Site) -> None:

@@ -21,7 +21,7 @@ def sample(name: str, **labels: str) -> float:
 
 
 def test_scp_counts_associations_instances_and_bytes(small_site: Site, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="dicom_node.net.scp")
+    caplog.set_level(logging.DEBUG, logger="dicom_node")  # the SCP and the receive path
     config = make_config(small_site.data_dir, dicom={"port": free_port(), "host": "127.0.0.1", "min_free_disk_mb": 0})
     scp = StorageSCP(config.dicom, small_site.data_dir, Indexer(small_site.sessions), JobQueue(small_site.sessions, "test-node"))
     host, port = scp.start()

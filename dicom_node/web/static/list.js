@@ -8,6 +8,14 @@ function exportSummary(exports) {
   return parts.length ? el("span", {}, ...parts) : el("span", { class: "muted" }, "none");
 }
 
+// The study in OHIF (served by the node under /ohif/, reading /dicomweb); OHIF takes the token from `?token=`.
+function ohifLink(series) {
+  const query = new URLSearchParams({ StudyInstanceUIDs: series.study_instance_uid });
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) query.set("token", token);
+  return el("a", { class: "ohif", href: `/ohif/viewer?${query}` }, "OHIF");
+}
+
 function seriesRow(series) {
   const job = series.job;
   const label = [series.series_number ?? "", series.description].filter(Boolean).join(" ") || series.series_instance_uid;
@@ -23,7 +31,7 @@ function seriesRow(series) {
     jobCell,
     el("td", {}, job ? exportSummary(job.exports) : ""),
     // Only a done job has images and results to view; the job cell already says why the others have none.
-    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : ""));
+    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohifLink(series)));
 }
 
 async function refresh() {

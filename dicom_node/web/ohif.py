@@ -1,0 +1,84 @@
+"""The OHIF viewer under /ohif/: its prebuilt files (installed by `make`, see deploy/ohif/install.sh) and an app
+configuration pointing at the node's own DICOMweb.
+
+The files hold no patient data and are served like the node's other pages; the
+viewer reads the studies from /dicomweb with the bearer token when the link to
+it carries one (`?token=`, which OHIF moves into its Authorization header).
+Everything the viewer loads comes from this server: no fonts, scripts or
+telemetry from elsewhere. Paths that are not files are the viewer's own routes
+(`/ohif/viewer?StudyInstanceUIDs=...`) and get its index.html.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import FileResponse, Response
+
+router = APIRouter(prefix="/ohif", include_in_schema=False)
+
+
+def app_config(dicomweb_root: str) -> str:
+    """window.config for OHIF: one DICOMweb data source, the node's; nothing that reaches another host."""
+    source = {
+        "namespace": "@ohif/extension-default.dataSourcesModule.dicomweb",
+        "sourceName": "dicom-node",
+        "configuration": {
+            "friendlyName": "dicom-node",
+            "name": "dicom-node",
+            "wadoUriRoot": dicomweb_root,
+            "qidoRoot": dicomweb_root,
+            "wadoRoot": dicomweb_root,
+            "qidoSupportsIncludeField": True,
+            "supportsReject": False,
+            "supportsStow": False,
+            "imageRendering": "wadors",
+            "thumbnailRendering": "wadors",
+            "enableStudyLazyLoad": True,
+            "supportsFuzzyMatching": True,
+            "supportsWildcard": True,
+            "staticWado": False,
+            "singlepart": False,
+            "omitQuotationForMultipartRequest": True,
+            "bulkDataURI": {"enabled": True},
+        },
+    }
+    config = {
+        "routerBasename": "/ohif",
+        "showStudyList": True,
+        "maxNumberOfWebWorkers": 2,
+        "showWarningMessageForCrossOrigin": False,
+        "showCPUFallbackMessage": True,
+        "showLoadingIndicator": True,
+        "strictZSpacingForVolumeViewport": True,
+        "investigationalUseDialog": {"option": "never"},
+        "extensions": [],
+        "modes": [],
+        "customizationService": {},
+        "defaultDataSourceName": "dicom-node",
+        "dataSources": [source],
+    }
+    return f"window.config = {json.dumps(config, indent=2)};\n"
+
+
+def ohif_dir(request: Request) -> Path:
+    directory = Path(request.app.state.context.config.http.ohif_dir).resolve()
+    if not (directory / "index.html").is_file():
+        raise HTTPException(404, f"the OHIF viewer is not installed in {directory} (run `make ohif`)")
+    return directory
+
+
+@router.get("/app-config.js")
+def ohif_config(request: Request) -> Response:
+    return Response(app_config(f"{str(request.base_url).rstrip('/')}/dicomweb"), media_type="text/javascript")
+
+
+@router.get("/{path:path}")
+def ohif_file(path: str, request: Request) -> FileResponse:
+    root = ohif_dir(request)
+    target = (root / path).resolve()
+    if path and target.is_relative_to(root) and target.is_file():
+        return FileResponse(target)
+    return FileResponse(root / "index.html")
