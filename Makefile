@@ -18,7 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## Set up the virtual environment and run the node with embedded defaults (AE CLARA, port 11112, data in ./var).
-serve: $(VENV)/.installed ohif
+serve: $(VENV)/.installed
+	-@$(MAKE) --no-print-directory ohif  # without npm the node runs, and /ohif/ says how to install it
 	$(VENV)/bin/dicom-node serve --ae CLARA
 
 ## Install what the tests need (Debian packages, venv, the Triton test server) and run the suite.
