@@ -83,8 +83,8 @@ class Wakeups:
     def _listen_once(self, stopping: threading.Event) -> None:
         assert self._engine is not None
         pooled = self._engine.raw_connection()
-        pooled.detach()  # held for good: never handed back to the pool
         connection = pooled.driver_connection
+        pooled.detach()  # held for good: never handed back to the pool
         try:
             connection.autocommit = True
             with connection.cursor() as cursor:

@@ -43,7 +43,7 @@ def test_backoff_doubles_up_to_the_maximum_then_fails_at_the_horizon(seeded: tup
         if outbox.record(claimed, UNREACHABLE, now) == "failed":
             break
         assert outbox.claim_due("PACS", OWNER, now) == [], "not due again before its backoff"
-        due = datetime.fromisoformat(str(export_rows(data_dir)[0]["next_attempt_at"]))
+        due = datetime.fromisoformat(str(export_rows(data_dir)[0]["next_attempt_at"])).replace(tzinfo=None)  # the index is naive UTC
         delays.append(round((due - now).total_seconds()))
         now = due
     assert delays[:4] == [5, 10, 20, 20]

@@ -6,6 +6,8 @@ and no pipeline runs here.
 
 from __future__ import annotations
 
+import json
+
 import shutil
 import sqlite3
 from pathlib import Path
@@ -47,11 +49,13 @@ def test_resend_a_done_jobs_results_to_a_new_destination(processed_p001: Process
             unknown = node.cli("exports", "resend", str(processed_p001.job_id), "--to", "OLDPACS", check=False)
             assert unknown.returncode == 2 and "destination 'OLDPACS' is not in the configuration (configured: NEWPACS)" in unknown.stderr
 
+            shown = json.loads(node.cli("jobs", "show", str(processed_p001.job_id), "--json").stdout)
+            count = 2 + len(shown["result"]["secondary_capture"])  # SEG, SR, key images and the summary page
             queued = node.cli("exports", "resend", str(processed_p001.job_id), "--to", "NEWPACS")
-            assert f"2 result object(s) of job {processed_p001.job_id} queued for NEWPACS" in queued.stdout
-            received = wait_for(lambda: len(list(pacs.out_dir.iterdir())) >= 2 and list(pacs.out_dir.iterdir()), 60, "SEG and SR at NEWPACS")
+            assert f"{count} result object(s) of job {processed_p001.job_id} queued for NEWPACS" in queued.stdout
+            received = wait_for(lambda: len(list(pacs.out_dir.iterdir())) >= count and list(pacs.out_dir.iterdir()), 60, "the results at NEWPACS")
             modalities = sorted(pydicom.dcmread(path, stop_before_pixels=True).Modality for path in received)
-            assert modalities == ["SEG", "SR"]
+            assert modalities == sorted(["SEG", "SR"] + ["OT"] * (count - 2))
 
             again = node.cli("exports", "resend", str(processed_p001.job_id), "--to", "NEWPACS")
             assert "nothing queued" in again.stdout

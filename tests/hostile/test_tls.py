@@ -66,7 +66,7 @@ def test_tls_port_requires_a_trusted_client_certificate(node: HostileNode, tmp_p
 def test_cli_echo_and_send_over_tls(node: HostileNode, tmp_path: Path) -> None:
     address = f"CLARA@127.0.0.1:{node.tls_port}"
     cert, key = node.certs.client
-    tls = ["--tls-ca", str(node.certs.server[0]), "--tls-cert", str(cert), "--tls-key", str(key)]
+    tls = ["--tls-ca", str(node.certs.server[0]), "--tls-cert", str(cert), "--tls-key", str(key), "--calling-ae", "DICOM_NODE"]
     echo = run_cli("echo", address, *tls)
     assert echo.returncode == 0 and "C-ECHO status 0x0000" in echo.stdout, echo.stdout + echo.stderr
     sop_uid = copy_with_new_uid(node.source, tmp_path / "send.dcm")

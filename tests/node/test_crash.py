@@ -82,7 +82,7 @@ def test_a_job_that_keeps_dying_with_the_node_fails_after_max_attempts(node_fact
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and query(node.data_dir, "SELECT state FROM job") != [("failed",)]:
         time.sleep(0.2)
-    shown = json.loads(node.cli("jobs", "show", "1").stdout)
+    shown = json.loads(node.cli("jobs", "show", "1", "--json").stdout)
     assert (shown["state"], shown["attempts"]) == ("failed", 2)
     assert "failed after 2 attempt(s): the process running it stopped each time" in shown["reason"]
     assert "jobs.max_attempts is 2" in shown["reason"]

@@ -151,5 +151,5 @@ def test_broken_headers_fail_the_job_with_the_attribute_named(processed_p001: Pr
         (split, "different StudyInstanceUID (0020,000D) values"),
     ):
         job_id, state, reason = wait_for_finished_job(data_dir, str(pydicom.dcmread(files[1]).SeriesInstanceUID))
-        shown = json.loads(processed_p001.node.cli("jobs", "show", str(job_id)).stdout)
+        shown = json.loads(processed_p001.node.cli("jobs", "show", str(job_id), "--json").stdout)
         assert (shown["state"], state) == ("failed", "failed") and expected in shown["reason"] == reason

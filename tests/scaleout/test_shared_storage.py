@@ -22,7 +22,7 @@ def database_url() -> Iterator[str]:
 def worker(tmp: Path, name: str, database_url: str, data_dir: Path) -> NodeProcess:
     node = NodeProcess(tmp=tmp / name, command="worker")
     node.tmp.mkdir(parents=True)
-    node.settings = {"node": {"name": name, "data_dir": str(data_dir)}, "database": {"url": database_url}}
+    node.settings = {"node": {"name": name, "data_dir": str(data_dir), "log_level": "INFO"}, "database": {"url": database_url}}
     return node
 
 

@@ -50,8 +50,12 @@ def test_qido_finds_the_study_its_series_and_the_nodes_results(processed_p001: P
     dicomweb = client(processed_p001)
     header = pydicom.dcmread(next(processed_p001.source.glob("*.dcm")), stop_before_pixels=True)
     (study,) = dicomweb.search_for_studies(search_filters={"StudyInstanceUID": processed_p001.study_instance_uid})
-    assert values(study, "00080061") == ["CT", "SEG", "SR"]  # ModalitiesInStudy: the CT and the node's results
-    assert values(study, "00201206") == [3] and values(study, "00201208") == [150]
+    assert values(study, "00080061") == ["CT", "OT", "SEG", "SR"]  # ModalitiesInStudy: the CT and the node's results
+    results = processed_p001.node.cli("jobs", "show", str(processed_p001.job_id), "--json")
+    key_images = json.loads(results.stdout)["result"]["secondary_capture"]
+    result_series = {pydicom.dcmread(processed_p001.node.data_dir / path, stop_before_pixels=True).SeriesInstanceUID for path in key_images}
+    instances = 148 + 2 + len(key_images)  # the CT, SEG and SR, key images and the summary page
+    assert values(study, "00201206") == [3 + len(result_series)] and values(study, "00201208") == [instances]
     assert values(study, "00100020") == [header.PatientID] and values(study, "00080020") == [header.StudyDate]
 
     # Standard keys: single value, wildcard, date range; a miss is an empty list (person names: the STOW test).
@@ -61,7 +65,7 @@ def test_qido_finds_the_study_its_series_and_the_nodes_results(processed_p001: P
     assert dicomweb.search_for_studies(search_filters={"StudyDate": "-19991231"}) == []
 
     series = {values(s, "00080060")[0]: s for s in dicomweb.search_for_series(processed_p001.study_instance_uid)}
-    assert set(series) == {"CT", "SEG", "SR"}
+    assert set(series) == {"CT", "OT", "SEG", "SR"}  # OT: the key images and the summary page
     assert values(series["CT"], "00201209") == [148] and values(series["SEG"], "00201209") == [1]
     uids = result_uids(processed_p001)
     assert values(series["SEG"], "0020000E") == [uids["seg"]["series_instance_uid"]]
@@ -74,7 +78,7 @@ def test_qido_finds_the_study_its_series_and_the_nodes_results(processed_p001: P
     )
     assert [values(i, "00200013")[0] for i in page] == list(range(11, 16))
     assert all(len(values(i, "00200032")) == 3 for i in page)
-    assert len(dicomweb.search_for_instances(processed_p001.study_instance_uid)) == 150
+    assert len(dicomweb.search_for_instances(processed_p001.study_instance_uid)) == instances
 
 
 def test_qido_answers_400_to_an_unknown_key(processed_p001: ProcessedSeries) -> None:

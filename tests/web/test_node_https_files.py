@@ -93,7 +93,7 @@ def test_the_api_answers_over_tls_only(secured_node: SecuredNode) -> None:
 def test_an_unreadable_key_stops_start_up_with_the_reason(small_site: Site, tmp_path: Path) -> None:
     certificate, _ = self_signed(tmp_path, "https", "127.0.0.1")
     server = HttpServer(create_app(small_site.context()), "127.0.0.1", free_port(), str(certificate), str(tmp_path / "missing.key"))
-    with pytest.raises(OSError, match="could not listen.*No such file"):
+    with pytest.raises(OSError, match="is not available.*No such file"):
         server.start()
 
 
