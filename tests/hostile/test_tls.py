@@ -76,7 +76,7 @@ def test_cli_echo_and_send_over_tls(node: HostileNode, tmp_path: Path) -> None:
     node.stored = node._files()
     # `--tls` alone verifies the node against the system's CAs, which do not know its self-signed certificate
     with pytest.raises(PeerUnavailable, match="over TLS.*handshake failed"):
-        Scu(ExportSettings(), client_tls("127.0.0.1", None)).echo(parse_address(address))
+        Scu(ExportSettings(calling_ae_title="DICOM_NODE"), client_tls("127.0.0.1", None)).echo(parse_address(address))
     node.serves(tmp_path / "after")
 
 
