@@ -63,7 +63,7 @@ def test_qido_finds_the_study_its_series_and_the_nodes_results(processed_p001: P
     # Standard keys: single value, wildcard, date range; a miss is an empty list (person names: the STOW test).
     assert len(dicomweb.search_for_studies(search_filters={"PatientID": header.PatientID})) == 1
     assert len(dicomweb.search_for_studies(search_filters={"PatientID": header.PatientID[:3] + "*"})) == 1
-    assert len(dicomweb.search_for_studies(search_filters={"StudyDate": f"{header.StudyDate}-"})) == 1
+    assert len(dicomweb.search_for_studies(search_filters={"StudyDate": f"{header.StudyDate}-{header.StudyDate}"})) == 1
     assert dicomweb.search_for_studies(search_filters={"StudyDate": "-19991231"}) == []
 
     series = {values(s, "00080060")[0]: s for s in dicomweb.search_for_series(processed_p001.study_instance_uid)}

@@ -18,6 +18,8 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser, Page, Route
 
+from dicom_node.output.series import SEG_DESCRIPTION, SR_DESCRIPTION
+from tests.export.peers import wait_for
 from tests.node_process import REPO
 from tests.processed_node import ProcessedSeries
 
@@ -80,15 +82,18 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
         # sets of the CT series: load the one of the 148 slices into the viewport from its thumbnail.
         page.get_by_text("148", exact=True).first.dblclick(timeout=FIRST_IMAGE_MS)
         page.get_by_text("(1/148)").wait_for(timeout=FIRST_IMAGE_MS)  # the CT's first image is drawn
+        def drawn() -> bytes | None:
+            png = viewport_png(page)
+            return png if np.asarray(Image.open(io.BytesIO(png)).convert("L")).std() > 20 else None
+
+        ct_png = wait_for(drawn, FIRST_IMAGE_MS / 1000, "the CT drawn in the viewport", interval=1.0)
         page.screenshot(path=str(tmp_path / "ohif-ct.png"))
-        ct_png = viewport_png(page)
         (tmp_path / "ohif-ct-viewport.png").write_bytes(ct_png)
-        assert np.asarray(Image.open(io.BytesIO(ct_png)).convert("L")).std() > 20, "the viewport shows no image"
         assert max(colour_pixels(ct_png).values()) < 50  # grey CT, nothing drawn over it yet
 
         # The node's results are listed in the study browser: the SR and the SEG.
-        assert page.get_by_text("dicom-node COVID-19 CT report").first.is_visible()
-        page.get_by_text("dicom-node COVID-19 CT lungs and opacity").first.dblclick()
+        assert page.get_by_text(SR_DESCRIPTION).first.is_visible()
+        page.get_by_text(SEG_DESCRIPTION).first.dblclick()
         page.get_by_text("Do you want to open this Segmentation?").wait_for(timeout=SEG_MS)
         page.get_by_role("button", name="Yes").click()
         page.locator('[data-cy^="panelSegmentation"]').first.click()  # open the segmentation panel (right side)
