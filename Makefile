@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver npm
 APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver npm
+# Only the packages whose command is missing are installed: a machine with Node.js from elsewhere keeps its own npm
+# (Debian's npm conflicts with it).
 # The prebuilt OHIF viewer served under /ohif/ (npm package @ohif/app, its dist/ only; never committed).
 OHIF_VERSION := 3.13.2
 OHIF_DIR := .cache/ohif
@@ -31,10 +33,11 @@ test-all: system-deps $(VENV)/.installed triton-test-server ohif
 	$(PY) -m pytest -q -m ''
 
 system-deps:
-	@missing=""; for c in $(APT_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing=1; done; \
+	@missing=""; set -- $(APT_PACKAGES); for c in $(APT_COMMANDS); do \
+		command -v $$c >/dev/null 2>&1 || missing="$$missing $$1"; shift; done; \
 	if [ -n "$$missing" ]; then \
-		echo "installing Debian packages: $(APT_PACKAGES)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 # The CPU tritonserver of the nvidia-pytriton wheel, unpacked under .cache/ (never into the venv: it pins numpy<2).
