@@ -12,7 +12,10 @@ from PIL import Image
 from scipy import ndimage
 
 from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipeline.lungs import AIRWAY_LUMEN_HU, airway_mask, body_mask, segment_lungs
 from dicom_node.pipeline.opacity import slice_opacity_fractions
+from dicom_node.pipeline.resample import to_model_grid
+from dicom_node.pipeline.settings import SegmentationSettings
 from tests.pipeline.conftest import DATA
 
 
@@ -136,3 +139,13 @@ def write_overlay(result: PipelineResult, z: int, path: Path) -> Path:
         rgb[mask & ~ndimage.binary_erosion(mask)] = colour
     Image.fromarray(rgb).save(path)
     return path
+
+
+def test_the_tracked_trachea_and_main_bronchi_stay_out_of_the_lung_mask(p001_result: PipelineResult):
+    """The hull of a lung reaching around a main bronchus at the hilum used to cover it (11 ml of
+    P001's airways and their walls were lung); the airways are now kept out of the fill."""
+    spacing = SegmentationSettings().grid_spacing_zyx
+    ct, _ = to_model_grid(p001_result.volume, spacing)
+    airway = airway_mask((ct < AIRWAY_LUMEN_HU) & body_mask(ct), spacing)
+    assert airway.sum() * float(np.prod(spacing)) / 1000.0 > 10.0  # trachea and main bronchi found
+    assert not (segment_lungs(ct, spacing).astype(bool) & airway).any()
