@@ -132,8 +132,10 @@ def focal_ground_glass(
     raises it) is compared with the scan's parenchyma (median of the non-dense lung): where
     it exceeds that by `focal_excess_hu`, an area of about a centimetre is hazy, which a
     thin vessel or airway wall alone does not make. Components of at least `focal_min_ml`
-    that touch no vessel shell are kept: at the hilum and along the blurred vessels of a
-    soft kernel, the excess sits against the vessels. They may lie in the pleural rim
+    of which at most `focal_max_vessel_contact` of the voxels touch a vessel shell are
+    kept: at the hilum and along the blurred vessels of a soft kernel the excess is a
+    sleeve around the vessels (normal001's hilum: 22 ml, the soft phantom's vessels: 14%
+    of their volume, without this test), while a nodule touches a vessel at a few voxels. They may lie in the pleural rim
     (subpleural ground glass at the apex), unlike the other seeds.
     """
     if settings.focal_excess_hu is None:
@@ -152,9 +154,11 @@ def focal_ground_glass(
     components, count = ndimage.label(focal)
     if count == 0:
         return focal
-    keep = np.bincount(components.ravel()) >= settings.focal_min_ml / (float(np.prod(spacing)) / 1000.0)
+    sizes = np.bincount(components.ravel())
+    contact = np.bincount(components[focal & next_to(vessel_shells)], minlength=count + 1)
+    min_voxels = settings.focal_min_ml / (float(np.prod(spacing)) / 1000.0)
+    keep = (sizes >= min_voxels) & (contact <= settings.focal_max_vessel_contact * sizes)
     keep[0] = False
-    keep[np.unique(components[focal & next_to(vessel_shells)])] = False
     return keep[components]
 
 
@@ -242,3 +246,4 @@ def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[components]
+
