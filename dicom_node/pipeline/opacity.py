@@ -135,31 +135,52 @@ def focal_ground_glass(
     of which at most `focal_max_vessel_contact` of the voxels touch a vessel shell are
     kept: at the hilum and along the blurred vessels of a soft kernel the excess is a
     sleeve around the vessels (normal001's hilum: 22 ml, the soft phantom's vessels: 14%
-    of their volume, without this test), while a nodule touches a vessel at a few voxels. They may lie in the pleural rim
-    (subpleural ground glass at the apex), unlike the other seeds.
+    of their volume, without this test), while a nodule touches a vessel at a few voxels.
+    `allowed` is where a seed may lie (the core's hazy candidates); the growth that follows
+    gives a subpleural patch its part in the pleural rim (P001's anterior left apex).
+
+    Measured limits: a round nodule in clear lung is found from about 1.2 cm at -500 HU or
+    1.4 cm at -600 HU (phantom of `tests/pipeline/test_opacity_growth_and_focal.py`);
+    `focal_excess_hu` has a narrow working range on the shared series (140-160: at 130
+    basal partial volume and at 170 the apical patch change P001's slice AUC to 0.91/0.92).
     """
     if settings.focal_excess_hu is None:
         return np.zeros_like(lung)
     weight = (lung & ~vessel_shells).astype(np.float32)
-    sigma = [settings.focal_scale_mm / s for s in spacing]
-    clipped = np.clip(smooth, -1000.0, settings.high_opacity_hu[0])
-    total = ndimage.gaussian_filter(clipped * weight, sigma, truncate=3.0)
-    norm = ndimage.gaussian_filter(weight, sigma, truncate=3.0)
+    weighted = np.clip(smooth, -1000.0, settings.high_opacity_hu[0])
+    weighted *= weight
+    # at a lesion's scale, 2 x 2 in-plane blocks (3.2 mm) lose nothing and cost a quarter
+    sigma = [settings.focal_scale_mm / s for s in (spacing[0], 2 * spacing[1], 2 * spacing[2])]
+    total = ndimage.gaussian_filter(block_mean_yx(weighted), sigma, truncate=3.0)
+    norm = ndimage.gaussian_filter(block_mean_yx(weight), sigma, truncate=3.0)
+    local_mean = np.divide(total, norm, out=np.full_like(total, -1000.0), where=norm > 0.05)
+    local_mean = np.repeat(np.repeat(local_mean, 2, axis=1), 2, axis=2)[:, : lung.shape[1], : lung.shape[2]]
     sparse = (slice(None, None, 2), slice(None, None, 3), slice(None, None, 3))  # a median needs no every voxel
     sample = smooth[sparse][lung[sparse] & (smooth[sparse] < settings.high_opacity_hu[0])]
     if not sample.size:
         return np.zeros_like(lung)
     parenchyma = float(np.median(sample))
-    focal = allowed & (total > (parenchyma + settings.focal_excess_hu) * np.maximum(norm, 0.05))
+    focal = allowed & (local_mean > parenchyma + settings.focal_excess_hu)
     components, count = ndimage.label(focal)
     if count == 0:
         return focal
-    sizes = np.bincount(components.ravel())
+    sizes = np.bincount(components[focal], minlength=count + 1)  # the labelled voxels only: a tenth of the box
     contact = np.bincount(components[focal & next_to(vessel_shells)], minlength=count + 1)
     min_voxels = settings.focal_min_ml / (float(np.prod(spacing)) / 1000.0)
     keep = (sizes >= min_voxels) & (contact <= settings.focal_max_vessel_contact * sizes)
     keep[0] = False
     return keep[components]
+
+
+def block_mean_yx(image: np.ndarray) -> np.ndarray:
+    """Means of 2 x 2 in-plane blocks (an odd row or column is repeated), shape (z, ceil(y/2), ceil(x/2))."""
+    _, ny, nx = image.shape
+    padded = np.pad(image, ((0, 0), (0, ny % 2), (0, nx % 2)), mode="edge") if ny % 2 or nx % 2 else image
+    total = padded[:, ::2, ::2] + padded[:, 1::2, ::2]
+    total += padded[:, ::2, 1::2]
+    total += padded[:, 1::2, 1::2]
+    total *= 0.25
+    return total
 
 
 def next_to(mask: np.ndarray) -> np.ndarray:
@@ -242,7 +263,7 @@ def drop_small_components(mask: np.ndarray, min_voxels: float) -> np.ndarray:
     components, count = ndimage.label(mask)
     if count == 0:
         return mask
-    sizes = np.bincount(components.ravel())
+    sizes = np.bincount(components[mask], minlength=count + 1)
     keep = sizes >= min_voxels
     keep[0] = False
     return keep[components]
