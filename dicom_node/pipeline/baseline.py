@@ -20,7 +20,7 @@ and on Triton:
        p(COVID-19) = 1 / (1 + exp(-(PPO - PPO_MIDPOINT) / PPO_SCALE)),  PPO_MIDPOINT = 1.0 %, PPO_SCALE = 0.25 %
 
    and p(non-COVID) = 1 - p. No peripheral opacity gives 0.02, 1% gives 0.5, 2% gives
-   0.98. Measured: 1.5% on the COVID-19 case P001 (p 0.88), 0.6% on the normal case
+   0.98. Measured: 1.5% on the COVID-19 case P001 (p 0.89), 0.6% on the normal case
    normal001 (p 0.17), 0.3% on a phantom without lesions. Any peripheral opacity
    (other pneumonia, oedema, fibrosis) raises it too, which is why it is a baseline
    and is labelled as such in every result.
