@@ -18,9 +18,12 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    branching point or partial-volume sleeve survives the openings but is still a tube
    at the vessel's own scale, while a ground-glass nodule is a blob and a consolidation
    a blob or plate. The test runs per component in its own small box;
-5. the seeds grow back within the candidates by the margin plus the ball radius, so a
-   lesion keeps its subpleural part and its own edge, while rims and vessels without a
-   seed stay out.
+5. faint ground glass too small for step 4 (about 1.2-2 cm) becomes a seed where the
+   lung's mean attenuation at a lesion's scale stands out from the scan's parenchyma,
+   unless the patch is a sleeve around a vessel (`focal_ground_glass`);
+6. the seeds grow back within the candidates by the margin plus the ball radius in-plane
+   and by `grow_along_z_mm` along z, so a lesion keeps its subpleural part and its own
+   edge, while rims and vessels without a seed stay out.
 
 Everything runs on the model grid (a few million voxels), not on the native series.
 """
