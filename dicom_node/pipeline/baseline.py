@@ -20,7 +20,7 @@ and on Triton:
        p(COVID-19) = 1 / (1 + exp(-(PPO - PPO_MIDPOINT) / PPO_SCALE)),  PPO_MIDPOINT = 1.0 %, PPO_SCALE = 0.25 %
 
    and p(non-COVID) = 1 - p. No peripheral opacity gives 0.02, 1% gives 0.5, 2% gives
-   0.98. Measured: 1.5% on the COVID-19 case P001 (p 0.88), 0.6% on the normal case
+   0.98. Measured: 1.5% on the COVID-19 case P001 (p 0.89), 0.6% on the normal case
    normal001 (p 0.17), 0.3% on a phantom without lesions. Any peripheral opacity
    (other pneumonia, oedema, fibrosis) raises it too, which is why it is a baseline
    and is labelled as such in every result.
@@ -45,8 +45,12 @@ MIN_LESION_ML = 4.0
 PERIPHERAL_ZONE_MM = 15.0
 DEPTH_STEP = 2  # the depth is measured on a 2.4 x 3.2 mm in-plane grid (`depth.py`)
 # Fixed filters of the baseline: it must not change with the node's quantification settings,
-# and at its coarse nominal grid the tubular test of the quantification is not calibrated.
-BASELINE_OPACITY = OpacitySettings(min_lesion_ml=MIN_LESION_ML, tubular_max_fraction=1.0)
+# and at its coarse nominal grid the tubular test and the focal ground-glass seeds of the
+# quantification are not calibrated; its seeds grow as when its curve was set (four steps of
+# its 4 mm ball: 16 mm along z).
+BASELINE_OPACITY = OpacitySettings(
+    min_lesion_ml=MIN_LESION_ML, tubular_max_fraction=1.0, focal_excess_hu=None, grow_along_z_mm=16.0
+)
 
 
 def covid_probability(peripheral_opacity_percent: float) -> float:
