@@ -91,10 +91,12 @@ class Worker:
     def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
         failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
+        wakeups = self.queue.wakeups
         while not stopping.is_set():
+            seen = wakeups.seen("jobs")
             job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
-                self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
+                wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, wakeups), seen)
                 continue
             self.process(job)
             release_free_memory()  # the job's arrays are gone now: give their pages back (memory.py)
