@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 ALGORITHM_NAME = "dicom-node COVID-19 CT"
 ALGORITHM_VERSION = __version__
+# Under node.data_dir: where a job's HU volume goes once the model grid is built (anonymous files, `pipeline/spill.py`).
+# On the data disk, not in /tmp: a tmpfs there would keep the volume in memory.
+SPILL_DIR = "work"
 
 
 def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, masks: Path) -> dict[str, Any]:
@@ -112,7 +115,9 @@ class Worker:
             classifier.check_ready()
             steps["check_models"] = time.perf_counter() - started
             paths = [self.data_dir / p for p in self.queue.instance_paths(job.series_id)]
-            result = run_covid19(paths, segmenter, classifier, self.config.pipelines[job.pipeline].processing)
+            result = run_covid19(
+                paths, segmenter, classifier, self.config.pipelines[job.pipeline].processing, spill_dir=self.data_dir / SPILL_DIR
+            )
             steps.update(result.timings)
             started = time.perf_counter()
             out_dir = self.data_dir / "results" / str(job.id)

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_m
 from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
+from dicom_node.pipeline.spill import spill_to_disk
 from dicom_node.pipeline.volume import CtVolume, load_series
 
 MIN_LUNG_ML = 200.0
@@ -64,14 +65,21 @@ def run_covid19(
     segmenter: InferenceModel,
     classifier: InferenceModel,
     settings: PipelineSettings = PipelineSettings(),
+    spill_dir: Path | None = None,
 ) -> PipelineResult:
-    """Run the whole image pipeline on one series' files."""
+    """Run the whole image pipeline on one series' files.
+
+    With `spill_dir`, the HU volume leaves memory once the model grid is built (`spill.py`): the result's
+    `volume.hu` is then a read-only array mapped from an anonymous file there.
+    """
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
         volume = load_series(paths, settings.selection, settings.load)
     spacing = settings.segmentation.grid_spacing_zyx
     with _timed(timings, "segment"):
         grid_ct, grid = to_model_grid(volume, spacing, max_voxels=settings.segmentation.max_grid_voxels)
+        if spill_dir is not None:
+            volume = replace(volume, hu=spill_to_disk(volume.hu, spill_dir))
         model_input = np.clip(grid_ct, *settings.segmentation.clip_hu)[None, None]
         mask = _single_output(segmenter, {segmenter.contract.inputs[0].name: model_input})
         if mask.shape != model_input.shape:
