@@ -196,9 +196,12 @@ class EventAssociation(Association):
                 self._serve_request(msg, cast(int, context_id))
 
             if self.is_established and self.acse.is_release_requested():
+                # Released before the answer goes out (pynetdicom sets it after): the DUL, no longer a millisecond
+                # behind, may see the peer close the connection before this thread gets on, and EVT_CONN_CLOSE
+                # handlers can then tell a released association from a dropped one.
+                self.is_released = True
                 self.acse.send_release(is_response=True)
                 ASSOC_LOGGER.info("Association Released")
-                self.is_released = True
                 self.is_established = False
                 evt.trigger(self, evt.EVT_RELEASED, {})
                 self.kill()
