@@ -25,7 +25,7 @@ from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.rawsql import RawConnections, first
@@ -328,8 +328,10 @@ class Indexer:
                 with self._sessions.begin() as session:
                     series_id = self._find_or_create_series(session, meta, pipeline)
                 break
-            except IntegrityError:
-                if attempt == 2:  # another association created the same rows concurrently: look again
+            except (IntegrityError, OperationalError):
+                # Another association (or receiving process) created the same rows concurrently: look again. On
+                # SQLite the look-up's read may also have to give way to that writer ("database is locked").
+                if attempt == 2:
                     raise
         with self._lock:
             self._series_ids[meta.series_instance_uid] = series_id
