@@ -35,7 +35,7 @@ from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_stor
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.tls import server_context
 from dicom_node.store.checks import OUT_OF_RESOURCES
-from dicom_node.store.files import encode_file_header
+from dicom_node.store.files import part10_header
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.receive import Batch, Receiver
@@ -210,7 +210,7 @@ class StorageSCP:
         request = event.request
         outcome = self.receiver.store(
             batch,
-            encode_file_header(event.file_meta),
+            part10_header(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, str(event.context.transfer_syntax)),
             request.DataSet.getbuffer(),
             str(event.context.transfer_syntax),
             (request.AffectedSOPClassUID, request.AffectedSOPInstanceUID),
