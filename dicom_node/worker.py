@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -111,10 +112,14 @@ class Worker:
             steps.update(result.timings)
             started = time.perf_counter()
             out_dir = self.data_dir / "results" / str(job.id)
-            files = write_results(
-                result, out_dir, ALGORITHM_NAME, ALGORITHM_VERSION, secondary_capture=self.config.export.secondary_capture
-            )
-            masks = save_masks(result, out_dir / "masks.npz")
+            out_dir.mkdir(parents=True, exist_ok=True)
+            # The masks' compression (zlib, which releases the GIL) runs beside the DICOM writing.
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="masks") as pool:
+                masks_saved = pool.submit(save_masks, result, out_dir / "masks.npz")
+                files = write_results(
+                    result, out_dir, ALGORITHM_NAME, ALGORITHM_VERSION, secondary_capture=self.config.export.secondary_capture
+                )
+                masks = masks_saved.result()
             steps["write_results"] = time.perf_counter() - started
         except SeriesNotEligible as exc:
             self._end(job, tag, "skipped", str(exc), steps)

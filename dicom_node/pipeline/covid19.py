@@ -1,8 +1,9 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
 select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
-input -> classify (`classifier`) -> quantify -> describe the opacity pattern -> masks
-back on the native grid. Each step's wall time is recorded in `timings` (seconds). Data problems raise `SeriesRejected`
+input -> classify (`classifier`) -> describe the opacity pattern, in a second thread, while
+this one quantifies and brings the masks back to the native grid. Each step's wall time is
+recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
 (or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
 so that the worker re-queues the job.
 """
@@ -10,6 +11,7 @@ so that the worker re-queues the job.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -79,28 +81,22 @@ def run_covid19(
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
-    with _timed(timings, "classifier_input"):
-        tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
-    with _timed(timings, "classify"):
-        scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
-        del tensor
-        classification = Classification(
-            model_name=classifier.contract.name,
-            model_version=classifier.contract.version,
-            baseline=bool(getattr(classifier, "baseline", False)),
-            class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
-            probabilities=tuple(float(p) for p in scores),
-        )
-    with _timed(timings, "quantify"):
-        opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
-        measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
+    # Classification, the pattern description and the masks' way back to the native grid need only
+    # what the segmentation and the quantification made, and not each other: a second thread runs the
+    # classifier and then the description while this one quantifies and resamples. (A Triton call
+    # waits on the network; numpy, scipy and SimpleITK release the GIL for most of their work.)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline") as pool:
+        classified = pool.submit(_classify, classifier, grid_ct, labels, spacing, settings, timings)
+        with _timed(timings, "quantify"):
+            opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
+            measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct
-    with _timed(timings, "describe"):
-        pattern = describe_opacity(opacity, high, labels, spacing)
+        described = pool.submit(_describe, opacity, high, labels, spacing, timings)
         del high
-    with _timed(timings, "to_native"):
-        native_lungs = labels_to_native(labels, grid, volume)
-        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
+        with _timed(timings, "to_native"):
+            native_lungs = labels_to_native(labels, grid, volume)
+            native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
+        classification, pattern = classified.result(), described.result()
     return PipelineResult(
         volume=volume,
         lung_labels=native_lungs,
@@ -110,6 +106,35 @@ def run_covid19(
         timings=timings,
         pattern=pattern,
     )
+
+
+def _classify(
+    classifier: InferenceModel,
+    grid_ct: np.ndarray,
+    labels: np.ndarray,
+    spacing: tuple[float, float, float],
+    settings: PipelineSettings,
+    timings: dict[str, float],
+) -> Classification:
+    """The classifier's answer for the lungs on the model grid (`grid_ct` and `labels` are only read)."""
+    with _timed(timings, "classifier_input"):
+        tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
+    with _timed(timings, "classify"):
+        scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
+    return Classification(
+        model_name=classifier.contract.name,
+        model_version=classifier.contract.version,
+        baseline=bool(getattr(classifier, "baseline", False)),
+        class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
+        probabilities=tuple(float(p) for p in scores),
+    )
+
+
+def _describe(
+    opacity: np.ndarray, high: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], timings: dict[str, float]
+) -> OpacityPattern:
+    with _timed(timings, "describe"):
+        return describe_opacity(opacity, high, labels, spacing)
 
 
 def _single_output(model: InferenceModel, inputs: dict[str, np.ndarray]) -> np.ndarray:
