@@ -19,7 +19,8 @@ state machine:
   DIMSE message kills pynetdicom's DUL thread and leaves the association
   open, never reported as ended) into the same abort;
 - the DUL and the association thread wait for events instead of polling
-  every millisecond (`reactor.py`).
+  every millisecond (`reactor.py`), and C-STORE responses are encoded
+  directly (`responses.py`).
 
 They rely on pynetdicom internals (`_read_pdu_data`, `state_machine`,
 `StateMachine.do_action`, the `Sta13` state name, `Association.dul`,
@@ -42,6 +43,7 @@ from pynetdicom.transport import AssociationSocket
 from dicom_node import metrics
 from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, abort_pdu, check_header, parse_header
 from dicom_node.net.reactor import EventDUL, event_driven
+from dicom_node.net.responses import fast_store_responses
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +149,11 @@ def _peer(assoc: Association) -> str:
 
 
 def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes) -> None:
-    """Give a new, not yet started acceptor association the guarded DUL, the event-driven reactors and a socket that
-    starts with `request_pdu`."""
+    """Give a new, not yet started acceptor association the guarded DUL, the event-driven reactors, directly encoded
+    C-STORE responses and a socket that starts with `request_pdu`."""
     assoc.dul = GuardedDUL(assoc)
     event_driven(assoc)
+    fast_store_responses(assoc.dimse)
     # The timeouts live in the DUL's timers: set them again on the new one.
     assoc.acse_timeout, assoc.network_timeout = assoc.acse_timeout, assoc.network_timeout
     assoc.set_socket(GuardedSocket(assoc, client_socket, request_pdu))
