@@ -55,6 +55,7 @@ _STATEMENTS = {
     "pending": "UPDATE series SET instance_count = instance_count + 1, pending = ?, last_received_at = ?, pipeline = ? WHERE id = ?",
     "linked": "SELECT series_fk FROM association_series WHERE association_fk = ? AND series_fk = ?",
     "link": "INSERT INTO association_series (association_fk, series_fk) VALUES (?, ?)",
+    "path": "SELECT path FROM instance WHERE sop_instance_uid = ?",
 }
 
 
@@ -213,9 +214,9 @@ class Indexer:
             self._series_ids.pop(series_instance_uid, None)
 
     def indexed_path(self, sop_instance_uid: str) -> Path | None:
-        """Where an indexed instance is stored, or None if it is not indexed."""
-        with self._engine.connect() as conn:
-            stored = conn.scalar(select(Instance.path).where(Instance.sop_instance_uid == sop_instance_uid))
+        """Where an indexed instance is stored, or None if it is not indexed (asked for every re-sent instance)."""
+        with self._raw.transaction() as cursor:
+            stored = first(cursor, self._sql["path"], (sop_instance_uid,))
         return None if stored is None else Path(stored)
 
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
