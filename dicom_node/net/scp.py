@@ -42,11 +42,14 @@ from dicom_node.store.receive import Batch, Receiver
 
 log = logging.getLogger(__name__)
 
-def _status(code: int, comment: str = "") -> Dataset:
+def _status(code: int, comment: str = "") -> Dataset | int:
+    """The handler's answer: the bare code when there is nothing to say (pynetdicom takes an int as the status,
+    and a pydicom Dataset per image costs more than the rest of the answer), else a status data set with the comment."""
+    if not comment:
+        return code
     ds = Dataset()
     ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment[:64]
     return ds
 
 
@@ -202,7 +205,7 @@ class StorageSCP:
         self._end(event, "released" if event.assoc.is_released else "aborted")
 
     # C-STORE --------------------------------------------------------------
-    def _on_store(self, event: evt.Event) -> Dataset:
+    def _on_store(self, event: evt.Event) -> Dataset | int:
         with self._lock:
             batch = self._batches.get(id(event.assoc))
         if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data

@@ -44,6 +44,7 @@ _TAGS = {
         "SeriesNumber", "InstanceNumber",
     )
 }
+_TAG_LIST = list(_TAGS.values())
 PIXEL_DATA_TAG = 0x7FE00010
 
 
@@ -130,7 +131,11 @@ class InstanceMeta:
         """
         syntax = UID(transfer_syntax_uid)
         dataset = read_dataset(
-            io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG
+            io.BytesIO(data),
+            syntax.is_implicit_VR,
+            syntax.is_little_endian,
+            stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG,
+            specific_tags=_TAG_LIST,  # the others are skipped unread (Specific Character Set is always kept)
         )
         return cls.from_dataset(dataset, transfer_syntax_uid)
 
