@@ -302,6 +302,14 @@ class HttpSettings(Section):
     )
     tls_cert_file: str | None = Field(default=None, description="Serve HTTPS with this certificate (PEM; with its chain). Needs tls_key_file.")
     tls_key_file: str | None = Field(default=None, description="Private key (PEM) of tls_cert_file.")
+    max_stow_mb: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Largest STOW-RS request body, in MiB (a request is held in memory while its parts are parsed): a larger "
+            "one gets 413 before it is read. Split big studies over several requests, or send them over DICOM."
+        ),
+    )
     ohif_dir: Path = Field(
         default=Path(".cache/ohif"),
         description="The prebuilt OHIF viewer served under /ohif/ (`make ohif` installs the pinned version there).",

@@ -78,11 +78,12 @@ class Exporter:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
         failures = RepeatingFailure(log, f"destination {dest.name}: claiming or recording exports")  # the database, most likely
+        wakeups = self.outbox.wakeups
         while not stopping.is_set():
+            seen = wakeups.seen("exports")
             progressed = failures.run(lambda: self.send_due(dest.name, address, scu))
             if not progressed:
-                wakeups = self.outbox.wakeups
-                wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups))
+                wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups), seen)
 
     def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""

@@ -25,7 +25,6 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
-from dicom_node.memory import return_large_blocks
 from dicom_node.net.scp import StorageSCP
 from dicom_node.receivers import ReceivingProcesses
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
@@ -85,7 +84,6 @@ class Node:
         # The node checks the source UIDs it relies on itself and reports a series' problems once (a warning in
         # the job's result and one log line); pydicom's own per-value warnings would repeat them for every header
         # read and every object written (hundreds of lines per series).
-        return_large_blocks()  # before the first job's arrays: see memory.py
         pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
         pydicom.config.settings.writing_validation_mode = pydicom.config.IGNORE
         check_writable(self.data_dir)

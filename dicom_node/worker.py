@@ -26,6 +26,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceModel, Inferenc
 from dicom_node.inference.factory import build_models
 from dicom_node.output import highdicom_tables
 from dicom_node.logs import RepeatingFailure
+from dicom_node.memory import release_free_memory
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -90,12 +91,15 @@ class Worker:
     def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
         failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
+        wakeups = self.queue.wakeups
         while not stopping.is_set():
+            seen = wakeups.seen("jobs")
             job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
-                self.queue.wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, self.queue.wakeups))
+                wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, wakeups), seen)
                 continue
             self.process(job)
+            release_free_memory()  # the job's arrays are gone now: give their pages back (memory.py)
 
     def process(self, job: ClaimedJob) -> None:
         tag = f"job {job.id} (series {job.series_instance_uid})"

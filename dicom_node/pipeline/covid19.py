@@ -1,8 +1,8 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
 select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
-input -> classify (`classifier`) -> describe the opacity pattern, in a second thread, while
-this one quantifies and brings the masks back to the native grid. Each step's wall time is
+input -> classify (`classifier`), in a second thread, while this one quantifies, describes
+the opacity pattern and brings the masks back to the native grid. Each step's wall time is
 recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
 (or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
 so that the worker re-queues the job.
@@ -81,22 +81,23 @@ def run_covid19(
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
-    # Classification, the pattern description and the masks' way back to the native grid need only
-    # what the segmentation and the quantification made, and not each other: a second thread runs the
-    # classifier and then the description while this one quantifies and resamples. (A Triton call
-    # waits on the network; numpy, scipy and SimpleITK release the GIL for most of their work.)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pipeline") as pool:
+    # The classifier needs only the grid CT and the lungs: a second thread runs it while this one
+    # quantifies, describes and brings the masks back to the native grid (a Triton call waits on the
+    # network; numpy, scipy and SimpleITK release the GIL for most of their work). In this order the
+    # classifier is mostly done before the native masks are allocated, which keeps the peak memory low.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
         classified = pool.submit(_classify, classifier, grid_ct, labels, spacing, settings, timings)
         with _timed(timings, "quantify"):
             opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
             measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct
-        described = pool.submit(_describe, opacity, high, labels, spacing, timings)
-        del high
+        with _timed(timings, "describe"):
+            pattern = describe_opacity(opacity, high, labels, spacing)
+            del high
         with _timed(timings, "to_native"):
             native_lungs = labels_to_native(labels, grid, volume)
             native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
-        classification, pattern = classified.result(), described.result()
+        classification = classified.result()
     return PipelineResult(
         volume=volume,
         lung_labels=native_lungs,
@@ -128,13 +129,6 @@ def _classify(
         class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
         probabilities=tuple(float(p) for p in scores),
     )
-
-
-def _describe(
-    opacity: np.ndarray, high: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], timings: dict[str, float]
-) -> OpacityPattern:
-    with _timed(timings, "describe"):
-        return describe_opacity(opacity, high, labels, spacing)
 
 
 def _single_output(model: InferenceModel, inputs: dict[str, np.ndarray]) -> np.ndarray:

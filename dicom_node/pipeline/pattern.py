@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
+
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 
 BILATERAL_MIN_ML = 1.0
@@ -98,7 +100,6 @@ def peripheral_region(labels: np.ndarray, spacing: tuple[float, float, float]) -
     """
     out = np.zeros(labels.shape, dtype=bool)
     step = DISTANCE_STEP
-    coarse_spacing = (spacing[0], spacing[1] * step, spacing[2] * step)
     for label in (RIGHT, LEFT):
         found = np.argwhere(labels == label)
         if not len(found):
@@ -106,11 +107,9 @@ def peripheral_region(labels: np.ndarray, spacing: tuple[float, float, float]) -
         start, stop = found.min(axis=0), found.max(axis=0) + 1
         box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
         lung = labels[box] == label
-        coarse = lung[:, ::step, ::step]
-        depth = ndimage.distance_transform_edt(np.pad(coarse, 1), sampling=coarse_spacing)[1:-1, 1:-1, 1:-1]
+        coarse, depth = coarse_depth_mm(lung, spacing, step)
         peripheral = coarse & (depth <= PERIPHERAL_FRACTION * depth.max())
-        full = np.repeat(np.repeat(peripheral, step, axis=1), step, axis=2)[:, : lung.shape[1], : lung.shape[2]]
-        out[box] |= full & lung
+        out[box] |= to_full_grid(peripheral, lung.shape, step) & lung
     return out
 
 

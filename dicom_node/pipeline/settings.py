@@ -100,6 +100,18 @@ class OpacitySettings(BaseModel, frozen=True):
     tubular_max_lesion_ml: float = Field(
         10.0, ge=0, description="larger components are lesions without the tubular test (no vessel segment is that big)"
     )
+    focal_excess_hu: float | None = Field(
+        150.0, description="lesion-scale mean attenuation above the scan's parenchyma that makes faint focal ground glass "
+        "a seed below min_lesion_ml; None disables"
+    )
+    focal_scale_mm: float = Field(3.0, gt=0, description="Gaussian scale of that local mean (a lesion of about 1 cm)")
+    focal_min_ml: float = Field(0.3, ge=0, description="smallest focal ground-glass seed (about 8 mm across)")
+    focal_max_vessel_contact: float = Field(
+        0.02, ge=0, le=1, description="focal seeds with a larger share of voxels next to a vessel shell are vessel sleeves"
+    )
+    grow_along_z_mm: float = Field(
+        2.5, ge=0, description="how far seeds grow back along z (in-plane: pleural_margin_mm + ground_glass_opening_mm)"
+    )
 
 
 class PipelineSettings(BaseModel, frozen=True):

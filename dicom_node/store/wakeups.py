@@ -36,8 +36,17 @@ def idle_wait(poll_seconds: float, lease_seconds: float, wakeups: Wakeups) -> fl
 
 
 class Wakeups:
+    """Per channel, a count of wake-ups and a condition to wait on it.
+
+    A waiter reads the count (`seen`) before it looks for work and then waits for a count above it,
+    so a wake-up that comes while it looks is never lost, whatever other threads wait on the
+    channel (a shared event cleared by one waiter could swallow another's wake-up, which then
+    waited its whole poll interval).
+    """
+
     def __init__(self, engine: Engine | None = None) -> None:
-        self._events = {channel: threading.Event() for channel in CHANNELS}
+        self._conditions = {channel: threading.Condition() for channel in CHANNELS}
+        self._counts = {channel: 0 for channel in CHANNELS}
         self._engine = engine if engine is not None and engine.dialect.name == "postgresql" else None
         self.listening = False
 
@@ -50,16 +59,22 @@ class Wakeups:
         """Wake the waiters of `channel` once `session`'s transaction has committed (never on rollback)."""
         if self._engine is not None:
             session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": _pg_channel(channel)})
-        event.listen(session, "after_commit", lambda _session: self._events[channel].set(), once=True)
+        event.listen(session, "after_commit", lambda _session: self.wake(channel), once=True)
 
     def wake(self, channel: Channel) -> None:
-        self._events[channel].set()
+        with self._conditions[channel]:
+            self._counts[channel] += 1
+            self._conditions[channel].notify_all()
 
-    def wait(self, channel: Channel, timeout: float) -> bool:
-        """Sleep until `channel` is notified or `timeout` passes; True if notified."""
-        notified = self._events[channel].wait(timeout)
-        self._events[channel].clear()
-        return notified
+    def seen(self, channel: Channel) -> int:
+        """The channel's wake-up count: read it before looking for work, pass it to `wait`."""
+        with self._conditions[channel]:
+            return self._counts[channel]
+
+    def wait(self, channel: Channel, timeout: float, seen: int) -> bool:
+        """Sleep until `channel` is woken after `seen` (see `seen`) or `timeout` passes; True if woken."""
+        with self._conditions[channel]:
+            return self._conditions[channel].wait_for(lambda: self._counts[channel] != seen, timeout)
 
     def listen(self, stopping: threading.Event) -> None:
         """PostgreSQL only: turn other processes' NOTIFYs into local wake-ups until `stopping` is set."""

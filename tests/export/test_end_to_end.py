@@ -29,9 +29,7 @@ def loop(orthanc_factory: Callable[..., Orthanc], node_factory: Callable[..., No
     node = node_factory(settings=NODE_SETTINGS, serve_args=("--export-to", pacs.address))
     pacs.add_modality("NODE", node.ae, node.port)
     pacs.start()
-    series_uid = ""
-    for path in sorted(P001.glob("*.dcm")):
-        series_uid = pacs.get(f"/instances/{pacs.upload(path)['ID']}/simplified-tags")["SeriesInstanceUID"]
+    series_uid = pacs.load_series(P001)
     yield pacs, node, series_uid
 
 

@@ -62,9 +62,7 @@ def test_orthanc_explorer_shows_the_summary_page_and_key_images(
     node = node_factory(settings={"jobs": {"workers": 1, "settle_seconds": 0.0, "poll_seconds": 1.0}}, serve_args=("--export-to", pacs.address))
     pacs.add_modality("NODE", node.ae, node.port)
     pacs.start()
-    series_uid = ""
-    for path in sorted(P001.glob("*.dcm")):
-        series_uid = pacs.get(f"/instances/{pacs.upload(path)['ID']}/simplified-tags")["SeriesInstanceUID"]
+    series_uid = pacs.load_series(P001)
     node.start(timeout=120)
     pacs.send_series("NODE", series_uid)
     wait_for(lambda: all_sent(node.data_dir), PIPELINE_SECONDS, "the results to be sent back", interval=0.5)

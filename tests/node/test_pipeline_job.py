@@ -103,11 +103,14 @@ def test_masks_lie_on_the_ct_grid_with_the_right_lung_on_the_patients_right(proc
 
 
 def derived_series(source: Path, target: Path, count: int, **changes: object) -> str:
-    """`count` of P001's slices as a new series; returns its UID."""
+    """`count` of P001's slices as a new series in a study of its own; returns its UID.
+
+    Not in P001's study: the session's node is shared, and OHIF's test expects that study as the node made it.
+    """
     target.mkdir()
-    series_uid = generate_uid()
+    series_uid, study_uid = generate_uid(), generate_uid()
     for path in sorted(source.glob("*.dcm"))[:count]:
-        copy_with_new_uid(path, target / path.name, SeriesInstanceUID=series_uid, **changes)
+        copy_with_new_uid(path, target / path.name, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, **changes)
     return series_uid
 
 

@@ -12,7 +12,10 @@ from PIL import Image
 from scipy import ndimage
 
 from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipeline.lungs import AIRWAY_LUMEN_HU, airway_mask, body_mask, segment_lungs
 from dicom_node.pipeline.opacity import slice_opacity_fractions
+from dicom_node.pipeline.resample import to_model_grid
+from dicom_node.pipeline.settings import SegmentationSettings
 from tests.pipeline.conftest import DATA
 
 
@@ -66,10 +69,10 @@ def test_slice_opacity_agrees_with_the_radiologists_slice_labels(p001_result: Pi
     labels = slice_labels_p001(p001_result)
     fractions = slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels)
     assert labels.sum() == 80
-    assert roc_auc(fractions, labels) >= 0.9  # 0.92 measured
+    assert roc_auc(fractions, labels) >= 0.93  # 0.947 measured (0.92 before the focal ground-glass seeds)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 target not met: AUC 0.92 measured (docs/validation.md)")
+@pytest.mark.xfail(strict=True, reason="issue 11 target not met: AUC 0.947 measured (docs/validation.md)")
 def test_slice_opacity_reaches_the_issue_target_auc(p001_result: PipelineResult):
     labels = slice_labels_p001(p001_result)
     assert roc_auc(slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels), labels) >= 0.95
@@ -136,3 +139,13 @@ def write_overlay(result: PipelineResult, z: int, path: Path) -> Path:
         rgb[mask & ~ndimage.binary_erosion(mask)] = colour
     Image.fromarray(rgb).save(path)
     return path
+
+
+def test_the_tracked_trachea_and_main_bronchi_stay_out_of_the_lung_mask(p001_result: PipelineResult):
+    """The hull of a lung reaching around a main bronchus at the hilum used to cover it (11 ml of
+    P001's airways and their walls were lung); the airways are now kept out of the fill."""
+    spacing = SegmentationSettings().grid_spacing_zyx
+    ct, _ = to_model_grid(p001_result.volume, spacing)
+    airway = airway_mask((ct < AIRWAY_LUMEN_HU) & body_mask(ct), spacing)
+    assert airway.sum() * float(np.prod(spacing)) / 1000.0 > 10.0  # trachea and main bronchi found
+    assert not (segment_lungs(ct, spacing).astype(bool) & airway).any()

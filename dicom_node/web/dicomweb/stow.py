@@ -10,7 +10,8 @@ Answers: 200 all stored; 202 some failed, 409 all failed (each failure in the
 Failed SOP Sequence with its Failure Reason, the receive path's status, and an
 Error Comment saying why); 400 for a body that is not a multipart message of
 PS3.10 files, or a part that is not one (nothing of that request is stored);
-415 for another content type.
+413 for a body over `http.max_stow_mb` (refused before it is read, when its length is
+declared); 415 for another content type.
 """
 
 from __future__ import annotations
@@ -131,8 +132,25 @@ def response_body(root: str, parts: list[Part10], outcomes: list[Outcome], study
     return ds
 
 
+async def read_capped(request: Request, limit_bytes: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit_bytes` (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    too_large = HTTPException(
+        413, f"request body larger than http.max_stow_mb ({limit_bytes // 2**20} MiB): send the study in several requests"
+    )
+    if declared.isdigit() and int(declared) > limit_bytes:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise too_large
+    return bytes(body)
+
+
 async def stow(request: Request, context: WebContext, study: str | None) -> JSONResponse:
-    parts = parse_body(request.headers.get("content-type", ""), await request.body())
+    body = await read_capped(request, context.config.http.max_stow_mb * 2**20)
+    parts = parse_body(request.headers.get("content-type", ""), body)
     client = request.client
     outcomes = await run_in_threadpool(
         store_all, receiver(context, request), context, parts, study, client.host if client else "", client.port if client else 0
