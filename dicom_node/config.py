@@ -82,7 +82,21 @@ class DicomSettings(Section):
         default_factory=list,
         description="Calling AEs (and optionally hosts) allowed to associate. Empty: any source is accepted (a warning is logged).",
     )
-    max_associations: int = Field(default=25, ge=1, le=1000, description="Concurrent associations; more are rejected (transient, local limit exceeded).")
+    max_associations: int = Field(
+        default=25, ge=1, le=1000, description="Concurrent associations per receiving process; more are rejected (transient, local limit exceeded)."
+    )
+    receive_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description=(
+            "Processes that accept associations on the DICOM ports: this one plus N-1 that run only the Storage SCP on the "
+            "same listening sockets, each with its own interpreter lock, so that concurrent associations use several cores. "
+            "1 suits a 2-core machine that also runs the pipeline (one process receives about as fast as Orthanc per "
+            "association); raise it to the cores left to receiving when several senders send at once. Each process takes "
+            "about 120 MB and applies max_associations and max_pending_connections on its own."
+        ),
+    )
     max_pdu: int = Field(
         default=262144,
         ge=0,

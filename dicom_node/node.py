@@ -1,6 +1,8 @@
 """The node process: receive, store, queue, process, export, each in its own threads over one database.
 
-One process may do everything (`dicom-node serve`, the default), only receive
+One process may do everything (`dicom-node serve`, the default; with
+`dicom.receive_processes` > 1 it starts more processes that receive on its
+ports, `receivers.py`), only receive
 (`serve --workers 0 --no-export`: SCP, scheduler, HTTP) or only work
 (`dicom-node worker`: pipeline workers and export senders). Any number of each
 can share one PostgreSQL database and one data directory: work is claimed
@@ -23,12 +25,12 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
-from dicom_node.logs import RepeatingFailure
 from dicom_node.net.scp import StorageSCP
+from dicom_node.receivers import ReceivingProcesses
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
-from dicom_node.store.jobs import JobQueue
+from dicom_node.store.jobs import JobQueue, schedule
 from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
 from dicom_node.store.retention import Retention
@@ -71,6 +73,7 @@ class Node:
         self._threads: list[threading.Thread] = []
         self.engine = None
         self.scp: StorageSCP | None = None
+        self.receivers: ReceivingProcesses | None = None
         self.http: HttpServer | None = None
         self.wakeups: Wakeups | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
@@ -101,7 +104,7 @@ class Node:
         self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
         self._check_models()
         if self.receive:
-            self.queue.close_interrupted_associations()
+            self.queue.close_interrupted_associations(with_receivers=True)
             indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
             self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set)
             try:
@@ -111,6 +114,9 @@ class Node:
                     raise
                 where = f"{self.config.dicom.host}:{self.config.dicom.port}"
                 raise StartupError(f"DICOM port {where} is already in use (another dicom-node or PACS?): choose another with --port") from None
+            if self.config.dicom.receive_processes > 1:
+                self.receivers = ReceivingProcesses(self.config, self.scp.listening_sockets(), self.config.dicom.receive_processes)
+                self.receivers.start()
             self._spawn("scheduler", self._schedule)
             if self.config.retention.enabled:  # here: the receiver's indexer must forget what retention deletes
                 retention = Retention(sessions, self.config.retention, self.data_dir, indexer.forget)
@@ -163,14 +169,7 @@ class Node:
         self._threads.append(thread)
 
     def _schedule(self) -> None:
-        """Queue settled series whenever an association ends, and at least every poll (a settle window running out)."""
-        settle = self.config.jobs.settle_seconds
-        interval = min(self.config.jobs.poll_seconds, max(settle / 2, 0.1)) if settle > 0 else self.config.jobs.poll_seconds
-        failures = RepeatingFailure(log, "scheduler: queueing settled series")
-        while not self.stopping.is_set():
-            self._released.clear()
-            failures.run(lambda: self.queue.queue_settled(settle))  # the queue wakes the workers when it commits a job
-            self._released.wait(interval)
+        schedule(self.queue, self.config.jobs, self._released, self.stopping)
 
     def _retain(self, retention: Retention) -> None:
         while True:
@@ -189,6 +188,8 @@ class Node:
                 self.wakeups.wake(channel)
         if self.http is not None:
             self.http.stop()
+        if self.receivers is not None:
+            self.receivers.stop()
         if self.scp is not None:
             self.scp.stop()
         for thread in self._threads:

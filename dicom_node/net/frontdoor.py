@@ -119,8 +119,10 @@ class FrontDoor(AssociationServer):
     request_queue_size = socket.SOMAXCONN
 
     def __init__(self, ae: ApplicationEntity, address: tuple[str, int], ae_title: str, contexts: list[Any],
-                 ssl_context: ssl.SSLContext | None = None, evt_handlers: list[Any] | None = None, *, rules: DoorRules) -> None:
+                 ssl_context: ssl.SSLContext | None = None, evt_handlers: list[Any] | None = None, *, rules: DoorRules,
+                 listener: socket.socket | None = None) -> None:
         self.rules = rules
+        self._listener = listener  # a listening socket shared with other receiving processes, instead of binding
         self._pending: dict[int, _Pending] = {}  # in arrival order: the first is the oldest
         self._per_host: Counter[str] = Counter()
         self._serial = 0
@@ -129,6 +131,24 @@ class FrontDoor(AssociationServer):
         self._log_refusal = _RefusalLog()
         super().__init__(ae, address, ae_title, contexts, ssl_context, evt_handlers, request_handler=_Handler)
         self._wake_reader, self._wake_writer = socket.socketpair()  # shutdown() wakes the loop through it
+
+    # The listening socket -------------------------------------------------
+    def server_bind(self) -> None:
+        if self._listener is None:
+            super().server_bind()
+            return
+        self.socket.close()  # the one TCPServer made for binding
+        self.socket = self._listener
+        self.server_address = self._listener.getsockname()
+
+    def server_activate(self) -> None:
+        if self._listener is None:
+            super().server_activate()  # a shared listener is listening already
+
+    def server_close(self) -> None:
+        """Close our descriptor only: pynetdicom's shutdown() of a listening socket would stop every process sharing
+        it from accepting (the loop needs no wake-up from it: `shutdown` wakes it through its socket pair)."""
+        self.socket.close()
 
     # The loop -------------------------------------------------------------
     def serve_forever(self, poll_interval: float = 0.5) -> None:
@@ -283,9 +303,14 @@ class FrontDoor(AssociationServer):
 
 
 def open_front_door(ae: ApplicationEntity, address: tuple[str, int], handlers: list[Any], rules: DoorRules,
-                    ssl_context: ssl.SSLContext | None = None) -> FrontDoor:
-    """Listen on `address` and run the front door in a daemon thread."""
-    door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules)
+                    ssl_context: ssl.SSLContext | None = None, listener: socket.socket | None = None) -> FrontDoor:
+    """Listen on `address` (or accept on `listener`, a listening socket another process made) and run the front door
+    in a daemon thread.
+
+    Several processes accepting on one listening socket share its connections: each process's loop wakes on a new
+    connection and the first to call accept() takes it (the others get EAGAIN), so a process busy with its own
+    associations leaves new ones to idler processes, unlike SO_REUSEPORT's fixed hash of the peer's address."""
+    door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules, listener=listener)
     thread = threading.Thread(target=door.serve_forever, name=f"FrontDoor@{door.server_address[1]}", daemon=True)
     thread.start()
     return door

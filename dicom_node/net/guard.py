@@ -10,14 +10,17 @@ state machine:
   PDU body straight into one buffer of its final size, and gives up on a PDU
   that takes longer than the network timeout (one byte a minute keeps no
   association open forever);
-- `GuardedDUL` (a `DULServiceProvider`) checks each header (`pdu.check_header`)
+- `GuardedDUL` (a `DULServiceProvider`, through `reactor.EventDUL`) checks each header (`pdu.check_header`)
   and, for an unknown type or a length beyond what we accept, sends an A-ABORT
   and closes the socket at once; the association then ends as aborted. Once we
   have said our last word (A-ASSOCIATE-RJ, A-ABORT, A-RELEASE-RP, state Sta13),
   it closes the socket instead of reading what else the peer sends;
 - its state machine turns an exception on peer data (a P-DATA-TF that is no
   DIMSE message kills pynetdicom's DUL thread and leaves the association
-  open, never reported as ended) into the same abort.
+  open, never reported as ended) into the same abort;
+- the DUL and the association thread wait for events instead of polling
+  every millisecond (`reactor.py`), and C-STORE responses are encoded
+  directly (`responses.py`).
 
 They rely on pynetdicom internals (`_read_pdu_data`, `state_machine`,
 `StateMachine.do_action`, the `Sta13` state name, `Association.dul`,
@@ -34,12 +37,13 @@ from contextlib import suppress
 from typing import cast
 
 from pynetdicom.association import Association
-from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import StateMachine
 from pynetdicom.transport import AssociationSocket
 
 from dicom_node import metrics
 from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, abort_pdu, check_header, parse_header
+from dicom_node.net.reactor import EventDUL, event_driven
+from dicom_node.net.responses import fast_store_responses
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +93,7 @@ class GuardedSocket(AssociationSocket):
         return buffer
 
 
-def _abort(dul: DULServiceProvider, reason: str, answer: bytes) -> None:
+def _abort(dul: EventDUL, reason: str, answer: bytes) -> None:
     """Send `answer` (an A-ABORT) if the socket takes it, and close: the state machine gets "transport closed"
     (Evt17, valid in every state but idle) and ends the association as aborted."""
     log.warning("%s: association aborted, socket closed: %s", _peer(dul.assoc), reason)
@@ -113,8 +117,9 @@ class _GuardedStateMachine(StateMachine):
                 super().do_action("Evt17")
 
 
-class GuardedDUL(DULServiceProvider):
-    """pynetdicom's DUL, refusing a PDU on its header before reading its body."""
+class GuardedDUL(EventDUL):
+    """pynetdicom's DUL, refusing a PDU on its header before reading its body; its `run_reactor` is event-driven
+    (`reactor.EventDUL`)."""
 
     def __init__(self, assoc: Association) -> None:
         super().__init__(assoc)
@@ -144,8 +149,11 @@ def _peer(assoc: Association) -> str:
 
 
 def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes) -> None:
-    """Give a new, not yet started acceptor association the guarded DUL and a socket that starts with `request_pdu`."""
+    """Give a new, not yet started acceptor association the guarded DUL, the event-driven reactors, directly encoded
+    C-STORE responses and a socket that starts with `request_pdu`."""
     assoc.dul = GuardedDUL(assoc)
+    event_driven(assoc)
+    fast_store_responses(assoc.dimse)
     # The timeouts live in the DUL's timers: set them again on the new one.
     assoc.acse_timeout, assoc.network_timeout = assoc.acse_timeout, assoc.network_timeout
     assoc.set_socket(GuardedSocket(assoc, client_socket, request_pdu))

@@ -17,6 +17,7 @@ plain port, the TLS port, or both.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -34,18 +35,21 @@ from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_stor
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.tls import server_context
 from dicom_node.store.checks import OUT_OF_RESOURCES
-from dicom_node.store.files import encode_file_header
+from dicom_node.store.files import part10_header
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.receive import Batch, Receiver
 
 log = logging.getLogger(__name__)
 
-def _status(code: int, comment: str = "") -> Dataset:
+def _status(code: int, comment: str = "") -> Dataset | int:
+    """The handler's answer: the bare code when there is nothing to say (pynetdicom takes an int as the status,
+    and a pydicom Dataset per image costs more than the rest of the answer), else a status data set with the comment."""
+    if not comment:
+        return code
     ds = Dataset()
     ds.Status = code
-    if comment:
-        ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment[:64]
     return ds
 
 
@@ -83,8 +87,11 @@ class StorageSCP:
         ae.add_supported_context("1.2.840.10008.1.1")  # Verification (C-ECHO)
         return ae
 
-    def start(self) -> tuple[str, int]:
-        """Listen in background threads (plain port, TLS port); return the first bound address."""
+    def start(self, shared: dict[int, socket.socket] | None = None) -> tuple[str, int]:
+        """Listen in background threads (plain port, TLS port); return the first bound address.
+
+        `shared`: listening sockets by configured port, made by another process (`receivers.py`), to accept on
+        instead of binding."""
         configure_pynetdicom()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
@@ -104,7 +111,8 @@ class StorageSCP:
         try:
             for port, context in listeners:
                 if port:
-                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context))
+                    listener = None if shared is None else shared[port]
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context, listener))
         except Exception:  # the TLS port is taken: do not keep the plain one open
             self.stop()
             raise
@@ -117,6 +125,11 @@ class StorageSCP:
             )
         host, port = self._doors[0].server_address[:2]
         return host, port
+
+    def listening_sockets(self) -> dict[int, socket.socket]:
+        """The listening sockets by configured port (plain, TLS), for other receiving processes to share."""
+        ports = [port for port in (self.settings.port, self.settings.tls_port) if port]
+        return {port: door.socket for port, door in zip(ports, self._doors)}
 
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.settings
@@ -187,10 +200,12 @@ class StorageSCP:
         self._end(event, "aborted")
 
     def _on_closed(self, event: evt.Event) -> None:
-        self._end(event, "aborted")  # connection dropped without release or abort
+        # The peer may close right after our A-RELEASE-RP, before EVT_RELEASED fires (reactor.EventAssociation sets
+        # is_released first); otherwise the connection dropped without release or abort.
+        self._end(event, "released" if event.assoc.is_released else "aborted")
 
     # C-STORE --------------------------------------------------------------
-    def _on_store(self, event: evt.Event) -> Dataset:
+    def _on_store(self, event: evt.Event) -> Dataset | int:
         with self._lock:
             batch = self._batches.get(id(event.assoc))
         if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data
@@ -198,7 +213,7 @@ class StorageSCP:
         request = event.request
         outcome = self.receiver.store(
             batch,
-            encode_file_header(event.file_meta),
+            part10_header(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, str(event.context.transfer_syntax)),
             request.DataSet.getbuffer(),
             str(event.context.transfer_syntax),
             (request.AffectedSOPClassUID, request.AffectedSOPInstanceUID),

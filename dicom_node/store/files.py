@@ -14,11 +14,15 @@ import io
 import os
 import re
 import socket
+import struct
 import time
 from pathlib import Path
 
 from pydicom.dataset import FileMetaDataset
 from pydicom.filewriter import write_file_meta_info
+from pydicom.uid import UID
+from pynetdicom import PYNETDICOM_IMPLEMENTATION_UID, PYNETDICOM_IMPLEMENTATION_VERSION
+from pynetdicom.dsutils import create_file_meta
 
 PRIVATE_UMASK = 0o077  # files 0600, directories 0700: patient data and names are the service user's alone
 _UNSAFE = re.compile(r"[^0-9A-Za-z.]")
@@ -48,6 +52,35 @@ def encode_file_header(file_meta: FileMetaDataset) -> bytes:
     buffer.write(b"\x00" * 128 + b"DICM")
     write_file_meta_info(buffer, file_meta, enforce_standard=True)  # type: ignore[arg-type]
     return buffer.getvalue()
+
+
+def _element(tag: int, vr: bytes, value: bytes) -> bytes:
+    """One explicit VR little endian element with a 2-byte length (UI, SH)."""
+    return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
+
+
+def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid: str) -> bytes:
+    """The header of a received instance's file: the bytes `encode_file_header` writes for pynetdicom's
+    `create_file_meta` (the C-STORE's UIDs, pynetdicom's implementation UID and version), built directly.
+
+    pydicom's file meta writer and pynetdicom's UID validation cost ~0.15 ms of CPU per image under the interpreter
+    lock, before every C-STORE answer; this costs a few microseconds. Anything unusual (a non-ASCII or huge value)
+    takes pydicom's way, so the bytes are the same whichever way they were made."""
+    try:
+        uids = [uid.encode("ascii") for uid in (sop_class_uid, sop_instance_uid, transfer_syntax_uid, PYNETDICOM_IMPLEMENTATION_UID)]
+        version = PYNETDICOM_IMPLEMENTATION_VERSION.encode("ascii")
+    except UnicodeEncodeError:
+        uids = []
+    if not uids or any(len(value) > 0xFFFE for value in uids):
+        meta = create_file_meta(sop_class_uid=UID(sop_class_uid), sop_instance_uid=UID(sop_instance_uid), transfer_syntax=UID(transfer_syntax_uid))
+        return encode_file_header(meta)
+    pad = [value + b"\0" * (len(value) % 2) for value in uids]  # UI pads with NUL, SH with a space
+    body = (
+        struct.pack("<HH2sHI", 0x0002, 0x0001, b"OB", 0, 2) + b"\x00\x01"
+        + _element(0x00020002, b"UI", pad[0]) + _element(0x00020003, b"UI", pad[1]) + _element(0x00020010, b"UI", pad[2])
+        + _element(0x00020012, b"UI", pad[3]) + _element(0x00020013, b"SH", version + b" " * (len(version) % 2))
+    )
+    return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
 
 
 def _fsync_dir(path: Path) -> None:

@@ -13,18 +13,22 @@ import threading
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import Any
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.multival import MultiValue
 from pydicom.tag import BaseTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from dicom_node.store.rawsql import RawConnections, first
 
 from dicom_node.store.checks import NOT_MATCHING, Problem, Refused
 from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, utcnow
@@ -32,7 +36,28 @@ from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance,
 log = logging.getLogger(__name__)
 
 LAST_IDENTIFIER_TAG = 0x00200013  # Instance Number
+_TAGS = {
+    keyword: tag_for_keyword(keyword)
+    for keyword in (
+        "SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "IssuerOfPatientID", "PatientName",
+        "PatientBirthDate", "PatientSex", "StudyDate", "AccessionNumber", "StudyDescription", "Modality", "SeriesDescription",
+        "SeriesNumber", "InstanceNumber",
+    )
+}
+_TAG_LIST = list(_TAGS.values())
 PIXEL_DATA_TAG = 0x7FE00010
+
+
+# The statements of the common receive path, with `?` placeholders (`RawConnections.sql` adapts them).
+_STATEMENTS = {
+    "insert": "INSERT INTO instance (sop_instance_uid, sop_class_uid, series_fk, instance_number, transfer_syntax_uid, path, size,"
+    " association_fk, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "count": "UPDATE series SET instance_count = instance_count + 1 WHERE id = ?",
+    "pending": "UPDATE series SET instance_count = instance_count + 1, pending = ?, last_received_at = ?, pipeline = ? WHERE id = ?",
+    "linked": "SELECT series_fk FROM association_series WHERE association_fk = ? AND series_fk = ?",
+    "link": "INSERT INTO association_series (association_fk, series_fk) VALUES (?, ?)",
+    "path": "SELECT path FROM instance WHERE sop_instance_uid = ?",
+}
 
 
 class DuplicateInstance(Exception):
@@ -106,15 +131,24 @@ class InstanceMeta:
         """
         syntax = UID(transfer_syntax_uid)
         dataset = read_dataset(
-            io.BytesIO(data), syntax.is_implicit_VR, syntax.is_little_endian, stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG
+            io.BytesIO(data),
+            syntax.is_implicit_VR,
+            syntax.is_little_endian,
+            stop_when=lambda tag, vr, length: tag > LAST_IDENTIFIER_TAG,
+            specific_tags=_TAG_LIST,  # the others are skipped unread (Specific Character Set is always kept)
         )
         return cls.from_dataset(dataset, transfer_syntax_uid)
 
     @classmethod
     def from_dataset(cls, ds: Dataset, transfer_syntax_uid: str) -> InstanceMeta:
+        def get(keyword: str) -> Any:
+            """The value, looked up by tag: by keyword costs several times more, and this runs per image."""
+            element = ds.get(_TAGS[keyword])
+            return None if element is None else element.value
+
         def identifier(keyword: str) -> str:
             """The value exactly as received, less its trailing padding: never cut, never otherwise normalised."""
-            value = ds.get(keyword)
+            value = get(keyword)
             if value is None:
                 return ""
             text = "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)  # a backslash is kept as written
@@ -125,12 +159,12 @@ class InstanceMeta:
 
         def text(keyword: str, limit: int) -> str:
             """A descriptive value for display, cut to its column."""
-            value = ds.get(keyword)
+            value = get(keyword)
             return "" if value is None else str(value).strip()[:limit]
 
         def number(keyword: str) -> int | None:
             try:
-                value = ds.get(keyword)
+                value = get(keyword)
                 return None if value in (None, "") else int(value)
             except (TypeError, ValueError):
                 return None
@@ -157,11 +191,12 @@ class InstanceMeta:
 
 
 class Indexer:
-    """Writes instance rows; safe to share between association threads.
+    """Writes instance rows; safe to share between association threads and between processes on one database.
 
-    The per-instance statements are SQLAlchemy Core (compiled once, cached), not
-    ORM units of work: this runs before every C-STORE answer, so its cost is
-    paid per image by the sending PACS.
+    A new instance (the common case) is indexed with plain DB-API statements
+    (`rawsql`), not SQLAlchemy: this runs before every C-STORE answer, so its
+    cost is paid per image by the sending PACS. Rows created once per series
+    and re-sent instances go through the ORM and Core as before.
     """
 
     def __init__(self, sessions: sessionmaker[Session], ignored_sop_classes: Collection[str] = ()) -> None:
@@ -171,6 +206,12 @@ class Indexer:
         self._series_ids: dict[str, int] = {}
         self._linked: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
+        self._raw = RawConnections(self._engine)
+        self._sql = {name: self._raw.sql(text) for name, text in _STATEMENTS.items()}
+
+    def close(self) -> None:
+        """Close the connections of the receive path (the engine's pool does not know them)."""
+        self._raw.close()
 
     def forget(self, series_instance_uid: str) -> None:
         """Drop a deleted series' cached id (retention), so its next instance creates the rows again."""
@@ -178,9 +219,9 @@ class Indexer:
             self._series_ids.pop(series_instance_uid, None)
 
     def indexed_path(self, sop_instance_uid: str) -> Path | None:
-        """Where an indexed instance is stored, or None if it is not indexed."""
-        with self._engine.connect() as conn:
-            stored = conn.scalar(select(Instance.path).where(Instance.sop_instance_uid == sop_instance_uid))
+        """Where an indexed instance is stored, or None if it is not indexed (asked for every re-sent instance)."""
+        with self._raw.transaction() as cursor:
+            stored = first(cursor, self._sql["path"], (sop_instance_uid,))
         return None if stored is None else Path(stored)
 
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
@@ -204,39 +245,68 @@ class Indexer:
             received_at=now,
         )
         link = association_id is not None and (association_id, series_id) not in self._linked
-        try:
-            with self._engine.begin() as conn:
-                if replace:
-                    left = conn.scalar(select(Instance.series_fk).where(Instance.sop_instance_uid == meta.sop_instance_uid))
-                    conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
-                    if left is not None and left != series_id:
-                        self._moved(conn, meta, left, now)
-                        replace = False  # counted in its new series below
-                else:
-                    conn.execute(insert(Instance).values(sop_instance_uid=meta.sop_instance_uid, **values))
-                counted = Series.instance_count + (0 if replace else 1)
-                if meta.sop_class_uid in self._ignored:
-                    conn.execute(update(Series).where(Series.id == series_id).values(instance_count=counted))
-                else:
-                    conn.execute(
-                        update(Series)
-                        .where(Series.id == series_id)
-                        .values(instance_count=counted, pending=True, last_received_at=now, pipeline=pipeline)
-                    )
-                if link and conn.execute(
-                    select(AssociationSeries.series_fk).where(
-                        AssociationSeries.association_fk == association_id, AssociationSeries.series_fk == series_id
-                    )
-                ).first() is None:
-                    conn.execute(insert(AssociationSeries).values(association_fk=association_id, series_fk=series_id))
-        except IntegrityError:
-            stored = None if replace else self.indexed_path(meta.sop_instance_uid)
-            if stored is None:
-                raise
-            raise DuplicateInstance(stored) from None
+        if not replace:
+            try:
+                self._insert(meta, values, series_id, association_id if link else None, pipeline, now)
+            except self._raw.integrity_error:
+                stored = self.indexed_path(meta.sop_instance_uid)
+                if stored is not None:
+                    raise DuplicateInstance(stored) from None
+                # Not a duplicate: the cached series row is gone (retention in another process deleted it).
+                self.forget(meta.series_instance_uid)
+                values["series_fk"] = series_id = self._series_id(meta, pipeline)
+                self._insert(meta, values, series_id, association_id, pipeline, now)
+                link = association_id is not None
+        else:
+            self._replace(meta, values, series_id, association_id if link else None, pipeline, now)
         if link:
             with self._lock:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]
+
+    def _insert(
+        self, meta: InstanceMeta, values: dict[str, Any], series_id: int, link: int | None, pipeline: str, now: datetime
+    ) -> None:
+        """The common case, in plain DB-API statements (`rawsql`): the instance row, its series' count and pending
+        flag, and (once per association and series) the link that holds the series back while the association is
+        open; one commit."""
+        raw = self._raw
+        received = raw.timestamp(now)
+        with raw.transaction() as cursor:
+            cursor.execute(self._sql["insert"], (
+                meta.sop_instance_uid, values["sop_class_uid"], series_id, values["instance_number"], values["transfer_syntax_uid"],
+                values["path"], values["size"], values["association_fk"], received,
+            ))
+            if meta.sop_class_uid in self._ignored:
+                cursor.execute(self._sql["count"], (series_id,))
+            else:
+                cursor.execute(self._sql["pending"], (True, received, pipeline, series_id))
+            if link is not None and first(cursor, self._sql["linked"], (link, series_id)) is None:
+                cursor.execute(self._sql["link"], (link, series_id))
+
+    def _replace(
+        self, meta: InstanceMeta, values: dict[str, Any], series_id: int, link: int | None, pipeline: str, now: datetime
+    ) -> None:
+        """A re-sent instance (rare): update its row, and move it between series if it changed series."""
+        replace = True
+        with self._engine.begin() as conn:
+            left = conn.scalar(select(Instance.series_fk).where(Instance.sop_instance_uid == meta.sop_instance_uid))
+            conn.execute(update(Instance).where(Instance.sop_instance_uid == meta.sop_instance_uid).values(**values))
+            if left is not None and left != series_id:
+                self._moved(conn, meta, left, now)
+                replace = False  # counted in its new series below
+            counted = Series.instance_count + (0 if replace else 1)
+            if meta.sop_class_uid in self._ignored:
+                conn.execute(update(Series).where(Series.id == series_id).values(instance_count=counted))
+            else:
+                conn.execute(
+                    update(Series)
+                    .where(Series.id == series_id)
+                    .values(instance_count=counted, pending=True, last_received_at=now, pipeline=pipeline)
+                )
+            if link is not None and conn.execute(
+                select(AssociationSeries.series_fk).where(AssociationSeries.association_fk == link, AssociationSeries.series_fk == series_id)
+            ).first() is None:
+                conn.execute(insert(AssociationSeries).values(association_fk=link, series_fk=series_id))
 
     def _moved(self, conn: Connection, meta: InstanceMeta, left: int, now: datetime) -> None:
         """An instance re-sent under another series (or study, or patient) leaves its old series: the count drops and
@@ -264,8 +334,10 @@ class Indexer:
                 with self._sessions.begin() as session:
                     series_id = self._find_or_create_series(session, meta, pipeline)
                 break
-            except IntegrityError:
-                if attempt == 2:  # another association created the same rows concurrently: look again
+            except (IntegrityError, OperationalError):
+                # Another association (or receiving process) created the same rows concurrently: look again. On
+                # SQLite the look-up's read may also have to give way to that writer ("database is locked").
+                if attempt == 2:
                     raise
         with self._lock:
             self._series_ids[meta.series_instance_uid] = series_id

@@ -13,6 +13,7 @@ takes the job over once the lease has run out, counting it as an attempt.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +22,8 @@ from typing import Any, Callable
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from dicom_node.config import JobSettings
+from dicom_node.logs import RepeatingFailure
 from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
 from dicom_node.store.wakeups import Wakeups
 
@@ -90,17 +93,20 @@ class JobQueue:
                 )
             )
 
-    def close_interrupted_associations(self) -> int:
-        """At start-up: associations this node (by name, one process per name) had open were cut by its stop.
+    def close_interrupted_associations(self, with_receivers: bool = False) -> int:
+        """At start-up: associations this node (by name, one process per name) had open were cut by its stop;
+        `with_receivers`: also those of its receiving processes (`receivers.py`, named `<name>#<n>`), which start
+        after it and stop with it.
 
         Running jobs are not touched here: they belong to whoever holds their
         lease, and are taken over by any worker once it has expired.
         """
+        ours = Association.node == self.node_name
+        if with_receivers:
+            ours = or_(ours, Association.node.startswith(f"{self.node_name}#", autoescape=True))
         with self._sessions.begin() as session:
             cut = session.execute(
-                update(Association)
-                .where(Association.node == self.node_name, Association.state == "open")
-                .values(state="interrupted", ended_at=utcnow())
+                update(Association).where(ours, Association.state == "open").values(state="interrupted", ended_at=utcnow())
             ).rowcount
         if cut:
             log.warning("%d association(s) of node %s were cut by a restart", cut, self.node_name)
@@ -302,3 +308,15 @@ class JobQueue:
             if requeued:
                 self.wakeups.notify_in(session, "jobs")
         return bool(requeued)
+
+
+def schedule(queue: JobQueue, settings: JobSettings, released: threading.Event, stopping: threading.Event) -> None:
+    """The scheduler thread: queue settled series whenever an association ends (`released`), and at least every poll
+    (a settle window running out)."""
+    settle = settings.settle_seconds
+    interval = min(settings.poll_seconds, max(settle / 2, 0.1)) if settle > 0 else settings.poll_seconds
+    failures = RepeatingFailure(log, "scheduler: queueing settled series")
+    while not stopping.is_set():
+        released.clear()
+        failures.run(lambda: queue.queue_settled(settle))  # the queue wakes the workers when it commits a job
+        released.wait(interval)

@@ -167,7 +167,10 @@ class Receiver:
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series
                 previous = duplicate.path
                 if (refusal := self._duplicate(tag, fields, previous, raw, transfer_syntax)) is not None:
-                    (self.data_dir / relpath).unlink(missing_ok=True)
+                    # Under the same path (the same instance sent twice at once, on two associations or receiving
+                    # processes, both past the file check) the file is the indexed instance's own: it stays.
+                    if previous != relpath:
+                        (self.data_dir / relpath).unlink(missing_ok=True)
                     return Outcome(refusal.status, refusal.comment, meta)
                 self.indexer.record(meta, relpath, size, batch.id, batch.pipeline, replace=True)
         except Exception as exc:  # disk or database failure: the sender must retry, nothing was acknowledged

@@ -1,7 +1,9 @@
 """The pynetdicom internals the front door and the PDU guard rely on are still the ones they were written against.
 
-`dicom_node/net/guard.py` and `frontdoor.py` subclass pynetdicom's DUL, its
-state machine, its socket wrapper, its request handler and its server. Each
+`dicom_node/net/guard.py`, `reactor.py` and `frontdoor.py` subclass pynetdicom's
+DUL, its association, its state machine, its socket wrapper, its request handler
+and its server; `reactor.py` copies the two reactor loops with only their waits
+changed. Each
 pynetdicom function they depend on is listed here with what they assume of it
 and a digest of its source: after a pynetdicom upgrade this test names every
 function that changed, so that someone re-reads the assumption before the
@@ -14,15 +16,25 @@ import hashlib
 import inspect
 import socket
 
-from pynetdicom import AE, fsm
+import pytest
+
+from pynetdicom import AE, _config, fsm
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.ae import ApplicationEntity
 from pynetdicom.association import Association
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.dimse_messages import C_STORE_RSP, DIMSEMessage
+from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import StateMachine
+from pynetdicom.pdu_primitives import A_RELEASE
+from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler
 
 from dicom_node.net.guard import GuardedDUL, GuardedSocket, guard_association
+from dicom_node.net.reactor import EventAssociation
+from dicom_node.net.requests import any_uid
+from dicom_node.net.responses import StoreResponseDIMSE, encode_store_response
 
 RELIED_ON = {
     # name: (function, what we assume, digest of its source in pynetdicom 3.0.4)
@@ -48,6 +60,25 @@ RELIED_ON = {
     "Association.set_socket": (Association.set_socket, "sets dul.socket, refuses a second one", "235681dc751728fb"),
     "Association.acse_timeout": (Association.acse_timeout.fset, "pushes the value into dul.artim_timer", "f357778b5c4db7b2"),
     "Association.network_timeout": (Association.network_timeout.fset, "pushes the value into dul._idle_timer", "d1e01042128ea4a2"),
+    # reactor.py: the loops it copies (a change there must be carried over) and what its wake-ups rely on
+    "DULServiceProvider.run_reactor": (
+        DULServiceProvider.run_reactor, "the loop EventDUL.run_reactor copies, sleeping 1 ms per idle turn", "e3a10eb3a0931e48"),
+    "Association._run_reactor": (
+        Association._run_reactor, "the acceptor loop EventAssociation._run_reactor copies, sleeping 1 ms per turn", "f28838c5559e462a"),
+    "Association.run_reactor": (Association.run_reactor, "an acceptor runs self._run_reactor() once established", "ed8bbbe3b3d6ddae"),
+    "DULServiceProvider.send_pdu": (DULServiceProvider.send_pdu, "the one way a PDU to send reaches the DUL", "7cbce5da8594124e"),
+    "DULServiceProvider.stop_dul": (DULServiceProvider.stop_dul, "stops the reactor by setting _kill_thread", "28a7e0be126e7b30"),
+    "DULServiceProvider.kill_dul": (DULServiceProvider.kill_dul, "stops the reactor by setting _kill_thread", "5ceccf8dd01c2072"),
+    "Association.kill": (Association.kill, "waits for stop_dul() (Sta1) while the DUL lives", "8f9713666a7f4cff"),
+    "fsm.DT_2": (fsm.DT_2, "a P-DATA-TF is decoded into dimse.msg_queue within the DUL's do_action", "9ec543394e0b49eb"),
+    # responses.py: the C-STORE-RSP bytes it writes are the ones this code makes (compared below)
+    "DIMSEServiceProvider.send_msg": (
+        DIMSEServiceProvider.send_msg, "message from primitive, EVT_DIMSE_SENT, encode_msg's P-DATAs to dul.send_pdu", "a839cf2fb46976d9"),
+    "DIMSEMessage.primitive_to_message": (
+        DIMSEMessage.primitive_to_message, "the primitive's non-None fields, CommandField, CommandDataSetType 0x0101", "71fd61d5997f0f0c"),
+    "DIMSEMessage.encode_msg": (
+        DIMSEMessage.encode_msg, "implicit VR LE command set, fragments of max_pdu_length - 6, header 0x03 last", "73000c902c52832d"),
+    "StorageServiceClass.SCP": (StorageServiceClass.SCP, "sends its response with self.dimse.send_msg", "63afca7fc6c6e7ee"),
     "ApplicationEntity.make_server": (
         ApplicationEntity.make_server, "server_class and extra keyword arguments reach the server", "6569298ac5cf837c"),
 }
@@ -72,11 +103,46 @@ def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
         guard_association(assoc, ours, b"request")
         assert isinstance(assoc.dul, GuardedDUL) and isinstance(assoc.dul.socket, GuardedSocket)
         assert type(assoc.dul.state_machine).__name__ == "_GuardedStateMachine"
+        assert isinstance(assoc, EventAssociation) and assoc._run_reactor.__func__ is EventAssociation._run_reactor
+        assert isinstance(assoc.dimse, StoreResponseDIMSE)
+        assert assoc.dul._target.__self__ is assoc.dul and assoc.dul._target.__name__ == "run_reactor"  # the thread runs ours
         assert (assoc.dul.artim_timer.timeout, assoc.dul._idle_timer.timeout) == (7, 11)
         assert assoc.dul.event_queue.get_nowait() == "Evt5"  # the connection indication reached the new DUL
         assert assoc.dul.socket.ready and assoc.dul.socket.peek(3) == b"req"
         theirs.sendall(b" and more")
         assert assoc.dul.socket.recv(16) == bytearray(b"request and more")
+        # a PDU handed to the DUL, or a stop, wakes its reactor (no byte: it would sleep out its check interval)
+        assoc.dul.send_pdu(A_RELEASE())
+        assert assoc.dul._wake_reader.recv(16) == b"\0"
+        assoc.dul.kill_dul()
+        assert assoc.dul._wake_reader.recv(16) == b"\0"
     finally:
         ours.close()
         theirs.close()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on the long UID, on purpose
+@pytest.mark.parametrize(
+    ("sop_class", "sop_instance", "status", "comment"),
+    [
+        ("1.2.840.10008.5.1.4.1.1.2", "1.2.3.4.5", 0x0000, None),  # odd UID: padded with NUL
+        ("1.2.840.10008.5.1.4.1.1.4", "1.2.3.4.55", 0xC211, "C-STORE request lacks AffectedSOPInstanceUID"),  # even
+        ("1.2.840.10008.5.1.4.1.1.2", None, 0xA700, "out of disk space."),  # odd comment: padded with a space
+        (None, "1." + "2" * 70, 0xA900, ""),  # longer than 64 (stored as received), empty comment
+    ],
+)
+def test_store_responses_are_the_bytes_pynetdicom_sends(
+    sop_class: str | None, sop_instance: str | None, status: int, comment: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(_config.VALIDATORS, "UI", any_uid)  # as the SCP configures pynetdicom (net/requests.py)
+    response = C_STORE()
+    response.MessageIDBeingRespondedTo = 7
+    response.AffectedSOPClassUID = sop_class
+    response.AffectedSOPInstanceUID = sop_instance
+    response.Status = status
+    response.ErrorComment = comment
+    message = C_STORE_RSP()
+    message.primitive_to_message(response)
+    [pdata] = message.encode_msg(3, 16384)
+    [(context_id, value)] = pdata.presentation_data_value_list
+    assert (context_id, value) == (3, b"\x03" + encode_store_response(response))

@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.dcmtk import dcmtk_env, require, storescu
 from tests.node.index import jobs, query
+from tests.node.test_receive import wait_for_receivers
 from tests.node_process import shared_series
 
 
@@ -26,9 +28,12 @@ def acknowledged_files(storescu_output: str) -> list[Path]:
     return acked
 
 
-def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(node_factory, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [1, 3])
+def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(processes: int, node_factory, tmp_path: Path) -> None:
+    """Also with several receiving processes (the transfer lands on any of them; all die with the node)."""
     p001 = shared_series("covid-ct-md", "P001")
-    node = node_factory(settings={"jobs": {"settle_seconds": 2.0}}).start()
+    node = node_factory(settings={"jobs": {"settle_seconds": 2.0}, "dicom": {"receive_processes": processes}}).start()
+    wait_for_receivers(node, processes)
     out = tmp_path / "storescu.log"
     with open(out, "w") as log:
         sender = subprocess.Popen(
@@ -44,6 +49,7 @@ def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(node_factory, tm
     assert 20 <= len(acked) < 148, f"the kill should land mid-transfer ({len(acked)} acknowledged)"
 
     node.start()
+    wait_for_receivers(node, processes)
     indexed = {uid: path for uid, path in query(node.data_dir, "SELECT sop_instance_uid, path FROM instance")}
     for source in acked:
         uid = pydicom.dcmread(source, stop_before_pixels=True).SOPInstanceUID

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.dcmtk import Storescp, echoscu, storescu
 from tests.dicom_files import dataset_bytes
@@ -74,8 +75,20 @@ def test_echo_and_real_series_arrive_intact_with_one_job_each(node_factory, tmp_
     assert "STORESCU@127.0.0.1" in log and f"{p001_uid} (148)" in log and "job" in log
 
 
-def test_concurrent_associations_and_a_series_split_over_two(node_factory, tmp_path: Path) -> None:
-    node = node_factory().start()
+def wait_for_receivers(node, count: int, timeout: float = 60) -> None:
+    """The port answers once the node listens; its other receiving processes are up once each has said so."""
+    deadline = time.monotonic() + timeout
+    while node.log().count("receiving process ready") < count - 1:
+        assert time.monotonic() < deadline, node.log()
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("processes", [1, 3])
+def test_concurrent_associations_and_a_series_split_over_two(processes: int, node_factory, tmp_path: Path) -> None:
+    """Also with several receiving processes on one port: the same series sent twice at once (duplicates racing
+    between processes), another split over two associations; one job per series, every indexed file present."""
+    node = node_factory(settings={"dicom": {"receive_processes": processes}}).start()
+    wait_for_receivers(node, processes)
     b70f, b40f = shared_series(*B70F), shared_series(*B40F)
     b40f_files = sorted(b40f.glob("*.dcm"))
     halves = [tmp_path / "half1", tmp_path / "half2"]
@@ -86,14 +99,20 @@ def test_concurrent_associations_and_a_series_split_over_two(node_factory, tmp_p
     results: list = []
     senders = [
         threading.Thread(target=lambda p=p: results.append(storescu(node.port, p, compressed=False)))
-        for p in (b70f, halves[0], halves[1])
+        for p in (b70f, b70f, halves[0], halves[1])
     ]
     for s in senders:
         s.start()
     for s in senders:
         s.join(120)
-    assert [r.returncode for r in results] == [0, 0, 0], [r.stderr for r in results]
+    assert [r.returncode for r in results] == [0, 0, 0, 0], [r.stderr for r in results]
     wait_for_jobs(node.data_dir, 2)
     time.sleep(1.5)
     counts = sorted((state, n) for _, state, n in jobs(node.data_dir))
     assert counts == [("queued", 30), ("queued", 30)], "one job per series, the split series complete in one job"
+    stored = stored_by_uid(node.data_dir)
+    assert len(stored) == 60 and all((node.data_dir / path).is_file() for path, _, _ in stored.values())
+    assert query(node.data_dir, "SELECT sum(failures), count(*) FROM association WHERE state = 'released'") == [(0, 4)]
+    if processes > 1:
+        receivers = {name for (name,) in query(node.data_dir, "SELECT DISTINCT node FROM association")}
+        assert len(receivers) >= 2, f"four associations went to one process of {processes}: {receivers}"
