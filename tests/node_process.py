@@ -86,6 +86,7 @@ class NodeProcess:
     serve_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     umask: int = -1  # the process umask to start the node with; -1: the test runner's
+    code: Path = REPO  # the copy of the code to run (the benchmarks' baseline runs another revision's)
     proc: subprocess.Popen | None = None
 
     @property
@@ -102,7 +103,9 @@ class NodeProcess:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DICOM_NODE_")}
-        env["PYTHONPATH"] = str(REPO)
+        env["PYTHONPATH"] = str(self.code)
+        # `python -m` would otherwise import dicom_node from the current directory first, whatever PYTHONPATH says.
+        env["PYTHONSAFEPATH"] = "1"
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
