@@ -103,14 +103,16 @@ def test_masks_lie_on_the_ct_grid_with_the_right_lung_on_the_patients_right(proc
 
 
 def derived_series(source: Path, target: Path, count: int, **changes: object) -> str:
-    """`count` of P001's slices as a new series in a study of its own; returns its UID.
+    """`count` of P001's slices as a new series of a study and patient of their own; returns its UID.
 
-    Not in P001's study: the session's node is shared, and OHIF's test expects that study as the node made it.
+    Not in P001's study or patient: the session's node is shared, and the OHIF and QIDO tests expect them as the
+    node made them.
     """
     target.mkdir()
     series_uid, study_uid = generate_uid(), generate_uid()
+    identity = {"StudyInstanceUID": study_uid, "SeriesInstanceUID": series_uid, "PatientID": f"DERIVED-{study_uid[-8:]}"}
     for path in sorted(source.glob("*.dcm"))[:count]:
-        copy_with_new_uid(path, target / path.name, StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, **changes)
+        copy_with_new_uid(path, target / path.name, **identity, **changes)
     return series_uid
 
 
