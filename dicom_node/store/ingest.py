@@ -213,6 +213,11 @@ class Indexer:
         """Close the connections of the receive path (the engine's pool does not know them)."""
         self._raw.close()
 
+    def association_ended(self, association_id: int) -> None:
+        """Drop the ended association's links from the cache (one entry per association and series, for good otherwise)."""
+        with self._lock:
+            self._linked = {link for link in self._linked if link[0] != association_id}
+
     def forget(self, series_instance_uid: str) -> None:
         """Drop a deleted series' cached id (retention), so its next instance creates the rows again."""
         with self._lock:

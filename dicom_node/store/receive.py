@@ -91,6 +91,7 @@ class Receiver:
     def close(self, batch: Batch, how: str) -> None:
         """Record how the batch ended ('released', 'aborted'); from now on its series may settle into jobs."""
         self.queue.close_association(batch.id, how, batch.instances, batch.nbytes, batch.failures)
+        self.indexer.association_ended(batch.id)
         series = ", ".join(f"{uid} ({n})" for uid, n in batch.series.items()) or "none"
         log.info(
             "association %s %s: %d instance(s), %.1f MB, %d failure(s); series: %s",

@@ -200,3 +200,15 @@ def test_results_and_non_images_are_stored_but_start_no_job(sessions) -> None:
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(Instance)) == 2
     assert jobs(sessions) == []
+
+
+def test_the_receivers_link_cache_does_not_grow_with_the_associations_it_has_seen(sessions) -> None:
+    """One entry per open association and series: a node that ran for months must not hold every one it ever saw."""
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    for k in range(20):
+        assoc, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+        receive(indexer, f"1.2.3.{k}", 2, assoc)
+        assert len(indexer._linked) == 1
+        queue.close_association(assoc, "released", 2, 200, 0)
+        indexer.association_ended(assoc)
+    assert len(indexer._linked) == 0
