@@ -211,11 +211,9 @@ class StorageSCP:
         if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data
             return _status(OUT_OF_RESOURCES, "association not registered")
         request = event.request
+        sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID  # each read once: per image
+        syntax = str(event.context.transfer_syntax)
         outcome = self.receiver.store(
-            batch,
-            part10_header(request.AffectedSOPClassUID, request.AffectedSOPInstanceUID, str(event.context.transfer_syntax)),
-            request.DataSet.getbuffer(),
-            str(event.context.transfer_syntax),
-            (request.AffectedSOPClassUID, request.AffectedSOPInstanceUID),
+            batch, part10_header(sop_class, sop_instance, syntax), request.DataSet.getbuffer(), syntax, (sop_class, sop_instance)
         )
         return _status(outcome.status, outcome.comment)

@@ -13,9 +13,9 @@ import threading
 import zlib
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.datadict import tag_for_keyword
@@ -28,10 +28,9 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.store.rawsql import RawConnections, first
-
 from dicom_node.store.checks import NOT_MATCHING, Problem, Refused
 from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, utcnow
+from dicom_node.store.rawsql import RawConnections, first
 
 log = logging.getLogger(__name__)
 
