@@ -24,7 +24,7 @@ from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
 from dicom_node.net.status import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
-from dicom_node.store.wakeups import Wakeups, idle_wait
+from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,11 @@ class Exporter:
             log.error("destination %s: TLS set-up failed, nothing is sent there: %s", dest.name, exc)
             return
         failures = RepeatingFailure(log, f"destination {dest.name}: claiming or recording exports")  # the database, most likely
-        wakeups = self.outbox.wakeups
-        while not stopping.is_set():
-            seen = wakeups.seen("exports")
-            progressed = failures.run(lambda: self.send_due(dest.name, address, scu))
-            if not progressed:
-                wakeups.wait("exports", idle_wait(self.config.export.poll_seconds, self.config.export.lease_seconds, wakeups), seen)
+        export = self.config.export
+        self.outbox.wakeups.serve(
+            "exports", stopping, export.poll_seconds, export.lease_seconds,
+            lambda: bool(failures.run(lambda: self.send_due(dest.name, address, scu))),
+        )
 
     def send_due(self, name: str, address: DicomAddress, scu: Scu) -> bool:
         """Send one batch of due rows to one destination; True if every object got an answer."""

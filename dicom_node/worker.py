@@ -34,7 +34,6 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
-from dicom_node.store.wakeups import idle_wait
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +93,17 @@ class Worker:
     def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
         failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
-        wakeups = self.queue.wakeups
-        while not stopping.is_set():
-            seen = wakeups.seen("jobs")
+
+        def claim_and_process() -> bool:
             job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
-                wakeups.wait("jobs", idle_wait(self.config.jobs.poll_seconds, self.config.jobs.lease_seconds, wakeups), seen)
-                continue
+                return False
             self.process(job)
             release_free_memory()  # the job's arrays are gone now: give their pages back (memory.py)
+            return True
+
+        jobs = self.config.jobs
+        self.queue.wakeups.serve("jobs", stopping, jobs.poll_seconds, jobs.lease_seconds, claim_and_process)
 
     def process(self, job: ClaimedJob) -> None:
         tag = f"job {job.id} (series {job.series_instance_uid})"

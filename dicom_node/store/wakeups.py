@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import select
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 from sqlalchemy import Engine, event, text
@@ -27,12 +28,6 @@ RECONNECT_SECONDS = 2.0
 
 def _pg_channel(channel: Channel) -> str:
     return f"dicom_node_{channel}"
-
-
-def idle_wait(poll_seconds: float, lease_seconds: float, wakeups: Wakeups) -> float:
-    """How long an idle thread sleeps: its poll interval, or while notifications reach it from every process,
-    half a lease (the fallback that finds expired leases and postponed rows coming due)."""
-    return max(poll_seconds, lease_seconds / 2) if wakeups.listening else poll_seconds
 
 
 class Wakeups:
@@ -75,6 +70,17 @@ class Wakeups:
         """Sleep until `channel` is woken after `seen` (see `seen`) or `timeout` passes; True if woken."""
         with self._conditions[channel]:
             return self._conditions[channel].wait_for(lambda: self._counts[channel] != seen, timeout)
+
+    def serve(
+        self, channel: Channel, stopping: threading.Event, poll_seconds: float, lease_seconds: float, look: Callable[[], bool]
+    ) -> None:
+        """Call `look` (True: it found work) until `stopping` is set; after a look that found nothing, sleep until the
+        channel is woken, or for the poll interval, or, while notifications reach this process from every process,
+        half a lease (the fallback that finds expired leases and postponed rows coming due)."""
+        while not stopping.is_set():
+            seen = self.seen(channel)
+            if not look():
+                self.wait(channel, max(poll_seconds, lease_seconds / 2) if self.listening else poll_seconds, seen)
 
     def listen(self, stopping: threading.Event) -> None:
         """PostgreSQL only: turn other processes' NOTIFYs into local wake-ups until `stopping` is set."""
