@@ -50,15 +50,21 @@ def window_to_range(hu: np.ndarray, window: tuple[float, float], output_range: t
     """Clip HU to the window and map it linearly onto the output range (float32)."""
     low, high = window
     out_low, out_high = output_range
-    clipped = np.clip(hu, low, high)
-    return (out_low + (clipped - low) * ((out_high - out_low) / (high - low))).astype(np.float32)
+    scaled = np.clip(hu, low, high)
+    scaled -= low  # in place, in the order of out_low + (clipped - low) * scale: the same values, no temporaries
+    scaled *= (out_high - out_low) / (high - low)
+    scaled += out_low
+    return scaled.astype(np.float32, copy=False)
 
 
 def range_to_hu(values: np.ndarray, window: tuple[float, float], output_range: tuple[float, float]) -> np.ndarray:
     """Inverse of `window_to_range` (within the window)."""
     low, high = window
     out_low, out_high = output_range
-    return (low + (values - out_low) * ((high - low) / (out_high - out_low))).astype(np.float32)
+    hu = values - out_low  # then in place, in the order of low + (values - out_low) * scale
+    hu *= (high - low) / (out_high - out_low)
+    hu += low
+    return hu.astype(np.float32, copy=False)
 
 
 def to_layout(zyx: np.ndarray, layout: tuple[str, ...]) -> np.ndarray:
