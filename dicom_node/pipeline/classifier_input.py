@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.boxes import bounding_box, widened
 from dicom_node.pipeline.settings import ClassifierInputSettings
 
 AXES_ZYX = ("Z", "Y", "X")
@@ -23,11 +24,10 @@ def lung_bounding_box(
     lungs: np.ndarray, spacing: tuple[float, float, float], margin_mm: float
 ) -> tuple[slice, slice, slice]:
     """The (z, y, x) box around the lung mask, widened by `margin_mm` and clipped to the array."""
-    found = np.argwhere(lungs > 0)
-    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
-    start = np.maximum(found.min(axis=0) - margin, 0)
-    stop = np.minimum(found.max(axis=0) + 1 + margin, lungs.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))  # type: ignore[return-value]
+    box = bounding_box(lungs)
+    if box is None:
+        raise ValueError("the lung mask is empty: no box to crop the classifier input to")
+    return widened(box, np.ceil(margin_mm / np.asarray(spacing)).astype(int), lungs.shape)  # type: ignore[return-value]
 
 
 def build_classifier_input(
