@@ -1,8 +1,8 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
 select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
-input -> classify (`classifier`), in a second thread, while this one quantifies, describes
-the opacity pattern and brings the masks back to the native grid. Each step's wall time is
+input -> classify (`classifier`), in a second thread, while this one quantifies and describes
+the opacity pattern; then the masks go back to the native grid. Each step's wall time is
 recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
 (or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
 so that the worker re-queues the job.
@@ -91,9 +91,9 @@ def run_covid19(
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
     # The classifier needs only the grid CT and the lungs: a second thread runs it while this one
-    # quantifies, describes and brings the masks back to the native grid (a Triton call waits on the
-    # network; numpy, scipy and SimpleITK release the GIL for most of their work). In this order the
-    # classifier is mostly done before the native masks are allocated, which keeps the peak memory low.
+    # quantifies and describes the opacity (a Triton call waits on the network; numpy and scipy
+    # release the GIL for most of their work). The masks go back to the native grid once it is done:
+    # its temporaries and the native masks never add up (on P001 it ends with the description).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
         classified = pool.submit(_classify, classifier, grid_ct, labels, spacing, settings, timings)
         with _timed(timings, "quantify"):
@@ -103,10 +103,10 @@ def run_covid19(
         with _timed(timings, "describe"):
             pattern = describe_opacity(opacity, high, labels, spacing)
             del high
-        with _timed(timings, "to_native"):
-            native_lungs = labels_to_native(labels, grid, volume)
-            native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
         classification = classified.result()
+    with _timed(timings, "to_native"):
+        native_lungs = labels_to_native(labels, grid, volume)
+        native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
     return PipelineResult(
         volume=volume,
         lung_labels=native_lungs,
