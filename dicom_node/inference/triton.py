@@ -9,6 +9,7 @@ that does not take what the node sends raises `ContractMismatch`.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import time
 from collections.abc import Callable
@@ -16,8 +17,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
-import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from dicom_node import metrics
@@ -46,22 +45,27 @@ class _Transient(Exception):
 
 
 class _Client:
-    """The few Triton calls the node makes, alike for both protocols (tritonclient's APIs differ slightly)."""
+    """The few Triton calls the node makes, alike for both protocols (tritonclient's APIs differ slightly).
+
+    The protocol's client module is imported here, not with this module: gRPC's and
+    gevent's (23 MiB) would otherwise sit in every node, the embedded default included.
+    """
 
     def __init__(self, scheme: str, address: str, settings: ModelSettings) -> None:
         self._grpc = scheme == "grpc"
+        self._module: Any = importlib.import_module("tritonclient.grpc" if self._grpc else "tritonclient.http")
         self._control_timeout = settings.connect_timeout_s
         self._request_timeout = settings.request_timeout_s
         if self._grpc:
-            self._control = self._data = grpcclient.InferenceServerClient(address)
+            self._control = self._data = self._module.InferenceServerClient(address)
         else:
             # geventhttpclient has one timeout per client: a short one for the
             # readiness and metadata calls, a long one for inference.
             ssl = scheme == "https"
-            self._control = httpclient.InferenceServerClient(
+            self._control = self._module.InferenceServerClient(
                 address, ssl=ssl, connection_timeout=settings.connect_timeout_s,
                 network_timeout=settings.connect_timeout_s)
-            self._data = httpclient.InferenceServerClient(
+            self._data = self._module.InferenceServerClient(
                 address, ssl=ssl, connection_timeout=settings.connect_timeout_s,
                 network_timeout=settings.request_timeout_s)
 
@@ -93,7 +97,7 @@ class _Client:
         return config.get("config", config)
 
     def infer(self, name: str, version: str, arrays: dict[str, np.ndarray], outputs: list[str]) -> Any:
-        module = grpcclient if self._grpc else httpclient
+        module = self._module
         inputs = []
         for tensor_name, array in arrays.items():
             tensor = module.InferInput(tensor_name, list(array.shape), np_to_triton_dtype(array.dtype))

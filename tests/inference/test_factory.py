@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from dicom_node.inference.base import ContractMismatch
@@ -35,3 +38,14 @@ def test_a_configured_contract_the_embedded_model_does_not_meet_fails_at_start_u
 
     with pytest.raises(ContractMismatch, match="output 'NV_MODEL_OUTPUT': expected dtype float32.*uint8"):
         build_models(settings)
+
+
+def test_a_node_with_embedded_models_does_not_load_tritons_client_libraries() -> None:
+    """gRPC's and gevent's modules cost every node 23 MiB; only a Triton-backed model needs them."""
+    probe = (
+        "import sys; from dicom_node.node import Node; from dicom_node.inference.factory import build_models;"
+        "from dicom_node.inference.settings import InferenceSettings; build_models(InferenceSettings());"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('grpc', 'gevent', 'geventhttpclient')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]"
