@@ -91,9 +91,9 @@ class RawPeer:
             data += chunk
         return data
 
-    def associate(self, calling: str = "INSIDER", also: tuple[str, ...] = ()) -> None:
+    def associate(self, calling: str = "INSIDER", also: tuple[str, ...] = (), max_length: int = 16384) -> None:
         """Send a valid request (Verification, and the SOP classes in `also`) and expect the A-ASSOCIATE-AC."""
-        self.send(associate_rq(calling, also=also))
+        self.send(associate_rq(calling, max_length=max_length, also=also))
         pdu_type, _ = self.receive_pdu()
         assert pdu_type == 0x02, f"expected A-ASSOCIATE-AC, got PDU type 0x{pdu_type:02X}"
 

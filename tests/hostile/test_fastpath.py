@@ -80,19 +80,31 @@ def stored(node: NodeProcess, ds: Dataset, data: bytes) -> bool:
     return len(rows) == 1 and (node.data_dir / rows[0][0]).read_bytes().endswith(data)
 
 
-def associated(node: NodeProcess) -> RawPeer:
+def associated(node: NodeProcess, max_length: int = 16384) -> RawPeer:
     """An association, past a C-ECHO: the node's association thread is running (until then pynetdicom takes every
     request, and drops a second message in the P-DATA-TF that ends the first)."""
     peer = RawPeer(node.port)
-    peer.associate(also=(CTImageStorage,))
+    peer.associate(also=(CTImageStorage,), max_length=max_length)
     echoed(peer, 99)
     return peer
 
 
 def echoed(peer: RawPeer, message_id: int) -> None:
     peer.send(pdata(item(COMMAND_LAST, echo_command(message_id), context_id=1)))
-    pdu_type, body = peer.receive_pdu()
-    assert pdu_type == 0x04 and body[4:6] == b"\x01\x03"  # C-ECHO-RSP on context 1, a last command fragment
+    assert received_command(peer)[0] == 1  # the C-ECHO-RSP, on context 1
+
+
+def received_command(peer: RawPeer) -> tuple[int, bytes]:
+    """The context and the command set of the next message from the node, in however many P-DATA-TFs it comes."""
+    command = b""
+    while True:
+        pdu_type, body = peer.receive_pdu()
+        assert pdu_type == 0x04, f"expected a P-DATA-TF, got PDU type 0x{pdu_type:02X}"
+        length, context_id, header = struct.unpack_from(">LBB", body)
+        assert len(body) == 4 + length and header & 1, "one command fragment per P-DATA-TF"
+        command += body[6:]
+        if header & 2:
+            return context_id, command
 
 
 def test_the_command_parser_reads_what_pynetdicom_reads_and_leaves_it_the_rest() -> None:
@@ -167,3 +179,11 @@ def test_a_malformed_item_after_a_stored_request_goes_to_pynetdicom(node: NodePr
         closed, _ = peer.closed_by_node(10)
         assert closed, "pynetdicom ends an association whose P-DATA-TF it cannot decode"
     assert stored(node, ds, data)
+
+
+def test_an_answer_longer_than_the_peers_pdus_goes_out_in_fragments(node: NodeProcess) -> None:
+    ds = image()
+    with associated(node, max_length=64) as peer:  # the command set is ~170 bytes: three P-DATA-TFs, as pynetdicom cuts it
+        peer.send(pdata(item(COMMAND_LAST, store_command(1, ds)), item(DATA_LAST, encode(ds))))
+        assert received_command(peer) == (STORAGE_CONTEXT, encode_store_response(1, 0x0000, None, ds.SOPClassUID, ds.SOPInstanceUID))
+    assert stored(node, ds, encode(ds))
