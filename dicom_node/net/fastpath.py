@@ -19,7 +19,10 @@ association, the data set fragments that follow are joined, the SCP's store
 function is called with them, and the C-STORE-RSP pynetdicom would send
 (`responses.py`, same bytes) goes out on the socket at once. The DUL thread
 is the one thread that ever writes to the socket, so responses cannot
-interleave with anything pynetdicom sends.
+interleave with anything pynetdicom sends. A request that arrives while the
+association thread is still finishing the message before (or has not started
+yet) waits for it, up to `IDLE_WAIT_SECONDS`, and an answer that thread queued
+goes out before this one.
 
 Anything else takes pynetdicom's way, unchanged, by the simplest means: the
 PDUs (or the remaining values of one) of the message so far are put back in
@@ -66,6 +69,7 @@ StoreFunction = Callable[["Association", str, str, str, memoryview], tuple[int, 
 
 SERVICE_LOGGER = logging.getLogger("pynetdicom.service_class")  # where pynetdicom logs a failing EVT_C_STORE handler
 HANDLER_FAILED = 0xC211  # pynetdicom's answer when the EVT_C_STORE handler raises
+IDLE_WAIT_SECONDS = 0.05  # the longest a request waits for the association thread before pynetdicom takes it
 
 C_STORE_RQ = 0x0001
 NO_DATA_SET = 0x0101
@@ -176,23 +180,24 @@ class StoreAssembler:
         return b""
 
     def _takes(self, context_id: int, command: memoryview) -> StoreCommand | None:
-        """The request, if this path may serve it: a plain C-STORE-RQ, nothing in flight, nobody listening to what
-        the path skips, the service pynetdicom would pick (Storage) on an accepted context."""
+        """The request, if this path may serve it: a plain C-STORE-RQ on an accepted context whose service pynetdicom
+        would pick is Storage, nobody listening to what the path skips, nothing else in flight."""
         assoc = self.assoc
-        dimse, dul = assoc.dimse, assoc.dul
-        if dimse.message is not None or not dimse.msg_queue.empty() or getattr(assoc, "serving", True):
-            return None  # pynetdicom is receiving a message, or its association thread is serving one or starting
-        if not dul.to_provider_queue.empty() or not assoc.is_established or assoc._sent_release:
-            return None
-        if _config.STORE_RECV_CHUNKED_DATASET or any(assoc.get_handlers(event) for event in _SKIPPED_EVENTS):
-            return None
-        if any(handler != refuse_incomplete_store for handler, _args in assoc.get_handlers(evt.EVT_DIMSE_RECV)):
-            return None
         request = parse_store_command(command)
         if request is None or context_id not in assoc._accepted_cx:
             return None
         class_uid = assoc.acceptor.accepted_common_extended.get(request.sop_class, (request.sop_class,))[0]
         if not _config.UNRESTRICTED_STORAGE_SERVICE and uid_to_service_class(class_uid) is not StorageServiceClass:
+            return None
+        if _config.STORE_RECV_CHUNKED_DATASET or any(assoc.get_handlers(event) for event in _SKIPPED_EVENTS):
+            return None
+        if any(handler != refuse_incomplete_store for handler, _args in assoc.get_handlers(evt.EVT_DIMSE_RECV)):
+            return None
+        if assoc.dimse.message is not None or not assoc.dimse.msg_queue.empty():
+            return None  # pynetdicom is receiving a message, or has one for its association thread
+        # The association thread may still be finishing the message before (its answer is out, so the peer sent this)
+        # or starting: wait for it, a little, so that one request pynetdicom served does not make the next one its own.
+        if not assoc.idle.wait(IDLE_WAIT_SECONDS) or not assoc.is_established or assoc._sent_release:  # type: ignore[attr-defined]
             return None
         return request
 
@@ -223,10 +228,12 @@ class StoreAssembler:
         self._answer(context_id, request, status, comment or None)
 
     def _answer(self, context_id: int, request: StoreCommand, status: int, comment: str | None) -> None:
-        """Send the C-STORE-RSP: directly when it fits one P-DATA-TF, else through pynetdicom's DIMSE provider."""
+        """Send the C-STORE-RSP: directly when it fits one P-DATA-TF and nothing waits to be sent before it, else
+        through pynetdicom's DIMSE provider (queued for the DUL thread, in order)."""
         assoc = self.assoc
         command = encode_store_response(request.message_id, status, comment, request.sop_class, request.sop_instance)
-        if command is not None and fits_one_fragment(command, assoc.dimse.maximum_pdu_size):
+        queued = not assoc.dul.to_provider_queue.empty()  # an answer of the association thread's not yet sent: after it
+        if command is not None and fits_one_fragment(command, assoc.dimse.maximum_pdu_size) and not queued:
             assoc.dul.socket.send(response_pdu(context_id, command))  # type: ignore[union-attr]
             return
         response: Any = C_STORE()

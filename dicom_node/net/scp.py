@@ -49,7 +49,7 @@ def _status(code: int, comment: str = "") -> Dataset | int:
         return code
     ds = Dataset()
     ds.Status = code
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment
     return ds
 
 
@@ -212,10 +212,10 @@ class StorageSCP:
         return _status(*self.store(event.assoc, sop_class, sop_instance, str(event.context.transfer_syntax), request.DataSet.getbuffer()))
 
     def store(self, assoc: Association, sop_class: str, sop_instance: str, syntax: str, raw: memoryview) -> tuple[int, str]:
-        """Store one C-STORE's data set on `assoc`; the status and its comment ('' for none)."""
+        """Store one C-STORE's data set on `assoc`; the status and its Error Comment ('' for none; LO, at most 64)."""
         with self._lock:
             batch = self._batches.get(id(assoc))
         if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data
             return OUT_OF_RESOURCES, "association not registered"
         outcome = self.receiver.store(batch, part10_header(sop_class, sop_instance, syntax), raw, syntax, (sop_class, sop_instance))
-        return outcome.status, outcome.comment
+        return outcome.status, outcome.comment[:64]

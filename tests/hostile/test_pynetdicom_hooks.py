@@ -123,6 +123,7 @@ def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
         assert isinstance(assoc, EventAssociation) and assoc._run_reactor.__func__ is EventAssociation._run_reactor
         assert isinstance(assoc.dimse, StoreResponseDIMSE)
         assert assoc.dul._stores is None  # without a store function, every PDU goes to pynetdicom
+        assert not assoc.idle.is_set()  # until its reactor runs, the fast path leaves requests to pynetdicom
         assert assoc.dul._target.__self__ is assoc.dul and assoc.dul._target.__name__ == "run_reactor"  # the thread runs ours
         assert (assoc.dul.artim_timer.timeout, assoc.dul._idle_timer.timeout) == (7, 11)
         assert assoc.dul.event_queue.get_nowait() == "Evt5"  # the connection indication reached the new DUL
