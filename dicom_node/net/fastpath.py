@@ -135,9 +135,13 @@ def parse_store_command(command: memoryview) -> StoreCommand | None:
     return StoreCommand(message_id, sop_class, sop_instance)
 
 
-def _pdata(values: bytes | memoryview) -> bytes:
-    """A P-DATA-TF PDU holding `values` (encoded presentation data value items)."""
-    return struct.pack(">BxL", P_DATA_TF, len(values)) + values
+def _pdatas(pieces: list[memoryview]) -> bytearray:
+    """P-DATA-TF PDUs, one holding each piece (encoded presentation data value items), in one buffer."""
+    out = bytearray()
+    for values in pieces:
+        out += struct.pack(">BxL", P_DATA_TF, len(values))
+        out += values
+    return out
 
 
 class StoreAssembler:
@@ -151,7 +155,7 @@ class StoreAssembler:
         self._fragments: list[memoryview] = []
         self._earlier: list[memoryview] = []  # this message's values in earlier PDUs, to give back if need be
 
-    def receive(self, pdu: bytearray) -> bytes:
+    def receive(self, pdu: bytearray) -> bytes | bytearray:
         """Take a whole P-DATA-TF PDU; return the PDUs pynetdicom must read instead (b"": all taken here)."""
         view = memoryview(pdu)
         pos, end = HEADER_LENGTH, len(view)
@@ -201,11 +205,11 @@ class StoreAssembler:
             return None
         return request
 
-    def _give_back(self, view: memoryview, start: int) -> bytes:
+    def _give_back(self, view: memoryview, start: int) -> bytearray:
         """The current message so far and the rest of this PDU, as P-DATA-TF PDUs for pynetdicom to read."""
         pieces = [*self._earlier, view[start:]] if len(view) > start else self._earlier
         self._command, self._fragments, self._earlier = None, [], []
-        return b"".join(_pdata(piece) for piece in pieces)
+        return _pdatas(pieces)
 
     def _complete(self) -> None:
         """Store the assembled data set and answer, as pynetdicom's StorageServiceClass.SCP would."""

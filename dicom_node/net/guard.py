@@ -68,7 +68,12 @@ class GuardedSocket(AssociationSocket):
         return bool(self._unread) or super().ready
 
     def peek(self, nr_bytes: int) -> bytes:
-        """The next `nr_bytes` (fewer if the peer closed), left to be read again."""
+        """The next `nr_bytes` (fewer if the peer closed), left to be read again.
+
+        Taken from the bytes already read when they are there: the fast path may have put back a long message
+        (`fastpath.py`), and putting a header back in front of it would move all of it, for every PDU."""
+        if len(self._unread) >= nr_bytes:
+            return bytes(self._unread[:nr_bytes])
         data = self.recv(nr_bytes)
         self._unread[:0] = data
         return bytes(data)

@@ -142,7 +142,7 @@ def test_two_requests_in_one_pdu_and_a_data_set_over_several(node: NodeProcess) 
     ],
 )
 def test_what_the_fast_path_leaves_reaches_pynetdicom_whole(node: NodeProcess, cut: str) -> None:
-    ds = image()
+    ds = image(rows=1024, columns=1024) if cut == "data on another context" else image()  # 2 MiB given back in 33 PDUs
     data = encode(ds)
     command = store_command(5, ds, MoveOriginatorApplicationEntityTitle="PACS", MoveOriginatorMessageID=9) if cut == "Move Originator" else store_command(5, ds)
     with associated(node) as peer:
@@ -151,8 +151,10 @@ def test_what_the_fast_path_leaves_reaches_pynetdicom_whole(node: NodeProcess, c
             peer.send(pdata(item(COMMAND_LAST, command[20:]), item(DATA_LAST, data)))
         elif cut == "data on another context":  # pynetdicom takes the context of the command; so does it here
             peer.send(pdata(item(COMMAND_LAST, command), item(DATA, data[:50])))
-            peer.send(pdata(item(DATA, data[50:200])))
-            peer.send(pdata(item(DATA_LAST, data[200:], context_id=1)))
+            chunks = [data[at : at + 65536] for at in range(50, len(data), 65536)]
+            for chunk in chunks[:-1]:
+                peer.send(pdata(item(DATA, chunk)))
+            peer.send(pdata(item(DATA_LAST, chunks[-1], context_id=1)))
         else:
             peer.send(pdata(item(COMMAND_LAST, command), item(DATA_LAST, data)))
         assert peer.receive_pdu() == (0x04, success(5, ds))
