@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.boxes import bounding_box, widened
 from dicom_node.pipeline.settings import ClassifierInputSettings
 
 AXES_ZYX = ("Z", "Y", "X")
@@ -23,11 +24,10 @@ def lung_bounding_box(
     lungs: np.ndarray, spacing: tuple[float, float, float], margin_mm: float
 ) -> tuple[slice, slice, slice]:
     """The (z, y, x) box around the lung mask, widened by `margin_mm` and clipped to the array."""
-    found = np.argwhere(lungs > 0)
-    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
-    start = np.maximum(found.min(axis=0) - margin, 0)
-    stop = np.minimum(found.max(axis=0) + 1 + margin, lungs.shape)
-    return tuple(slice(int(a), int(b)) for a, b in zip(start, stop))  # type: ignore[return-value]
+    box = bounding_box(lungs)
+    if box is None:
+        raise ValueError("the lung mask is empty: no box to crop the classifier input to")
+    return widened(box, np.ceil(margin_mm / np.asarray(spacing)).astype(int), lungs.shape)  # type: ignore[return-value]
 
 
 def build_classifier_input(
@@ -50,15 +50,21 @@ def window_to_range(hu: np.ndarray, window: tuple[float, float], output_range: t
     """Clip HU to the window and map it linearly onto the output range (float32)."""
     low, high = window
     out_low, out_high = output_range
-    clipped = np.clip(hu, low, high)
-    return (out_low + (clipped - low) * ((out_high - out_low) / (high - low))).astype(np.float32)
+    scaled = np.clip(hu, low, high)
+    scaled -= low  # in place, in the order of out_low + (clipped - low) * scale: the same values, no temporaries
+    scaled *= (out_high - out_low) / (high - low)
+    scaled += out_low
+    return scaled.astype(np.float32, copy=False)
 
 
 def range_to_hu(values: np.ndarray, window: tuple[float, float], output_range: tuple[float, float]) -> np.ndarray:
     """Inverse of `window_to_range` (within the window)."""
     low, high = window
     out_low, out_high = output_range
-    return (low + (values - out_low) * ((high - low) / (out_high - out_low))).astype(np.float32)
+    hu = values - out_low  # then in place, in the order of low + (values - out_low) * scale
+    hu *= (high - low) / (out_high - out_low)
+    hu += low
+    return hu.astype(np.float32, copy=False)
 
 
 def to_layout(zyx: np.ndarray, layout: tuple[str, ...]) -> np.ndarray:

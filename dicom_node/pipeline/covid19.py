@@ -86,6 +86,7 @@ def run_covid19(
             raise ContractMismatch(f"{segmenter.contract.name}: mask of shape {mask.shape}, sent {model_input.shape}")
         del model_input
         labels = split_left_right(mask[0, 0] > 0, spacing)
+        del mask  # the model's output (float32 from Triton: the grid's size again) is not read after the split
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.boxes import bounding_box, widened
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.settings import OpacitySettings
 from dicom_node.pipeline.vesselness import vesselness_at
@@ -64,12 +65,10 @@ def opacity_masks(
     """
     opacity = np.zeros(lungs.shape, dtype=bool)
     high = np.zeros(lungs.shape, dtype=bool)
-    found = np.argwhere(lungs > 0)
-    if not len(found):
+    lung_box = bounding_box(lungs)
+    if lung_box is None:
         return opacity, high
-    start = np.maximum(found.min(axis=0) - BOX_MARGIN, 0)
-    stop = np.minimum(found.max(axis=0) + 1 + BOX_MARGIN, lungs.shape)
-    box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    box = widened(lung_box, BOX_MARGIN, lungs.shape)
     opacity[box], high[box] = _opacity_in_box(ct[box], lungs[box] > 0, spacing, settings)
     return opacity, high
 

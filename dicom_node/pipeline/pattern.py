@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.boxes import bounding_box, label_boxes
 from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
@@ -100,12 +101,11 @@ def peripheral_region(labels: np.ndarray, spacing: tuple[float, float, float]) -
     """
     out = np.zeros(labels.shape, dtype=bool)
     step = DISTANCE_STEP
+    boxes = label_boxes(labels, max(RIGHT, LEFT))
     for label in (RIGHT, LEFT):
-        found = np.argwhere(labels == label)
-        if not len(found):
+        box = boxes[label - 1]
+        if box is None:
             continue
-        start, stop = found.min(axis=0), found.max(axis=0) + 1
-        box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
         lung = labels[box] == label
         coarse, depth = coarse_depth_mm(lung, spacing, step)
         peripheral = coarse & (depth <= PERIPHERAL_FRACTION * depth.max())
@@ -120,11 +120,14 @@ def describe_opacity(
     voxel_ml = float(np.prod(spacing)) / 1000.0
     opacity = opacity & (labels > 0)
     total = int(opacity.sum())
-    zones = lung_zones(labels)
-    # one bin per (lung, zone): label * 3 + zone for lung voxels
-    bins = np.where(labels > 0, labels.astype(np.int16) * 3 + zones, 0)
-    lung_counts = np.bincount(bins.ravel(), minlength=9)
-    opacity_counts = np.bincount(bins[opacity], minlength=9)
+    # one bin per (lung, zone): label * 3 + zone for lung voxels (uint8: outside the lungs, where
+    # the zone is -1, the sum wraps to 255 and falls in no bin); the grid-sized arrays are freed
+    # before the peripheral region is measured, as this step runs beside the classifier
+    bins = labels * np.uint8(3)
+    bins += lung_zones(labels).view(np.uint8)
+    lung_counts = np.array([np.count_nonzero(bins == index) for index in range(9)])  # bincount would widen bins to int64
+    opacity_counts = np.bincount(bins[opacity], minlength=256)[:9]
+    del bins
     involvement, scores = {}, {}
     for side, label in SIDES.items():
         for index, zone in enumerate(ZONES):
@@ -135,8 +138,7 @@ def describe_opacity(
         return OpacityPattern(False, 0.0, dict.fromkeys(ZONES, 0.0), 0.0, 0.0, 0, 0.0, involvement, scores, 0)
     per_zone = [int(opacity_counts[[RIGHT * 3 + i, LEFT * 3 + i]].sum()) for i in range(len(ZONES))]
     per_lung = {label: int(opacity_counts[label * 3 : label * 3 + 3].sum()) for label in SIDES.values()}
-    found = np.argwhere(opacity)
-    box = tuple(slice(int(a), int(b) + 1) for a, b in zip(found.min(axis=0), found.max(axis=0)))
+    box = bounding_box(opacity)
     components, count = ndimage.label(opacity[box], structure=np.ones((3, 3, 3), dtype=bool))
     consolidation = 100.0 * int((high_opacity & opacity).sum()) / total
     return OpacityPattern(

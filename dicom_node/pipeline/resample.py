@@ -15,6 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
+from dicom_node.pipeline.boxes import bounding_box
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.volume import CtVolume
 
@@ -153,8 +154,10 @@ def _corner_points(volume: CtVolume) -> np.ndarray:
 
 def _native_box(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, margin: int) -> tuple[slice, slice, slice]:
     """Bounding box (z, y, x slices) on the native grid of the grid voxels set in `mask`."""
-    nonzero = np.argwhere(mask)
-    low, high = nonzero.min(axis=0) - margin, nonzero.max(axis=0) + margin
+    box = bounding_box(mask)
+    assert box is not None, "an empty mask has no box (the caller returns first)"
+    low = np.array([s.start for s in box]) - margin
+    high = np.array([s.stop - 1 for s in box]) + margin
     d = np.asarray(volume.direction).reshape(3, 3)
     corners = []
     for bits in np.ndindex(2, 2, 2):
