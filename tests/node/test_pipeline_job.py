@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+from datetime import datetime
 from pathlib import Path
 
 import highdicom as hd
@@ -43,6 +45,17 @@ def test_job_is_done_with_its_step_times(processed_p001: ProcessedSeries, job: d
     # The index row says the same as the CLI.
     ((steps, state),) = query(processed_p001.node.data_dir, "SELECT steps, state FROM job WHERE id = ?", processed_p001.job_id)
     assert state == "done" and json.loads(steps) == job["steps"]
+
+
+def test_the_done_line_gives_the_jobs_time_not_the_sum_of_its_overlapping_steps(processed_p001: ProcessedSeries, job: dict) -> None:
+    """The classifier runs in a second thread beside the quantification: its steps overlap, their sum overstates the job."""
+    (line,) = [line for line in processed_p001.node.log().splitlines() if f"job {processed_p001.job_id} (" in line and " done in " in line]
+    logged = float(re.search(r" done in ([0-9.]+) s", line).group(1))
+    ((started, finished),) = query(processed_p001.node.data_dir, "SELECT started_at, finished_at FROM job WHERE id = ?", processed_p001.job_id)
+    wall = (datetime.fromisoformat(str(finished)) - datetime.fromisoformat(str(started))).total_seconds()
+
+    assert max(job["steps"].values()) <= logged + 0.05
+    assert logged <= wall + 0.05
 
 
 def test_result_files_are_in_the_jobs_results_folder(processed_p001: ProcessedSeries, job: dict) -> None:
