@@ -36,13 +36,14 @@ import time
 from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from pynetdicom.ae import ApplicationEntity
 from pynetdicom.association import Association
 from pynetdicom.transport import AssociationServer, RequestHandler
 
 from dicom_node import metrics
+from dicom_node.net.fastpath import StoreFunction
 from dicom_node.net.guard import guard_association
 from dicom_node.net.pdu import HEADER_LENGTH, Refusal, check_request, check_request_header, parse_header
 
@@ -109,7 +110,7 @@ class _Handler(RequestHandler):
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
-        guard_association(assoc, self.request, self.request_pdu)
+        guard_association(assoc, self.request, self.request_pdu, cast(FrontDoor, self.server).store)
         return assoc
 
 
@@ -120,8 +121,9 @@ class FrontDoor(AssociationServer):
 
     def __init__(self, ae: ApplicationEntity, address: tuple[str, int], ae_title: str, contexts: list[Any],
                  ssl_context: ssl.SSLContext | None = None, evt_handlers: list[Any] | None = None, *, rules: DoorRules,
-                 listener: socket.socket | None = None) -> None:
+                 listener: socket.socket | None = None, store: StoreFunction | None = None) -> None:
         self.rules = rules
+        self.store = store  # the C-STORE fast path's store function (fastpath.py); None: pynetdicom's way only
         self._listener = listener  # a listening socket shared with other receiving processes, instead of binding
         self._pending: dict[int, _Pending] = {}  # in arrival order: the first is the oldest
         self._per_host: Counter[str] = Counter()
@@ -303,14 +305,16 @@ class FrontDoor(AssociationServer):
 
 
 def open_front_door(ae: ApplicationEntity, address: tuple[str, int], handlers: list[Any], rules: DoorRules,
-                    ssl_context: ssl.SSLContext | None = None, listener: socket.socket | None = None) -> FrontDoor:
+                    ssl_context: ssl.SSLContext | None = None, listener: socket.socket | None = None,
+                    store: StoreFunction | None = None) -> FrontDoor:
     """Listen on `address` (or accept on `listener`, a listening socket another process made) and run the front door
     in a daemon thread.
 
     Several processes accepting on one listening socket share its connections: each process's loop wakes on a new
     connection and the first to call accept() takes it (the others get EAGAIN), so a process busy with its own
     associations leaves new ones to idler processes, unlike SO_REUSEPORT's fixed hash of the peer's address."""
-    door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules, listener=listener)
+    door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules, listener=listener,
+                          store=store)
     thread = threading.Thread(target=door.serve_forever, name=f"FrontDoor@{door.server_address[1]}", daemon=True)
     thread.start()
     return door

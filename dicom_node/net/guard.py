@@ -20,7 +20,11 @@ state machine:
   open, never reported as ended) into the same abort;
 - the DUL and the association thread wait for events instead of polling
   every millisecond (`reactor.py`), and C-STORE responses are encoded
-  directly (`responses.py`).
+  directly (`responses.py`);
+- once the association is established, each P-DATA-TF is read whole, after
+  its header passed, and offered to the C-STORE fast path (`fastpath.py`),
+  which serves plain C-STORE requests itself and puts back in front of the
+  socket, for pynetdicom to read, whatever else it does not take.
 
 They rely on pynetdicom internals (`_read_pdu_data`, `state_machine`,
 `StateMachine.do_action`, the `Sta13` state name, `Association.dul`,
@@ -41,7 +45,9 @@ from pynetdicom.fsm import StateMachine
 from pynetdicom.transport import AssociationSocket
 
 from dicom_node import metrics
-from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, abort_pdu, check_header, parse_header
+from dicom_node.net.fastpath import StoreAssembler, StoreFunction
+from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, P_DATA_TF, abort_pdu, check_header, parse_header
+from dicom_node.net.reactor import LOGGER as DUL_LOGGER
 from dicom_node.net.reactor import EventDUL, event_driven
 from dicom_node.net.responses import fast_store_responses
 
@@ -62,7 +68,12 @@ class GuardedSocket(AssociationSocket):
         return bool(self._unread) or super().ready
 
     def peek(self, nr_bytes: int) -> bytes:
-        """The next `nr_bytes` (fewer if the peer closed), left to be read again."""
+        """The next `nr_bytes` (fewer if the peer closed), left to be read again.
+
+        Taken from the bytes already read when they are there: the fast path may have put back a long message
+        (`fastpath.py`), and putting a header back in front of it would move all of it, for every PDU."""
+        if len(self._unread) >= nr_bytes:
+            return bytes(self._unread[:nr_bytes])
         data = self.recv(nr_bytes)
         self._unread[:0] = data
         return bytes(data)
@@ -119,11 +130,14 @@ class _GuardedStateMachine(StateMachine):
 
 class GuardedDUL(EventDUL):
     """pynetdicom's DUL, refusing a PDU on its header before reading its body; its `run_reactor` is event-driven
-    (`reactor.EventDUL`)."""
+    (`reactor.EventDUL`). With a `store` function, the P-DATA-TF PDUs of an established association go through
+    `fastpath.StoreAssembler` first, and only what it gives back reaches pynetdicom."""
 
-    def __init__(self, assoc: Association) -> None:
+    def __init__(self, assoc: Association, store: StoreFunction | None = None) -> None:
         super().__init__(assoc)
         self.state_machine = _GuardedStateMachine(self)
+        self._stores = None if store is None else StoreAssembler(assoc, store)
+        self._given_back = 0  # bytes put back in front of the socket for pynetdicom to read: not taken again
 
     def _read_pdu_data(self) -> None:
         sock = cast(GuardedSocket, self.socket)
@@ -137,21 +151,43 @@ class GuardedDUL(EventDUL):
             self.event_queue.put("Evt17")
             return
         if len(header) == HEADER_LENGTH:
-            refusal = check_header(*parse_header(header), self.assoc.acceptor.maximum_length or 0)
+            pdu_type, length = parse_header(header)
+            refusal = check_header(pdu_type, length, self.assoc.acceptor.maximum_length or 0)
             if refusal is not None:
                 _abort(self, refusal.reason, refusal.answer)
                 return
+            if self._given_back:
+                self._given_back = max(0, self._given_back - HEADER_LENGTH - length)
+            elif pdu_type == P_DATA_TF and self._stores is not None and self.state_machine.current_state == "Sta6":
+                self._read_pdata(sock, HEADER_LENGTH + length)
+                return
         super()._read_pdu_data()
+
+    def _read_pdata(self, sock: GuardedSocket, size: int) -> None:
+        """Read a whole P-DATA-TF and let the store assembler take it; what it gives back is read by pynetdicom."""
+        try:
+            pdu = sock.recv(size)
+        except OSError as exc:  # TimeoutError included: as pynetdicom's _read_pdu_data, connection closed
+            DUL_LOGGER.error("Connection closed before the entire PDU was received")
+            DUL_LOGGER.exception(exc)
+            self.event_queue.put("Evt17")
+            return
+        assert self._stores is not None
+        back = pdu if len(pdu) < size else self._stores.receive(pdu)  # a short PDU: pynetdicom reports it
+        if back:
+            sock._unread[:0] = back
+            self._given_back = len(back)
 
 
 def _peer(assoc: Association) -> str:
     return f"{assoc.requestor.ae_title or '?'}@{assoc.requestor.address}:{assoc.requestor.port}"
 
 
-def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes) -> None:
+def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes, store: StoreFunction | None = None) -> None:
     """Give a new, not yet started acceptor association the guarded DUL, the event-driven reactors, directly encoded
-    C-STORE responses and a socket that starts with `request_pdu`."""
-    assoc.dul = GuardedDUL(assoc)
+    C-STORE responses and a socket that starts with `request_pdu`; with `store`, the C-STORE fast path
+    (`fastpath.py`) calls it for plain C-STORE requests."""
+    assoc.dul = GuardedDUL(assoc, store)
     event_driven(assoc)
     fast_store_responses(assoc.dimse)
     # The timeouts live in the DUL's timers: set them again on the new one.

@@ -174,6 +174,9 @@ class EventAssociation(Association):
     constructed, so that pynetdicom's request handler stays as it is."""
 
     dul: EventDUL
+    # Clear while the reactor takes or serves a message pynetdicom decoded, and until it first runs (the association
+    # is being accepted, its EVT_ACCEPTED handlers may not have run): the C-STORE fast path (fastpath.py) waits for it.
+    idle: threading.Event
 
     def _run_reactor(self) -> None:
         """pynetdicom's `Association._run_reactor` (acceptor), with the wait changed."""
@@ -190,10 +193,12 @@ class EventAssociation(Association):
             self._reactor_checkpoint.wait()
             self._is_paused = False
 
+            self.idle.clear()  # before looking
             context_id, msg = self.dimse.get_msg(block=False)
             busy = msg is not None
             if msg:
                 self._serve_request(msg, cast(int, context_id))
+            self.idle.set()
 
             if self.is_established and self.acse.is_release_requested():
                 # Released before the answer goes out (pynetdicom sets it after): the DUL, no longer a millisecond
@@ -241,3 +246,4 @@ def event_driven(assoc: Association) -> None:
     if not isinstance(assoc.dul, EventDUL):
         raise TypeError("the event-driven association reactor needs an EventDUL")
     assoc.__class__ = EventAssociation
+    cast(EventAssociation, assoc).idle = threading.Event()

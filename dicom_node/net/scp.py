@@ -49,7 +49,7 @@ def _status(code: int, comment: str = "") -> Dataset | int:
         return code
     ds = Dataset()
     ds.Status = code
-    ds.ErrorComment = comment[:64]
+    ds.ErrorComment = comment
     return ds
 
 
@@ -112,7 +112,7 @@ class StorageSCP:
             for port, context in listeners:
                 if port:
                     listener = None if shared is None else shared[port]
-                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context, listener))
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context, listener, self.store))
         except Exception:  # the TLS port is taken: do not keep the plain one open
             self.stop()
             raise
@@ -206,14 +206,16 @@ class StorageSCP:
 
     # C-STORE --------------------------------------------------------------
     def _on_store(self, event: evt.Event) -> Dataset | int:
-        with self._lock:
-            batch = self._batches.get(id(event.assoc))
-        if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data
-            return _status(OUT_OF_RESOURCES, "association not registered")
+        """EVT_C_STORE: the requests the fast path (`fastpath.py`) leaves to pynetdicom."""
         request = event.request
         sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID  # each read once: per image
-        syntax = str(event.context.transfer_syntax)
-        outcome = self.receiver.store(
-            batch, part10_header(sop_class, sop_instance, syntax), request.DataSet.getbuffer(), syntax, (sop_class, sop_instance)
-        )
-        return _status(outcome.status, outcome.comment)
+        return _status(*self.store(event.assoc, sop_class, sop_instance, str(event.context.transfer_syntax), request.DataSet.getbuffer()))
+
+    def store(self, assoc: Association, sop_class: str, sop_instance: str, syntax: str, raw: memoryview) -> tuple[int, str]:
+        """Store one C-STORE's data set on `assoc`; the status and its Error Comment ('' for none; LO, at most 64)."""
+        with self._lock:
+            batch = self._batches.get(id(assoc))
+        if batch is None:  # cannot happen for an accepted association; refuse rather than store untracked data
+            return OUT_OF_RESOURCES, "association not registered"
+        outcome = self.receiver.store(batch, part10_header(sop_class, sop_instance, syntax), raw, syntax, (sop_class, sop_instance))
+        return outcome.status, outcome.comment[:64]

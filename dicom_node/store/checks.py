@@ -103,13 +103,28 @@ def inflate(raw: bytes | memoryview, max_bytes: int) -> bytearray:
     return out  # not copied to bytes: a data set near the cap would cost twice the cap
 
 
-def checked_dataset(raw: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int) -> bytes | bytearray | memoryview:
-    """The data set ready to parse (inflated if deflated); raises Refused if it must not be acknowledged."""
+@dataclass(frozen=True)
+class CheckedDataSet:
+    """A data set fit to acknowledge: its bytes ready to parse (inflated if deflated), and where the top-level
+    elements asked for sit in them, by tag: (VR as written, b"" in implicit VR; value offset; value length)."""
+
+    data: bytes | bytearray | memoryview
+    elements: dict[int, tuple[bytes, int, int]]
+
+
+def checked_dataset(
+    raw: bytes | memoryview, transfer_syntax_uid: str, max_inflated_bytes: int, locate: frozenset[int] = frozenset(), until: int = 0
+) -> CheckedDataSet:
+    """The data set ready to parse; raises Refused if it must not be acknowledged.
+
+    The walk notes where the top-level elements tagged in `locate` sit, among those before the first tag beyond
+    `until` (what a parse that stops there reads): the identifiers cost no second walk."""
     data = inflate(raw, max_inflated_bytes) if transfer_syntax_uid == DeflatedExplicitVRLittleEndian else raw
-    problem = dataset_problem(data, transfer_syntax_uid)
+    elements: dict[int, tuple[bytes, int, int]] = {}
+    problem = dataset_problem(data, transfer_syntax_uid, _Locator(locate, until, elements))
     if problem is not None:
         raise Refused(problem)
-    return data
+    return CheckedDataSet(data, elements)
 
 
 def same_uid(in_dataset: str, in_command: str) -> bool:
@@ -132,12 +147,21 @@ def part10_dataset(data: bytes | memoryview) -> memoryview:
     return view[pos:]
 
 
-def dataset_problem(data: bytes | bytearray | memoryview, transfer_syntax_uid: str) -> Problem | None:
+@dataclass
+class _Locator:
+    """Which top-level elements the walk notes (`tags`, up to the first tag beyond `until`), and where (`found`)."""
+
+    tags: frozenset[int]
+    until: int
+    found: dict[int, tuple[bytes, int, int]]
+
+
+def dataset_problem(data: bytes | bytearray | memoryview, transfer_syntax_uid: str, locator: _Locator | None = None) -> Problem | None:
     """None if the (inflated) data set decodes in the transfer syntax and its pixels fit; else why not."""
     syntax = UID(transfer_syntax_uid)
     if not syntax.is_transfer_syntax:
         return Problem(UNDECODABLE, f"unknown transfer syntax {transfer_syntax_uid}")
-    walker = _Walker(data, not syntax.is_implicit_VR, syntax.is_little_endian)
+    walker = _Walker(data, not syntax.is_implicit_VR, syntax.is_little_endian, locator or _Locator(frozenset(), 0, {}))
     try:
         if not walker.explicit and len(data) >= 8 and bytes(data[4:6]) in _VRS:
             raise _Bad(f"explicit VR encoding in an implicit VR transfer syntax ({syntax.name})")
@@ -178,8 +202,9 @@ def _pixel_problem(walker: _Walker, syntax: UID) -> Problem | None:
 class _Walker:
     """Walks element headers; records the image attributes and Pixel Data length of the top-level data set."""
 
-    def __init__(self, data: bytes | bytearray | memoryview, explicit: bool, little: bool) -> None:
+    def __init__(self, data: bytes | bytearray | memoryview, explicit: bool, little: bool, locator: _Locator) -> None:
         self.data = data
+        self.locate, self.locate_until, self.located = locator.tags, locator.until, locator.found
         self.explicit = explicit
         self.order = order = "<" if little else ">"
         self._explicit_head = struct.Struct(order + "HH2sH").unpack_from
@@ -224,6 +249,8 @@ class _Walker:
                     return pos
             if group == 0xFFFE:
                 raise _Bad(f"unexpected delimiter ({group:04X},{element:04X}) at byte {pos}")
+            if depth == 0 and tag in self.locate and tag <= self.locate_until:
+                self.located[tag] = (vr, pos, length)
             if length == _UNDEFINED:
                 if tag == PIXEL_DATA:
                     pos = self._fragments(pos, end)
@@ -240,6 +267,8 @@ class _Walker:
                     self.image[tag] = self._image_value(tag, pos, length)
                 pos += length
             if depth == 0:
+                if tag > self.locate_until:
+                    self.locate_until = -1  # a parse stopping there reads nothing after it
                 if tag == PIXEL_DATA:
                     self.pixel_length = length
                 elif tag in _FLOAT_PIXEL_DATA:

@@ -38,7 +38,15 @@ from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import instance_relpath, write_durably
-from dicom_node.store.ingest import DuplicateInstance, Indexer, InstanceMeta, decode_data_set, same_data_set
+from dicom_node.store.ingest import (
+    IDENTIFIER_TAGS,
+    LAST_IDENTIFIER_TAG,
+    DuplicateInstance,
+    Indexer,
+    InstanceMeta,
+    decode_data_set,
+    same_data_set,
+)
 from dicom_node.store.jobs import JobQueue
 
 log = logging.getLogger(__name__)
@@ -134,7 +142,8 @@ class Receiver:
             log.error("%s refused: free disk below %d MB", tag, self.settings.min_free_disk_mb, extra=fields)
             return Outcome(OUT_OF_RESOURCES, "out of disk space")
         try:
-            meta = InstanceMeta.from_encoded(checked_dataset(raw, transfer_syntax, self.settings.max_inflated_mb * 2**20), transfer_syntax)
+            checked = checked_dataset(raw, transfer_syntax, self.settings.max_inflated_mb * 2**20, IDENTIFIER_TAGS, LAST_IDENTIFIER_TAG)
+            meta = InstanceMeta.from_checked(checked, transfer_syntax)
         except Refused as refused:
             log.error("%s refused: %s", tag, refused, extra=fields)
             return Outcome(refused.problem.status, refused.problem.comment)

@@ -26,8 +26,9 @@ def pdu(pdu_type: int, body: bytes, length: int | None = None) -> bytes:
     return struct.pack(">BxL", pdu_type, len(body) if length is None else length) + body
 
 
-def associate_rq(calling: str, called: str = "CLARA", max_length: int = 16384, version: int = 1) -> bytes:
-    """A well-formed A-ASSOCIATE-RQ proposing Verification (the bytes echoscu would send)."""
+def associate_rq(calling: str, called: str = "CLARA", max_length: int = 16384, version: int = 1, also: tuple[str, ...] = ()) -> bytes:
+    """A well-formed A-ASSOCIATE-RQ proposing Verification (the bytes echoscu would send) as context 1, and the SOP
+    classes in `also` in explicit VR little endian as contexts 3, 5, ..."""
     primitive = A_ASSOCIATE()
     primitive.application_context_name = "1.2.840.10008.3.1.1.1"
     primitive.calling_ae_title = calling
@@ -37,9 +38,10 @@ def associate_rq(calling: str, called: str = "CLARA", max_length: int = 16384, v
     implementation = ImplementationClassUIDNotification()
     implementation.implementation_class_uid = "1.2.826.0.1.3680043.9.3811.1"
     primitive.user_information = [length, implementation]
-    context = build_context(VERIFICATION)
-    context.context_id = 1
-    primitive.presentation_context_definition_list = [context]
+    contexts = [build_context(VERIFICATION)] + [build_context(uid, ["1.2.840.10008.1.2.1"]) for uid in also]
+    for number, context in enumerate(contexts):
+        context.context_id = 2 * number + 1
+    primitive.presentation_context_definition_list = contexts
     request = A_ASSOCIATE_RQ()
     request.from_primitive(primitive)
     data = bytearray(request.encode())
@@ -89,9 +91,9 @@ class RawPeer:
             data += chunk
         return data
 
-    def associate(self, calling: str = "INSIDER") -> None:
-        """Send a valid request and expect the A-ASSOCIATE-AC."""
-        self.send(associate_rq(calling))
+    def associate(self, calling: str = "INSIDER", also: tuple[str, ...] = (), max_length: int = 16384) -> None:
+        """Send a valid request (Verification, and the SOP classes in `also`) and expect the A-ASSOCIATE-AC."""
+        self.send(associate_rq(calling, max_length=max_length, also=also))
         pdu_type, _ = self.receive_pdu()
         assert pdu_type == 0x02, f"expected A-ASSOCIATE-AC, got PDU type 0x{pdu_type:02X}"
 

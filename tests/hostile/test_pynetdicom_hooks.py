@@ -3,7 +3,8 @@
 `dicom_node/net/guard.py`, `reactor.py` and `frontdoor.py` subclass pynetdicom's
 DUL, its association, its state machine, its socket wrapper, its request handler
 and its server; `reactor.py` copies the two reactor loops with only their waits
-changed. Each
+changed; `fastpath.py` serves plain C-STORE requests below pynetdicom's DIMSE
+layer as pynetdicom would. Each
 pynetdicom function they depend on is listed here with what they assume of it
 and a digest of its source: after a pynetdicom upgrade this test names every
 function that changed, so that someone re-reads the assumption before the
@@ -17,7 +18,7 @@ import inspect
 import socket
 
 import pytest
-
+from pydicom.values import convert_UI
 from pynetdicom import AE, _config, fsm
 from pynetdicom._globals import MODE_ACCEPTOR
 from pynetdicom.ae import ApplicationEntity
@@ -28,7 +29,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dul import DULServiceProvider
 from pynetdicom.fsm import StateMachine
 from pynetdicom.pdu_primitives import A_RELEASE
-from pynetdicom.service_class import StorageServiceClass
+from pynetdicom.service_class import StorageServiceClass, attempt
 from pynetdicom.transport import AssociationServer, AssociationSocket, RequestHandler
 
 from dicom_node.net.guard import GuardedDUL, GuardedSocket, guard_association
@@ -79,6 +80,22 @@ RELIED_ON = {
     "DIMSEMessage.encode_msg": (
         DIMSEMessage.encode_msg, "implicit VR LE command set, fragments of max_pdu_length - 6, header 0x03 last", "73000c902c52832d"),
     "StorageServiceClass.SCP": (StorageServiceClass.SCP, "sends its response with self.dimse.send_msg", "63afca7fc6c6e7ee"),
+    # fastpath.py: what it mirrors of pynetdicom's receive path for a plain C-STORE-RQ, and when it leaves it alone
+    "DIMSEServiceProvider.receive_primitive": (
+        DIMSEServiceProvider.receive_primitive, "message None between messages; a whole one to msg_queue after EVT_DIMSE_RECV",
+        "5f99c86b14a15cef"),
+    "DIMSEMessage.decode_msg": (
+        DIMSEMessage.decode_msg, "control bits 1 command, 2 last; the context of the last command fragment; ends at the last "
+        "data fragment (later values of that P-DATA dropped)", "f51c777e841a76be"),
+    "DIMSEMessage.message_to_primitive": (
+        DIMSEMessage.message_to_primitive, "command elements set on the primitive by keyword", "f8f43d34e43450ef"),
+    "Association._serve_request": (
+        Association._serve_request, "ignores requests after our release, picks the service by the (common extended) SOP class "
+        "UID, aborts on an unknown context", "2f24c1759cdf6c8c"),
+    "attempt.__exit__": (attempt.__exit__, "logs error_msg and the exception, answers error_status", "fd73ef3737fd4074"),
+    "AssociationSocket.send": (AssociationSocket.send, "sends it all, EVT_DATA_SENT; Evt17 on failure", "1ea8158c0b51faca"),
+    "C_STORE.Priority": (C_STORE.Priority.fset, "accepts 0, 1 and 2 only", "1f2b085390513e8c"),
+    "pydicom convert_UI": (convert_UI, "strips trailing NULs and spaces, splits at backslashes", "68d79469668989a2"),
     "ApplicationEntity.make_server": (
         ApplicationEntity.make_server, "server_class and extra keyword arguments reach the server", "6569298ac5cf837c"),
 }
@@ -90,7 +107,7 @@ def _digest(function: object) -> str:
 
 def test_the_pynetdicom_internals_we_subclass_are_unchanged() -> None:
     changed = [f"{name}: we assume it {assumption}" for name, (function, assumption, digest) in RELIED_ON.items() if _digest(function) != digest]
-    assert not changed, "pynetdicom changed what dicom_node/net/guard.py and frontdoor.py rely on; re-check:\n" + "\n".join(changed)
+    assert not changed, "pynetdicom changed what dicom_node/net/guard.py, frontdoor.py and fastpath.py rely on; re-check:\n" + "\n".join(changed)
     assert "Sta13" in fsm.STATES and ("Evt17", "Sta6") in fsm.TRANSITION_TABLE
 
 
@@ -105,6 +122,8 @@ def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
         assert type(assoc.dul.state_machine).__name__ == "_GuardedStateMachine"
         assert isinstance(assoc, EventAssociation) and assoc._run_reactor.__func__ is EventAssociation._run_reactor
         assert isinstance(assoc.dimse, StoreResponseDIMSE)
+        assert assoc.dul._stores is None  # without a store function, every PDU goes to pynetdicom
+        assert not assoc.idle.is_set()  # until its reactor runs, the fast path leaves requests to pynetdicom
         assert assoc.dul._target.__self__ is assoc.dul and assoc.dul._target.__name__ == "run_reactor"  # the thread runs ours
         assert (assoc.dul.artim_timer.timeout, assoc.dul._idle_timer.timeout) == (7, 11)
         assert assoc.dul.event_queue.get_nowait() == "Evt5"  # the connection indication reached the new DUL
@@ -145,4 +164,5 @@ def test_store_responses_are_the_bytes_pynetdicom_sends(
     message.primitive_to_message(response)
     [pdata] = message.encode_msg(3, 16384)
     [(context_id, value)] = pdata.presentation_data_value_list
-    assert (context_id, value) == (3, b"\x03" + encode_store_response(response))
+    command = encode_store_response(7, status, comment, sop_class, sop_instance)
+    assert (context_id, value) == (3, b"\x03" + command)
