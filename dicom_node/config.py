@@ -128,12 +128,13 @@ class DicomSettings(Section):
             "'reject' answers failure status 0xC221 and keeps the first."
         ),
     )
-    sync_directories: bool = Field(
-        default=False,
+    sync_directories: bool | Literal["auto"] = Field(
+        default="auto",
         description=(
-            "fsync the directory after each instance's rename. Not needed on ext4 or XFS, where the index commit's "
-            "fsync (before the C-STORE answer) also commits the rename; set true on other file systems, or when the "
-            "index is a PostgreSQL database on another disk or host."
+            "fsync the directory after each instance's rename. 'auto': only where the index commit's fsync (before "
+            "the C-STORE answer) does not also commit the rename, i.e. unless the data dir is on a journaling ext4 "
+            "or XFS that also holds the SQLite index (ext4 without a journal, other file systems and a PostgreSQL "
+            "index get the directory fsync); the choice is logged at start."
         ),
     )
     min_free_disk_mb: int = Field(

@@ -258,6 +258,11 @@ class Indexer:
         self._raw = RawConnections(self._engine)
         self._sql = {name: self._raw.sql(text) for name, text in _STATEMENTS.items()}
 
+    @property
+    def database_url(self) -> str:
+        """Where the index is (its file decides whether the index commit also makes the data's renames durable)."""
+        return self._engine.url.render_as_string(hide_password=True)
+
     def close(self) -> None:
         """Close the connections of the receive path (the engine's pool does not know them)."""
         self._raw.close()

@@ -48,6 +48,7 @@ from dicom_node.store.ingest import (
     same_data_set,
 )
 from dicom_node.store.jobs import JobQueue
+from dicom_node.store.shared_storage import directory_sync_needed
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Receiver:
         self.data_dir = data_dir
         self.indexer = indexer
         self.queue = queue
+        self.sync_directory, why = directory_sync_needed(settings.sync_directories, data_dir, indexer.database_url)
+        log.info("each instance's rename %s: %s", "is fsynced" if self.sync_directory else "is made durable by the index commit", why)
 
     # Batches --------------------------------------------------------------
     def open(self, calling: str, called: str, host: str, port: int, pipeline: str) -> Batch:
@@ -171,7 +174,7 @@ class Receiver:
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, transfer_syntax)) is not None:
             return Outcome(refusal.status, refusal.comment, meta)
         try:
-            size = write_durably(self.data_dir / relpath, header, raw, sync_directory=self.settings.sync_directories)
+            size = write_durably(self.data_dir / relpath, header, raw, sync_directory=self.sync_directory)
             try:
                 self.indexer.record(meta, relpath, size, batch.id, batch.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series

@@ -45,22 +45,59 @@ class StorageError(Exception):
     """The data directory cannot be used as it is; the message says why and what to do."""
 
 
-def file_system_type(path: Path) -> str:
-    """The type of the file system holding `path`, from /proc/self/mountinfo ('' where unknown)."""
+def _mount_of(path: Path) -> tuple[str, str, str]:
+    """(mount point, file system type, device major:minor) of the mount holding `path`, from /proc/self/mountinfo."""
     path = path.resolve()
-    best, fstype = "", ""
+    best = ("", "", "")
     try:
         lines = Path("/proc/self/mountinfo").read_text().splitlines()
     except OSError:
-        return ""
+        return best
     for line in lines:
         fields = line.split()
-        separator = fields.index("-")
         mount_point = fields[4].replace("\\040", " ")
         inside = path == Path(mount_point) or Path(mount_point) in path.parents
-        if inside and len(mount_point) >= len(best):
-            best, fstype = mount_point, fields[separator + 1]
-    return fstype
+        if inside and len(mount_point) >= len(best[0]):
+            best = (mount_point, fields[fields.index("-") + 1], fields[2])
+    return best
+
+
+def file_system_type(path: Path) -> str:
+    """The type of the file system holding `path` ('' where unknown)."""
+    return _mount_of(path)[1]
+
+
+def has_ordered_journal(path: Path) -> bool:
+    """Whether the file system holding `path` commits its metadata in order through a journal (XFS, journaled ext4).
+
+    There an fsync of any file also makes the renames made before it durable. ext4 may run without a
+    journal (mkfs -O ^has_journal, common on VM images): its journals are listed in /proc/fs/jbd2 by
+    block device name, and a file system without one is not there.
+    """
+    _, fstype, device = _mount_of(path)
+    if fstype == "xfs":
+        return True
+    if fstype not in ("ext3", "ext4"):
+        return False
+    try:
+        name = Path(f"/sys/dev/block/{device}").resolve().name
+        return any(entry.name.rsplit("-", 1)[0] == name for entry in Path("/proc/fs/jbd2").iterdir())
+    except OSError:
+        return False
+
+
+def directory_sync_needed(setting: bool | str, data_dir: Path, index_url: str) -> tuple[bool, str]:
+    """Whether each instance's rename needs a directory fsync of its own (`dicom.sync_directories`), and why."""
+    if setting != "auto":
+        return bool(setting), "dicom.sync_directories is set"
+    if not index_url.startswith("sqlite"):
+        return True, "the index is not an SQLite file beside the data"
+    index_path = Path(index_url.split("///", 1)[-1])
+    if _mount_of(index_path.parent)[0] != _mount_of(data_dir)[0]:
+        return True, f"the index {index_path} is on another file system than the data"
+    if not has_ordered_journal(data_dir):
+        return True, f"the data dir is on {file_system_type(data_dir) or 'an unknown file system'} without an ordered journal"
+    return False, "the index commit's fsync also commits the renames (journaling file system holding both)"
 
 
 def _probe(data_dir: Path) -> None:

@@ -1,0 +1,46 @@
+"""Whether each received instance's rename gets a directory fsync of its own (`dicom.sync_directories`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dicom_node.store.shared_storage import directory_sync_needed, file_system_type, has_ordered_journal
+
+
+def jbd2_journals() -> set[str]:
+    """The block devices whose ext3/ext4 journal the kernel runs, as /proc/fs/jbd2 lists them (name-inode)."""
+    folder = Path("/proc/fs/jbd2")
+    return {entry.name.rsplit("-", 1)[0] for entry in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_an_explicit_setting_is_obeyed(tmp_path: Path) -> None:
+    assert directory_sync_needed(True, tmp_path, f"sqlite:///{tmp_path}/index.sqlite3")[0] is True
+    assert directory_sync_needed(False, tmp_path, "postgresql://db/node")[0] is False
+
+
+def test_an_index_that_is_not_a_sqlite_file_on_the_data_file_system_does_not_commit_the_renames(tmp_path: Path) -> None:
+    assert directory_sync_needed("auto", tmp_path, "postgresql://db/node") == (True, "the index is not an SQLite file beside the data")
+    if Path("/dev/shm").is_dir() and file_system_type(Path("/dev/shm")) != file_system_type(tmp_path):
+        needed, why = directory_sync_needed("auto", tmp_path, "sqlite:////dev/shm/index.sqlite3")
+        assert needed and "another file system" in why
+
+
+def test_a_file_system_without_an_ordered_journal_gets_the_directory_fsync(tmp_path: Path) -> None:
+    """On this kind of machine the data disk is ext4 created without a journal: the rename is not in any commit."""
+    fstype = file_system_type(tmp_path)
+    journaled = fstype == "xfs" or (fstype in ("ext3", "ext4") and bool(jbd2_journals()) and has_ordered_journal(tmp_path))
+    if fstype in ("ext3", "ext4") and not jbd2_journals():
+        assert not has_ordered_journal(tmp_path)
+
+    needed, why = directory_sync_needed("auto", tmp_path, f"sqlite:///{tmp_path}/index.sqlite3")
+
+    assert needed is not journaled
+    assert ("without an ordered journal" in why) is needed
+
+
+def test_tmpfs_is_not_journaled() -> None:
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm")
+    assert not has_ordered_journal(Path("/dev/shm"))
