@@ -92,8 +92,8 @@ class DicomSettings(Section):
         description=(
             "Processes that accept associations on the DICOM ports: this one plus N-1 that run only the Storage SCP on the "
             "same listening sockets, each with its own interpreter lock, so that concurrent associations use several cores. "
-            "1 suits a 2-core machine that also runs the pipeline (one process receives about as fast as Orthanc per "
-            "association); raise it to the cores left to receiving when several senders send at once. Each process takes "
+            "1 suits a 2-core machine that also runs the pipeline (one process receives one association about 1.5x as "
+            "fast as Orthanc); raise it to the cores left to receiving when several senders send at once. Each process takes "
             "about 120 MB and applies max_associations and max_pending_connections on its own."
         ),
     )
