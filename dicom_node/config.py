@@ -140,6 +140,15 @@ class DicomSettings(Section):
     min_free_disk_mb: int = Field(
         default=5120, ge=0, description="Below this much free space in the data dir, C-STORE answers 0xA700 (out of resources) and stores nothing."
     )
+    max_message_mb: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Largest DIMSE message (a C-STORE's data set, one instance) an association may send, in MiB: it is held in "
+            "memory while it arrives, so a larger one aborts the association (logged with the peer) before it can "
+            "exhaust the node's memory. CT and MR images are below 1 MiB, enhanced multi-frame objects some hundreds."
+        ),
+    )
     max_inflated_mb: int = Field(
         default=256,
         ge=1,

@@ -57,6 +57,7 @@ LOGGED_PER_MINUTE = 50
 class DoorRules:
     handshake_timeout: float
     max_pending: int
+    max_message_bytes: int
 
     @property
     def max_pending_per_host(self) -> int:
@@ -110,7 +111,8 @@ class _Handler(RequestHandler):
 
     def _create_association(self) -> Association:
         assoc = super()._create_association()
-        guard_association(assoc, self.request, self.request_pdu, cast(FrontDoor, self.server).store)
+        door = cast(FrontDoor, self.server)
+        guard_association(assoc, self.request, self.request_pdu, door.rules.max_message_bytes, door.store)
         return assoc
 
 

@@ -22,9 +22,12 @@ state machine:
   every millisecond (`reactor.py`), and C-STORE responses are encoded
   directly (`responses.py`);
 - once the association is established, each P-DATA-TF is read whole, after
-  its header passed, and offered to the C-STORE fast path (`fastpath.py`),
-  which serves plain C-STORE requests itself and puts back in front of the
-  socket, for pynetdicom to read, whatever else it does not take.
+  its header passed; its fragments count towards the message they belong to,
+  and a command or data set longer than `max_message_bytes` (`dicom.max_message_mb`)
+  aborts the association, as pynetdicom would hold all of it in memory; the PDU is
+  then offered to the C-STORE fast path (`fastpath.py`), which serves plain
+  C-STORE requests itself and puts back in front of the socket, for pynetdicom
+  to read, whatever else it does not take.
 
 They rely on pynetdicom internals (`_read_pdu_data`, `state_machine`,
 `StateMachine.do_action`, the `Sta13` state name, `Association.dul`,
@@ -36,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import time
 from contextlib import suppress
 from typing import cast
@@ -52,6 +56,9 @@ from dicom_node.net.reactor import EventDUL, event_driven
 from dicom_node.net.responses import fast_store_responses
 
 log = logging.getLogger(__name__)
+
+_ITEM_HEAD = struct.Struct(">LBB").unpack_from  # PDV item: length, presentation context ID, message control header
+LAST_FRAGMENT = 0x02  # message control header bit 1: the last fragment of a command or data set
 
 
 class GuardedSocket(AssociationSocket):
@@ -133,11 +140,13 @@ class GuardedDUL(EventDUL):
     (`reactor.EventDUL`). With a `store` function, the P-DATA-TF PDUs of an established association go through
     `fastpath.StoreAssembler` first, and only what it gives back reaches pynetdicom."""
 
-    def __init__(self, assoc: Association, store: StoreFunction | None = None) -> None:
+    def __init__(self, assoc: Association, max_message_bytes: int, store: StoreFunction | None = None) -> None:
         super().__init__(assoc)
         self.state_machine = _GuardedStateMachine(self)
         self._stores = None if store is None else StoreAssembler(assoc, store)
         self._given_back = 0  # bytes put back in front of the socket for pynetdicom to read: not taken again
+        self._max_message = max_message_bytes
+        self._message = 0  # bytes of the command or data set in progress, so far
 
     def _read_pdu_data(self) -> None:
         sock = cast(GuardedSocket, self.socket)
@@ -158,7 +167,7 @@ class GuardedDUL(EventDUL):
                 return
             if self._given_back:
                 self._given_back = max(0, self._given_back - HEADER_LENGTH - length)
-            elif pdu_type == P_DATA_TF and self._stores is not None and self.state_machine.current_state == "Sta6":
+            elif pdu_type == P_DATA_TF and self.state_machine.current_state == "Sta6":
                 self._read_pdata(sock, HEADER_LENGTH + length)
                 return
         super()._read_pdu_data()
@@ -172,22 +181,45 @@ class GuardedDUL(EventDUL):
             DUL_LOGGER.exception(exc)
             self.event_queue.put("Evt17")
             return
-        assert self._stores is not None
-        back = pdu if len(pdu) < size else self._stores.receive(pdu)  # a short PDU: pynetdicom reports it
+        if len(pdu) == size and (too_long := self._count_fragments(pdu)):
+            _abort(self, too_long, abort_pdu(INVALID_PARAMETER_VALUE))
+            return
+        # a short PDU, or no fast path: pynetdicom reads (and reports) it
+        back = pdu if len(pdu) < size or self._stores is None else self._stores.receive(pdu)
         if back:
             sock._unread[:0] = back
             self._given_back = len(back)
+
+
+    def _count_fragments(self, pdu: bytearray) -> str | None:
+        """Add the PDU's fragments to the message in progress; why to abort when a message passes the limit."""
+        position, end = HEADER_LENGTH, len(pdu)
+        while position + 6 <= end:
+            item_length, _context, control = _ITEM_HEAD(pdu, position)
+            self._message += max(0, item_length - 2)
+            if self._message > self._max_message:
+                kind = "command" if control & 0x01 else "data set"
+                return (
+                    f"a {kind} of more than {self._max_message // (1024 * 1024)} MiB (dicom.max_message_mb): "
+                    f"{self._message} bytes so far, held in memory while it arrives"
+                )
+            if control & LAST_FRAGMENT:
+                self._message = 0
+            position += 4 + item_length
+        return None
 
 
 def _peer(assoc: Association) -> str:
     return f"{assoc.requestor.ae_title or '?'}@{assoc.requestor.address}:{assoc.requestor.port}"
 
 
-def guard_association(assoc: Association, client_socket: socket.socket, request_pdu: bytes, store: StoreFunction | None = None) -> None:
-    """Give a new, not yet started acceptor association the guarded DUL, the event-driven reactors, directly encoded
-    C-STORE responses and a socket that starts with `request_pdu`; with `store`, the C-STORE fast path
-    (`fastpath.py`) calls it for plain C-STORE requests."""
-    assoc.dul = GuardedDUL(assoc, store)
+def guard_association(
+    assoc: Association, client_socket: socket.socket, request_pdu: bytes, max_message_bytes: int, store: StoreFunction | None = None
+) -> None:
+    """Give a new, not yet started acceptor association the guarded DUL (messages up to `max_message_bytes`), the
+    event-driven reactors, directly encoded C-STORE responses and a socket that starts with `request_pdu`; with
+    `store`, the C-STORE fast path (`fastpath.py`) calls it for plain C-STORE requests."""
+    assoc.dul = GuardedDUL(assoc, max_message_bytes, store)
     event_driven(assoc)
     fast_store_responses(assoc.dimse)
     # The timeouts live in the DUL's timers: set them again on the new one.

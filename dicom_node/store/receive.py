@@ -30,6 +30,7 @@ import io
 import logging
 import shutil
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydicom import dcmread
@@ -91,8 +92,13 @@ class Receiver:
         self.data_dir = data_dir
         self.indexer = indexer
         self.queue = queue
-        self.sync_directory, why = directory_sync_needed(settings.sync_directories, data_dir, indexer.database_url)
-        log.info("each instance's rename %s: %s", "is fsynced" if self.sync_directory else "is made durable by the index commit", why)
+
+    @cached_property
+    def sync_directory(self) -> bool:
+        """Whether each instance's rename gets a directory fsync of its own; decided (and logged) at the first instance."""
+        needed, why = directory_sync_needed(self.settings.sync_directories, self.data_dir, self.indexer.database_url)
+        log.info("each instance's rename %s: %s", "is fsynced" if needed else "is made durable by the index commit", why)
+        return needed
 
     # Batches --------------------------------------------------------------
     def open(self, calling: str, called: str, host: str, port: int, pipeline: str) -> Batch:

@@ -89,7 +89,7 @@ def reader() -> Iterator[tuple[FrontDoor, list[int]]]:
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 1.0
     requested: list[int] = []  # peer ports: keeping the associations themselves would keep their memory
     handlers = [(evt.EVT_REQUESTED, lambda event: requested.append(event.assoc.requestor.port))]
-    door = open_front_door(ae, ("127.0.0.1", 0), handlers, DoorRules(handshake_timeout=0.5, max_pending=64))
+    door = open_front_door(ae, ("127.0.0.1", 0), handlers, DoorRules(handshake_timeout=0.5, max_pending=64, max_message_bytes=1 << 20))
     yield door, requested
     door.shutdown()
 

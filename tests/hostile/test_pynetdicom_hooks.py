@@ -117,7 +117,7 @@ def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
     assoc = Association(ae, MODE_ACCEPTOR)
     ours, theirs = socket.socketpair()
     try:
-        guard_association(assoc, ours, b"request")
+        guard_association(assoc, ours, b"request", 1 << 20)
         assert isinstance(assoc.dul, GuardedDUL) and isinstance(assoc.dul.socket, GuardedSocket)
         assert type(assoc.dul.state_machine).__name__ == "_GuardedStateMachine"
         assert isinstance(assoc, EventAssociation) and assoc._run_reactor.__func__ is EventAssociation._run_reactor
