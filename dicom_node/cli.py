@@ -365,7 +365,7 @@ def exports_resend(
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """Send a done job's results (SEG, SR, secondary captures) to a destination: how a new PACS gets old results.
+    """Send a done job's results (SEG, SR, summary page, key images) to a destination: how a new PACS gets old results.
 
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
     for the running node's exporter, which needs the destination in its configuration too.
@@ -384,7 +384,8 @@ def exports_resend(
         _fail(f"no job {job_id}")
     if job.state != "done":
         _fail(f"job {job_id} is {job.state}: only a done job has results to send")
-    paths = [job.result["files"]["seg"], job.result["files"]["sr"], *job.result.get("secondary_capture", [])]
+    summary = [job.result["summary"]] if job.result.get("summary") else []  # the order of ResultFiles.dicom()
+    paths = [job.result["files"]["seg"], job.result["files"]["sr"], *summary, *job.result.get("secondary_capture", [])]
     objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in paths]
     added = Outbox(sessions, cfg.export, cfg.node.data_dir).enqueue(job_id, objects, [to])
     if added:

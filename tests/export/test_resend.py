@@ -50,12 +50,15 @@ def test_resend_a_done_jobs_results_to_a_new_destination(processed_p001: Process
             assert unknown.returncode == 2 and "destination 'OLDPACS' is not in the configuration (configured: NEWPACS)" in unknown.stderr
 
             shown = json.loads(node.cli("jobs", "show", str(processed_p001.job_id), "--json").stdout)
-            count = 2 + len(shown["result"]["secondary_capture"])  # SEG, SR, key images and the summary page
+            count = 3 + len(shown["result"]["secondary_capture"])  # SEG, SR, the summary page and the key images
             queued = node.cli("exports", "resend", str(processed_p001.job_id), "--to", "NEWPACS")
             assert f"{count} result object(s) of job {processed_p001.job_id} queued for NEWPACS" in queued.stdout
             received = wait_for(lambda: len(list(pacs.out_dir.iterdir())) >= count and list(pacs.out_dir.iterdir()), 60, "the results at NEWPACS")
-            modalities = sorted(pydicom.dcmread(path, stop_before_pixels=True).Modality for path in received)
-            assert modalities == sorted(["SEG", "SR"] + ["OT"] * (count - 2))
+            headers = [pydicom.dcmread(path, stop_before_pixels=True) for path in received]
+            assert sorted(h.Modality for h in headers) == sorted(["SEG", "SR"] + ["OT"] * (count - 2))
+            sent = {str(h.SOPInstanceUID) for h in headers}
+            summary_page = pydicom.dcmread(node.data_dir / shown["result"]["summary"], stop_before_pixels=True)
+            assert str(summary_page.SOPInstanceUID) in sent
 
             again = node.cli("exports", "resend", str(processed_p001.job_id), "--to", "NEWPACS")
             assert "nothing queued" in again.stdout
