@@ -31,18 +31,24 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     node.stop()
 
 
+def fragments_taken(peer: RawPeer, header: int) -> int:
+    """Send fragments of one message (never the last) until the node stops taking them; how many bytes it took."""
+    sent = 0
+    try:
+        while sent < STREAMED:
+            peer.send(pdata(item(header, bytes(CHUNK))))
+            sent += CHUNK
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return sent
+
+
 def test_an_endless_data_set_aborts_the_association_and_the_node_keeps_receiving(node: NodeProcess) -> None:
     ds = image()
     with RawPeer(node.port) as peer:
         peer.associate(also=(CTImageStorage,), max_length=65536)
         peer.send(pdata(item(COMMAND_LAST, store_command(1, ds))))
-        sent = 0
-        try:
-            while sent < STREAMED:
-                peer.send(pdata(item(DATA, bytes(CHUNK))))
-                sent += CHUNK
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        sent = fragments_taken(peer, DATA)
         closed, said = peer.closed_by_node(within=10)
     assert closed and said in (b"", abort_pdu(INVALID_PARAMETER_VALUE))  # an A-ABORT, if the socket still took it
     assert sent <= LIMIT_MB * 1024 * 1024 + SOCKET_BUFFERS, f"the node took {sent} bytes of a message limited to {LIMIT_MB} MiB"
@@ -65,13 +71,7 @@ def test_an_endless_command_is_bounded_too(node: NodeProcess) -> None:
     """A command in fragments goes to pynetdicom, not the fast path: the limit holds there as well."""
     with RawPeer(node.port) as peer:
         peer.associate(also=(CTImageStorage,), max_length=65536)
-        sent = 0
-        try:
-            while sent < STREAMED:
-                peer.send(pdata(item(COMMAND, bytes(CHUNK))))
-                sent += CHUNK
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        sent = fragments_taken(peer, COMMAND)
         closed, _ = peer.closed_by_node(within=10)
     assert closed
     assert sent <= LIMIT_MB * 1024 * 1024 + SOCKET_BUFFERS
