@@ -152,6 +152,10 @@ def build_segmentation(
         content_label="LUNG_OPACITY",
         omit_empty_frames=True,
     )
+    # highdicom draws a random Dimension Organization UID: derived instead, so that a re-run writes the same object.
+    organization = derived_uid(source_series_uid, algorithm, "seg", "dimension-organization")
+    for item in [*segmentation.DimensionOrganizationSequence, *segmentation.DimensionIndexSequence]:
+        item.DimensionOrganizationUID = organization
     return stamp(segmentation, created)
 
 

@@ -272,11 +272,29 @@ def _uids(files: ResultFiles) -> list[tuple[str, str]]:
     return [(ds.SeriesInstanceUID, ds.SOPInstanceUID) for ds in map(pydicom.dcmread, (files.seg, files.sr))]
 
 
+def _every_uid(path: Path) -> set[tuple[str, str]]:
+    """Every UID in a file, nested ones included, with its keyword."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(ds: pydicom.Dataset) -> None:
+        for element in ds:
+            if element.VR == "UI" and element.value:
+                found.add((element.keyword, str(element.value)))
+            elif element.VR == "SQ":
+                for item in element.value:
+                    walk(item)
+
+    walk(pydicom.dcmread(path))
+    return found
+
+
 def test_rewriting_reproduces_uids_and_a_new_version_changes_them(
     written: ResultFiles, p001_result: PipelineResult, tmp_path: Path
 ) -> None:
     again = write_results(p001_result, tmp_path / "again", *ALGORITHM)
     assert _uids(again) == _uids(written)
+    for first, second in zip(written.dicom(), again.dicom()):  # no UID drawn at random anywhere in them
+        assert _every_uid(second) == _every_uid(first), second.name
     newer = write_results(p001_result, tmp_path / "newer", ALGORITHM[0], "0.2.0")
     old_uids = {uid for pair in _uids(written) for uid in pair}
     new_uids = {uid for pair in _uids(newer) for uid in pair}
