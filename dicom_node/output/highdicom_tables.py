@@ -68,11 +68,18 @@ def _compact_json() -> Iterator[None]:
         _standard_utils.json = original
 
 
+@lru_cache(maxsize=1)
+def _load_compactly() -> None:
+    """Load the tables once per process, compactly, even if something used highdicom (and so loaded them) before."""
+    loaders = (_standard_utils.get_sop_class_iod_map, _standard_utils.get_iod_module_map, _standard_utils.get_module_attribute_map)
+    with _compact_json():
+        for loader in loaders:
+            loader.cache_clear()
+            loader()
+
+
 def prepare() -> None:
     """Load the tables now (compactly) and memoize the IOD look-ups (idempotent)."""
-    with _compact_json():
-        _standard_utils.get_sop_class_iod_map()
-        _standard_utils.get_iod_module_map()
-        _standard_utils.get_module_attribute_map()
+    _load_compactly()
     # is_multiframe_image and does_iod_have_pixel_data look the function up in their module at each call.
     _standard_utils.is_attribute_in_iod = _memoized
