@@ -21,10 +21,13 @@ from typing import Any
 
 import highdicom as hd
 import numpy as np
+from pydicom.dataelem import DataElement
+from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
+from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
@@ -119,6 +122,29 @@ class _PackedSegmentation(hd.seg.Segmentation):
     def _build_luts(self) -> None:
         """Skipped: highdicom indexes the new object's frames for its reading API (0.2-0.5 s); the node only saves it."""
 
+    def _get_pffg_item(  # type: ignore[override]
+        self, dimension_index_values: list[int], plane_position: Any, derivation_source_image_items: Any,
+        coordinate_system: Any, derivation: Any,
+    ) -> Dataset:
+        """highdicom's per-frame item, with the plane position and the derivation encoded once per source slice
+        (`frame_items.py`); the frame's own dimension index stays a plain element."""
+        encoded = self.__dict__.setdefault("_encoded_once", EncodedOnce())
+        item, content = Dataset(), Dataset()
+        content.add(DataElement(0x00209157, "UL", dimension_index_values))  # DimensionIndexValues
+        item.add(DataElement(0x00209111, "SQ", [content]))  # FrameContentSequence
+        if coordinate_system is not None:
+            slide = coordinate_system == hd.CoordinateSystemNames.SLIDE
+            tag = 0x0048021A if slide else 0x00209113  # PlanePositionSlideSequence, PlanePositionSequence
+            item.add(encoded.element(tag, plane_position, plane_position))
+        if derivation_source_image_items:
+            derived = Dataset()
+            derived.add(DataElement(0x00089215, "SQ", [derivation]))  # DerivationCodeSequence
+            derived.add(DataElement(0x00082112, "SQ", derivation_source_image_items))  # SourceImageSequence
+            item.add(encoded.element(0x00089124, derivation_source_image_items, [derived]))  # DerivationImageSequence
+        else:
+            item.add(DataElement(0x00089124, "SQ", []))
+        return item
+
 
 def build_segmentation(
     result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime
@@ -156,7 +182,10 @@ def build_segmentation(
     organization = derived_uid(source_series_uid, algorithm, "seg", "dimension-organization")
     for item in [*segmentation.DimensionOrganizationSequence, *segmentation.DimensionIndexSequence]:
         item.DimensionOrganizationUID = organization
-    return stamp(segmentation, created)
+    stamp(segmentation, created)
+    segmentation.__dict__.pop("_encoded_once", None)
+    ready_to_write(segmentation)
+    return segmentation
 
 
 def _segment_description(
