@@ -57,7 +57,7 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
-from dicom_node.net.pdu import HEADER_LENGTH, P_DATA_TF
+from dicom_node.net.pdu import COMMAND_FRAGMENT, HEADER_LENGTH, LAST_FRAGMENT, P_DATA_TF, PDV_ITEM_HEAD
 from dicom_node.net.requests import refuse_incomplete_store
 from dicom_node.net.responses import encode_store_response, fits_one_fragment, response_pdu
 
@@ -73,7 +73,7 @@ IDLE_WAIT_SECONDS = 0.05  # the longest a request waits for the association thre
 
 C_STORE_RQ = 0x0001
 NO_DATA_SET = 0x0101
-_ITEM_HEAD = struct.Struct(">LBB").unpack_from  # PDV item length, presentation context ID, message control header
+LAST_COMMAND = COMMAND_FRAGMENT | LAST_FRAGMENT  # a whole command in one fragment
 _ELEMENT_HEAD = struct.Struct("<HHL").unpack_from  # command set: implicit VR little endian
 _US = struct.Struct("<H").unpack_from
 # The elements of a C-STORE-RQ this path takes (PS3.7 table 9.1-1 less the Move Originator pair, 0x1030/0x1031)
@@ -163,19 +163,19 @@ class StoreAssembler:
         while pos < end:
             if end - pos < 6:
                 return self._give_back(view, start if self._command else pos)
-            length, context_id, control = _ITEM_HEAD(view, pos)
+            length, context_id, control = PDV_ITEM_HEAD(view, pos)
             if length < 2 or length > end - pos - 4:
                 return self._give_back(view, start if self._command else pos)
             value = view[pos + 6 : pos + 4 + length]
             if self._command is None:
-                if control & 3 != 3 or (command := self._takes(context_id, value)) is None:
+                if control & LAST_COMMAND != LAST_COMMAND or (command := self._takes(context_id, value)) is None:
                     return self._give_back(view, pos)
                 self._command, self._context_id, start = command, context_id, pos
-            elif control & 1 or context_id != self._context_id:
+            elif control & COMMAND_FRAGMENT or context_id != self._context_id:
                 return self._give_back(view, start)
             else:
                 self._fragments.append(value)
-                if control & 2:
+                if control & LAST_FRAGMENT:
                     self._complete()
                     start = pos + 4 + length
             pos += 4 + length

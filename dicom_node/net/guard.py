@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 import time
 from contextlib import suppress
 from typing import cast
@@ -50,15 +49,22 @@ from pynetdicom.transport import AssociationSocket
 
 from dicom_node import metrics
 from dicom_node.net.fastpath import StoreAssembler, StoreFunction
-from dicom_node.net.pdu import HEADER_LENGTH, INVALID_PARAMETER_VALUE, P_DATA_TF, abort_pdu, check_header, parse_header
+from dicom_node.net.pdu import (
+    COMMAND_FRAGMENT,
+    HEADER_LENGTH,
+    INVALID_PARAMETER_VALUE,
+    LAST_FRAGMENT,
+    P_DATA_TF,
+    PDV_ITEM_HEAD,
+    abort_pdu,
+    check_header,
+    parse_header,
+)
 from dicom_node.net.reactor import LOGGER as DUL_LOGGER
 from dicom_node.net.reactor import EventDUL, event_driven
 from dicom_node.net.responses import fast_store_responses
 
 log = logging.getLogger(__name__)
-
-_ITEM_HEAD = struct.Struct(">LBB").unpack_from  # PDV item: length, presentation context ID, message control header
-LAST_FRAGMENT = 0x02  # message control header bit 1: the last fragment of a command or data set
 
 
 class GuardedSocket(AssociationSocket):
@@ -190,15 +196,14 @@ class GuardedDUL(EventDUL):
             sock._unread[:0] = back
             self._given_back = len(back)
 
-
     def _count_fragments(self, pdu: bytearray) -> str | None:
         """Add the PDU's fragments to the message in progress; why to abort when a message passes the limit."""
         position, end = HEADER_LENGTH, len(pdu)
         while position + 6 <= end:
-            item_length, _context, control = _ITEM_HEAD(pdu, position)
+            item_length, _context, control = PDV_ITEM_HEAD(pdu, position)
             self._message += max(0, item_length - 2)
             if self._message > self._max_message:
-                kind = "command" if control & 0x01 else "data set"
+                kind = "command" if control & COMMAND_FRAGMENT else "data set"
                 return (
                     f"a {kind} of more than {self._max_message // (1024 * 1024)} MiB (dicom.max_message_mb): "
                     f"{self._message} bytes so far, held in memory while it arrives"

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from pynetdicom.pdu import A_ASSOCIATE_RQ
 
 HEADER_LENGTH = 6
+PDV_ITEM_HEAD = struct.Struct(">LBB").unpack_from  # a P-DATA-TF's value item: length, presentation context ID, message control header
+COMMAND_FRAGMENT = 0x01  # message control header bit 0: a fragment of a command (else of a data set)
+LAST_FRAGMENT = 0x02  # message control header bit 1: the last fragment of its command or data set
 ASSOCIATE_RQ = 0x01
 REJECT = 0x03
 P_DATA_TF = 0x04

@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from dicom_node.pipeline.boxes import bounding_box
+from dicom_node.pipeline.boxes import Box, bounding_box
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.volume import CtVolume
 
@@ -126,11 +126,12 @@ def _resample_to_native_box(
     The mask travels as uint8 0/255 so that linear interpolation and the 0.5 threshold
     (128) cost one byte per native voxel rather than four.
     """
-    if not mask.any():
+    grid_box = bounding_box(mask)
+    if grid_box is None:
         return None
     source = sitk.GetImageFromArray(mask.astype(np.uint8) * np.uint8(255))
     source.CopyInformation(grid)
-    box = _native_box(mask, grid, volume, margin_voxels)
+    box = _native_box(grid_box, grid, volume, margin_voxels)
     reference = sitk.Image([b.stop - b.start for b in box[::-1]], sitk.sitkUInt8)
     reference.SetSpacing(tuple(float(s) for s in volume.spacing[::-1]))
     reference.SetDirection(volume.direction)
@@ -152,12 +153,10 @@ def _corner_points(volume: CtVolume) -> np.ndarray:
     return np.array([_native_point(volume, list(size_xyz * np.array(bits))) for bits in np.ndindex(2, 2, 2)])
 
 
-def _native_box(mask: np.ndarray, grid: sitk.Image, volume: CtVolume, margin: int) -> tuple[slice, slice, slice]:
-    """Bounding box (z, y, x slices) on the native grid of the grid voxels set in `mask`."""
-    box = bounding_box(mask)
-    assert box is not None, "an empty mask has no box (the caller returns first)"
-    low = np.array([s.start for s in box]) - margin
-    high = np.array([s.stop - 1 for s in box]) + margin
+def _native_box(grid_box: Box, grid: sitk.Image, volume: CtVolume, margin: int) -> tuple[slice, slice, slice]:
+    """Bounding box (z, y, x slices) on the native grid of a box of grid voxels, widened by `margin` of them."""
+    low = np.array([s.start for s in grid_box]) - margin
+    high = np.array([s.stop - 1 for s in grid_box]) + margin
     d = np.asarray(volume.direction).reshape(3, 3)
     corners = []
     for bits in np.ndindex(2, 2, 2):

@@ -74,7 +74,10 @@ def has_ordered_journal(path: Path) -> bool:
     journal (mkfs -O ^has_journal, common on VM images): its journals are listed in /proc/fs/jbd2 by
     block device name, and a file system without one is not there.
     """
-    _, fstype, device = _mount_of(path)
+    return _journaled(*_mount_of(path)[1:])
+
+
+def _journaled(fstype: str, device: str) -> bool:
     if fstype == "xfs":
         return True
     if fstype not in ("ext3", "ext4"):
@@ -93,10 +96,11 @@ def directory_sync_needed(setting: bool | str, data_dir: Path, index_url: str) -
     if not index_url.startswith("sqlite"):
         return True, "the index is not an SQLite file beside the data"
     index_path = Path(index_url.split("///", 1)[-1])
-    if _mount_of(index_path.parent)[0] != _mount_of(data_dir)[0]:
+    mount_point, fstype, device = _mount_of(data_dir)
+    if _mount_of(index_path.parent)[0] != mount_point:
         return True, f"the index {index_path} is on another file system than the data"
-    if not has_ordered_journal(data_dir):
-        return True, f"the data dir is on {file_system_type(data_dir) or 'an unknown file system'} without an ordered journal"
+    if not _journaled(fstype, device):
+        return True, f"the data dir is on {fstype or 'an unknown file system'} without an ordered journal"
     return False, "the index commit's fsync also commits the renames (journaling file system holding both)"
 
 
