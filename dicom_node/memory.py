@@ -8,12 +8,18 @@ it (P001: 722 MiB for the first job, up to 776 MiB for the second in one process
 Trimming after each job returns it.  A fixed low mmap threshold would return it
 at once too, but every large array then costs fresh page faults: 600,000 per
 P001 job instead of 20,000, 0.5-1 s of system time.
+
+The start-up objects (highdicom's tables, the web app, SQLAlchemy's mappers: 340,000
+of them) are moved out of the garbage collector's reach once loaded: each job's
+objects trigger a full collection, which walked all of them (90 ms per job, in the
+middle of a job's steps) and now walks only the job's (10 ms).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import logging
 from functools import lru_cache
 from typing import Any
@@ -35,3 +41,10 @@ def release_free_memory() -> bool:
     """Return the freed heap memory of every arena to the system; False where the C library is not glibc."""
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
+
+
+def freeze_start_up_objects() -> int:
+    """Exempt every object alive now from later collections (they live as long as the process); returns how many."""
+    gc.collect()  # what start-up left as garbage is freed now, not kept forever
+    gc.freeze()
+    return gc.get_freeze_count()

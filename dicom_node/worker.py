@@ -26,7 +26,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceModel, Inferenc
 from dicom_node.inference.factory import build_models
 from dicom_node.output import highdicom_tables
 from dicom_node.logs import RepeatingFailure
-from dicom_node.memory import release_free_memory
+from dicom_node.memory import freeze_start_up_objects, release_free_memory
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -92,6 +92,7 @@ class Worker:
 
     def run(self, stopping: threading.Event) -> None:
         highdicom_tables.prepare()  # here, while the node already listens, rather than in the first job (0.5 s)
+        freeze_start_up_objects()  # the tables and the rest of start-up stay out of every job's collections (memory.py)
         failures = RepeatingFailure(log, f"{self.name}: claiming jobs")
 
         def claim_and_process() -> bool:
