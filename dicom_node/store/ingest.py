@@ -330,7 +330,7 @@ class Indexer:
         open; one commit."""
         raw = self._raw
         received = raw.timestamp(now)
-        with raw.transaction() as cursor:
+        with raw.transaction(writes=True) as cursor:
             cursor.execute(self._sql["insert"], (
                 meta.sop_instance_uid, values["sop_class_uid"], series_id, values["instance_number"], values["transfer_syntax_uid"],
                 values["path"], values["size"], values["association_fk"], received,
