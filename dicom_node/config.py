@@ -131,10 +131,11 @@ class DicomSettings(Section):
     sync_directories: bool | Literal["auto"] = Field(
         default="auto",
         description=(
-            "fsync the directory after each instance's rename. 'auto': only where the index commit's fsync (before "
-            "the C-STORE answer) does not also commit the rename, i.e. unless the data dir is on a journaling ext4 "
-            "or XFS that also holds the SQLite index (ext4 without a journal, other file systems and a PostgreSQL "
-            "index get the directory fsync); the choice is logged at start."
+            "fsync an instance's directory besides its file. 'auto': a new instance's file (created in place) gets "
+            "none on ext4 (with or without a journal) and XFS, where its fsync also makes its name durable; a file "
+            "replaced by rename gets one unless the index commit's fsync (before the C-STORE answer) also commits "
+            "the rename, i.e. unless the data dir is on a journaling ext4 or XFS that also holds the SQLite index; "
+            "each choice is logged when first made."
         ),
     )
     min_free_disk_mb: int = Field(

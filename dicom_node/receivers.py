@@ -12,7 +12,7 @@ from busy ones.
 
 The guarantees are those of several receivers on one database
 (docs/scale-out.md), which they are: every instance is acknowledged only
-after its file is fsynced and renamed and its row committed; a SOP Instance
+after its file is durably written (fsync) and its row committed; a SOP Instance
 UID sent to two processes at once is caught by the index's unique key and
 handled by the duplicate policy; patient/study/series rows are created by
 whoever comes first (the others retry and find them); a series is queued once

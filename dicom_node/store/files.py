@@ -1,10 +1,16 @@
 """Durable instance files: what the SCP has acknowledged must survive a crash.
 
 Each instance is written as received (preamble, file meta, the raw encoded
-dataset: pixel data never decoded or recompressed) to a temporary file in its
-final directory, fsynced, renamed into place, and the directory fsynced, so a
-file either exists whole under its final name or not at all. Paths are built
-from sanitised UIDs: a UID from the wire is not trusted as a file name.
+dataset: pixel data never decoded or recompressed). A new instance is created
+under its final name and fsynced (`create_durably`); a file that replaces
+another is written to a temporary file in its final directory, fsynced and
+renamed into place (`write_durably`), so an acknowledged file is never left
+half overwritten. Either way the directory is fsynced where the file system
+needs it (`shared_storage`). A crash while a new instance is written can leave
+part of it under its final name, unacknowledged and without an index row: the
+receive path treats such a file as absent and replaces it when the instance is
+sent again. Paths are built from sanitised UIDs: a UID from the wire is not
+trusted as a file name.
 """
 
 from __future__ import annotations
@@ -113,15 +119,8 @@ def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool 
     _make_dirs_durably(path.parent)
     tmp = path.with_name(f".{path.name}.{_HOST}~{os.getpid()}.{id(chunks):x}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
-    size = 0
     try:
-        for chunk in chunks:
-            view = memoryview(chunk)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-                size += written
-        os.fsync(fd)
+        size = _write_and_sync(fd, chunks)
     except BaseException:
         os.close(fd)
         tmp.unlink(missing_ok=True)
@@ -130,6 +129,43 @@ def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool 
     os.replace(tmp, path)
     if sync_directory:
         _fsync_dir(path.parent)
+    return size
+
+
+def create_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool = True) -> int:
+    """Create `path` with the chunks and fsync it; return the size written. FileExistsError: the name is taken.
+
+    No temporary, no rename: on ext4 and XFS the file's fsync also makes its new name durable, where a rename
+    needs a directory fsync (or a journal commit) of its own: one device flush per instance instead of two.
+    `sync_directory`: fsync the directory too (file systems that do not promise that).
+    A failed write leaves the name holding nothing (truncated, not removed: a writer that found the name
+    taken may have renamed its own complete copy over it meanwhile).
+    """
+    _make_dirs_durably(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
+    try:
+        size = _write_and_sync(fd, chunks)
+    except BaseException:
+        try:
+            os.ftruncate(fd, 0)
+        finally:
+            os.close(fd)
+        raise
+    os.close(fd)
+    if sync_directory:
+        _fsync_dir(path.parent)
+    return size
+
+
+def _write_and_sync(fd: int, chunks: tuple[bytes | memoryview, ...]) -> int:
+    size = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+            size += written
+    os.fsync(fd)
     return size
 
 

@@ -38,7 +38,7 @@ from pydicom import dcmread
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
-from dicom_node.store.files import instance_relpath, write_durably
+from dicom_node.store.files import create_durably, instance_relpath, write_durably
 from dicom_node.store.ingest import (
     IDENTIFIER_TAGS,
     LAST_IDENTIFIER_TAG,
@@ -49,7 +49,7 @@ from dicom_node.store.ingest import (
     same_data_set,
 )
 from dicom_node.store.jobs import JobQueue
-from dicom_node.store.shared_storage import directory_sync_needed
+from dicom_node.store.shared_storage import directory_sync_needed, new_entry_sync_needed
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +95,16 @@ class Receiver:
 
     @cached_property
     def sync_directory(self) -> bool:
-        """Whether each instance's rename gets a directory fsync of its own; decided (and logged) at the first instance."""
+        """Whether a file replaced by rename gets a directory fsync of its own; decided (and logged) at first use."""
         needed, why = directory_sync_needed(self.settings.sync_directories, self.data_dir, self.indexer.database_url)
-        log.info("each instance's rename %s: %s", "is fsynced" if needed else "is made durable by the index commit", why)
+        log.info("a replaced instance's rename %s: %s", "is fsynced" if needed else "is made durable by the index commit", why)
+        return needed
+
+    @cached_property
+    def sync_new_entries(self) -> bool:
+        """Whether a new instance's file gets a directory fsync besides its own; decided (and logged) at the first instance."""
+        needed, why = new_entry_sync_needed(self.settings.sync_directories, self.data_dir)
+        log.info("a new instance's directory %s: %s", "is fsynced" if needed else "needs no fsync of its own", why)
         return needed
 
     # Batches --------------------------------------------------------------
@@ -176,11 +183,20 @@ class Receiver:
         # The path is a function of the UIDs, so only an instance whose file exists can be a re-send: the index
         # is asked only then (a file without a row is one a crash left unacknowledged: it is simply replaced).
         relpath = instance_relpath(meta.study_instance_uid, meta.series_instance_uid, meta.sop_instance_uid)
-        previous = self.indexer.indexed_path(meta.sop_instance_uid) if (self.data_dir / relpath).exists() else None
+        path = self.data_dir / relpath
+        exists = path.exists()
+        previous = self.indexer.indexed_path(meta.sop_instance_uid) if exists else None
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, transfer_syntax)) is not None:
             return Outcome(refusal.status, refusal.comment, meta)
         try:
-            size = write_durably(self.data_dir / relpath, header, raw, sync_directory=self.sync_directory)
+            size = None
+            if not exists:  # a new instance (the common case): created in place, one fsync
+                try:
+                    size = create_durably(path, header, raw, sync_directory=self.sync_new_entries)
+                except FileExistsError:  # the same instance, arriving on another association right now
+                    pass
+            if size is None:  # a file is there (a re-send, or one a crash left unacknowledged): replaced whole
+                size = write_durably(path, header, raw, sync_directory=self.sync_directory)
             try:
                 self.indexer.record(meta, relpath, size, batch.id, batch.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series

@@ -90,7 +90,7 @@ def _journaled(fstype: str, device: str) -> bool:
 
 
 def directory_sync_needed(setting: bool | str, data_dir: Path, index_url: str) -> tuple[bool, str]:
-    """Whether each instance's rename needs a directory fsync of its own (`dicom.sync_directories`), and why."""
+    """Whether a replaced instance's rename needs a directory fsync of its own (`dicom.sync_directories`), and why."""
     if setting != "auto":
         return bool(setting), "dicom.sync_directories is set"
     if not index_url.startswith("sqlite"):
@@ -102,6 +102,21 @@ def directory_sync_needed(setting: bool | str, data_dir: Path, index_url: str) -
     if not _journaled(fstype, device):
         return True, f"the data dir is on {fstype or 'an unknown file system'} without an ordered journal"
     return False, "the index commit's fsync also commits the renames (journaling file system holding both)"
+
+
+def new_entry_sync_needed(setting: bool | str, data_dir: Path) -> tuple[bool, str]:
+    """Whether a newly created instance file needs a directory fsync besides its own (`dicom.sync_directories`), and why.
+
+    On ext4 and XFS the fsync of a new file also makes its directory entry durable: with a journal, the entry
+    is in the transaction that the fsync commits; ext4 without a journal writes the new file's parent
+    directories in the same fsync (ext4_sync_parent). Other file systems promise it only for a directory fsync.
+    """
+    if setting != "auto":
+        return bool(setting), "dicom.sync_directories is set"
+    fstype = _mount_of(data_dir)[1]
+    if fstype in ("ext3", "ext4", "xfs"):
+        return False, f"on {fstype}, a new file's fsync also makes its name durable"
+    return True, f"the data dir is on {fstype or 'an unknown file system'}"
 
 
 def _probe(data_dir: Path) -> None:

@@ -114,18 +114,22 @@ def test_duplicates_follow_the_documented_policy(node_factory, tmp_path: Path, p
     assert query(node.data_dir, "SELECT count(*) FROM instance") == [(1,)]
 
 
-def test_a_file_left_by_a_crash_before_its_row_does_not_pass_for_a_duplicate(node_factory) -> None:
-    """A crash between the rename and the commit leaves a file the sender never saw acknowledged: its re-send is stored."""
+@pytest.mark.parametrize("left", ["whole", "half written"])
+def test_a_file_left_by_a_crash_before_its_row_does_not_pass_for_a_duplicate(node_factory, left: str) -> None:
+    """A crash before the commit leaves a file the sender never saw acknowledged (whole: after its fsync; half
+    written: during the write of a new instance, which is created under its final name): its re-send is stored."""
     from dicom_node.store.files import instance_relpath
 
     node = node_factory().start()
     source = next(shared_series(*B70F).glob("*.dcm"))
-    ds = pydicom.dcmread(source, stop_before_pixels=True)
+    ds = pydicom.dcmread(source)
     orphan = node.data_dir / instance_relpath(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     orphan.parent.mkdir(parents=True)
-    orphan.write_bytes(source.read_bytes())
+    data = source.read_bytes()
+    orphan.write_bytes(data if left == "whole" else data[: len(data) // 2])
     assert storescu(node.port, source, compressed=False).returncode == 0
     assert query(node.data_dir, "SELECT sop_instance_uid FROM instance") == [(ds.SOPInstanceUID,)]
+    assert pydicom.dcmread(orphan).PixelData == ds.PixelData
 
 
 def test_a_uid_re_sent_in_another_series_moves_there_under_overwrite(node_factory, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Whether each received instance's rename gets a directory fsync of its own (`dicom.sync_directories`)."""
+"""Whether a received instance's file gets a directory fsync of its own (`dicom.sync_directories`): a rename's, a new file's."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.store.shared_storage import directory_sync_needed, file_system_type, has_ordered_journal
+from dicom_node.store.shared_storage import directory_sync_needed, file_system_type, has_ordered_journal, new_entry_sync_needed
 
 
 def jbd2_journals() -> set[str]:
@@ -47,3 +47,13 @@ def test_tmpfs_is_not_journaled() -> None:
     if not Path("/dev/shm").is_dir():
         pytest.skip("no /dev/shm")
     assert not has_ordered_journal(Path("/dev/shm"))
+
+
+def test_a_new_files_name_needs_no_directory_fsync_on_ext4_or_xfs_only(tmp_path: Path) -> None:
+    """ext4 (journal or not) and XFS make a new file's name durable in its own fsync; tmpfs and others are not trusted."""
+    assert new_entry_sync_needed(True, tmp_path)[0] is True
+    assert new_entry_sync_needed(False, tmp_path)[0] is False
+    needed, why = new_entry_sync_needed("auto", tmp_path)
+    assert needed is (file_system_type(tmp_path) not in ("ext3", "ext4", "xfs")), why
+    if Path("/dev/shm").is_dir():
+        assert new_entry_sync_needed("auto", Path("/dev/shm")) == (True, "the data dir is on tmpfs")
