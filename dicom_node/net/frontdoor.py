@@ -50,6 +50,9 @@ from dicom_node.net.pdu import HEADER_LENGTH, Refusal, check_request, check_requ
 log = logging.getLogger(__name__)
 
 ACCEPTS_PER_WAKEUP = 64  # then the pending connections get their turn
+# On a listening socket shared with other receiving processes: how long a process leaves a new connection to the
+# others, per association it is running already (an idle process takes it at once).
+SHARED_ACCEPT_DELAY = 0.005
 LOGGED_PER_MINUTE = 50
 
 
@@ -58,6 +61,7 @@ class DoorRules:
     handshake_timeout: float
     max_pending: int
     max_message_bytes: int
+    shared_listener: bool = False  # other receiving processes accept on the same listening socket
 
     @property
     def max_pending_per_host(self) -> int:
@@ -130,6 +134,7 @@ class FrontDoor(AssociationServer):
         self._pending: dict[int, _Pending] = {}  # in arrival order: the first is the oldest
         self._per_host: Counter[str] = Counter()
         self._serial = 0
+        self._accept_at: float | None = None  # leaving new connections to idler processes until then
         self._stopping = False
         self._stopped = threading.Event()
         self._log_refusal = _RefusalLog()
@@ -166,11 +171,12 @@ class FrontDoor(AssociationServer):
                 while not self._stopping:
                     for key, _events in selector.select(self._wait()):
                         if key.fileobj is listener:
-                            self._accept()
+                            self._listener_ready()
                         elif key.fileobj is self._wake_reader:
                             self._wake_reader.recv(64)
                         elif not key.data.closed:
                             self._advance(key.data)
+                    self._resume_accepting()
                     self._expire()
                 for pending in list(self._pending.values()):
                     self._close(pending)
@@ -188,10 +194,35 @@ class FrontDoor(AssociationServer):
         self._wake_writer.close()
 
     def _wait(self) -> float | None:
-        if not self._pending:
-            return None
-        oldest = next(iter(self._pending.values()))
-        return max(0.0, oldest.deadline - time.monotonic())
+        times = [self._accept_at] if self._accept_at is not None else []
+        if self._pending:
+            times.append(next(iter(self._pending.values())).deadline)  # the oldest's
+        return max(0.0, min(times) - time.monotonic()) if times else None
+
+    def _listener_ready(self) -> None:
+        """Accept what waits; on a shared listener, one connection at a time, and a busy process lets idle ones go first.
+
+        Every process sharing the socket is woken by a new connection, and the first to call accept() takes it:
+        one that took all it could find took the four associations that four senders opened at once, leaving the
+        other processes idle. A process that runs or admits k associations now waits k * SHARED_ACCEPT_DELAY
+        before it tries (no longer watching the socket meanwhile); if every process is busy, the least busy one
+        takes it.
+        """
+        if not self.rules.shared_listener:
+            self._accept(ACCEPTS_PER_WAKEUP)
+            return
+        busy = len(self.active_associations) + len(self._pending)
+        if not busy:
+            self._accept(1)
+            return
+        self._selector.unregister(self.socket)
+        self._accept_at = time.monotonic() + busy * SHARED_ACCEPT_DELAY
+
+    def _resume_accepting(self) -> None:
+        if self._accept_at is not None and time.monotonic() >= self._accept_at:
+            self._accept_at = None
+            self._selector.register(self.socket, selectors.EVENT_READ)
+            self._accept(1)  # EAGAIN if an idler process has taken it meanwhile
 
     def _expire(self) -> None:
         now = time.monotonic()
@@ -202,8 +233,8 @@ class FrontDoor(AssociationServer):
             self._refuse(oldest, "timeout", Refusal(f"no complete A-ASSOCIATE-RQ within {self.rules.handshake_timeout:g} s"))
 
     # Steps of a pending connection ---------------------------------------
-    def _accept(self) -> None:
-        for _ in range(ACCEPTS_PER_WAKEUP):
+    def _accept(self, most: int) -> None:
+        for _ in range(most):
             try:
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -312,9 +343,10 @@ def open_front_door(ae: ApplicationEntity, address: tuple[str, int], handlers: l
     """Listen on `address` (or accept on `listener`, a listening socket another process made) and run the front door
     in a daemon thread.
 
-    Several processes accepting on one listening socket share its connections: each process's loop wakes on a new
-    connection and the first to call accept() takes it (the others get EAGAIN), so a process busy with its own
-    associations leaves new ones to idler processes, unlike SO_REUSEPORT's fixed hash of the peer's address."""
+    Several processes accepting on one listening socket (`rules.shared_listener`) share its connections: each
+    process's loop wakes on a new connection and the first to call accept() takes it (the others get EAGAIN); a
+    process busy with its own associations waits before it tries (`FrontDoor._listener_ready`), so new ones go to
+    idler processes, unlike SO_REUSEPORT's fixed hash of the peer's address."""
     door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules, listener=listener,
                           store=store)
     thread = threading.Thread(target=door.serve_forever, name=f"FrontDoor@{door.server_address[1]}", daemon=True)
