@@ -15,10 +15,10 @@ back, and the pool stays free for the API and the workers.
 On SQLite, the receive path's write transactions take turns on a lock of their
 own first (`SerialWriters`): SQLite lets one connection write at a time, and a
 connection that finds the index locked sleeps in its busy handler (1, 2, 5, 10
-ms and on) however soon the lock is free, where a commit holds it for about
-0.3 ms. With four associations in four receiving processes, a fifth to a third
-of each one's time went to those sleeps. A writer waiting on the turn lock is
-woken by the kernel as soon as it is released.
+ms and on) however soon the lock is free, where a commit holds it for 0.3-0.7
+ms (its fsync). With four associations in four receiving processes, a fifth to
+a third of each one's time went to those sleeps. A writer waiting on the turn
+lock is woken by the kernel as soon as it is released.
 """
 
 from __future__ import annotations
