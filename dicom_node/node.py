@@ -71,6 +71,7 @@ class Node:
         # (jobs and exports wake their threads through `wakeups`).
         self._released = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[Worker] = []
         self.engine = None
         self.scp: StorageSCP | None = None
         self.receivers: ReceivingProcesses | None = None
@@ -106,7 +107,10 @@ class Node:
         if self.receive:
             self.queue.close_interrupted_associations(with_receivers=True)
             indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
-            self.scp = StorageSCP(self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set)
+            self.scp = StorageSCP(
+                self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
+                other_work=lambda: sum(worker.busy for worker in self._workers),
+            )
             try:
                 self.scp.start()
             except OSError as exc:
@@ -124,6 +128,7 @@ class Node:
         outbox = Outbox(sessions, self.config.export, self.data_dir, self.wakeups)
         for number in range(1, jobs.workers + 1):
             worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.owner}/worker-{number}")
+            self._workers.append(worker)
             self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)

@@ -82,6 +82,7 @@ class Worker:
         self.outbox = outbox
         self.data_dir = data_dir
         self.name = name
+        self.busy = False  # running a job now (the SCP leaves new associations to idler receiving processes)
         self._models: dict[str, tuple[InferenceModel, InferenceModel]] = {}
 
     def models(self, pipeline: str) -> tuple[InferenceModel, InferenceModel]:
@@ -99,7 +100,11 @@ class Worker:
             job = failures.run(lambda: self.queue.claim(self.name))
             if job is None:
                 return False
-            self.process(job)
+            self.busy = True
+            try:
+                self.process(job)
+            finally:
+                self.busy = False
             release_free_memory()  # the job's arrays are gone now: give their pages back (memory.py)
             return True
 

@@ -34,6 +34,7 @@ import ssl
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -127,9 +128,12 @@ class FrontDoor(AssociationServer):
 
     def __init__(self, ae: ApplicationEntity, address: tuple[str, int], ae_title: str, contexts: list[Any],
                  ssl_context: ssl.SSLContext | None = None, evt_handlers: list[Any] | None = None, *, rules: DoorRules,
-                 listener: socket.socket | None = None, store: StoreFunction | None = None) -> None:
+                 listener: socket.socket | None = None, store: StoreFunction | None = None,
+                 other_work: Callable[[], int] | None = None) -> None:
         self.rules = rules
         self.store = store  # the C-STORE fast path's store function (fastpath.py); None: pynetdicom's way only
+        # What else this process is busy with (the node's pipeline jobs), counted like associations on a shared listener.
+        self._other_work = other_work
         self._listener = listener  # a listening socket shared with other receiving processes, instead of binding
         self._pending: dict[int, _Pending] = {}  # in arrival order: the first is the oldest
         self._per_host: Counter[str] = Counter()
@@ -204,14 +208,14 @@ class FrontDoor(AssociationServer):
 
         Every process sharing the socket is woken by a new connection, and the first to call accept() takes it:
         one that took all it could find took the four associations that four senders opened at once, leaving the
-        other processes idle. A process that runs or admits k associations now waits k * SHARED_ACCEPT_DELAY
-        before it tries (no longer watching the socket meanwhile); if every process is busy, the least busy one
-        takes it.
+        other processes idle. A process that runs or admits k associations (or pipeline jobs, which share its
+        interpreter lock) now waits k * SHARED_ACCEPT_DELAY before it tries (no longer watching the socket
+        meanwhile); if every process is busy, the least busy one takes it.
         """
         if not self.rules.shared_listener:
             self._accept(ACCEPTS_PER_WAKEUP)
             return
-        busy = len(self.active_associations) + len(self._pending)
+        busy = len(self.active_associations) + len(self._pending) + (self._other_work() if self._other_work else 0)
         if not busy:
             self._accept(1)
             return
@@ -339,7 +343,7 @@ class FrontDoor(AssociationServer):
 
 def open_front_door(ae: ApplicationEntity, address: tuple[str, int], handlers: list[Any], rules: DoorRules,
                     ssl_context: ssl.SSLContext | None = None, listener: socket.socket | None = None,
-                    store: StoreFunction | None = None) -> FrontDoor:
+                    store: StoreFunction | None = None, other_work: Callable[[], int] | None = None) -> FrontDoor:
     """Listen on `address` (or accept on `listener`, a listening socket another process made) and run the front door
     in a daemon thread.
 
@@ -348,7 +352,7 @@ def open_front_door(ae: ApplicationEntity, address: tuple[str, int], handlers: l
     process busy with its own associations waits before it tries (`FrontDoor._listener_ready`), so new ones go to
     idler processes, unlike SO_REUSEPORT's fixed hash of the peer's address."""
     door = ae.make_server(address, evt_handlers=handlers, ssl_context=ssl_context, server_class=FrontDoor, rules=rules, listener=listener,
-                          store=store)
+                          store=store, other_work=other_work)
     thread = threading.Thread(target=door.serve_forever, name=f"FrontDoor@{door.server_address[1]}", daemon=True)
     thread.start()
     return door

@@ -63,8 +63,12 @@ class StorageSCP:
         indexer: Indexer,
         queue: JobQueue,
         on_association_end: Callable[[], None] | None = None,
+        other_work: Callable[[], int] | None = None,
     ) -> None:
+        """`other_work`: how many pipeline jobs this process runs now; with several receiving processes, one that is
+        busy leaves new associations to the others (`FrontDoor._listener_ready`)."""
         self.settings = settings
+        self._other_work = other_work
         self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.receiver = Receiver(settings, data_dir, indexer, queue)
         self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
@@ -114,7 +118,7 @@ class StorageSCP:
             for port, context in listeners:
                 if port:
                     listener = None if shared is None else shared[port]
-                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context, listener, self.store))
+                    self._doors.append(open_front_door(ae, (settings.host, port), handlers, rules, context, listener, self.store, self._other_work))
         except Exception:  # the TLS port is taken: do not keep the plain one open
             self.stop()
             raise

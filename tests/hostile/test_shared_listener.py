@@ -42,3 +42,24 @@ def test_a_busy_door_leaves_a_new_association_to_an_idle_one() -> None:
             assoc.release()
         first.shutdown()
         second.shutdown()
+
+
+def test_a_door_whose_process_runs_a_job_leaves_a_new_association_to_an_idle_one() -> None:
+    """The node's own process shares its interpreter lock with the pipeline: while a job runs, it is busy too."""
+    for _ in range(3):  # whichever door wakes first: the one running a job must leave the association to the other
+        working = open_front_door(_door_ae(), ("127.0.0.1", 0), [], RULES, other_work=lambda: 1)
+        idle = open_front_door(_door_ae(), ("127.0.0.1", 0), [], RULES, listener=working.socket)
+        sender = AE("MODALITY")
+        sender.add_requested_context(VERIFICATION)
+        assoc = sender.associate("127.0.0.1", working.server_address[1], ae_title="CLARA")
+        try:
+            assert assoc.is_established
+            deadline = time.monotonic() + 5
+            while not (working.active_associations or idle.active_associations):
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert (len(working.active_associations), len(idle.active_associations)) == (0, 1)
+        finally:
+            assoc.release()
+            working.shutdown()
+            idle.shutdown()
