@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Optional
@@ -148,26 +147,19 @@ def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> Non
             _fail(f"--export-to {text}: {exc}", 2)
     setup_logging(cfg.node.log_level, cfg.node.log_json)
     from dicom_node.node import Node
+    from dicom_node.stop_signals import StopSignals
     from dicom_node.store.shared_storage import StorageError
 
     node = Node(cfg, receive=receive)
-
-    def _request_stop(signum: int, _frame: Any) -> None:
-        node.stopping.set()
-
     # Before start(): Ctrl-C while the node starts stops it once started, cleanly, instead of a traceback.
-    signal.signal(signal.SIGTERM, _request_stop)
-    signal.signal(signal.SIGINT, _request_stop)
+    stop_signals = StopSignals()
     try:
         node.start()
     except (OSError, StorageError) as exc:
         node.stop()
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)
         _fail(f"cannot start: {exc}")
-    # Wake up now and then: a signal taken by another thread does not interrupt a wait without timeout,
-    # so the handler would only run once something else woke the main thread.
-    while not node.stopping.wait(0.5):
-        pass
+    stop_signals.wait(node.stopping)
     node.stop()
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import pydicom
 
 from dicom_node.config import Config
 from dicom_node.logs import setup_logging
+from dicom_node.stop_signals import StopSignals
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +190,7 @@ def main() -> None:
     setup_logging(config.node.log_level, config.node.log_json)
     sockets = {int(port): socket.socket(fileno=fd) for port, fd in spec["sockets"].items()}
     receiving = Receiving(config, sockets)
-
-    def _request_stop(*_args: Any) -> None:
-        receiving.stopping.set()
-
-    signal.signal(signal.SIGTERM, _request_stop)
-    signal.signal(signal.SIGINT, _request_stop)
+    stop_signals = StopSignals()
 
     def _watch_node() -> None:
         # Unbuffered: a daemon thread blocked in a buffered read holds its lock, which interpreter shutdown needs.
@@ -209,8 +204,7 @@ def main() -> None:
     except Exception:
         log.exception("receiving process %s could not start", config.node.name)
         sys.exit(1)
-    while not receiving.stopping.wait(0.5):
-        pass
+    stop_signals.wait(receiving.stopping)
     receiving.stop()
     log.info("receiving process %s stopped", config.node.name)
 
