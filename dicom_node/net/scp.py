@@ -112,7 +112,10 @@ class StorageSCP:
         listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
         ae = self._make_ae()
         rules = DoorRules(
-            settings.handshake_timeout, settings.max_pending_connections, settings.max_message_mb * 1024 * 1024, settings.receive_processes > 1
+            settings.handshake_timeout,
+            settings.max_pending_connections,
+            settings.max_message_mb * 1024 * 1024,
+            shared_listener=settings.receive_processes > 1,
         )
         try:
             for port, context in listeners:

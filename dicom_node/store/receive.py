@@ -189,14 +189,7 @@ class Receiver:
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, transfer_syntax)) is not None:
             return Outcome(refusal.status, refusal.comment, meta)
         try:
-            size = None
-            if not exists:  # a new instance (the common case): created in place, one fsync
-                try:
-                    size = create_durably(path, header, raw, sync_directory=self.sync_new_entries)
-                except FileExistsError:  # the same instance, arriving on another association right now
-                    pass
-            if size is None:  # a file is there (a re-send, or one a crash left unacknowledged): replaced whole
-                size = write_durably(path, header, raw, sync_directory=self.sync_directory)
+            size = self._write(path, header, raw, new=not exists)
             try:
                 self.indexer.record(meta, relpath, size, batch.id, batch.pipeline, replace=previous is not None)
             except DuplicateInstance as duplicate:  # the same UID came before in another study or series
@@ -219,6 +212,19 @@ class Receiver:
         batch.series[meta.series_instance_uid] = batch.series.get(meta.series_instance_uid, 0) + 1
         log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return Outcome(SUCCESS, meta=meta)
+
+    def _write(self, path: Path, header: bytes, raw: memoryview, new: bool) -> int:
+        """Write the instance's file durably; return its size.
+
+        A new instance (the common case) is created in place, with one fsync. A file that is there (a re-send, or
+        one a crash left unacknowledged) is replaced whole, by rename; so is a new one that another association
+        started writing meanwhile (the same instance, sent twice at once)."""
+        if new:
+            try:
+                return create_durably(path, header, raw, sync_directory=self.sync_new_entries)
+            except FileExistsError:
+                pass
+        return write_durably(path, header, raw, sync_directory=self.sync_directory)
 
     def _duplicate(self, tag: str, fields: dict[str, str], stored: Path, raw: memoryview, syntax: str) -> Outcome | None:
         """The answer to a re-sent SOP Instance UID under the configured policy; None: store the new copy."""
