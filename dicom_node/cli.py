@@ -362,6 +362,7 @@ def exports_resend(
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
     for the running node's exporter, which needs the destination in its configuration too.
     """
+    from dicom_node.output.stored_results import result_dicom_files
     from dicom_node.store.models import Job
     from dicom_node.store.outbox import Outbox, ResultObject
 
@@ -376,9 +377,7 @@ def exports_resend(
         _fail(f"no job {job_id}")
     if job.state != "done":
         _fail(f"job {job_id} is {job.state}: only a done job has results to send")
-    summary = [job.result["summary"]] if job.result.get("summary") else []  # the order of ResultFiles.dicom()
-    paths = [job.result["files"]["seg"], job.result["files"]["sr"], *summary, *job.result.get("secondary_capture", [])]
-    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in paths]
+    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in result_dicom_files(job.result)]
     added = Outbox(sessions, cfg.export, cfg.node.data_dir).enqueue(job_id, objects, [to])
     if added:
         typer.echo(f"{added} result object(s) of job {job_id} queued for {to}")

@@ -54,8 +54,10 @@ def test_qido_finds_the_study_its_series_and_the_nodes_results(processed_p001: P
     results = processed_p001.node.cli("jobs", "show", str(processed_p001.job_id), "--json")
     key_images = json.loads(results.stdout)["result"]["secondary_capture"]
     in_study = dicomweb.search_for_instances(processed_p001.study_instance_uid)
-    # The CT, SEG, SR, key images and summary page at least (other tests of the session may add to this study).
-    assert len(in_study) >= 148 + 2 + len(key_images)
+    # The CT, SEG, SR, summary page and key images at least (other tests of the session may add to this study).
+    assert len(in_study) >= 148 + 3 + len(key_images)
+    summary_uid = result_uids(processed_p001)["summary"]["sop_instance_uid"]
+    assert summary_uid in {values(instance, "00080018")[0] for instance in in_study}
     assert values(study, "00201206") == [len(dicomweb.search_for_series(processed_p001.study_instance_uid))]
     assert values(study, "00201208") == [len(in_study)]
     assert values(study, "00100020") == [header.PatientID] and values(study, "00080020") == [header.StudyDate]

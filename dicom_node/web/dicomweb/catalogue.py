@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dicom_node.output.stored_results import result_dicom_files
 from dicom_node.store.models import Instance, Job, Series, Study
 
 
@@ -97,16 +98,13 @@ def received(session: Session, data_dir: Path, scope: Scope) -> list[Entry]:
 
 
 def result_paths(job: Job, data_dir: Path) -> list[Path]:
-    """The DICOM files a done job wrote (SEG, SR, key images) that are still there, inside the data dir."""
-    result = job.result or {}
-    names = [result.get("files", {}).get(kind) for kind in ("seg", "sr")] + list(result.get("secondary_capture", []))
+    """The DICOM files a done job wrote (SEG, SR, summary page, key images) that are still there, inside the data dir."""
     root = data_dir.resolve()
     paths = []
-    for name in names:
-        if name:
-            path = (root / name).resolve()
-            if path.is_relative_to(root) and path.is_file():
-                paths.append(path)
+    for name in result_dicom_files(job.result):
+        path = (root / name).resolve()
+        if path.is_relative_to(root) and path.is_file():
+            paths.append(path)
     return paths
 
 
