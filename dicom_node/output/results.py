@@ -38,7 +38,8 @@ class ResultFiles:
     warnings: list[str] = field(default_factory=list)
 
     def dicom(self) -> list[Path]:
-        """The DICOM files to send to the PACS, SEG first (the SR references it)."""
+        """The DICOM files to send to the PACS, SEG first (the SR references it); `stored_results.result_dicom_files`
+        lists the same from a done job's stored result, in the same order."""
         summary = [self.summary] if self.summary else []
         return [self.seg, self.sr, *summary, *self.secondary_capture]
 
