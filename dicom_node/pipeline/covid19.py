@@ -3,7 +3,7 @@
 select/load -> segment (model grid, clip, `segmenter`, split left/right) -> fitness flags
 (`fitness.py`: is the scan within what the method was validated for) -> classifier
 input -> classify (`classifier`), in a second thread, while this one quantifies and describes
-the opacity pattern; then the masks go back to the native grid. Each step's wall time is
+the opacity pattern and its RSNA category (`category.py`); then the masks go back to the native grid. Each step's wall time is
 recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
 (or `SeriesNotEligible`, job skipped); `InferenceUnavailable` from a model propagates
 so that the worker re-queues the job.
@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from dicom_node.inference.base import ContractMismatch, InferenceModel
+from dicom_node.pipeline.category import RsnaAssessment, rsna_category
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
@@ -58,9 +59,10 @@ class PipelineResult:
     timings: dict[str, float] = field(default_factory=dict)
     pattern: OpacityPattern | None = None  # distribution and zone-based severity; None where not computed
     fitness: tuple[FitnessFlag, ...] = ()  # conditions outside the validated range; empty: none found
+    category: RsnaAssessment | None = None  # the RSNA reporting category from the pattern; None where not computed
 
 
-__all__ = ["Classification", "FitnessFlag", "Measurements", "OpacityPattern", "PipelineResult", "run_covid19"]
+__all__ = ["Classification", "FitnessFlag", "Measurements", "OpacityPattern", "PipelineResult", "RsnaAssessment", "run_covid19"]
 
 
 def run_covid19(
@@ -108,6 +110,7 @@ def run_covid19(
         with _timed(timings, "describe"):
             pattern = describe_opacity(opacity, high, labels, spacing)
             del high
+            category = rsna_category(pattern, measurements.opacity_volume_ml)
         classification = classified.result()
     with _timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
@@ -121,6 +124,7 @@ def run_covid19(
         timings=timings,
         pattern=pattern,
         fitness=fitness,
+        category=category,
     )
 
 

@@ -16,6 +16,17 @@ All figures come from the opacity and high-opacity masks and the lung labels on 
   range (consolidation); the rest is ground glass;
 - lesions: connected components of the opacity mask (26-neighbourhood), their number
   and the volume of the largest;
+- lesion shape: per lesion, the spread of its voxels along its three principal axes (mm);
+  its roundness is the shortest spread over the longest (1 for a ball, about 0.2 for a
+  vessel-like streak). A rounded lesion is a ground-glass-predominant lesion of at least
+  `SHAPE_MIN_ML` with roundness >= `ROUNDED_MIN` (P001's rounded patches: 0.62-0.66);
+  a mass-like lesion is a compact (roundness >= `MASS_MIN_ROUNDNESS`) lesion of at least
+  `MASS_MIN_ML` whose consolidation share is at least `MASS_MIN_SOLID_PERCENT` (the
+  A0002 tumour on 8 mm slices: 76-80 mL, 36-38% consolidation, roundness 0.62-0.64;
+  P001's lesions: 0-5% consolidation);
+- the lung's own peripheral share: the share of the lung volume in its outer third (about
+  50-56%), against which the opacity's peripheral share tells whether opacity is
+  predominantly peripheral;
 - the zone-based CT severity score: per zone (six: each lung's upper, middle and lower
   third) 0 none, 1 < 5%, 2 5-25%, 3 25-50%, 4 50-75%, 5 > 75% of the zone's lung
   volume involved; total 0-30. It follows the scoring of the lobe-based CT severity
@@ -44,6 +55,11 @@ SIDES = {"right": RIGHT, "left": LEFT}
 SCORE_UPPER_BOUNDS = (25.0, 50.0, 75.0)  # percent, inclusive: 5..25 scores 2, up to 50 3, up to 75 4, above 5
 PERIPHERAL_FRACTION = 1.0 / 3.0
 DISTANCE_STEP = 3  # in-plane subsampling of the distance to the pleura (see `peripheral_region`)
+SHAPE_MIN_ML = 1.0  # smaller lesions have too few voxels on the model grid for a shape
+ROUNDED_MIN = 0.55
+MASS_MIN_ML = 5.0  # about 2 cm across
+MASS_MIN_ROUNDNESS = 0.5
+MASS_MIN_SOLID_PERCENT = 25.0
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,10 @@ class OpacityPattern:
     zone_involvement_percent: dict[str, float]  # "right upper" ... "left lower": opacity % of the zone's lung
     zone_scores: dict[str, int]  # same keys, 0..5
     zone_based_severity_score: int  # 0..30
+    lung_peripheral_percent: float = 0.0  # share of the lung volume in its outer third (the reference for peripheral_percent)
+    rounded_lesion_count: int = 0  # ground-glass lesions of rounded shape
+    mass_like_lesion_count: int = 0  # compact lesions with a large consolidation share
+    largest_mass_like_ml: float = 0.0
 
 
 def zone_key(side: str, zone: str) -> str:
@@ -134,16 +154,22 @@ def describe_opacity(
             key, n = zone_key(side, zone), int(lung_counts[label * 3 + index])
             involvement[key] = 100.0 * int(opacity_counts[label * 3 + index]) / n if n else 0.0
             scores[key] = severity_of(involvement[key])
+    peripheral = peripheral_region(labels, spacing)
+    lung_peripheral = 100.0 * int(np.count_nonzero(peripheral)) / max(int(lung_counts.sum()), 1)
     if not total:
-        return OpacityPattern(False, 0.0, dict.fromkeys(ZONES, 0.0), 0.0, 0.0, 0, 0.0, involvement, scores, 0)
+        return OpacityPattern(
+            False, 0.0, dict.fromkeys(ZONES, 0.0), 0.0, 0.0, 0, 0.0, involvement, scores, 0, lung_peripheral
+        )
     per_zone = [int(opacity_counts[[RIGHT * 3 + i, LEFT * 3 + i]].sum()) for i in range(len(ZONES))]
     per_lung = {label: int(opacity_counts[label * 3 : label * 3 + 3].sum()) for label in SIDES.values()}
     box = bounding_box(opacity)
     components, count = ndimage.label(opacity[box], structure=np.ones((3, 3, 3), dtype=bool))
     consolidation = 100.0 * int((high_opacity & opacity).sum()) / total
+    shapes = lesion_shapes(components, count, high_opacity[box], spacing)
+    mass_like = shapes.mass_like()
     return OpacityPattern(
         bilateral=all(n * voxel_ml >= BILATERAL_MIN_ML for n in per_lung.values()),
-        peripheral_percent=100.0 * int((opacity & peripheral_region(labels, spacing)).sum()) / total,
+        peripheral_percent=100.0 * int((opacity & peripheral).sum()) / total,
         zone_distribution_percent={zone: 100.0 * n / total for zone, n in zip(ZONES, per_zone)},
         consolidation_percent=consolidation,
         ground_glass_percent=100.0 - consolidation,
@@ -152,4 +178,51 @@ def describe_opacity(
         zone_involvement_percent=involvement,
         zone_scores=scores,
         zone_based_severity_score=sum(scores.values()),
+        lung_peripheral_percent=lung_peripheral,
+        rounded_lesion_count=int(shapes.rounded().sum()),
+        mass_like_lesion_count=int(mass_like.sum()),
+        largest_mass_like_ml=float(shapes.volume_ml[mass_like].max()) if mass_like.any() else 0.0,
     )
+
+
+@dataclass(frozen=True)
+class LesionShapes:
+    """Per lesion (index = component label - 1): volume, consolidation share and roundness."""
+
+    volume_ml: np.ndarray
+    solid_percent: np.ndarray  # consolidation share of the lesion, 0..100
+    roundness: np.ndarray  # shortest over longest principal spread, 0..1 (0 for lesions too small to tell)
+
+    def rounded(self) -> np.ndarray:
+        """Ground-glass-predominant lesions of rounded shape."""
+        return (self.volume_ml >= SHAPE_MIN_ML) & (self.solid_percent < 50.0) & (self.roundness >= ROUNDED_MIN)
+
+    def mass_like(self) -> np.ndarray:
+        """Compact lesions of which a large share is consolidation: what a tumour looks like at this resolution."""
+        return (
+            (self.volume_ml >= MASS_MIN_ML)
+            & (self.solid_percent >= MASS_MIN_SOLID_PERCENT)
+            & (self.roundness >= MASS_MIN_ROUNDNESS)
+        )
+
+
+def lesion_shapes(
+    components: np.ndarray, count: int, high_opacity: np.ndarray, spacing: tuple[float, float, float]
+) -> LesionShapes:
+    """Shape and consolidation share of each labelled lesion, from the first and second moments of its voxels (mm)."""
+    labelled = np.flatnonzero(components)
+    which = components.ravel()[labelled]
+    voxels = np.bincount(which, minlength=count + 1)[1:].astype(float)
+    solid = np.bincount(which, weights=high_opacity.ravel()[labelled], minlength=count + 1)[1:]
+    coordinates = [axis * step for axis, step in zip(np.unravel_index(labelled, components.shape), spacing)]
+    means = [np.bincount(which, weights=c, minlength=count + 1)[1:] / voxels for c in coordinates]
+    covariance = np.empty((count, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            products = np.bincount(which, weights=coordinates[i] * coordinates[j], minlength=count + 1)[1:]
+            covariance[:, i, j] = covariance[:, j, i] = products / voxels - means[i] * means[j]
+    spread = np.sqrt(np.clip(np.linalg.eigvalsh(covariance), 0.0, None))  # ascending per lesion
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    volume_ml = voxels * voxel_ml
+    roundness = np.where((volume_ml >= SHAPE_MIN_ML) & (spread[:, 2] > 0), spread[:, 0] / np.maximum(spread[:, 2], 1e-9), 0.0)
+    return LesionShapes(volume_ml=volume_ml, solid_percent=100.0 * solid / voxels, roundness=roundness)
