@@ -217,12 +217,12 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -
 
 
 def _result_text(result: dict[str, Any]) -> str:
-    """A done job's answer in one cell: the most likely class, its probability and the percentage of opacity."""
-    classification, measurements = result.get("classification"), result.get("measurements")
-    if not classification or not measurements:
-        return ""
-    probability, name = max(zip(classification["probabilities"], classification["class_names"]))
-    return f"{name} {probability:.2f}, PO {measurements['opacity_percent']['total']:.1f}%"
+    """A done job's answer in one cell: the headline (RSNA category, zone-based score, PO, marked "(!)" when the
+    scan is outside the validated range). Jobs done before the headline existed show their percentage of opacity."""
+    headline, measurements = result.get("headline"), result.get("measurements")
+    if headline:
+        return str(headline["text"])
+    return f"PO {measurements['opacity_percent']['total']:.1f}%" if measurements else ""
 
 
 def _when(iso: str | None) -> str:

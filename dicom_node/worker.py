@@ -28,7 +28,8 @@ from dicom_node.output import highdicom_tables
 from dicom_node.logs import RepeatingFailure
 from dicom_node.memory import freeze_start_up_objects, release_free_memory
 from dicom_node.output.results import ResultFiles, write_results
-from dicom_node.output.summary import rounded_measurements
+from dicom_node.output.summary import headline_text, rounded_measurements
+from dicom_node.output.tables import headline
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
@@ -45,15 +46,19 @@ SPILL_DIR = "work"
 
 
 def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, masks: Path) -> dict[str, Any]:
-    """What the job row keeps: measurements, probabilities and where the result files are (relative to the data dir)."""
+    """What the job row keeps: the headline (category, score, PO, marked), the category's criteria, the fitness
+    flags, measurements, the classifier's scores and where the result files are (relative to the data dir)."""
     named = {"seg": files.seg, "sr": files.sr, "csv": files.csv, "json": files.json, "masks": masks}
     return {
         "files": {key: str(path.relative_to(data_dir)) for key, path in named.items()},
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "summary": str(files.summary.relative_to(data_dir)) if files.summary else None,
         "warnings": files.warnings,
+        "headline": headline(result),
+        "category": result.category.as_dict() if result.category else None,
+        "fitness_flags": [flag.as_dict() for flag in result.fitness],
         "measurements": rounded_measurements(result.measurements),
-        "classification": asdict(result.classification),
+        "classification": {**asdict(result.classification), "score_kind": result.classification.score_kind},
         "pattern": asdict(result.pattern) if result.pattern else None,
     }
 
@@ -161,14 +166,16 @@ class Worker:
             if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
-                probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
+                scores = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.scores))
                 log.info(
-                    "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",
+                    "%s done in %.1f s: %s; lungs %.0f mL; fitness flags: %s; %s %s (%s); %d object(s) to %s",
                     tag,
                     time.perf_counter() - begun,
+                    headline_text(result),
                     result.measurements.lung_volume_ml["total"],
-                    result.measurements.opacity_percent["total"],
-                    probabilities,
+                    ", ".join(flag.code for flag in result.fitness) or "none",
+                    result.classification.score_kind,
+                    scores,
                     result.classification.model_name,
                     len(objects),
                     ", ".join(destinations) or "no destination",

@@ -15,9 +15,12 @@ Standard codes where a standard code exists:
   syndrome coronavirus 2".
 
 PO, PHO ("percentage of opacity", "percentage of high opacity", Chaganti et
-al., Radiology: AI 2020), the opacity volume inside one lung, the class
-probabilities, the opacity pattern and the zone-based CT severity score have
-no standard code; they use the private coding scheme
+al., Radiology: AI 2020), the opacity volume inside one lung, the classifier's
+scores (a trained model's probabilities, the baseline's index), the opacity
+pattern, the zone-based CT severity score, the RSNA reporting category
+(Simpson et al. 2020) with its four values and its criteria, and the fitness
+flags have no standard code (neither SNOMED CT nor DCM codes the RSNA
+categories); criteria are "RC" + the criterion's key, flags their own code; they use the private coding scheme
 "99DCMNODE" (private designators start with "99", PS3.3 8.2), which the SR
 declares in its Coding Scheme Identification Sequence.
 """
@@ -75,12 +78,35 @@ def zone_severity_score(zone_key: str) -> Code:
     side, zone = zone_key.split()
     return Code(f"CTSSZ{side[0].upper()}{zone[0].upper()}", PRIVATE_SCHEME, f"Zone-based CT severity score, {zone_key} zone")
 
-# Said in plain words wherever the baseline classifier's probabilities are shown.
-BASELINE_NOTE = "explainable baseline, not a trained model"
+# Said in plain words wherever the baseline classifier's scores are shown.
+BASELINE_NOTE = "explainable baseline, not a trained model: its index is not a probability"
+
+# The RSNA expert-consensus category (pipeline/category.py) and whether the scan is within the validated range.
+RSNA_CATEGORY = Code("RSNACAT", PRIVATE_SCHEME, "RSNA chest CT category for COVID-19 pneumonia")
+RSNA_CATEGORY_VALUES = {
+    "typical": Code("RSNATYP", PRIVATE_SCHEME, "Typical appearance"),
+    "indeterminate": Code("RSNAIND", PRIVATE_SCHEME, "Indeterminate appearance"),
+    "atypical": Code("RSNAATY", PRIVATE_SCHEME, "Atypical appearance"),
+    "negative": Code("RSNANEG", PRIVATE_SCHEME, "Negative for pneumonia"),
+}
+WITHIN_VALIDATED_RANGE = Code("FITVALID", PRIVATE_SCHEME, "Scan within the method's validated range")
+FITNESS = Code("FITNESS", PRIVATE_SCHEME, "Fitness of the scan for the method")
 
 
-def probability_of(class_name: str, class_index: int) -> Code:
-    """The private code for "probability of <class>", one per classifier output index."""
+def criterion(code: str, title: str) -> Code:
+    """The private code of one category criterion ("BILATERAL" -> "RCBILATERAL")."""
+    return Code(f"RC{code}", PRIVATE_SCHEME, title)
+
+
+def fitness_flag(code: str, title: str) -> Code:
+    """The private code of one fitness flag: its own code (`pipeline/fitness.py`)."""
+    return Code(code, PRIVATE_SCHEME, title)
+
+
+def score_of(class_name: str, class_index: int, baseline: bool) -> Code:
+    """The private code for one classifier output: "Probability of <class>", or for the baseline its index."""
+    if baseline:
+        return Code(f"BIDX{class_index}", PRIVATE_SCHEME, f"Baseline index for {class_name} (not a probability)")
     return Code(f"PROB{class_index}", PRIVATE_SCHEME, f"Probability of {class_name}")
 
 

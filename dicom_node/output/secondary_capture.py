@@ -5,8 +5,11 @@ Two Secondary Capture series per source series:
   an RGB image in the lung window with the contours of the right lung, the
   left lung and the opacity drawn in the SEG's segment colours and a legend;
   each references the CT slice it shows;
-- a summary page: the table of volumes, PO and PHO per lung (`summary`), the
-  classifier's answer with its disclaimer, and the colour legend.
+- a summary page led by the headline (`summary.headline_lines`: the RSNA category,
+  the zone-based score and PO, marked when a fitness flag is raised; the category's
+  criteria; the flags), then the table of volumes, PO and PHO per lung and the
+  pattern, the classifier's answer with its disclaimer, and the colour legend.
+  Key images carry the headline in their legend.
 No patient identity is burned in.  UIDs are derived like the SEG's, from the
 source series, the algorithm and (key images) the source slice.
 """
@@ -25,13 +28,14 @@ from scipy import ndimage
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
 from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.summary import SIDES, SummaryRow, classification_lines, summary_rows
+from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
 
 SC_SERIES_NUMBER = 9003
 SUMMARY_SERIES_NUMBER = 9004
-SUMMARY_SIZE = (768, 768)  # rows, columns of the summary page
+SUMMARY_SIZE = (1024, 768)  # rows, columns of the summary page
+HEADLINE_LARGE_LINES = 2  # category; zone-based score and PO
 LUNG_WINDOW_HU = (-1350.0, 150.0)  # centre -600, width 1500
 _CONTOURED = (RIGHT_LUNG, LEFT_LUNG, OPACITY)  # drawn in this order: opacity on top
 
@@ -57,10 +61,7 @@ def build_secondary_captures(
     """One RGB Secondary Capture image per key slice, in z order."""
     header_at = dict(zip(sources.z_indices, sources.headers))
     series_uid = result.volume.series_instance_uid
-    legend = (
-        f"{algorithm.name} {algorithm.version}: opacity "
-        f"{result.measurements.opacity_percent['total']:.1f}% of lung volume"
-    )
+    legend = headline_text(result)  # the algorithm is named in the series description
     images = []
     shown = key_slices(result, sources, most_opacity)
     for number, (z, masks) in enumerate(zip(shown, segment_masks(result, shown)), start=1):
@@ -98,7 +99,9 @@ def build_summary_page(
     header = sources.first
     image = SCImage.from_ref_dataset(
         ref_dataset=header,
-        pixel_array=render_summary(summary_rows(result), classification_lines(result.classification), algorithm),
+        pixel_array=render_summary(
+            headline_lines(result), summary_rows(result), classification_lines(result.classification), algorithm
+        ),
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
@@ -119,17 +122,25 @@ def build_summary_page(
     return image
 
 
-def render_summary(rows: list[SummaryRow], classification: list[str], algorithm: AlgorithmId) -> np.ndarray:
-    """The summary page as RGB uint8: title, the table (a column per side), the classifier's lines, the legend."""
+def render_summary(
+    headline: list[str], rows: list[SummaryRow], classification: list[str], algorithm: AlgorithmId
+) -> np.ndarray:
+    """The summary page as RGB uint8: title, the headline lines (the first two large), the table (a column per
+    side), the classifier's lines, the legend. Marked lines (fitness flags) are drawn in amber."""
     height, width = SUMMARY_SIZE
     image = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(image)
-    title, body = ImageFont.load_default(size=26), ImageFont.load_default(size=19)
+    title, body, small = (ImageFont.load_default(size=size) for size in (26, 19, 17))
     y = 20
     draw.text((24, y), "Lung opacity: automatic quantification", fill=(255, 255, 255), font=title)
     y += 38
     draw.text((24, y), f"{algorithm.name} {algorithm.version} - preliminary, not verified by a physician", fill=(255, 217, 138), font=body)
-    y += 44
+    y += 40
+    for number, line in enumerate(headline):
+        large = number < HEADLINE_LARGE_LINES
+        draw.text((24, y), line, fill=(255, 217, 138) if MARK in line else (255, 255, 255), font=title if large else small)
+        y += 34 if large else 20
+    y += 16
     columns = (24, 380, 500, 630)
     for x, text in zip(columns, ("", "Right", "Left", "Both")):
         draw.text((x, y), text, fill=(170, 180, 190), font=body)

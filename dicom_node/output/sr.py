@@ -1,6 +1,13 @@
 """The measurements and the classification as a TID 1500 Measurement Report (Comprehensive 3D SR).
 
-Measurement groups:
+Measurement groups, the headline first:
+- the RSNA reporting category (TID 1501), when the result has one: the category
+  (typical, indeterminate, atypical, negative for pneumonia) and each criterion
+  met (Yes) or not (No) as qualitative evaluations, the rule that decided and each
+  criterion's figures as comments, the zone-based CT severity score and PO, and
+  whether the scan is within the method's validated range;
+- the fitness of the scan (TID 1501): within the validated range (Yes/No) and, per
+  fitness flag raised, the flag (Yes) with its reason as a comment;
 - one per lung (TID 1411), referencing its SEG segment: lung volume, opacity
   volume inside that lung, PO and PHO;
 - one for the opacity segment (TID 1411): total opacity volume;
@@ -8,9 +15,10 @@ Measurement groups:
 - one for the opacity pattern (TID 1501), when the result has one: bilateral
   (yes/no), peripheral, zone and consolidation/ground-glass shares, lesion count,
   largest lesion volume and the zone-based CT severity score with its six zones;
-- one for the classifier (TID 1501): one probability per class, the model's
-  name and version, and, for the explainable baseline, a comment that says in
-  plain words that it is not a trained model.
+- one for the classifier (TID 1501): one score per class (a trained model's
+  "Probability of <class>"; for the explainable baseline "Baseline index for
+  <class> (not a probability)"), the model's name and version, and, for the
+  baseline, a comment that says in plain words that it is not a trained model.
 Concept choices are documented in `concepts`.
 """
 
@@ -28,8 +36,9 @@ from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, s
 from dicom_node.output.series import SR_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import rounded
+from dicom_node.pipeline.category import SOURCE
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
-from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
+from dicom_node.pipeline.covid19 import Classification, FitnessFlag, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
 
 SR_SERIES_NUMBER = 9002
 
@@ -45,7 +54,10 @@ def build_report(
     source_series_uid = result.volume.series_instance_uid
     measurements = result.measurements
     context = (segmentation, source_series_uid, algorithm)
+    headline = [_category_group(result, source_series_uid, algorithm)] if result.category and result.pattern else []
     groups = [
+        *headline,
+        _fitness_group(result.fitness, source_series_uid, algorithm),
         _segment_group(RIGHT_LUNG, concepts.RIGHT, _quantification(measurements, "right"), *context),
         _segment_group(LEFT_LUNG, concepts.LEFT, _quantification(measurements, "left"), *context),
         _segment_group(
@@ -184,13 +196,69 @@ def _pattern_group(
     )
 
 
+def _comment(group: hd.sr.MeasurementsAndQualitativeEvaluations, text: str) -> None:
+    group[0].ContentSequence.append(
+        hd.sr.TextContentItem(name=concepts.COMMENT, value=text[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+    )
+
+
+def _yes_no(name: Code, value: bool) -> hd.sr.QualitativeEvaluation:
+    return hd.sr.QualitativeEvaluation(name=name, value=concepts.YES if value else concepts.NO)
+
+
+def _category_group(
+    result: PipelineResult, source_series_uid: str, algorithm: AlgorithmId
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The headline: category, criteria, zone-based score and PO, and whether the scan is fit for the method."""
+    assessment: RsnaAssessment = result.category  # type: ignore[assignment]
+    pattern: OpacityPattern = result.pattern  # type: ignore[assignment]
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source_series_uid, algorithm, "RSNA category"),
+        finding_type=concepts.COVID_19,
+        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
+        measurements=[
+            hd.sr.Measurement(
+                name=concepts.ZONE_BASED_SEVERITY_SCORE, value=pattern.zone_based_severity_score, unit=concepts.NO_UNITS
+            ),
+            _percent(concepts.PERCENT_OPACITY, result.measurements.opacity_percent["total"]),
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                name=concepts.RSNA_CATEGORY, value=concepts.RSNA_CATEGORY_VALUES[assessment.category.value]
+            ),
+            *(_yes_no(concepts.criterion(c.code, c.title), c.met) for c in assessment.criteria),
+            _yes_no(concepts.WITHIN_VALIDATED_RANGE, not result.fitness),
+        ],
+    )
+    _comment(group, f"{assessment.category.title}: {assessment.rule} ({SOURCE})")
+    for c in assessment.criteria:
+        _comment(group, f"{c.title}: {'met' if c.met else 'not met'}, {c.detail}")
+    if result.fitness:
+        _comment(group, "Outside the validated range: " + "; ".join(flag.title for flag in result.fitness))
+    return group
+
+
+def _fitness_group(
+    flags: tuple[FitnessFlag, ...], source_series_uid: str, algorithm: AlgorithmId
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source_series_uid, algorithm, "Fitness for the method"),
+        finding_type=concepts.FITNESS,
+        qualitative_evaluations=[
+            _yes_no(concepts.WITHIN_VALIDATED_RANGE, not flags),
+            *(_yes_no(concepts.fitness_flag(flag.code, flag.title), True) for flag in flags),
+        ],
+    )
+    for flag in flags:
+        _comment(group, f"{flag.title}: {flag.reason}")
+    return group
+
+
 def _classification_group(
     classification: Classification, source_series_uid: str, algorithm: AlgorithmId
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    if len(classification.class_names) != len(classification.probabilities):
-        raise ValueError(
-            f"{len(classification.probabilities)} probabilities for classes {classification.class_names}"
-        )
+    if len(classification.class_names) != len(classification.scores):
+        raise ValueError(f"{len(classification.scores)} scores for classes {classification.class_names}")
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source_series_uid, algorithm, "COVID-19 classification"),
         finding_type=concepts.COVID_19,
@@ -199,17 +267,11 @@ def _classification_group(
         ),
         measurements=[
             hd.sr.Measurement(
-                name=concepts.probability_of(name, index), value=rounded(probability, ""), unit=concepts.NO_UNITS
+                name=concepts.score_of(name, index, classification.baseline), value=rounded(score, ""), unit=concepts.NO_UNITS
             )
-            for index, (name, probability) in enumerate(zip(classification.class_names, classification.probabilities))
+            for index, (name, score) in enumerate(zip(classification.class_names, classification.scores))
         ],
     )
     if classification.baseline:
-        group[0].ContentSequence.append(
-            hd.sr.TextContentItem(
-                name=concepts.COMMENT,
-                value=f"{classification.model_name}: {concepts.BASELINE_NOTE}",
-                relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
-            )
-        )
+        _comment(group, f"{classification.model_name}: {concepts.BASELINE_NOTE}")
     return group

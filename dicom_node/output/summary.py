@@ -1,8 +1,12 @@
 """The numbers a reader sees, at clinical precision, and the summary table built from them.
 
-Volumes are rounded to 0.1 mL, percentages to 0.01 % and probabilities to
+Volumes are rounded to 0.1 mL, percentages to 0.01 % and classifier scores to
 0.001 wherever the node shows or writes them (SR, CSV, JSON, summary page):
 more digits than that are noise of the voxel count, not information.
+
+The headline (`headline_lines`) comes first wherever a result is shown: the RSNA
+category, the zone-based CT severity score and PO, and when any fitness flag is raised,
+each of these carries `MARK` and the flags follow ("never silently wrong").
 
 The summary page's table is a list of `SummaryRow`s built from the result's
 data; a descriptor the pipeline adds to its result becomes one more row here
@@ -17,8 +21,10 @@ from dataclasses import dataclass
 from dicom_node.output import concepts
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
+MARK = "(!)"  # beside every headline figure of a scan outside the validated range
+
 SIDES = ("right", "left", "total")  # the table's columns: right lung, left lung, both lungs
-PRECISION = {"mL": 1, "%": 2, "": 3}  # decimals per unit ("" : probabilities and other unitless values)
+PRECISION = {"mL": 1, "%": 2, "": 3}  # decimals per unit ("" : classifier scores and other unitless values)
 
 
 def rounded(value: float, unit: str) -> float:
@@ -88,13 +94,58 @@ def summary_rows(result: PipelineResult) -> list[SummaryRow]:
     return rows
 
 
+def marked(text: str, result: PipelineResult) -> str:
+    """`text` with the mark when the scan is outside the validated range."""
+    return f"{text} {MARK}" if result.fitness else text
+
+
+def category_text(result: PipelineResult) -> str:
+    return result.category.category.title if result.category else "RSNA category not assessed"
+
+
+def score_text(result: PipelineResult) -> str:
+    """The zone-based score (when the pattern was described) and PO."""
+    score = f"zone-based score {result.pattern.zone_based_severity_score}/30, " if result.pattern is not None else ""
+    return f"{score}PO {rounded(result.measurements.opacity_percent['total'], '%'):.2f}%"
+
+
+def headline_text(result: PipelineResult) -> str:
+    """The headline in one line: category, zone-based score and PO, marked when a fitness flag is raised."""
+    return marked(f"{category_text(result)}, {score_text(result)}", result)
+
+
+def headline_lines(result: PipelineResult) -> list[str]:
+    """The headline in two lines (category; score and PO), the category's criteria (met or not), the fitness flags."""
+    lines = [marked(f"RSNA category: {category_text(result)}", result), marked(_capitalised(score_text(result)), result)]
+    if result.category is not None:
+        lines.append(f"  by the rule: {result.category.rule}")
+        lines += [f"  [{'x' if c.met else ' '}] {c.title}" for c in result.category.criteria]
+    if result.fitness:
+        lines.append(f"{MARK} Outside the validated range, figures may be wrong:")
+        lines += [
+            f"  {flag.title} ({flag.measured:.3g} {_unit(flag.unit)}, limit {flag.limit:g} {_unit(flag.unit)})"
+            for flag in result.fitness
+        ]
+    else:
+        lines.append("Scan within the validated range (no fitness flag)")
+    return lines
+
+
+def _unit(ucum: str) -> str:
+    return {"[hnsf'U]": "HU", "{slices}": "slices"}.get(ucum, ucum)
+
+
 def classification_lines(classification: Classification) -> list[str]:
     """The classifier's answer in words: one line per class, then who answered and, for the baseline, what it is."""
     lines = [
-        f"Probability of {name}: {rounded(probability, ''):.3f}"
-        for name, probability in zip(classification.class_names, classification.probabilities)
+        f"{classification.score_label(name)}: {rounded(score, ''):.3f}"
+        for name, score in zip(classification.class_names, classification.scores)
     ]
     lines.append(f"Classifier: {classification.model_name} {classification.model_version}")
     if classification.baseline:
         lines.append(f"Note: {concepts.BASELINE_NOTE}")
     return lines
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]

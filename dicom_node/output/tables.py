@@ -1,13 +1,18 @@
 """The result of one series as a CSV row and a JSON document.
 
 The CSV keeps the shape of Clara's classifier output (an image identifier,
-then one probability column per class, in the model's output order; Clara
+then one score column per class, in the model's output order; Clara
 named the image after the SeriesInstanceUID) and appends the model identity,
-the baseline flag and the measurements, so scripts written for Clara's CSV
-keep working; the opacity pattern (`pipeline/pattern.py`) follows, one column
+the baseline flag, what the scores are (`score_kind`: "probability" for a
+trained model; the baseline's index is not a probability) and the measurements, so scripts written for Clara's CSV
+keep working; the headline follows (`rsna_category`, `rsna_<criterion>` 1/0 per
+criterion, `within_validated_range`, `fitness_flags`: the codes joined by ";"), then the opacity pattern (`pipeline/pattern.py`) follows, one column
 per value, the zone-based severity score as `zone_based_severity_score` and
 `zone_scores_<lung>_<zone>`.  The JSON carries the same content with structure, plus the
-UIDs of the DICOM objects written for the series.
+UIDs of the DICOM objects written for the series; it leads with `headline`
+(category, zone-based score, PO, `marked` when a fitness flag is raised), then
+`category` (rule, source, each criterion) and `fitness_flags` (code, title,
+reason, measured value, limit, unit).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.output.summary import rounded, rounded_measurements
+from dicom_node.output.summary import headline_text, rounded, rounded_measurements
 from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
 
 
@@ -34,8 +39,29 @@ def _measurement_columns(measurements: Measurements) -> dict[str, float]:
     }
 
 
-def _probabilities(classification: Classification) -> dict[str, float]:
-    return {name: rounded(p, "") for name, p in zip(classification.class_names, classification.probabilities)}
+def _scores(classification: Classification) -> dict[str, float]:
+    return {name: rounded(p, "") for name, p in zip(classification.class_names, classification.scores)}
+
+
+def headline(result: PipelineResult) -> dict[str, Any]:
+    """The headline as the JSON document and the job row keep it (`web`, `cli` read it by these keys)."""
+    return {
+        "category": result.category.category.value if result.category else None,
+        "category_title": result.category.category.title if result.category else None,
+        "zone_based_severity_score": result.pattern.zone_based_severity_score if result.pattern else None,
+        "opacity_percent": rounded(result.measurements.opacity_percent["total"], "%"),
+        "marked": bool(result.fitness),
+        "text": headline_text(result),
+    }
+
+
+def _headline_columns(result: PipelineResult) -> dict[str, Any]:
+    columns: dict[str, Any] = {"rsna_category": result.category.category.value if result.category else ""}
+    if result.category is not None:
+        columns.update({f"rsna_{c.code.lower()}": int(c.met) for c in result.category.criteria})
+    columns["within_validated_range"] = int(not result.fitness)
+    columns["fitness_flags"] = ";".join(flag.code for flag in result.fitness)
+    return columns
 
 
 def _pattern_columns(pattern: OpacityPattern | None) -> dict[str, Any]:
@@ -52,17 +78,19 @@ def _pattern_columns(pattern: OpacityPattern | None) -> dict[str, Any]:
 
 
 def csv_text(result: PipelineResult, algorithm: AlgorithmId) -> str:
-    """A header and one row: image, one column per class probability, model identity, measurements."""
+    """A header and one row: image, one column per class score, model identity, headline, measurements, pattern."""
     classification = result.classification
     row: dict[str, Any] = {"image": result.volume.series_instance_uid}
-    row.update(_probabilities(classification))
+    row.update(_scores(classification))
     row.update(
         model_name=classification.model_name,
         model_version=classification.model_version,
         baseline=classification.baseline,
+        score_kind=classification.score_kind,
         algorithm_name=algorithm.name,
         algorithm_version=algorithm.version,
     )
+    row.update(_headline_columns(result))
     row.update(_measurement_columns(result.measurements))
     row.update(_pattern_columns(result.pattern))
     buffer = io.StringIO()
@@ -90,12 +118,16 @@ def json_text(
             "number_of_slices": len(result.volume.sop_instance_uids),
         },
         "algorithm": {"name": algorithm.name, "version": algorithm.version},
+        "headline": headline(result),
+        "category": result.category.as_dict() if result.category else None,
+        "fitness_flags": [flag.as_dict() for flag in result.fitness],
         "classification": {
             "model_name": classification.model_name,
             "model_version": classification.model_version,
             "baseline": classification.baseline,
             "note": concepts.BASELINE_NOTE if classification.baseline else "",
-            "probabilities": _probabilities(classification),
+            "score_kind": classification.score_kind,
+            "scores": _scores(classification),
         },
         "measurements": rounded_measurements(result.measurements),
         "pattern": asdict(result.pattern) if result.pattern else None,

@@ -34,17 +34,34 @@ from dicom_node.pipeline.spill import spill_to_disk
 from dicom_node.pipeline.volume import CtVolume, load_series
 
 MIN_LUNG_ML = 200.0
+BASELINE_SCORE_KIND = "baseline index, not a probability"
 
 
 @dataclass
 class Classification:
-    """What the classifier said, and which classifier said it."""
+    """What the classifier said, and which classifier said it.
+
+    `scores` are the model's outputs per class under the Clara contract: a trained model's
+    probabilities; the embedded baseline's logistic index of peripheral opacity, which is
+    not a probability (nothing calibrated it) and is never shown as one (`score_kind`).
+    """
 
     model_name: str
     model_version: str
     baseline: bool  # True for the explainable baseline ("dicom-node-opacity-baseline"), never shown as a trained model
     class_names: tuple[str, ...]  # ("non-COVID", "COVID-19")
-    probabilities: tuple[float, ...]  # index 0 non-COVID, 1 COVID-19
+    scores: tuple[float, ...]  # index 0 non-COVID, 1 COVID-19
+
+    @property
+    def score_kind(self) -> str:
+        """What a score is, in the words every output uses: "probability" or the baseline's "index"."""
+        return BASELINE_SCORE_KIND if self.baseline else "probability"
+
+    def score_label(self, class_name: str) -> str:
+        """e.g. "Probability of COVID-19 (model x)", or "Baseline index for COVID-19 (not a probability)"."""
+        if self.baseline:
+            return f"Baseline index for {class_name} (not a probability)"
+        return f"Probability of {class_name} ({self.model_name})"
 
 
 @dataclass
@@ -140,13 +157,13 @@ def _classify(
     with _timed(timings, "classifier_input"):
         tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
     with _timed(timings, "classify"):
-        scores = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
+        outputs = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
     return Classification(
         model_name=classifier.contract.name,
         model_version=classifier.contract.version,
         baseline=bool(getattr(classifier, "baseline", False)),
-        class_names=classifier.contract.class_names or tuple(str(i) for i in range(scores.size)),
-        probabilities=tuple(float(p) for p in scores),
+        class_names=classifier.contract.class_names or tuple(str(i) for i in range(outputs.size)),
+        scores=tuple(float(p) for p in outputs),
     )
 
 

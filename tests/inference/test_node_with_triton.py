@@ -105,7 +105,7 @@ def assert_equals_embedded(node: NodeProcess, job: dict[str, Any], embedded: Emb
         np.testing.assert_array_equal(masks["lung_labels"], embedded.lung_labels)
         np.testing.assert_array_equal(masks["opacity_mask"], embedded.opacity_mask)
     on_triton, reference = job["result"]["classification"], embedded.classification
-    assert on_triton["probabilities"] == reference["probabilities"]
+    assert on_triton["scores"] == reference["scores"]
     assert on_triton["class_names"] == reference["class_names"]
     assert on_triton["model_name"] == "covid_classifier", "the job did not run on Triton"
     assert on_triton["baseline"], "the served opacity baseline must not pass for a trained classifier"

@@ -104,7 +104,7 @@ def test_the_pipeline_on_triton_gives_the_embedded_result(triton: TritonEndpoint
     )
 
     np.testing.assert_array_equal(on_triton.lung_labels, embedded.lung_labels)
-    assert on_triton.classification.probabilities == embedded.classification.probabilities
+    assert on_triton.classification.scores == embedded.classification.scores
     assert on_triton.classification.baseline, "the served opacity baseline must not pass for a trained classifier"
 
 

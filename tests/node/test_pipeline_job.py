@@ -84,7 +84,7 @@ def test_seg_references_the_sent_series_and_study(processed_p001: ProcessedSerie
 def test_json_csv_and_cli_carry_the_probabilities_and_the_baseline_flag(processed_p001: ProcessedSeries, job: dict) -> None:
     classification = job["result"]["classification"]
     assert classification["baseline"] is True and classification["class_names"] == ["non-COVID", "COVID-19"]
-    probabilities = classification["probabilities"]
+    probabilities = classification["scores"]
     assert sum(probabilities) == pytest.approx(1, abs=1e-5) and all(0 <= p <= 1 for p in probabilities)
     assert job["result"]["measurements"]["lung_volume_ml"]["total"] > 2000  # an adult's two lungs
 
@@ -93,7 +93,7 @@ def test_json_csv_and_cli_carry_the_probabilities_and_the_baseline_flag(processe
     assert document["source"]["series_instance_uid"] == processed_p001.series_instance_uid
     assert document["classification"]["baseline"] is True and document["classification"]["note"]
     # The result files carry clinical precision (probabilities to 0.001), the job row the same measurements.
-    assert document["classification"]["probabilities"] == pytest.approx(dict(zip(classification["class_names"], probabilities)), abs=5e-4)
+    assert document["classification"]["scores"] == pytest.approx(dict(zip(classification["class_names"], probabilities)), abs=5e-4)
     assert document["measurements"]["opacity_percent"] == job["result"]["measurements"]["opacity_percent"]
 
     (row,) = csv.DictReader((folder / "result.csv").open())

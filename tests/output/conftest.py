@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipeline.category import rsna_category
+from dicom_node.pipeline.fitness import assess_fitness
 from dicom_node.pipeline.pattern import describe_opacity
 from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import LoadRules
@@ -23,16 +25,17 @@ BASELINE = Classification(
     model_version="1.0",
     baseline=True,
     class_names=("non-COVID", "COVID-19"),
-    probabilities=(0.25, 0.75),
+    scores=(0.25, 0.75),
 )
 
 
 def result_from_masks(volume: CtVolume, labels: np.ndarray, opacity: np.ndarray) -> PipelineResult:
-    """A PipelineResult whose measurements and opacity pattern are counted from the given masks."""
+    """A PipelineResult whose measurements, opacity pattern, category and fitness flags come from the given masks."""
     regions = {"right": labels == 1, "left": labels == 2, "total": labels > 0}
     lung_ml = {key: float(mask.sum()) * volume.voxel_volume_ml for key, mask in regions.items()}
     opacity_ml = {key: float((mask & opacity).sum()) * volume.voxel_volume_ml for key, mask in regions.items()}
     percent = {key: 100.0 * opacity_ml[key] / lung_ml[key] for key in regions}
+    pattern = describe_opacity(opacity, opacity & (volume.hu >= -200), labels, volume.spacing)
     return PipelineResult(
         volume=volume,
         lung_labels=labels,
@@ -45,7 +48,9 @@ def result_from_masks(volume: CtVolume, labels: np.ndarray, opacity: np.ndarray)
         ),
         classification=BASELINE,
         timings={"total_s": 1.0},
-        pattern=describe_opacity(opacity, opacity & (volume.hu >= -200), labels, volume.spacing),
+        pattern=pattern,
+        fitness=tuple(assess_fitness(volume, volume.hu, labels)),
+        category=rsna_category(pattern, opacity_ml),
     )
 
 

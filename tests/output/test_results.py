@@ -195,8 +195,11 @@ def test_sr_reports_totals_and_the_classifier_flagged_as_baseline(
     assert totals["Volume"] == round(p001_result.measurements.lung_volume_ml["total"], 1)
     assert totals["Percentage of opacity"] == round(p001_result.measurements.opacity_percent["total"], 2)
     classification = groups["COVID-19 classification"]
-    probabilities = {m.name.meaning: m.value for m in classification.get_measurements()}
-    assert probabilities == {"Probability of non-COVID": 0.25, "Probability of COVID-19": 0.75}
+    scores = {m.name.meaning: m.value for m in classification.get_measurements()}
+    assert scores == {
+        "Baseline index for non-COVID (not a probability)": 0.25,
+        "Baseline index for COVID-19 (not a probability)": 0.75,
+    }
     texts = {
         item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue
         for item in classification[0].ContentSequence
@@ -204,7 +207,9 @@ def test_sr_reports_totals_and_the_classifier_flagged_as_baseline(
     }
     assert texts["Algorithm Name"] == "dicom-node-opacity-baseline"
     assert texts["Algorithm Version"] == "1.0"
-    assert texts["Comment"] == "dicom-node-opacity-baseline: explainable baseline, not a trained model"
+    assert texts["Comment"] == (
+        "dicom-node-opacity-baseline: explainable baseline, not a trained model: its index is not a probability"
+    )
 
 
 def test_sr_evidence_lists_the_seg_and_every_source_slice(written: ResultFiles, p001_result: PipelineResult) -> None:
@@ -219,7 +224,7 @@ def test_sr_evidence_lists_the_seg_and_every_source_slice(written: ResultFiles, 
     assert evidence == set(p001_result.volume.sop_instance_uids) | {seg.SOPInstanceUID}
 
 
-def test_tables_hold_measurements_probabilities_and_baseline_flag(
+def test_tables_hold_measurements_scores_and_baseline_flag(
     written: ResultFiles, p001_result: PipelineResult
 ) -> None:
     with open(written.csv, newline="") as handle:
@@ -235,8 +240,9 @@ def test_tables_hold_measurements_probabilities_and_baseline_flag(
     assert float(row["high_opacity_percent_left"]) == round(p001_result.measurements.high_opacity_percent["left"], 2)
     document = json.loads(written.json.read_text())
     assert document["classification"]["baseline"] is True
-    assert document["classification"]["note"] == "explainable baseline, not a trained model"
-    assert document["classification"]["probabilities"] == {"non-COVID": 0.25, "COVID-19": 0.75}
+    assert document["classification"]["note"] == "explainable baseline, not a trained model: its index is not a probability"
+    assert document["classification"]["score_kind"] == row["score_kind"] == "baseline index, not a probability"
+    assert document["classification"]["scores"] == {"non-COVID": 0.25, "COVID-19": 0.75}
     assert document["measurements"]["opacity_percent"] == {k: round(v, 2) for k, v in p001_result.measurements.opacity_percent.items()}
     assert document["measurements"]["lung_volume_ml"] == {k: round(v, 1) for k, v in p001_result.measurements.lung_volume_ml.items()}
     assert document["dicom"]["seg"]["sop_instance_uid"] == pydicom.dcmread(written.seg).SOPInstanceUID
@@ -266,6 +272,65 @@ def test_opacity_pattern_and_zone_based_score_in_sr_csv_and_json(
     document = json.loads(written.json.read_text())
     assert document["pattern"]["zone_scores"] == pattern.zone_scores
     assert document["pattern"]["bilateral"] is pattern.bilateral
+
+
+def _sr_groups(path: Path) -> dict[str, hd.sr.MeasurementsAndQualitativeEvaluations]:
+    return {group.tracking_identifier: group for group in hd.sr.srread(path).content.get_image_measurement_groups()}
+
+
+def _comments(group: hd.sr.MeasurementsAndQualitativeEvaluations) -> list[str]:
+    return [item.TextValue for item in group[0].ContentSequence if item.ValueType == "TEXT" and item.ConceptNameCodeSequence[0].CodeMeaning == "Comment"]
+
+
+def test_sr_leads_with_the_rsna_category_and_each_criterion_read_back(
+    written: ResultFiles, p001_result: PipelineResult
+) -> None:
+    """Read back with highdicom: the first group is the category, with every criterion met (Yes) or not (No)."""
+    assessment, pattern = p001_result.category, p001_result.pattern
+    assert assessment is not None and pattern is not None
+    sr = hd.sr.srread(written.sr)
+    first = sr.content.get_image_measurement_groups()[0]
+    assert first.tracking_identifier == "RSNA category"
+    evaluations = {e.name.value: e.value for e in first.get_qualitative_evaluations()}
+    category = evaluations.pop("RSNACAT")
+    assert (category.scheme_designator, category.meaning) == ("99DCMNODE", assessment.category.title)
+    assert evaluations.pop("FITVALID").meaning == ("No" if p001_result.fitness else "Yes")
+    assert {code: value.meaning for code, value in evaluations.items()} == {
+        f"RC{c.code}": "Yes" if c.met else "No" for c in assessment.criteria
+    }
+    assert len(assessment.criteria) == 9
+    values = {m.name.meaning: m.value for m in first.get_measurements()}
+    assert values == {
+        "Zone-based CT severity score": pattern.zone_based_severity_score,
+        "Percentage of opacity": round(p001_result.measurements.opacity_percent["total"], 2),
+    }
+    comments = _comments(first)
+    assert comments[0].startswith(f"{assessment.category.title}: {assessment.rule} (Simpson et al.")
+    assert all(f"{c.title}: {'met' if c.met else 'not met'}" in "\n".join(comments) for c in assessment.criteria)
+    document = json.loads(written.json.read_text())
+    assert document["category"]["category"] == assessment.category.value
+    assert [c["met"] for c in document["category"]["criteria"]] == [c.met for c in assessment.criteria]
+    assert document["headline"]["zone_based_severity_score"] == pattern.zone_based_severity_score
+
+
+def test_fitness_flags_mark_the_headline_in_the_sr_and_the_tables(
+    phantom_with_gap_result: PipelineResult, tmp_path: Path
+) -> None:
+    """The phantom has 12.5 mm slices and one interpolated slice: both flags, and every headline marked."""
+    flags = phantom_with_gap_result.fitness
+    assert {flag.code for flag in flags} >= {"THICKSLICE", "FILLEDSLICES"}
+    files = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM)
+    groups = _sr_groups(files.sr)
+    fitness = {e.name.value: e.value.meaning for e in groups["Fitness for the method"].get_qualitative_evaluations()}
+    assert fitness == {"FITVALID": "No", **{flag.code: "Yes" for flag in flags}}
+    assert [c.split(":")[0] for c in _comments(groups["Fitness for the method"])] == [flag.title for flag in flags]
+    assert any(c.startswith("Outside the validated range: ") for c in _comments(groups["RSNA category"]))
+    document = json.loads(files.json.read_text())
+    assert document["headline"]["marked"] is True and document["headline"]["text"].endswith("(!)")
+    assert [flag["code"] for flag in document["fitness_flags"]] == [flag.code for flag in flags]
+    with open(files.csv, newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["within_validated_range"] == "0" and row["fitness_flags"] == ";".join(flag.code for flag in flags)
 
 
 def _uids(files: ResultFiles) -> list[tuple[str, str]]:

@@ -58,7 +58,7 @@ def test_opacity_mask_and_percentage_match_the_phantom(covid_phantom: Phantom, c
 def test_clear_phantom_scores_below_the_diseased_one(clear_result: PipelineResult, covid_result: PipelineResult):
     assert clear_result.measurements.opacity_percent["total"] < 1.0
     assert clear_result.measurements.opacity_percent["total"] < covid_result.measurements.opacity_percent["total"] - 10
-    assert clear_result.classification.probabilities[1] < 0.5 < covid_result.classification.probabilities[1]
+    assert clear_result.classification.scores[1] < 0.5 < covid_result.classification.scores[1]
     assert covid_result.classification.baseline and covid_result.classification.model_name == "dicom-node-opacity-baseline"
 
 

@@ -51,7 +51,7 @@ def test_covid_case_has_clearly_more_opacity_than_the_normal_case(p001_result: P
     covid, normal = p001_result.measurements.opacity_percent["total"], normal001_result.measurements.opacity_percent["total"]
     assert normal < 0.5
     assert covid > normal + 1.0
-    assert p001_result.classification.probabilities[1] > 0.5 > normal001_result.classification.probabilities[1]
+    assert p001_result.classification.scores[1] > 0.5 > normal001_result.classification.scores[1]
 
 
 def slice_labels_p001(result: PipelineResult) -> np.ndarray:

@@ -149,7 +149,7 @@ def write_results(data_dir: Path, job_id: int, hu: np.ndarray, spacing: tuple[fl
         "model_version": "1",
         "baseline": True,
         "class_names": ["non-COVID", "COVID-19"],
-        "probabilities": [0.73, 0.27],
+        "scores": [0.73, 0.27],
     }
     (folder / "result.json").write_text(json.dumps({"measurements": measurements, "classification": classification}))
     with (folder / "result.csv").open("w", newline="") as handle:

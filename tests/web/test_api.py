@@ -81,7 +81,7 @@ def test_exports(client, site: Site) -> None:  # type: ignore[no-untyped-def]
 def test_result_downloads(client, site: Site) -> None:  # type: ignore[no-untyped-def]
     response = client.get(f"/api/jobs/{site.job_id}/result.json")
     assert response.headers["content-type"].startswith("application/json")
-    assert json.loads(response.content)["classification"]["probabilities"] == [0.73, 0.27]
+    assert json.loads(response.content)["classification"]["scores"] == [0.73, 0.27]
     response = client.get(f"/api/jobs/{site.job_id}/result.csv")
     assert response.headers["content-type"].startswith("text/csv")
     assert "attachment" in response.headers["content-disposition"]

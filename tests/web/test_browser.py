@@ -72,7 +72,7 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
             assert image["x"] <= letter["x"] and letter["x"] + letter["width"] <= image["x"] + image["width"], (plane, edge)
             assert image["y"] <= letter["y"] and letter["y"] + letter["height"] <= image["y"] + image["height"], (plane, edge)
     probabilities = page.locator("#probabilities").inner_text()
-    for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["probabilities"]):
+    for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["scores"]):
         assert name in probabilities and f"{100 * p:.1f} %" in probabilities
     measurements = job["result"]["measurements"]
     lung_row = page.locator('#measurements tr[data-key="lung_volume_ml"]').inner_text()
