@@ -83,4 +83,4 @@ class EmbeddedOpacityBaseline:
 
     def infer(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         check_inputs(self.contract, inputs)
-        return {OUTPUT: opacity_baseline.baseline_probabilities(inputs[INPUT], self.input_settings)}
+        return {OUTPUT: opacity_baseline.baseline_scores(inputs[INPUT], self.input_settings)}

@@ -14,9 +14,9 @@ from datetime import datetime
 from pydicom.dataset import Dataset
 
 SEG_DESCRIPTION = "AI lungs and lung opacity (segmentation)"
-SR_DESCRIPTION = "AI lung opacity report (volumes, PO, PHO)"
+SR_DESCRIPTION = "AI lung opacity report (RSNA category, volumes, PO, PHO)"
 KEY_IMAGES_DESCRIPTION = "AI key images: lung opacity outlined"
-SUMMARY_DESCRIPTION = "AI summary: lung opacity, COVID-19 score"
+SUMMARY_DESCRIPTION = "AI summary: RSNA category, severity score, lung opacity"
 
 
 def stamp(dataset: Dataset, created: datetime) -> Dataset:

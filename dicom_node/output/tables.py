@@ -1,18 +1,19 @@
 """The result of one series as a CSV row and a JSON document.
 
 The CSV keeps the shape of Clara's classifier output (an image identifier,
-then one score column per class, in the model's output order; Clara
-named the image after the SeriesInstanceUID) and appends the model identity,
-the baseline flag, what the scores are (`score_kind`: "probability" for a
-trained model; the baseline's index is not a probability) and the measurements, so scripts written for Clara's CSV
-keep working; the headline follows (`rsna_category`, `rsna_<criterion>` 1/0 per
-criterion, `within_validated_range`, `fitness_flags`: the codes joined by ";"), then the opacity pattern (`pipeline/pattern.py`) follows, one column
-per value, the zone-based severity score as `zone_based_severity_score` and
-`zone_scores_<lung>_<zone>`.  The JSON carries the same content with structure, plus the
-UIDs of the DICOM objects written for the series; it leads with `headline`
-(category, zone-based score, PO, `marked` when a fitness flag is raised), then
-`category` (rule, source, each criterion) and `fitness_flags` (code, title,
-reason, measured value, limit, unit).
+then one score column per class, in the model's output order; Clara named the
+image after the SeriesInstanceUID), so scripts written for Clara's CSV keep
+working, and appends the model identity, the baseline flag, what the scores are
+(`score_kind`: "probability" for a trained model; the baseline's index is not a
+probability), the headline (`rsna_category`, `rsna_<criterion>` 1/0 per criterion,
+`within_validated_range`, `fitness_flags`: the codes joined by ";"), the
+measurements and the opacity pattern (`pipeline/pattern.py`), one column per value
+(the zone-based severity score as `zone_based_severity_score` and
+`zone_scores_<lung>_<zone>`). The JSON carries the same content with structure,
+plus the UIDs of the DICOM objects written for the series; it leads with
+`headline` (category, zone-based score, PO, `marked` when a fitness flag is
+raised), then `category` (rule, source, each criterion) and `fitness_flags`
+(code, title, reason, measured value, limit, unit).
 """
 
 from __future__ import annotations

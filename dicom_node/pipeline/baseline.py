@@ -15,15 +15,20 @@ and on Triton:
    opacities are predominantly peripheral and subpleural, while the remaining false
    positives of normal lungs are central vessels; the score is
    PPO = peripheral opacity volume / lung volume, in percent;
-4. the COVID-19 probability is the logistic curve
+4. the COVID-19 index is the logistic curve
 
-       p(COVID-19) = 1 / (1 + exp(-(PPO - PPO_MIDPOINT) / PPO_SCALE)),  PPO_MIDPOINT = 1.0 %, PPO_SCALE = 0.25 %
+       index(COVID-19) = 1 / (1 + exp(-(PPO - PPO_MIDPOINT) / PPO_SCALE)),  PPO_MIDPOINT = 1.0 %, PPO_SCALE = 0.25 %
 
-   and p(non-COVID) = 1 - p. No peripheral opacity gives 0.02, 1% gives 0.5, 2% gives
-   0.98. Measured: 1.5% on the COVID-19 case P001 (p 0.89), 0.6% on the normal case
-   normal001 (p 0.17), 0.3% on a phantom without lesions. Any peripheral opacity
-   (other pneumonia, oedema, fibrosis) raises it too, which is why it is a baseline
-   and is labelled as such in every result.
+   and index(non-COVID) = 1 - index. No peripheral opacity gives 0.02, 1% gives 0.5, 2%
+   gives 0.98. Measured: 1.5% on the COVID-19 case P001 (0.89), 0.6% on the normal case
+   normal001 (0.17), 0.3% on a phantom without lesions. The index fills the two outputs
+   that Clara's classifier contract defines as probabilities, so the node runs the same
+   with either; but nothing calibrated it (it is 0.89-1.00 for pneumonia and lung tumours
+   alike, `docs/validation.md`), so no output presents it as a probability: results call it
+   "baseline index, not a probability" (`Classification.score_kind`) and lead with the RSNA
+   category (`category.py`) instead. Any peripheral opacity (other pneumonia, oedema,
+   fibrosis, a tumour) raises it, which is why it is a baseline and is labelled as such in
+   every result.
 """
 
 from __future__ import annotations
@@ -53,8 +58,8 @@ BASELINE_OPACITY = OpacitySettings(
 )
 
 
-def covid_probability(peripheral_opacity_percent: float) -> float:
-    """The documented logistic curve from PPO (percent) to p(COVID-19)."""
+def covid_index(peripheral_opacity_percent: float) -> float:
+    """The documented logistic curve from PPO (percent) to the COVID-19 index (not a probability)."""
     return 1.0 / (1.0 + math.exp(-(peripheral_opacity_percent - PPO_MIDPOINT) / PPO_SCALE))
 
 
@@ -75,9 +80,9 @@ def tensor_peripheral_opacity_percent(
     return 100.0 * float((opacity & peripheral).sum()) / float(lung.sum())
 
 
-def baseline_probabilities(
+def baseline_scores(
     tensor: np.ndarray, input_settings: ClassifierInputSettings = ClassifierInputSettings()
 ) -> np.ndarray:
-    """[[p(non-COVID), p(COVID-19)]] as float32, the classifier's output contract."""
-    p = covid_probability(tensor_peripheral_opacity_percent(tensor, input_settings))
+    """[[index(non-COVID), index(COVID-19)]] as float32, in the classifier contract's output slots."""
+    p = covid_index(tensor_peripheral_opacity_percent(tensor, input_settings))
     return np.array([[1.0 - p, p]], dtype=np.float32)

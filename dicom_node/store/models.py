@@ -130,7 +130,7 @@ class Job(Base):
         DateTime, nullable=True, index=True, doc="A running job whose owner stopped renewing this is taken over by another worker."
     )
     steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Step name -> seconds.")
-    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Measurements, probabilities and result files.")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Headline, category, fitness flags, measurements, classifier scores and result files.")
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

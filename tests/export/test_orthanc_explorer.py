@@ -28,7 +28,7 @@ from tests.node.index import jobs, query
 from tests.node_process import NodeProcess
 from tests.web.conftest import CHROMIUM, CHROMIUM_FLAGS
 
-SUMMARY = "AI summary: lung opacity, COVID-19 score"
+SUMMARY = "AI summary: RSNA category, severity score, lung opacity"
 KEY_IMAGES = "AI key images: lung opacity outlined"
 
 
@@ -69,7 +69,7 @@ def test_orthanc_explorer_shows_the_summary_page_and_key_images(
 
     study_id = pacs.get(f"/series/{pacs.lookup(series_uid, 'Series')}/study")["ID"]
     derived = {s["MainDicomTags"].get("SeriesDescription"): s for s in pacs.get(f"/studies/{study_id}/series")}
-    assert {SUMMARY, KEY_IMAGES, "AI lungs and lung opacity (segmentation)", "AI lung opacity report (volumes, PO, PHO)"} <= set(derived)
+    assert {SUMMARY, KEY_IMAGES, "AI lungs and lung opacity (segmentation)", "AI lung opacity report (RSNA category, volumes, PO, PHO)"} <= set(derived)
     assert all(derived[d]["MainDicomTags"].get("SeriesDate") for d in (SUMMARY, KEY_IMAGES))
 
     with sync_playwright() as playwright:

@@ -20,7 +20,7 @@ from tests.dicom_files import copy_with_new_uid
 from tests.node.index import query, wait_for_finished_job
 from tests.processed_node import ProcessedSeries
 
-PIPELINE_STEPS = {"check_models", "load", "segment", "classifier_input", "classify", "quantify", "describe", "to_native", "write_results"}
+PIPELINE_STEPS = {"check_models", "load", "segment", "fitness", "classifier_input", "classify", "quantify", "describe", "to_native", "write_results"}
 RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "csv": "result.csv", "json": "result.json", "masks": "masks.npz"}
 
 
@@ -81,24 +81,29 @@ def test_seg_references_the_sent_series_and_study(processed_p001: ProcessedSerie
     assert sr.StudyInstanceUID == processed_p001.study_instance_uid
 
 
-def test_json_csv_and_cli_carry_the_probabilities_and_the_baseline_flag(processed_p001: ProcessedSeries, job: dict) -> None:
+def test_json_csv_and_cli_carry_the_headline_the_scores_and_the_baseline_flag(processed_p001: ProcessedSeries, job: dict) -> None:
+    headline = job["result"]["headline"]
+    assert headline["category"] == "typical" and job["result"]["category"]["criteria"][0]["code"] == "OPACITY"
+    assert headline["marked"] == bool(job["result"]["fitness_flags"])
     classification = job["result"]["classification"]
     assert classification["baseline"] is True and classification["class_names"] == ["non-COVID", "COVID-19"]
-    probabilities = classification["scores"]
-    assert sum(probabilities) == pytest.approx(1, abs=1e-5) and all(0 <= p <= 1 for p in probabilities)
+    assert classification["score_kind"] == "baseline index, not a probability"
+    scores = classification["scores"]
+    assert sum(scores) == pytest.approx(1, abs=1e-5) and all(0 <= p <= 1 for p in scores)
     assert job["result"]["measurements"]["lung_volume_ml"]["total"] > 2000  # an adult's two lungs
 
     folder = result_dir(processed_p001)
     document = json.loads((folder / "result.json").read_text())
     assert document["source"]["series_instance_uid"] == processed_p001.series_instance_uid
     assert document["classification"]["baseline"] is True and document["classification"]["note"]
-    # The result files carry clinical precision (probabilities to 0.001), the job row the same measurements.
-    assert document["classification"]["scores"] == pytest.approx(dict(zip(classification["class_names"], probabilities)), abs=5e-4)
+    assert document["headline"] == headline and document["category"] == job["result"]["category"]
+    # The result files carry clinical precision (scores to 0.001), the job row the same measurements.
+    assert document["classification"]["scores"] == pytest.approx(dict(zip(classification["class_names"], scores)), abs=5e-4)
     assert document["measurements"]["opacity_percent"] == job["result"]["measurements"]["opacity_percent"]
 
     (row,) = csv.DictReader((folder / "result.csv").open())
     assert row["image"] == processed_p001.series_instance_uid
-    assert [float(row["non-COVID"]), float(row["COVID-19"])] == pytest.approx(probabilities, abs=5e-4)
+    assert [float(row["non-COVID"]), float(row["COVID-19"])] == pytest.approx(scores, abs=5e-4)
     assert row["baseline"] == "True"
     assert float(row["lung_volume_ml_total"]) == job["result"]["measurements"]["lung_volume_ml"]["total"]
 

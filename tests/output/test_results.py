@@ -134,9 +134,9 @@ def test_every_object_has_series_and_content_date_and_a_readable_description(wri
         descriptions[ds.Modality, ds.SeriesNumber] = ds.SeriesDescription
     assert descriptions == {
         ("SEG", 9001): "AI lungs and lung opacity (segmentation)",
-        ("SR", 9002): "AI lung opacity report (volumes, PO, PHO)",
+        ("SR", 9002): "AI lung opacity report (RSNA category, volumes, PO, PHO)",
         ("OT", 9003): "AI key images: lung opacity outlined",
-        ("OT", 9004): "AI summary: lung opacity, COVID-19 score",
+        ("OT", 9004): "AI summary: RSNA category, severity score, lung opacity",
     }
 
 

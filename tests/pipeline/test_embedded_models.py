@@ -7,7 +7,7 @@ import pytest
 
 from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.baseline import PPO_MIDPOINT, covid_probability
+from dicom_node.pipeline.baseline import PPO_MIDPOINT, covid_index
 from dicom_node.pipeline.phantom import Phantom
 from dicom_node.pipeline.resample import to_model_grid
 from dicom_node.pipeline.settings import ClassifierInputSettings, SegmentationSettings
@@ -70,8 +70,8 @@ def test_a_wrong_tensor_is_a_contract_mismatch_naming_it(inputs):
 
 
 def test_baseline_curve_is_the_documented_logistic():
-    assert covid_probability(PPO_MIDPOINT) == pytest.approx(0.5)
-    assert covid_probability(0.0) == pytest.approx(0.018, abs=0.001)
-    assert covid_probability(2.0) == pytest.approx(0.982, abs=0.001)
-    values = [covid_probability(p) for p in np.linspace(0, 10, 21)]
+    assert covid_index(PPO_MIDPOINT) == pytest.approx(0.5)
+    assert covid_index(0.0) == pytest.approx(0.018, abs=0.001)
+    assert covid_index(2.0) == pytest.approx(0.982, abs=0.001)
+    values = [covid_index(p) for p in np.linspace(0, 10, 21)]
     assert values == sorted(values)

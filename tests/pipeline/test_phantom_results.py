@@ -69,7 +69,7 @@ def test_lung_volumes_in_ml_match_the_phantom(covid_phantom: Phantom, covid_resu
 
 
 def test_every_step_is_timed(covid_result: PipelineResult):
-    assert set(covid_result.timings) == {"load", "segment", "classifier_input", "classify", "quantify", "describe", "to_native"}
+    assert set(covid_result.timings) == {"load", "segment", "fitness", "classifier_input", "classify", "quantify", "describe", "to_native"}
     assert all(t >= 0 for t in covid_result.timings.values())
 
 

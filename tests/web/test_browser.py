@@ -51,7 +51,7 @@ def test_list_page_shows_the_job_done(browser: Browser, processed_p001: Processe
     page.close()
 
 
-def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
+def test_series_page_shows_the_headline_slices_with_masks_scores_and_measurements(
     browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path
 ) -> None:
     job = httpx.get(f"{processed_p001.http_url}/api/jobs/{processed_p001.job_id}").json()
@@ -71,9 +71,18 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
             letter = page.locator(f"#{plane}-frame .edge-{edge}").bounding_box()
             assert image["x"] <= letter["x"] and letter["x"] + letter["width"] <= image["x"] + image["width"], (plane, edge)
             assert image["y"] <= letter["y"] and letter["y"] + letter["height"] <= image["y"] + image["height"], (plane, edge)
-    probabilities = page.locator("#probabilities").inner_text()
+    scores = page.locator("#scores").inner_text()
     for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["scores"]):
-        assert name in probabilities and f"{100 * p:.1f} %" in probabilities
+        assert f"{name} index" in scores and f"{p:.3f}" in scores  # the baseline's index, never a percentage
+    assert "%" not in scores and "not a probability" in page.locator("#baseline-banner").inner_text()
+    # The headline leads: P001's category with its nine criteria, and its fitness flags (the lung base is cut).
+    headline = job["result"]["headline"]
+    assert page.locator("#category").inner_text().startswith("Typical appearance")
+    assert f"zone-based score {headline['zone_based_severity_score']}/30" in page.locator("#score").inner_text()
+    assert page.locator("#criteria li").count() == 9
+    flags = [flag["code"] for flag in job["result"]["fitness_flags"]]
+    assert [page.locator("#fitness div").nth(i).get_attribute("data-code") for i in range(len(flags))] == flags
+    assert headline["marked"] == bool(flags) and page.locator("#category").inner_text().endswith("(!)") == bool(flags)
     measurements = job["result"]["measurements"]
     lung_row = page.locator('#measurements tr[data-key="lung_volume_ml"]').inner_text()
     assert all(f"{measurements['lung_volume_ml'][side]:.0f}" in lung_row for side in ("right", "left", "total"))

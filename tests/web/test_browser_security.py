@@ -114,7 +114,7 @@ def test_a_rebound_name_reads_nothing(browser: Browser, small_site: Site, node: 
 
 
 def test_the_viewer_runs_under_its_content_security_policy(browser: Browser, site: Site) -> None:
-    """The series page with slices, masks, probability bars and legend swatches: no CSP violation, nothing blocked."""
+    """The series page with slices, masks, score bars and legend swatches: no CSP violation, nothing blocked."""
     server, url = serve(site)
     try:
         page = browser.new_page()
@@ -125,8 +125,8 @@ def test_the_viewer_runs_under_its_content_security_policy(browser: Browser, sit
         response = page.goto(f"{url}/series/{site.series_id}")
         assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
         page.locator('#axial-img[data-overlay="1"]').wait_for(timeout=60000)
-        page.locator("#probabilities tr").first.wait_for()
-        assert page.locator("#probabilities .bar span").first.evaluate("e => e.style.width") != ""
+        page.locator("#scores tr").first.wait_for()
+        assert page.locator("#scores .bar span").first.evaluate("e => e.style.width") != ""
         page.goto(f"{url}/")
         page.locator(f'tr[data-series-id="{site.series_id}"] .job .state').wait_for()
         page.close()

@@ -1,4 +1,6 @@
-// One series: its newest job's slices with the masks, the classifier's probabilities and the measurements.
+// One series: its newest job's headline (RSNA category, zone-based score, PO, fitness flags), slices with the masks,
+// the classifier's scores (a trained model's probabilities; the baseline's index, never shown as a probability) and
+// the measurements.
 "use strict";
 
 const seriesId = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -66,19 +68,41 @@ function fmt(value, digits) {
   return typeof value === "number" ? value.toFixed(digits) : "";
 }
 
+// The headline as the worker stored it; jobs done before it existed have none and show no section.
+function showHeadline(result) {
+  const headline = result && result.headline;
+  if (!headline) return;
+  const marked = headline.marked ? " (!)" : "";
+  document.getElementById("category").textContent = `${headline.category_title || "not assessed"}${marked}`;
+  const score = headline.zone_based_severity_score === null ? "" : `zone-based score ${headline.zone_based_severity_score}/30, `;
+  document.getElementById("score").textContent = `${score}PO ${fmt(headline.opacity_percent, 2)}%${marked}`;
+  const flags = result.fitness_flags || [];
+  const fitness = document.getElementById("fitness");
+  fitness.className = flags.length ? "banner" : "muted";
+  fitness.replaceChildren(...(flags.length
+    ? ["(!) Outside the validated range, the figures may be wrong:", ...flags.map((f) => el("div", { "data-code": f.code }, `${f.title}: ${f.reason}`))]
+    : ["Scan within the validated range (no fitness flag)."]));
+  const criteria = (result.category && result.category.criteria) || [];
+  document.getElementById("criteria").replaceChildren(...criteria.map((c) =>
+    el("li", { "data-code": c.code, "data-met": c.met ? "1" : "0" }, `${c.met ? "met" : "not met"}: ${c.title} (${c.detail})`)));
+  document.getElementById("headline").hidden = false;
+}
+
+// A trained model's probabilities as percentages; the baseline's index as a number, never as a percentage.
 function showClassification(classification) {
   if (!classification) return;
   document.getElementById("baseline-banner").hidden = !classification.baseline;
   document.getElementById("model").textContent =
-    `${classification.model_name} ${classification.model_version}${classification.baseline ? " (baseline)" : ""}`;
+    `${classification.model_name} ${classification.model_version}${classification.baseline ? " (baseline: index, not a probability)" : ""}`;
+  const scores = classification.scores || classification.probabilities;  // jobs done before the rename
   const rows = classification.class_names.map((name, i) => {
-    const p = classification.probabilities[i];
+    const p = scores[i];
     return el("tr", {},
-      el("th", {}, name),
-      el("td", { class: "num" }, `${(100 * p).toFixed(1)} %`),
+      el("th", {}, classification.baseline ? `${name} index` : `p(${name})`),
+      el("td", { class: "num" }, classification.baseline ? p.toFixed(3) : `${(100 * p).toFixed(1)} %`),
       el("td", { class: "bar" }, el("span", { style: `width:${(100 * p).toFixed(1)}%` })));
   });
-  document.querySelector("#probabilities tbody").replaceChildren(...rows);
+  document.querySelector("#scores tbody").replaceChildren(...rows);
 }
 
 function showMeasurements(measurements) {
@@ -113,6 +137,7 @@ function showJob(job) {
     return link;
   });
   if (links.length) document.getElementById("downloads").replaceChildren("results: ", ...links.flatMap((a, i) => (i ? [" ", a] : [a])));
+  showHeadline(job.result);
   showClassification(job.result && job.result.classification);
   showMeasurements(job.result && job.result.measurements);
   showSteps(job.steps);
