@@ -34,9 +34,10 @@ or isolated consolidation -> atypical; ground-glass predominance with (bilateral
 peripheral) or (multifocal and rounded) -> typical; anything else -> indeterminate.
 
 Two departures from the statement, both because of what a voxel count can see: the floor
-(the node's false positives on lungs without pneumonia reach 11 mL, LIDC-IDRI-0002, so less
+(the node's false positives on lungs without pneumonia reach 11-13 mL, LIDC-IDRI-0002, so less
 opacity than `DETECTION_FLOOR_ML` is not told apart from them: "negative" then means none
-above the floor), and the order (an atypical feature is checked before typical ones: a
+above the floor; the floor sits inside the range 12-120 mL where every shared scan keeps its
+category, about twice the worst false positive and a quarter of P001's opacity), and the order (an atypical feature is checked before typical ones: a
 tumour with ground glass around it otherwise reads as typical, and the node cannot see the
 finer signs, crazy paving or reverse halo, that would make a radiologist call it typical
 regardless). Lobes and segments are not segmented: "isolated lobar or segmental
@@ -51,7 +52,7 @@ from enum import Enum
 
 from dicom_node.pipeline.pattern import BILATERAL_MIN_ML, OpacityPattern
 
-DETECTION_FLOOR_ML = 15.0
+DETECTION_FLOOR_ML = 30.0  # the categories of the six shared scans hold from 12 to 120 mL (docs/validation.md)
 GROUND_GLASS_MIN_PERCENT = 50.0
 CONSOLIDATION_MIN_PERCENT = 50.0
 SOURCE = "Simpson et al., Radiology: Cardiothoracic Imaging 2020;2(2):e200152 (RSNA, endorsed by STR and ACR)"

@@ -50,7 +50,7 @@ def test_bilateral_peripheral_ground_glass_is_typical():
 
 def test_multifocal_rounded_ground_glass_is_typical_even_central_and_one_sided():
     labels = box_lungs()
-    opacity = ball(labels.shape, (20, 35, 35), 14.0) | ball(labels.shape, (50, 35, 35), 14.0)
+    opacity = ball(labels.shape, (18, 35, 35), 17.0) | ball(labels.shape, (52, 35, 35), 17.0)  # 2 x 20 mL
     assessment = assess(opacity, np.zeros_like(opacity), labels)
     assert not assessment.met("BILATERAL") and assessment.met("MULTIFOCAL") and assessment.met("ROUNDED")
     assert assessment.category is RsnaCategory.TYPICAL
@@ -78,7 +78,7 @@ def test_isolated_consolidation_in_one_lung_is_atypical():
 def test_one_central_irregular_patch_is_indeterminate_and_little_opacity_is_negative():
     labels = box_lungs()
     opacity = np.zeros(labels.shape, dtype=bool)
-    opacity[25:45, 28:34, 15:55] = True  # a central, flat ground-glass patch in one lung, 30 mL
+    opacity[20:50, 28:34, 15:55] = True  # a central, flat ground-glass patch in one lung, 46 mL
     assessment = assess(opacity, np.zeros_like(opacity), labels)
     assert assessment.category is RsnaCategory.INDETERMINATE
     small = ball(labels.shape, (35, 35, 35), 8.0)  # 2 mL: below the floor
@@ -89,7 +89,7 @@ def test_one_central_irregular_patch_is_indeterminate_and_little_opacity_is_nega
 
 def test_the_assessment_round_trips_through_its_dictionary():
     labels = box_lungs()
-    opacity = ball(labels.shape, (35, 35, 35), 16.0)
+    opacity = ball(labels.shape, (35, 35, 35), 20.0)  # a 4 cm mass, 34 mL
     assessment = assess(opacity, opacity, labels)
     assert RsnaAssessment.from_dict(assessment.as_dict()) == assessment
     assert assessment.as_dict()["title"] == "Atypical appearance"

@@ -35,7 +35,7 @@ def test_normal001_is_negative_for_pneumonia_without_a_flag(normal001_result: Pi
 
 @pytest.mark.slow  # two more real scans: 5-30 s each on the 2-core machine, depending on its load
 def test_the_lidc_scans_are_negative_for_pneumonia(lidc_result: PipelineResult):
-    """Their nodules and the node's false positives stay under the detection floor (4.8 and 11.1 mL today)."""
+    """Their nodules and the node's false positives stay under the detection floor (4.8 and 11.1 mL today, 30 mL the floor)."""
     category, met = categories(lidc_result)
     assert category is RsnaCategory.NEGATIVE and not met["OPACITY"]
     if lidc_result.volume.spacing[0] == 2.5:  # LIDC-IDRI-0001: IV contrast (header and image agree)
