@@ -72,6 +72,34 @@ class ClassifierInputSettings(BaseModel, frozen=True):
     )
 
 
+class HarmonisationSettings(BaseModel, frozen=True):
+    """The reference resolution and noise every scan is brought to before opacity is measured (`harmonise.py`).
+
+    The reference is what the filters were calibrated on: Siemens D40s (P001, normal001) on the model grid
+    with 1 mm of smoothing (edge spread 4.0 mm, fine-scale noise 15 HU).
+    """
+
+    enabled: bool = Field(True, description="false: a fixed 1 mm Gaussian instead (the baseline classifier's filters)")
+    reference_edge_spread_mm: float = Field(
+        3.65, gt=0, description="10-90% width of an air / soft-tissue edge on the model grid that every scan is smoothed to"
+    )
+    reference_noise_hu: float = Field(
+        15.0, gt=0, description="fine-scale noise of the lung parenchyma that every scan is smoothed to"
+    )
+    max_smoothing_mm: float = Field(
+        2.0, ge=0, description="largest in-plane Gaussian (sigma) applied; a noisier scan is flagged instead of blurred further"
+    )
+    noise_tolerance: float = Field(
+        0.25, ge=0, description="relative excess over reference_noise_hu still counted as harmonised"
+    )
+    resolution_tolerance: float = Field(
+        0.15, ge=0, description="relative excess of a scan's own edge spread over the reference still counted as harmonised"
+    )
+    very_low_dose_noise_hu: float = Field(
+        30.0, gt=0, description="noise at the reference resolution above which the scan is flagged as very low dose"
+    )
+
+
 class OpacitySettings(BaseModel, frozen=True):
     """HU ranges and size filters of the opacity quantification (see `opacity.py`)."""
 
@@ -112,6 +140,7 @@ class OpacitySettings(BaseModel, frozen=True):
     grow_along_z_mm: float = Field(
         2.5, ge=0, description="how far seeds grow back along z (in-plane: pleural_margin_mm + ground_glass_opening_mm)"
     )
+    harmonisation: HarmonisationSettings = HarmonisationSettings()
 
 
 class PipelineSettings(BaseModel, frozen=True):
