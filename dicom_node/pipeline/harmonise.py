@@ -14,8 +14,9 @@ run on:
 - sharpness: the 10-90 % width of the air / soft-tissue edges (the costal pleura, the
   body outline) whose normal lies in the slice plane. For a Gaussian-blurred step of
   height D the steepest gradient is D / (sqrt(2 pi) sigma), so the width D / gradient is
-  sqrt(2 pi) sigma (2.51 sigma; the 10-90 % rise is 2.56 sigma). Each edge point's step
-  height is read from the image 4 mm either side along its gradient and only lung-or-air
+  sqrt(2 pi) sigma (2.51 sigma; the 10-90 % rise is 2.56 sigma). Each edge point's profile
+  is read along its gradient (linear interpolation) and its 10-90 % width measured. Its step
+  height is read from the image 6 mm either side along its gradient and only lung-or-air
   to soft-tissue steps are kept, so ribs and vessels do not count; the median over
   thousands of points is the scan's edge spread. Edges cut obliquely by thick slices are
   left out (their normal leaves the plane), so slice thickness does not pass for a kernel.
@@ -41,7 +42,7 @@ from scipy import ndimage
 from dicom_node.pipeline.settings import HarmonisationSettings
 
 NOISE_SCALE_MM = 2.0
-EDGE_REACH_MM = 4.0  # where each edge's two sides are read: beyond the widest edge spread expected
+EDGE_REACH_MM = 6.0  # where each edge's two sides are read: beyond the widest edge spread expected (2.3 sigma at 2.5 mm)
 EDGE_DERIVATIVE_MM = 0.8  # the Gaussian the gradient is taken at (noise would otherwise make edges look sharp)
 PARENCHYMA_HU = -600.0  # lung voxels below this are parenchyma for the noise estimate
 LOW_SIDE_HU = -700.0  # an edge's dark side: aerated lung or air
@@ -50,6 +51,7 @@ MIN_EDGE_POINTS = 200
 Z_SMOOTHING_MM = 1.0  # along z every scan keeps the former fixed smoothing (slice thickness is a fitness question)
 SQRT_2PI = math.sqrt(2.0 * math.pi)
 NOISE_STEP_MM = 0.15
+PROFILE_STEP_MM = 0.4
 
 
 @dataclass(frozen=True)
@@ -163,6 +165,22 @@ def edge_spread_mm(image: np.ndarray, spacing: tuple[float, float, float]) -> fl
     step_edge = peak & (low < LOW_SIDE_HU) & (high > SOFT_TISSUE_HU[0]) & (high < SOFT_TISSUE_HU[1])
     if step_edge.sum() < MIN_EDGE_POINTS:
         return float("nan")
-    width = float(np.median((high - low)[step_edge] / g0[step_edge]))
-    sigma = math.sqrt(max((width / SQRT_2PI) ** 2 - EDGE_DERIVATIVE_MM**2, 0.0))  # the derivative's own Gaussian out
-    return SQRT_2PI * sigma
+    z, y, x, uy, ux = z[step_edge], y[step_edge], x[step_edge], uy[step_edge], ux[step_edge]
+    offsets = np.arange(-EDGE_REACH_MM, EDGE_REACH_MM + 1e-6, PROFILE_STEP_MM)
+    profiles = np.stack([along(smooth, mm) for mm in offsets], axis=1)
+    rise = (profiles - profiles[:, :1]) / (profiles[:, -1:] - profiles[:, :1])
+    width = float(np.median(_crossing_mm(rise, 0.9, offsets) - _crossing_mm(rise, 0.1, offsets)))
+    # the 10-90 % width of a Gaussian edge is 2.563 sigma; the derivative's Gaussian and linear interpolation
+    # between grid voxels (a triangle of variance h^2 / 6, averaged over where edges fall) are taken out
+    h2 = sy * sx
+    sigma2 = (width / 2.563) ** 2 - EDGE_DERIVATIVE_MM**2 - h2 / 6.0
+    return SQRT_2PI * math.sqrt(max(sigma2, 0.0))
+
+
+def _crossing_mm(rise: np.ndarray, level: float, offsets: np.ndarray) -> np.ndarray:
+    """Per profile (row of `rise`, 0 at the dark end, 1 at the bright end), where it first reaches `level` (mm)."""
+    first = np.argmax(rise >= level, axis=1).clip(1, len(offsets) - 1)
+    rows = np.arange(len(rise))
+    before, after = rise[rows, first - 1], rise[rows, first]
+    fraction = np.clip((level - before) / np.where(after > before, after - before, 1.0), 0.0, 1.0)
+    return offsets[first - 1] + fraction * (offsets[1] - offsets[0])
