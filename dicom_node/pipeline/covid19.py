@@ -1,6 +1,7 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
-select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
+select/load -> segment (model grid, clip, `segmenter`, split left/right) -> fitness flags
+(`fitness.py`: is the scan within what the method was validated for) -> classifier
 input -> classify (`classifier`), in a second thread, while this one quantifies and describes
 the opacity pattern; then the masks go back to the native grid. Each step's wall time is
 recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
@@ -23,7 +24,8 @@ from pydicom.multival import MultiValue
 from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
-from dicom_node.pipeline.harmonise import ImageQuality
+from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
+from dicom_node.pipeline.harmonise import ImageQuality, quality_flags
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
 from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
@@ -57,10 +59,20 @@ class PipelineResult:
     classification: Classification
     timings: dict[str, float] = field(default_factory=dict)
     pattern: OpacityPattern | None = None  # distribution and zone-based severity; None where not computed
+    fitness: tuple[FitnessFlag, ...] = ()  # conditions outside the validated range; empty: none found
     image_quality: ImageQuality | None = None  # noise and sharpness, and the harmonisation; None where not computed
 
 
-__all__ = ["Classification", "ImageQuality", "Measurements", "OpacityPattern", "PipelineResult", "analyse_volume", "run_covid19"]
+__all__ = [
+    "Classification",
+    "FitnessFlag",
+    "ImageQuality",
+    "Measurements",
+    "OpacityPattern",
+    "PipelineResult",
+    "analyse_volume",
+    "run_covid19",
+]
 
 
 def run_covid19(
@@ -106,6 +118,8 @@ def analyse_volume(
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
+    with _timed(timings, "fitness"):
+        fitness = tuple(assess_fitness(volume, grid_ct, labels, settings.fitness))
     # The classifier needs only the grid CT and the lungs: a second thread runs it while this one
     # quantifies and describes the opacity (a Triton call waits on the network; numpy and scipy
     # release the GIL for most of their work). The masks go back to the native grid once it is done:
@@ -116,6 +130,8 @@ def analyse_volume(
             masks = opacity_masks(grid_ct, labels, spacing, settings.opacity)
             opacity, high = masks.opacity, masks.high_opacity
             image_quality = _with_header_kernel(masks.image_quality, volume)
+            if image_quality is not None:
+                fitness += tuple(quality_flags(image_quality, settings.opacity.harmonisation))
             del masks
             measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct
@@ -134,6 +150,7 @@ def analyse_volume(
         classification=classification,
         timings=timings,
         pattern=pattern,
+        fitness=fitness,
         image_quality=image_quality,
     )
 

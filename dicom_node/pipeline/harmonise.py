@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dicom_node.pipeline.fitness import FitnessFlag
 from dicom_node.pipeline.settings import HarmonisationSettings
 
 NOISE_SCALE_MM = 2.0
@@ -184,3 +185,37 @@ def _crossing_mm(rise: np.ndarray, level: float, offsets: np.ndarray) -> np.ndar
     before, after = rise[rows, first - 1], rise[rows, first]
     fraction = np.clip((level - before) / np.where(after > before, after - before, 1.0), 0.0, 1.0)
     return offsets[first - 1] + fraction * (offsets[1] - offsets[0])
+
+
+def quality_flags(quality: ImageQuality, settings: HarmonisationSettings) -> list[FitnessFlag]:
+    """The fitness flags image quality raises: still noisy after harmonisation, and a very low dose."""
+    flags = []
+    noise_limit = settings.reference_noise_hu * (1.0 + settings.noise_tolerance)
+    if quality.noisy_after_harmonisation and quality.residual_noise_hu > noise_limit:
+        flags.append(
+            FitnessFlag(
+                "NOISYKERNEL",
+                "Still noisy after kernel harmonisation",
+                f"the lung noise is {quality.residual_noise_hu:.1f} HU after the largest smoothing allowed "
+                f"({quality.smoothing_mm:g} mm; {quality.noise_hu:.1f} HU as received, edge spread "
+                f"{quality.edge_spread_mm:.2f} mm), above the {noise_limit:.1f} HU the method was validated at: "
+                "noise breaks faint ground glass into speckle, so opacity tends to be under-counted",
+                quality.residual_noise_hu,
+                noise_limit,
+                "[hnsf'U]",
+            )
+        )
+    if quality.very_low_dose and quality.noise_at_reference_resolution_hu > settings.very_low_dose_noise_hu:
+        flags.append(
+            FitnessFlag(
+                "LOWDOSE",
+                "Very low dose",
+                f"at the reference resolution the lung noise is {quality.noise_at_reference_resolution_hu:.1f} HU, "
+                f"above {settings.very_low_dose_noise_hu:g} HU: a very low dose scan, whose faint ground glass and "
+                "small lesions the method may miss",
+                quality.noise_at_reference_resolution_hu,
+                settings.very_low_dose_noise_hu,
+                "[hnsf'U]",
+            )
+        )
+    return flags

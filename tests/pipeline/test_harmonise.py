@@ -11,7 +11,7 @@ import pytest
 from scipy import special
 
 from dicom_node.pipeline.covid19 import PipelineResult
-from dicom_node.pipeline.harmonise import SQRT_2PI, edge_spread_mm, fine_noise_hu, harmonised
+from dicom_node.pipeline.harmonise import SQRT_2PI, edge_spread_mm, fine_noise_hu, harmonised, quality_flags
 from dicom_node.pipeline.phantom import make_phantom
 from dicom_node.pipeline.resample import to_model_grid
 from dicom_node.pipeline.settings import HarmonisationSettings, SegmentationSettings
@@ -67,6 +67,7 @@ def test_a_noise_that_smoothing_cannot_bring_down_is_flagged_not_hidden():
     _, quality = harmonised(ct, lung, GRID, settings)
     assert quality.smoothing_mm == pytest.approx(settings.max_smoothing_mm)
     assert quality.noisy_after_harmonisation and quality.very_low_dose and not quality.harmonised
+    assert [flag.code for flag in quality_flags(quality, settings)] == ["NOISYKERNEL", "LOWDOSE"]
 
 
 def test_a_scan_already_softer_than_the_reference_is_not_sharpened_and_says_so():
@@ -81,4 +82,5 @@ def test_a_scan_already_softer_than_the_reference_is_not_sharpened_and_says_so()
 def test_the_pipeline_result_carries_the_image_quality(clear_result: PipelineResult):
     quality = clear_result.image_quality
     assert quality is not None and quality.harmonised
+    assert not {"NOISYKERNEL", "LOWDOSE"} & {flag.code for flag in clear_result.fitness}
     assert quality.noise_hu > quality.residual_noise_hu > 0.0 and quality.edge_spread_mm > 0.0
