@@ -40,7 +40,7 @@ import numpy as np
 from dicom_node.pipeline.classifier_input import from_layout, range_to_hu
 from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
 from dicom_node.pipeline.opacity import opacity_masks
-from dicom_node.pipeline.settings import ClassifierInputSettings, OpacitySettings
+from dicom_node.pipeline.settings import ClassifierInputSettings, HarmonisationSettings, OpacitySettings
 
 MODEL_NAME = "dicom-node-opacity-baseline"
 PPO_MIDPOINT = 1.0
@@ -54,7 +54,11 @@ DEPTH_STEP = 2  # the depth is measured on a 2.4 x 3.2 mm in-plane grid (`depth.
 # quantification are not calibrated; its seeds grow as when its curve was set (four steps of
 # its 4 mm ball: 16 mm along z).
 BASELINE_OPACITY = OpacitySettings(
-    min_lesion_ml=MIN_LESION_ML, tubular_max_fraction=1.0, focal_excess_hu=None, grow_along_z_mm=16.0
+    min_lesion_ml=MIN_LESION_ML,
+    tubular_max_fraction=1.0,
+    focal_excess_hu=None,
+    grow_along_z_mm=16.0,
+    harmonisation=HarmonisationSettings(enabled=False),
 )
 
 
@@ -74,7 +78,7 @@ def tensor_peripheral_opacity_percent(
     lung = np.abs(hu - input_settings.fill_hu) > 1e-3
     if not lung.any():
         return 0.0
-    opacity, _ = opacity_masks(hu, lung, NOMINAL_SPACING_ZYX, BASELINE_OPACITY)
+    opacity = opacity_masks(hu, lung, NOMINAL_SPACING_ZYX, BASELINE_OPACITY).opacity
     coarse, depth = coarse_depth_mm(lung, NOMINAL_SPACING_ZYX, DEPTH_STEP)
     peripheral = to_full_grid(coarse & (depth <= PERIPHERAL_ZONE_MM), lung.shape, DEPTH_STEP)
     return 100.0 * float((opacity & peripheral).sum()) / float(lung.sum())

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from pydicom.multival import MultiValue
 
 from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.category import RsnaAssessment, rsna_category
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
+from dicom_node.pipeline.harmonise import ImageQuality, quality_flags
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
 from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
@@ -77,9 +79,20 @@ class PipelineResult:
     pattern: OpacityPattern | None = None  # distribution and zone-based severity; None where not computed
     fitness: tuple[FitnessFlag, ...] = ()  # conditions outside the validated range; empty: none found
     category: RsnaAssessment | None = None  # the RSNA reporting category from the pattern; None where not computed
+    image_quality: ImageQuality | None = None  # noise and sharpness, and the harmonisation; None where not computed
 
 
-__all__ = ["Classification", "FitnessFlag", "Measurements", "OpacityPattern", "PipelineResult", "RsnaAssessment", "run_covid19"]
+__all__ = [
+    "Classification",
+    "FitnessFlag",
+    "ImageQuality",
+    "Measurements",
+    "OpacityPattern",
+    "PipelineResult",
+    "RsnaAssessment",
+    "analyse_volume",
+    "run_covid19",
+]
 
 
 def run_covid19(
@@ -97,6 +110,19 @@ def run_covid19(
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
         volume = load_series(paths, settings.selection, settings.load)
+    return analyse_volume(volume, segmenter, classifier, settings, spill_dir, timings)
+
+
+def analyse_volume(
+    volume: CtVolume,
+    segmenter: InferenceModel,
+    classifier: InferenceModel,
+    settings: PipelineSettings = PipelineSettings(),
+    spill_dir: Path | None = None,
+    timings: dict[str, float] | None = None,
+) -> PipelineResult:
+    """Everything after loading, for a volume in memory (`run_covid19`; validation feeds it re-filtered scans)."""
+    timings = {} if timings is None else timings
     spacing = settings.segmentation.grid_spacing_zyx
     with _timed(timings, "segment"):
         grid_ct, grid = to_model_grid(volume, spacing, max_voxels=settings.segmentation.max_grid_voxels)
@@ -121,7 +147,12 @@ def run_covid19(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
         classified = pool.submit(_classify, classifier, grid_ct, labels, spacing, settings, timings)
         with _timed(timings, "quantify"):
-            opacity, high = opacity_masks(grid_ct, labels, spacing, settings.opacity)
+            masks = opacity_masks(grid_ct, labels, spacing, settings.opacity)
+            opacity, high = masks.opacity, masks.high_opacity
+            image_quality = _with_header_kernel(masks.image_quality, volume)
+            if image_quality is not None:
+                fitness += tuple(quality_flags(image_quality, settings.opacity.harmonisation))
+            del masks
             measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct
         with _timed(timings, "describe"):
@@ -142,7 +173,18 @@ def run_covid19(
         pattern=pattern,
         fitness=fitness,
         category=category,
+        image_quality=image_quality,
     )
+
+
+def _with_header_kernel(quality: ImageQuality | None, volume: CtVolume) -> ImageQuality | None:
+    """The measured quality with the series' ConvolutionKernel beside it, for a reader (it decides nothing)."""
+    if quality is None:
+        return None
+    first = next((h for h in volume.source_headers if h is not None), None)
+    kernel = first.get("ConvolutionKernel", "") if first is not None else ""
+    text = "\\".join(str(k) for k in kernel) if isinstance(kernel, MultiValue) else str(kernel)
+    return replace(quality, header_kernel=text)
 
 
 def _classify(

@@ -5,7 +5,9 @@ by default), PHO the share of consolidation (-200 to 100 HU). Counting every lun
 in that range measures anatomy, not disease: vessels, the hilum, airway walls and the
 partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
 
-1. the CT is smoothed slightly (1 mm) so that noise does not make speckle;
+1. the CT is brought to one reference resolution and noise, measured from the image
+   (`harmonise.py`), so that a soft kernel's blurred vessels and a sharp kernel's noise
+   meet the filters below as the calibration scans did;
 2. candidates are lung voxels in the opacity range;
 3. seeds are the candidates deeper than `pleural_margin_mm` inside the lung (the rim
    is partial volume with the chest wall) that survive a morphological opening: dense
@@ -36,11 +38,12 @@ import numpy as np
 from scipy import ndimage
 
 from dicom_node.pipeline.boxes import bounding_box, widened
+from dicom_node.pipeline.harmonise import ImageQuality, harmonised
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.settings import OpacitySettings
 from dicom_node.pipeline.vesselness import vesselness_at
 
-SMOOTHING_MM = 1.0
+SMOOTHING_MM = 1.0  # without harmonisation (the baseline classifier's fixed filters)
 BOX_MARGIN = 3  # voxels around the lungs: the smoothing's reach
 IN_PLANE_SQUARE = np.ones((1, 3, 3), dtype=bool)
 
@@ -55,10 +58,20 @@ class Measurements:
     high_opacity_percent: dict[str, float]  # PHO 0..100
 
 
+@dataclass(frozen=True)
+class OpacityMasks:
+    """The opacity and its consolidation part (bool, on the CT's grid) and the image quality they were found at
+    (None without harmonisation or without lungs)."""
+
+    opacity: np.ndarray
+    high_opacity: np.ndarray
+    image_quality: ImageQuality | None
+
+
 def opacity_masks(
     ct: np.ndarray, lungs: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings = OpacitySettings()
-) -> tuple[np.ndarray, np.ndarray]:
-    """(opacity, high opacity) bool masks of a CT in HU (z, y, x) and its lung mask or labels.
+) -> OpacityMasks:
+    """The opacity masks of a CT in HU (z, y, x) and its lung mask or labels.
 
     The work runs on the lungs' bounding box (plus a margin for the smoothing), about half
     of the grid.
@@ -67,16 +80,22 @@ def opacity_masks(
     high = np.zeros(lungs.shape, dtype=bool)
     lung_box = bounding_box(lungs)
     if lung_box is None:
-        return opacity, high
+        return OpacityMasks(opacity, high, None)
     box = widened(lung_box, BOX_MARGIN, lungs.shape)
-    opacity[box], high[box] = _opacity_in_box(ct[box], lungs[box] > 0, spacing, settings)
-    return opacity, high
+    opacity[box], high[box], quality = _opacity_in_box(ct[box], lungs[box] > 0, spacing, settings)
+    return OpacityMasks(opacity, high, quality)
 
 
 def _opacity_in_box(
     ct: np.ndarray, lung: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings
-) -> tuple[np.ndarray, np.ndarray]:
-    smooth = ndimage.gaussian_filter(ct.astype(np.float32, copy=False), [SMOOTHING_MM / s for s in spacing])
+) -> tuple[np.ndarray, np.ndarray, ImageQuality | None]:
+    quality: ImageQuality | None = None
+    if settings.harmonisation.enabled:
+        smooth, quality = harmonised(ct, lung, spacing, settings.harmonisation)
+        smoothed_mm = max(quality.smoothing_mm, SMOOTHING_MM)
+    else:
+        smooth = ndimage.gaussian_filter(ct.astype(np.float32, copy=False), [SMOOTHING_MM / s for s in spacing])
+        smoothed_mm = SMOOTHING_MM
     low, high = settings.opacity_hu
     candidate = lung & (smooth >= low) & (smooth <= high)
     core = ndimage.binary_erosion(lung, ellipsoid(settings.pleural_margin_mm, spacing))
@@ -87,13 +106,13 @@ def _opacity_in_box(
     hazy = candidate & core & ~dense & ~vessel_shells
     seeds = dense_seeds | ndimage.binary_opening(hazy, ellipsoid(settings.ground_glass_opening_mm, spacing))
     seeds = drop_small_components(seeds, settings.min_lesion_ml / (float(np.prod(spacing)) / 1000.0))
-    seeds = drop_tubular_components(seeds, smooth, spacing, settings)
+    seeds = drop_tubular_components(seeds, smooth, smoothed_mm, spacing, settings)
     seeds |= focal_ground_glass(smooth, lung, candidate & core & ~vessel_shells, vessel_shells, spacing, settings)
     opacity = grow_within(
         seeds, candidate, settings.pleural_margin_mm + settings.ground_glass_opening_mm, settings.grow_along_z_mm, spacing
     )
     consolidation_low, consolidation_high = settings.high_opacity_hu
-    return opacity, opacity & (smooth >= consolidation_low) & (smooth <= consolidation_high)
+    return opacity, opacity & (smooth >= consolidation_low) & (smooth <= consolidation_high), quality
 
 
 def grow_within(
@@ -202,11 +221,11 @@ def next_to(mask: np.ndarray) -> np.ndarray:
 
 
 def drop_tubular_components(
-    seeds: np.ndarray, smooth: np.ndarray, spacing: tuple[float, float, float], settings: OpacitySettings
+    seeds: np.ndarray, smooth: np.ndarray, smoothed_mm: float, spacing: tuple[float, float, float], settings: OpacitySettings
 ) -> np.ndarray:
     """`seeds` without the components (up to `tubular_max_lesion_ml`) that are mostly tubular.
 
-    `smooth` is the CT as smoothed by `SMOOTHING_MM`. Each component is tested in its
+    `smooth` is the CT as smoothed by a Gaussian of about `smoothed_mm` (in-plane). Each component is tested in its
     bounding box plus a margin of three times the largest scale, so the cost follows the
     small components, not the lungs.
     """
@@ -224,7 +243,7 @@ def drop_tubular_components(
         inside = components[wide] == label
         tubular = np.zeros(int(inside.sum()), dtype=bool)
         for scale in settings.tubular_scales_mm:
-            tubular |= vesselness_at(smooth[wide], inside, spacing, scale, SMOOTHING_MM) > settings.tubular_vesselness
+            tubular |= vesselness_at(smooth[wide], inside, spacing, scale, smoothed_mm) > settings.tubular_vesselness
         if tubular.mean() > settings.tubular_max_fraction:
             kept[wide] &= ~inside
     return kept

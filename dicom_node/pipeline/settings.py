@@ -72,6 +72,35 @@ class ClassifierInputSettings(BaseModel, frozen=True):
     )
 
 
+class HarmonisationSettings(BaseModel, frozen=True):
+    """The reference resolution and noise every scan is brought to before opacity is measured (`harmonise.py`).
+
+    The reference lies in the middle of the range where the filters hold on the shared scans (edge spread
+    3.0-3.8 mm measured, `docs/validation.md`); Siemens D40s (P001, normal001) measures 2.0 mm on the model
+    grid and gets about 1.2 mm of smoothing.
+    """
+
+    enabled: bool = Field(True, description="false: a fixed 1 mm Gaussian instead (the baseline classifier's filters)")
+    reference_edge_spread_mm: float = Field(
+        3.5, gt=0, description="10-90% width of an air / soft-tissue edge on the model grid that every scan is smoothed to"
+    )
+    reference_noise_hu: float = Field(
+        15.0, gt=0, description="fine-scale noise of the lung parenchyma that every scan is smoothed to"
+    )
+    max_smoothing_mm: float = Field(
+        2.0, ge=0, description="largest in-plane Gaussian (sigma) applied; a noisier scan is flagged instead of blurred further"
+    )
+    noise_tolerance: float = Field(
+        0.25, ge=0, description="relative excess over reference_noise_hu still counted as harmonised"
+    )
+    resolution_tolerance: float = Field(
+        0.15, ge=0, description="relative excess of a scan's own edge spread over the reference still counted as harmonised"
+    )
+    very_low_dose_noise_hu: float = Field(
+        30.0, gt=0, description="noise at the reference resolution above which the scan is flagged as very low dose"
+    )
+
+
 class OpacitySettings(BaseModel, frozen=True):
     """HU ranges and size filters of the opacity quantification (see `opacity.py`)."""
 
@@ -85,7 +114,7 @@ class OpacitySettings(BaseModel, frozen=True):
         3.0, ge=0, description="ground-glass-range voxels this close to a vessel are its partial volume"
     )
     ground_glass_opening_mm: float = Field(
-        2.0, gt=0, description="ground-glass-range structures thinner than this are vessel and airway-wall partial volume"
+        3.0, gt=0, description="ground-glass-range structures thinner than this are vessel and airway-wall partial volume"
     )
     min_lesion_ml: float = Field(
         2.0, ge=0, description="smaller opacity components (about 1.5 cm across) are ignored as vessel knots and noise"
@@ -112,6 +141,7 @@ class OpacitySettings(BaseModel, frozen=True):
     grow_along_z_mm: float = Field(
         2.5, ge=0, description="how far seeds grow back along z (in-plane: pleural_margin_mm + ground_glass_opening_mm)"
     )
+    harmonisation: HarmonisationSettings = HarmonisationSettings()
 
 
 class FitnessRules(BaseModel, frozen=True):
