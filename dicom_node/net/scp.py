@@ -199,7 +199,7 @@ class StorageSCP:
         if batch is None:
             return  # rejected, or already ended (an abort is followed by a connection close)
         self.receiver.close(batch, how)
-        if self._on_association_end is not None and batch.instances:
+        if self._on_association_end is not None and (batch.instances or batch.resent):  # a re-send may complete a held series
             self._on_association_end()
 
     def _on_released(self, event: evt.Event) -> None:
