@@ -56,8 +56,27 @@ class CalledAe(Section):
 
     ae_title: str = Field(description="Called AE title the sender addresses.")
     pipeline: Literal["covid19_ct"] = Field(default="covid19_ct", description="Pipeline run on series sent to this AE.")
+    sop_classes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Storage SOP Class UIDs this AE accepts (MIG's allowedSopClasses). Empty: every storage class of the standard, "
+            "stored and indexed; only those the pipeline's selection takes start a job."
+        ),
+    )
+    refused_sop_classes: list[str] = Field(
+        default_factory=list,
+        description="Storage SOP Class UIDs this AE refuses in association negotiation (MIG's ignoredSopClasses); each refusal is logged with the class's name.",
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+
+    @field_validator("sop_classes", "refused_sop_classes")
+    @classmethod
+    def _uids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", value) or len(value) > 64:
+                raise ValueError(f"{value!r} is not a SOP Class UID")
+        return values
 
 
 class DicomSettings(Section):
