@@ -148,6 +148,14 @@ class DicomSettings(Section):
             "'reject' answers failure status 0xC221 and keeps the first."
         ),
     )
+    reexport_resent: bool = Field(
+        default=False,
+        description=(
+            "A series sent again with nothing new whose job is done: send that job's results again to where they went "
+            "(a PACS that lost them, or routes the study again to get them). Off: one INFO line per association names the "
+            "series and the job, for `dicom-node exports resend JOB --to DESTINATION`."
+        ),
+    )
     sync_directories: bool | Literal["auto"] = Field(
         default="auto",
         description=(

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
 from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+from dicom_node.store.outbox import requeue_in
 from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,15 @@ class ResentSeries:
     pending: bool
     job_id: int | None
     job_state: str
+    reexported: int = 0
 
     def __str__(self) -> str:
         if self.pending:
             return f"series {self.series_instance_uid} waits for its job"
         if self.job_id is None:
             return f"series {self.series_instance_uid} was stored only (its SOP classes start no job)"
+        if self.job_state == "done" and self.reexported:
+            return f"series {self.series_instance_uid} was already processed (job {self.job_id}): its {self.reexported} result export(s) are sent again"
         if self.job_state == "done":
             return (
                 f"series {self.series_instance_uid} was already processed (job {self.job_id}): nothing new to process; "
@@ -112,11 +116,19 @@ class JobQueue:
             return row.id, row.uuid
 
     def close_association(
-        self, association_id: int, state: str, instances: int, nbytes: int, failures: int, resent: Collection[str] = ()
+        self,
+        association_id: int,
+        state: str,
+        instances: int,
+        nbytes: int,
+        failures: int,
+        resent: Collection[str] = (),
+        reexport: bool = False,
     ) -> list[ResentSeries]:
         """Record how the association ended. A normal release completes every series it sent or re-sent (`resent`:
         series of which it sent instances that were already stored), so a series held back after an abort is
-        processed now. Returns what became of the re-sent series that received nothing new."""
+        processed now. With `reexport` (`dicom.reexport_resent`), a re-sent series whose job is done has that job's
+        results sent again. Returns what became of the re-sent series that received nothing new."""
         now = utcnow()
         with self._sessions.begin() as session:
             session.execute(
@@ -135,7 +147,12 @@ class JobQueue:
                 latest = session.execute(
                     select(Job.id, Job.state).where(Job.series_fk == series_id).order_by(Job.id.desc()).limit(1)
                 ).first()
-                outcomes.append(ResentSeries(uid, pending, latest[0] if latest else None, latest[1] if latest else ""))
+                job_id, job_state = latest if latest else (None, "")
+                again = 0
+                if reexport and state == "released" and job_state == "done" and not pending:
+                    reason = f"its series was sent again (association {association_id}; dicom.reexport_resent)"
+                    again = requeue_in(session, self.wakeups, reason, Export.job_fk == job_id, Export.state.in_(("sent", "failed")))
+                outcomes.append(ResentSeries(uid, pending, job_id, job_state, again))
             return outcomes
 
     def close_interrupted_associations(self, with_receivers: bool = False) -> int:

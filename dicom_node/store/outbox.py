@@ -261,13 +261,17 @@ class Outbox:
         return self._requeue(Export.state == "failed")
 
     def _requeue(self, *conditions: Any) -> int:
-        now = utcnow()
         with self._sessions.begin() as session:
-            count = session.execute(
-                update(Export)
-                .where(*conditions)
-                .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
-            ).rowcount
-            if count:
-                self.wakeups.notify_in(session, "exports")
-        return count
+            return requeue_in(session, self.wakeups, "retried by an operator", *conditions)
+
+
+def requeue_in(session: Session, wakeups: Wakeups, reason: str, *conditions: Any) -> int:
+    """Put the matching exports back to pending, due now with a fresh retry horizon, in the caller's transaction;
+    the senders are woken when it commits. Returns how many."""
+    now = utcnow()
+    count = session.execute(
+        update(Export).where(*conditions).values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error=reason)
+    ).rowcount
+    if count:
+        wakeups.notify_in(session, "exports")
+    return count

@@ -115,11 +115,13 @@ class Receiver:
 
     def close(self, batch: Batch, how: str) -> None:
         """Record how the batch ended ('released', 'aborted'); from now on its series may settle into jobs."""
-        resent = self.queue.close_association(batch.id, how, batch.instances, batch.nbytes, batch.failures, batch.resent)
+        resent = self.queue.close_association(
+            batch.id, how, batch.instances, batch.nbytes, batch.failures, batch.resent, self.settings.reexport_resent
+        )
         self.indexer.association_ended(batch.id)
         series = ", ".join(f"{uid} ({n})" for uid, n in batch.series.items()) or "none"
         log.info(
-            "association %s %s: %d instance(s), %.1f MB, %d failure(s), %d already stored; series: %s",
+            "association %s %s: %d instance(s), %.1f MB, %d failure(s), %d duplicate(s); series: %s",
             batch.uuid[:8],
             how,
             batch.instances,

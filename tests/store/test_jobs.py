@@ -272,3 +272,20 @@ def test_a_re_send_of_a_processed_series_names_its_job_and_exports_resend(sessio
     assert (outcome.pending, outcome.job_id, outcome.job_state) == (False, job_id, "done")
     assert f"dicom-node exports resend {job_id} --to DESTINATION" in str(outcome)
     assert queue.queue_settled(0.0, now=later()) == [], "nothing new: no new job"
+
+
+def test_a_re_send_of_a_processed_series_sends_its_results_again_when_configured(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    receive(indexer, "1.2.3.34", 3, None)
+    [job_id] = queue.queue_settled(0.0, now=later())
+    assert queue.finish(queue.claim("n1/w0"), "done")
+    with sessions.begin() as s:
+        s.add(Export(job_fk=job_id, destination="PACS", sop_instance_uid="9.9", sop_class_uid="1.2", path="x", state="sent"))
+    aborted, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    [outcome] = queue.close_association(aborted, "aborted", 0, 0, 0, resent={"1.2.3.34": 3}, reexport=True)
+    assert outcome.reexported == 0, "only a completed re-send counts"
+    again, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 3)
+    [outcome] = queue.close_association(again, "released", 0, 0, 0, resent={"1.2.3.34": 3}, reexport=True)
+    assert outcome.reexported == 1 and "sent again" in str(outcome)
+    with sessions() as s:
+        assert s.scalars(select(Export.state)).all() == ["pending"]
