@@ -38,6 +38,7 @@ class ResultFiles:
     secondary_capture: list[Path] = field(default_factory=list)
     summary: Path | None = None
     warnings: list[str] = field(default_factory=list)
+    input: dict[str, Any] = field(default_factory=dict)  # the JSON's "input": digest, completeness, what it replaces
 
     def dicom(self) -> list[Path]:
         """The DICOM files to send to the PACS, SEG first (the SR references it); `stored_results.result_dicom_files`
@@ -92,17 +93,19 @@ def write_results(
         stale.unlink()
     dicom_objects["summary"] = _identity(summary) if summary is not None else None
     dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
+    lineage = _lineage(job_input, complete, previous)
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
         csv=_save_text(out_dir / "result.csv", csv_text(result, algorithm)),
         json=_save_text(
             out_dir / "result.json",
-            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, _lineage(job_input, complete, previous)),
+            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, lineage),
         ),
         secondary_capture=capture_paths,
         summary=summary_path if summary is not None else None,
         warnings=sources.warnings,
+        input=lineage,
     )
 
 

@@ -11,11 +11,15 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom_node.output.inputs import JobInput, Predecessor
+from pydicom.uid import ImplicitVRLittleEndian
+
+from dicom_node.output.inputs import JobInput, Predecessor, content_digest
 from dicom_node.output.rejection import REJECTED_FOR_QUALITY_REASONS, write_rejection_note
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.uids import AlgorithmId, input_digest
 from dicom_node.pipeline.covid19 import PipelineResult
+
+from tests.node_process import shared_series
 
 from .dicom_validation import dciodvfy_errors
 
@@ -88,3 +92,19 @@ def test_the_rejection_note_is_a_valid_kos_listing_the_withdrawn_objects(first: 
     assert dciodvfy_errors(note) == []
     again = write_rejection_note(withdrawn, tmp_path / "again", "PACS", "1.2.3", AlgorithmId(*ALGORITHM), CHANGED, "again")
     assert pydicom.dcmread(again).SOPInstanceUID == kos.SOPInstanceUID, "derived, not drawn at random"
+
+
+def test_the_content_digest_follows_values_not_their_encoding(tmp_path: Path) -> None:
+    source = sorted(shared_series("lung-pet-ct-dx", "A0002-B40f").glob("*.dcm"))[0]
+    other_meta = pydicom.dcmread(source)
+    other_meta.file_meta.ImplementationClassUID = "1.2.3.4"  # another writer's file meta
+    other_meta.save_as(tmp_path / "meta.dcm")
+    implicit = pydicom.dcmread(source)
+    implicit.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian  # another transfer syntax, the same values
+    implicit.save_as(tmp_path / "implicit.dcm")
+    changed = pydicom.dcmread(source)
+    changed.PixelData = bytes(len(changed.PixelData))
+    changed.save_as(tmp_path / "changed.dcm")
+    digests = {name: content_digest(path) for name, path in {"source": source, **{p.stem: p for p in tmp_path.iterdir()}}.items()}
+    assert digests["source"] == digests["meta"] == digests["implicit"]
+    assert digests["changed"] != digests["source"]
