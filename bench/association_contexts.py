@@ -17,7 +17,6 @@ import argparse
 import copy
 import statistics
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,14 +25,8 @@ sys.path.insert(0, str(REPO))
 from pynetdicom import AllStoragePresentationContexts, StoragePresentationContexts  # noqa: E402
 from pynetdicom.presentation import build_context  # noqa: E402
 
+from bench.dataset_checks import per_call_us  # noqa: E402
 from dicom_node.net.contexts import TRANSFER_SYNTAXES, VERIFICATION, SopClassFilter, contexts_for  # noqa: E402
-
-
-def per_call_ms(fn, repeat: int) -> float:
-    started = time.perf_counter()
-    for _ in range(repeat):
-        fn()
-    return (time.perf_counter() - started) / repeat * 1e3
 
 
 def main() -> None:
@@ -55,7 +48,7 @@ def main() -> None:
     timings: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(args.rounds):
         for name, case in cases.items():
-            timings[name].append(per_call_ms(case, args.repeat))
+            timings[name].append(per_call_us(case, args.repeat) / 1e3)
     reference = statistics.median(timings["old-list"])
     for name, values in timings.items():
         median = statistics.median(values)

@@ -262,11 +262,19 @@ def test_a_later_aborted_send_holds_a_completed_series_back_again(sessions) -> N
     assert queue.queue_settled(0.0, now=later()) == [], "new data on an aborted association: held back"
 
 
-def test_a_re_send_of_a_processed_series_names_its_job_and_exports_resend(sessions) -> None:
-    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
-    receive(indexer, "1.2.3.33", 3, None)
+def processed(sessions, series: str) -> tuple[JobQueue, int]:
+    """A series of 3 instances whose job is done (with one sent export); the queue and the job's id."""
+    queue = JobQueue(sessions, "n1")
+    receive(Indexer(sessions), series, 3, None)
     [job_id] = queue.queue_settled(0.0, now=later())
     assert queue.finish(queue.claim("n1/w0"), "done")
+    with sessions.begin() as s:
+        s.add(Export(job_fk=job_id, destination="PACS", sop_instance_uid="9.9", sop_class_uid="1.2", path="x", state="sent"))
+    return queue, job_id
+
+
+def test_a_re_send_of_a_processed_series_names_its_job_and_exports_resend(sessions) -> None:
+    queue, job_id = processed(sessions, "1.2.3.33")
     again, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
     [outcome] = queue.close_association(again, "released", 0, 0, 0, resent={"1.2.3.33": 3})
     assert (outcome.pending, outcome.job_id, outcome.job_state) == (False, job_id, "done")
@@ -275,12 +283,7 @@ def test_a_re_send_of_a_processed_series_names_its_job_and_exports_resend(sessio
 
 
 def test_a_re_send_of_a_processed_series_sends_its_results_again_when_configured(sessions) -> None:
-    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
-    receive(indexer, "1.2.3.34", 3, None)
-    [job_id] = queue.queue_settled(0.0, now=later())
-    assert queue.finish(queue.claim("n1/w0"), "done")
-    with sessions.begin() as s:
-        s.add(Export(job_fk=job_id, destination="PACS", sop_instance_uid="9.9", sop_class_uid="1.2", path="x", state="sent"))
+    queue, _ = processed(sessions, "1.2.3.34")
     aborted, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
     [outcome] = queue.close_association(aborted, "aborted", 0, 0, 0, resent={"1.2.3.34": 3}, reexport=True)
     assert outcome.reexported == 0, "only a completed re-send counts"
