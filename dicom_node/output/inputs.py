@@ -9,6 +9,7 @@ whether the numbers may rest on a half-sent series and which earlier result they
 from __future__ import annotations
 
 import hashlib
+import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,7 +85,7 @@ def _feed(digest: Any, dataset: Dataset) -> None:
                     digest.update(b"\x1d")
                     _feed(digest, item)
             else:
-                digest.update(value if isinstance(value, bytes) else _as_text(value).encode("utf-8", "surrogateescape"))
+                digest.update(_value_bytes(dataset[tag].VR, value))
         else:
             raw = element.value or b""
             digest.update(raw.rstrip(b" \0") if vr in _TEXT_VRS else raw)
@@ -94,9 +95,18 @@ def _feed(digest: Any, dataset: Dataset) -> None:
 _TEXT_VRS = frozenset(("AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "PN", "SH", "ST", "TM", "UC", "UI", "UR", "UT"))
 
 
-def _as_text(value: Any) -> str:
-    """A decoded value as it was written: several values joined by backslashes, as in the raw bytes."""
-    return "\\".join(map(str, value)) if isinstance(value, MultiValue) else str(value)
+def _value_bytes(vr: str, value: Any) -> bytes:
+    """A value pydicom has decoded (it decodes some while reading, e.g. Pixel Representation) as the bytes a raw one
+    is hashed as: numbers in little endian, text with several values joined by backslashes, without padding."""
+    if isinstance(value, bytes):
+        return value
+    values = list(value) if isinstance(value, MultiValue) else [value]
+    if vr in _PACKED:
+        return struct.pack(f"<{len(values)}{_PACKED[vr]}", *values)
+    return "\\".join(map(str, values)).encode("utf-8", "surrogateescape")
+
+
+_PACKED = {"US": "H", "SS": "h", "UL": "L", "SL": "l", "UV": "Q", "SV": "q", "FL": "f", "FD": "d"}
 
 
 def _dictionary_vr(tag: Any) -> str | None:
