@@ -133,7 +133,8 @@ class Completeness:
 
     @property
     def notes(self) -> list[str]:
-        return [f"Input possibly incomplete: {hint}" for hint in self.hints]
+        """One note for the SR and the summary page (whose lines are few), empty when there is no sign."""
+        return [f"Input possibly incomplete: {'; '.join(self.hints)}"] if self.hints else []
 
 
 def completeness(volume: CtVolume, headers: Sequence[Dataset], job_input: JobInput) -> Completeness:
@@ -146,14 +147,14 @@ def completeness(volume: CtVolume, headers: Sequence[Dataset], job_input: JobInp
     received = job_input.instance_count or len(headers)
     announced = {n for h in headers if (n := _whole_number(h, "NumberOfSeriesRelatedInstances")) is not None}
     if announced and max(announced) > received:
-        hints.append(f"{received} of the {max(announced)} instances the sender announced (Number of Series Related Instances)")
-    numbers = sorted({n for h in headers if (n := _whole_number(h, "InstanceNumber")) is not None})
-    if len(numbers) == len(headers) and numbers and numbers[-1] - numbers[0] + 1 > len(numbers):
-        missing = numbers[-1] - numbers[0] + 1 - len(numbers)
-        hints.append(f"{missing} instance number(s) missing between {numbers[0]} and {numbers[-1]}")
+        hints.append(f"{received} of {max(announced)} announced instances")
     filled = sum(path is None for path in volume.source_files)
+    numbers = sorted({n for h in headers if (n := _whole_number(h, "InstanceNumber")) is not None})
     if filled:
-        hints.append(f"{filled} slice position(s) missing, filled in by interpolation")
+        hints.append(f"{filled} slice(s) filled in by interpolation")
+    elif len(numbers) == len(headers) and numbers and numbers[-1] - numbers[0] + 1 > len(numbers):
+        # A gap in the numbers where the positions have none (the slices missing at a gap are that gap's numbers).
+        hints.append(f"instance numbers {numbers[0]}-{numbers[-1]} lack {numbers[-1] - numbers[0] + 1 - len(numbers)}")
     return Completeness(hints)
 
 

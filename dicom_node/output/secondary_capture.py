@@ -13,6 +13,7 @@ source series, the algorithm and (key images) the source slice.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -100,7 +101,7 @@ def build_summary_page(
     header = sources.first
     image = SCImage.from_ref_dataset(
         ref_dataset=header,
-        pixel_array=render_summary(summary_rows(result), [*classification_lines(result.classification), *(f"Note: {n}" for n in notes)], algorithm),
+        pixel_array=render_summary(summary_rows(result), [*classification_lines(result.classification), *_wrapped_notes(notes)], algorithm),
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
@@ -119,6 +120,11 @@ def build_summary_page(
     image.DerivationDescription = f"Summary of {algorithm.name} {algorithm.version} results"[:1024]
     image.SourceImageSequence = [_reference(h) for h in sources.headers]
     return image
+
+
+def _wrapped_notes(notes: Sequence[str]) -> list[str]:
+    """Each note as "Note: ..." lines that fit the page's width (about 70 characters of the body font)."""
+    return [line for note in notes for line in textwrap.wrap(f"Note: {note}", width=68, subsequent_indent="  ")]
 
 
 def render_summary(rows: list[SummaryRow], classification: list[str], algorithm: AlgorithmId) -> np.ndarray:

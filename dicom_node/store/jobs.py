@@ -201,12 +201,7 @@ class JobQueue:
             ).all()
         created = []
         for series_id, last_received, incomplete in candidates:
-            reason = (
-                f"no sender completed the series with a normal release within {grace_seconds:g} s of its last instance "
-                "(an association that sent it ended abnormally)"
-                if incomplete
-                else ""
-            )
+            reason = f"not completed by a normal release within {grace_seconds:g} s" if incomplete else ""
             job_id = self._queue_series(series_id, last_received, reason)
             if job_id is not None:
                 created.append(job_id)

@@ -145,7 +145,7 @@ def test_a_series_completed_after_the_grace_period_replaces_its_incomplete_resul
     assert [(state, count) for _, state, count in jobs(node.data_dir)] == [("done", 24)]
     first = in_orthanc(pacs)
     [sr] = by_modality(first, "SR")
-    assert any(c.startswith("Input possibly incomplete: no sender completed the series") for c in comments(sr))
+    assert any(c.startswith("Input possibly incomplete: not completed by a normal release within 1 s") for c in comments(sr))
 
     assert storescu(node.port, B40F, compressed=False).returncode == 0
     wait_for(lambda: done_and_sent(node, 2), JOB_SECONDS, "the complete job and its exports", interval=0.5)

@@ -39,7 +39,7 @@ def first(phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.Temp
 
 @pytest.fixture(scope="module")
 def replacing(first: ResultFiles, phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
-    job_input = JobInput(CHANGED, 11, ("held 3600 s without a normal release",), Predecessor(first.sr, datetime(2026, 1, 2, 3, 4)))
+    job_input = JobInput(CHANGED, 11, ("not completed by a normal release within 3600 s",), Predecessor(first.sr, datetime(2026, 1, 2, 3, 4)))
     return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("replacing"), *ALGORITHM, job_input=job_input)
 
 
@@ -61,8 +61,7 @@ def test_the_sr_names_its_predecessor_and_says_why_its_input_may_be_incomplete(f
         old.StudyInstanceUID, old.SeriesInstanceUID, old.SOPInstanceUID
     )
     comments = [str(item.TextValue) for item in sr.ContentSequence if item.ValueType == "TEXT"]
-    assert "Input possibly incomplete: held 3600 s without a normal release" in comments
-    assert "Input possibly incomplete: 1 slice position(s) missing, filled in by interpolation" in comments
+    assert "Input possibly incomplete: not completed by a normal release within 3600 s; 1 slice(s) filled in by interpolation" in comments
     assert "Replaces the result of 2026-01-02 03:04 UTC" in comments
     assert "PredecessorDocumentsSequence" not in old
     assert dciodvfy_errors(replacing.sr) == []
