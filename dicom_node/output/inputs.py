@@ -14,14 +14,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-
 from typing import Any
 
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.sequence import Sequence
+from pydicom.sequence import Sequence as DicomSequence
 
 from dicom_node.output.uids import input_digest
 from dicom_node.pipeline.volume import CtVolume
@@ -80,7 +79,7 @@ def _feed(digest: Any, dataset: Dataset) -> None:
         digest.update(int(tag).to_bytes(4, "little"))
         if vr in (None, "SQ") or not isinstance(element.value, (bytes, type(None))):
             value = dataset[tag].value  # decoded: a sequence, an unknown private element, one pydicom read already
-            if isinstance(value, Sequence):
+            if isinstance(value, DicomSequence):
                 for item in value:
                     digest.update(b"\x1d")
                     _feed(digest, item)

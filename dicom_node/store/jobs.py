@@ -15,9 +15,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from collections.abc import Collection
 from typing import Any, Callable
 
 from sqlalchemy import and_, exists, func, or_, select, update

@@ -24,10 +24,10 @@ compare-and-set on the old state, as in the job queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from collections.abc import Collection
 from typing import Any
 
 from pydicom import dcmread
