@@ -29,6 +29,7 @@ from pynetdicom.association import Association
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
+from dicom_node.net import contexts
 from dicom_node.net.contexts import VERIFICATION, SopClassFilter, contexts_for, sop_class_name
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
@@ -96,6 +97,7 @@ class StorageSCP:
         `shared`: listening sockets by configured port, made by another process (`receivers.py`), to accept on
         instead of binding."""
         configure_pynetdicom()
+        contexts.prepare()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
