@@ -20,7 +20,7 @@ from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
 JobState = Literal["queued", "running", "done", "failed", "skipped", "superseded"]
-ExportState = Literal["pending", "sending", "sent", "failed", "cancelled"]
+ExportState = Literal["pending", "sending", "sent", "failed", "cancelled", "superseded"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 

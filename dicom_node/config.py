@@ -56,8 +56,27 @@ class CalledAe(Section):
 
     ae_title: str = Field(description="Called AE title the sender addresses.")
     pipeline: Literal["covid19_ct"] = Field(default="covid19_ct", description="Pipeline run on series sent to this AE.")
+    sop_classes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Storage SOP Class UIDs this AE accepts (MIG's allowedSopClasses). Empty: every storage class of the standard, "
+            "stored and indexed; only those the pipeline's selection takes start a job."
+        ),
+    )
+    refused_sop_classes: list[str] = Field(
+        default_factory=list,
+        description="Storage SOP Class UIDs this AE refuses in association negotiation (MIG's ignoredSopClasses); each refusal is logged with the class's name.",
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+
+    @field_validator("sop_classes", "refused_sop_classes")
+    @classmethod
+    def _uids(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not re.fullmatch(r"[0-9]+(\.[0-9]+)*", value) or len(value) > 64:
+                raise ValueError(f"{value!r} is not a SOP Class UID")
+        return values
 
 
 class DicomSettings(Section):
@@ -127,6 +146,14 @@ class DicomSettings(Section):
             "A SOP Instance UID received again: 'overwrite' stores the new copy (identical bytes change nothing; "
             "different bytes re-trigger the series' job), 'keep-first' acknowledges and discards the new copy, "
             "'reject' answers failure status 0xC221 and keeps the first."
+        ),
+    )
+    reexport_resent: bool = Field(
+        default=False,
+        description=(
+            "A series sent again with nothing new whose job is done: send that job's results again to where they went "
+            "(a PACS that lost them, or routes the study again to get them). Off: one INFO line per association names the "
+            "series and the job, for `dicom-node exports resend JOB --to DESTINATION`."
         ),
     )
     sync_directories: bool | Literal["auto"] = Field(
@@ -210,6 +237,16 @@ class JobSettings(Section):
             "seconds where one series arrives over several associations in a row (e.g. one association per instance)."
         ),
     )
+    incomplete_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description=(
+            "A series sent only on associations that ended abnormally (aborted, connection lost, cut by a restart) is held "
+            "back until a sender completes it with a normal release (re-sending the whole series is enough: instances "
+            "already stored are kept). After this long without one it is processed anyway and its result (SR, summary "
+            "page, JSON) says that its input may be incomplete."
+        ),
+    )
     ignore_sop_classes: list[str] = Field(
         default_factory=lambda: list(NON_JOB_SOP_CLASSES),
         description="SOP Class UIDs that are stored but never start a job: results (SEG, SR, secondary capture, KO, presentation states) and non-images.",
@@ -243,6 +280,14 @@ class Destination(Section):
     tls_ca_file: str | None = Field(default=None, description="CA bundle verifying the peer.")
     tls_cert_file: str | None = Field(default=None, description="Client certificate.")
     tls_key_file: str | None = Field(default=None, description="Client key.")
+    rejection_notes: bool = Field(
+        default=False,
+        description=(
+            "The peer implements IHE IOCM: when a newer result of a series replaces one sent here (new content gets new "
+            "UIDs) and no longer has some of its objects (e.g. a key image), the node sends a Key Object Selection "
+            "\"Rejected for Quality Reasons\" (DCM 113001) that withdraws them. Off: they stay, listed as superseded on the node."
+        ),
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
 
@@ -401,6 +446,11 @@ class Config(Section):
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{(self.node.data_dir / 'index.sqlite3').resolve()}"
 
+    def job_sop_classes(self) -> dict[str, frozenset[str]]:
+        """Per pipeline, the SOP classes whose instances start a job: what its selection takes, less `jobs.ignore_sop_classes`."""
+        ignored = set(self.jobs.ignore_sop_classes)
+        return {name: frozenset(set(pipeline.processing.selection.sop_classes) - ignored) for name, pipeline in self.pipelines.items()}
+
     def destination(self, name: str) -> Destination:
         for dest in self.destinations:
             if dest.name == name:
@@ -550,6 +600,8 @@ def example_toml() -> str:
         '# tls_ca_file = "/etc/dicom-node/pacs-ca.pem"        # CA that signed the PACS certificate',
         '# tls_cert_file = "/etc/dicom-node/node.pem"         # our client certificate, if the PACS asks for one',
         '# tls_key_file = "/etc/dicom-node/node.key"',
+        "# A destination that implements IHE IOCM (it hides objects a Key Object Selection \"Rejected for Quality Reasons\"",
+        "# lists) gets notes withdrawing results that newer ones replace: rejection_notes = true",
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',

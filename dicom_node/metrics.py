@@ -29,7 +29,7 @@ ProcessCollector(registry=REGISTRY)
 PlatformCollector(registry=REGISTRY)
 
 JOB_STATES = ("queued", "running", "done", "failed", "skipped", "superseded")
-EXPORT_STATES = ("pending", "sending", "sent", "failed", "cancelled")  # "sending": the outbox lease
+EXPORT_STATES = ("pending", "sending", "sent", "failed", "cancelled", "superseded")  # "sending": the outbox lease
 
 _INSTANCES = Counter("dicom_node_instances_received", "Instances stored and acknowledged by the Storage SCP.", registry=REGISTRY)
 _BYTES = Counter("dicom_node_received_bytes", "Bytes of instance files stored by the Storage SCP.", registry=REGISTRY)

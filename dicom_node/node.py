@@ -106,7 +106,7 @@ class Node:
         self._check_models()
         if self.receive:
             self.queue.close_interrupted_associations(with_receivers=True)
-            indexer = Indexer(sessions, self.config.jobs.ignore_sop_classes)
+            indexer = Indexer(sessions, self.config.job_sop_classes())
             self.scp = StorageSCP(
                 self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
                 other_work=lambda: sum(worker.busy for worker in self._workers),

@@ -161,7 +161,7 @@ class Receiving:
         queue = JobQueue(sessions, name, jobs.lease_seconds, jobs.max_attempts, Wakeups(self.engine))
         queue.close_interrupted_associations()  # restarted after a crash: what it had open was cut
         leases = LeaseKeeper(sessions, name, process_owner(name), jobs.lease_seconds, config.export.lease_seconds)
-        self.indexer = Indexer(sessions, jobs.ignore_sop_classes)
+        self.indexer = Indexer(sessions, config.job_sop_classes())
         self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set)
         self.scp.start(shared=self.sockets)
         self._spawn("leases", lambda: leases.run(self.stopping))

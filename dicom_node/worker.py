@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydicom import dcmread
+from sqlalchemy.orm import Session
 
 from dicom_node import __version__, metrics
 from dicom_node.config import Config
@@ -27,7 +29,11 @@ from dicom_node.inference.factory import build_models
 from dicom_node.output import highdicom_tables
 from dicom_node.logs import RepeatingFailure
 from dicom_node.memory import freeze_start_up_objects, release_free_memory
+from dicom_node.output.inputs import JobInput, Predecessor, stored_input_digest
+from dicom_node.output.rejection import write_rejection_note
 from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.sr import report_uid
+from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.summary import headline_text, rounded_measurements
 from dicom_node.output.tables import headline
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -57,6 +63,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "headline": headline(result),
         "category": result.category.as_dict() if result.category else None,
         "fitness_flags": [flag.as_dict() for flag in result.fitness],
+        "input": files.input,
         "measurements": rounded_measurements(result.measurements),
         "classification": {**asdict(result.classification), "score_kind": result.classification.score_kind},
         "pattern": asdict(result.pattern) if result.pattern else None,
@@ -127,7 +134,11 @@ class Worker:
             segmenter.check_ready()
             classifier.check_ready()
             steps["check_models"] = time.perf_counter() - started
-            paths = [self.data_dir / p for p in self.queue.instance_paths(job.series_id)]
+            instances = [(uid, self.data_dir / path) for uid, path in self.queue.instances(job.series_id)]
+            paths = [path for _, path in instances]
+            started = time.perf_counter()
+            job_input = self.job_input(job, instances)
+            steps["input_digest"] = time.perf_counter() - started
             result = run_covid19(
                 paths, segmenter, classifier, self.config.pipelines[job.pipeline].processing, spill_dir=self.data_dir / SPILL_DIR
             )
@@ -139,7 +150,7 @@ class Worker:
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="masks") as pool:
                 masks_saved = pool.submit(save_masks, result, out_dir / "masks.npz")
                 files = write_results(
-                    result, out_dir, ALGORITHM_NAME, ALGORITHM_VERSION, secondary_capture=self.config.export.secondary_capture
+                    result, out_dir, ALGORITHM_NAME, ALGORITHM_VERSION, secondary_capture=self.config.export.secondary_capture, job_input=job_input
                 )
                 masks = masks_saved.result()
             steps["write_results"] = time.perf_counter() - started
@@ -163,7 +174,7 @@ class Worker:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self._publish(s, job, objects, destinations, job_input)):
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
                 scores = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.scores))
@@ -184,6 +195,40 @@ class Worker:
                 log.info("%s finished but was superseded or taken over meanwhile: its results are not exported", tag)
         for step, seconds in steps.items():
             metrics.observe_step(step, seconds)
+
+    def job_input(self, job: ClaimedJob, instances: list[tuple[str, Path]]) -> JobInput:
+        """The job's exact input (its digest: the results' UIDs follow it), what is known of its completeness, and
+        the earlier result it replaces: the latest one whose SR this job would not write again (other content)."""
+        digest = stored_input_digest(instances)
+        earlier = self.queue.earlier_result(job)
+        predecessor = None
+        if earlier is not None and (self.data_dir / earlier.sr_path).exists():
+            sr_path = self.data_dir / earlier.sr_path
+            earlier_uid = str(dcmread(sr_path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+            if earlier_uid != report_uid(job.series_instance_uid, AlgorithmId(ALGORITHM_NAME, ALGORITHM_VERSION), digest):
+                predecessor = Predecessor(sr_path, earlier.finished_at)
+        incomplete = (job.input_incomplete,) if job.input_incomplete else ()
+        return JobInput(digest, len(instances), incomplete, predecessor)
+
+    def _publish(self, session: Session, job: ClaimedJob, objects: list[ResultObject], destinations: list[str], job_input: JobInput) -> None:
+        """In the transaction that marks the job done: queue its results, mark what earlier jobs of the series sent
+        and this one no longer produces as superseded, and withdraw those objects (IHE IOCM rejection note) where the
+        destination accepts it."""
+        self.outbox.enqueue_in(session, job.id, objects, destinations)
+        superseded = self.outbox.supersede_in(session, job.id, job.series_id, {obj.sop_instance_uid for obj in objects})
+        accepting = {dest.name for dest in self.config.destinations if dest.rejection_notes}
+        by_destination: dict[str, list[Path]] = {}
+        for old in superseded:
+            if old.destination in accepting and old.path.exists():
+                by_destination.setdefault(old.destination, []).append(old.path)
+        for destination, paths in sorted(by_destination.items()):
+            note = write_rejection_note(
+                paths, self.data_dir / "results" / str(job.id), destination, job.series_instance_uid,
+                AlgorithmId(ALGORITHM_NAME, ALGORITHM_VERSION), job_input.digest,
+                f"replaced by the result of job {job.id} (new input for series {job.series_instance_uid})",
+            )
+            self.outbox.enqueue_in(session, job.id, [ResultObject.from_file(note, self.data_dir)], [destination])
+            log.info("job %d: rejection note %s withdraws %d object(s) of earlier results at %s", job.id, note.name, len(paths), destination)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
         self.queue.finish(job, state, reason=reason, steps=steps)

@@ -29,7 +29,8 @@ from pynetdicom.association import Association
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
-from dicom_node.net.contexts import storage_contexts
+from dicom_node.net import contexts
+from dicom_node.net.contexts import VERIFICATION, SopClassFilter, contexts_for, sop_class_name
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
@@ -72,6 +73,7 @@ class StorageSCP:
         self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.receiver = Receiver(settings, data_dir, indexer, queue)
         self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
+        self._accepted = {called.ae_title: SopClassFilter.of(called.sop_classes, called.refused_sop_classes) for called in settings.called_aes}
         self._batches: dict[int, Batch] = {}
         self._lock = threading.Lock()
         self._doors: list[FrontDoor] = []
@@ -86,9 +88,7 @@ class StorageSCP:
         ae.dimse_timeout = self.settings.dimse_timeout
         ae.network_timeout = self.settings.network_timeout
         ae.require_called_aet = False  # checked per configured called AE in _on_requested
-        for context in storage_contexts():
-            ae.add_supported_context(context.abstract_syntax, context.transfer_syntax)
-        ae.add_supported_context("1.2.840.10008.1.1")  # Verification (C-ECHO)
+        ae.add_supported_context(VERIFICATION)  # the storage contexts are chosen per association (_on_requested)
         return ae
 
     def start(self, shared: dict[int, socket.socket] | None = None) -> tuple[str, int]:
@@ -97,6 +97,7 @@ class StorageSCP:
         `shared`: listening sockets by configured port, made by another process (`receivers.py`), to accept on
         instead of binding."""
         configure_pynetdicom()
+        contexts.prepare()
         handlers = [
             (evt.EVT_CONN_OPEN, disable_nagle),
             (evt.EVT_REQUESTED, self._on_requested),
@@ -172,6 +173,8 @@ class StorageSCP:
             reason, diagnostic = f"called AE {called!r} is not one of ours ({', '.join(self._pipelines)})", 0x07
         if reason is None:
             assoc.acceptor.ae_title = called
+            proposed = [str(cx.abstract_syntax) for cx in request.presentation_context_definition_list]
+            assoc.acceptor.supported_contexts = contexts_for(proposed, self._accepted[called])
             return
         log.warning("association from %s@%s:%d to %s rejected: %s", calling, host, port, called, reason)
         assoc.acse.send_reject(0x01, 0x01, diagnostic)
@@ -188,6 +191,15 @@ class StorageSCP:
             self._batches[id(assoc)] = batch
         metrics.count_association("accepted")
         log.info("association %s accepted: %s", batch.uuid[:8], batch.label, extra={"association": batch.uuid})
+        refused = {str(cx.abstract_syntax): cx.result for cx in assoc.rejected_contexts}
+        if refused:
+            why = {0x03: f"not accepted by {called}", 0x04: "in no transfer syntax the node stores"}
+            log.warning(
+                "association %s: refused %s",
+                batch.uuid[:8],
+                ", ".join(f"{sop_class_name(uid)} ({why.get(result, f'result {result}')})" for uid, result in sorted(refused.items())),
+                extra={"association": batch.uuid},
+            )
 
     def _on_rejected(self, _event: evt.Event) -> None:
         """Counts every rejection: ours in _on_requested and pynetdicom's own (association limit)."""
@@ -199,7 +211,7 @@ class StorageSCP:
         if batch is None:
             return  # rejected, or already ended (an abort is followed by a connection close)
         self.receiver.close(batch, how)
-        if self._on_association_end is not None and batch.instances:
+        if self._on_association_end is not None and (batch.instances or batch.resent):  # a re-send may complete a held series
             self._on_association_end()
 
     def _on_released(self, event: evt.Event) -> None:

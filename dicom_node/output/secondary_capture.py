@@ -16,6 +16,8 @@ source series, the algorithm and (key images) the source slice.
 
 from __future__ import annotations
 
+import textwrap
+from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
@@ -73,9 +75,9 @@ def build_secondary_captures(
             photometric_interpretation="RGB",
             bits_allocated=8,
             coordinate_system="PATIENT",
-            series_instance_uid=derived_uid(series_uid, algorithm, "sc", "series"),
+            series_instance_uid=derived_uid(series_uid, algorithm, "sc", "series", inputs=sources.input_digest),
             series_number=SC_SERIES_NUMBER,
-            sop_instance_uid=derived_uid(series_uid, algorithm, "sc", "instance", header.SOPInstanceUID),
+            sop_instance_uid=derived_uid(series_uid, algorithm, "sc", "instance", header.SOPInstanceUID, inputs=sources.input_digest),
             instance_number=number,
             manufacturer=MANUFACTURER,
             pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
@@ -92,23 +94,24 @@ def build_secondary_captures(
 
 
 def build_summary_page(
-    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime
+    result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime, notes: Sequence[str] = ()
 ) -> SCImage:
-    """The summary page as one RGB Secondary Capture image in a series of its own."""
+    """The summary page as one RGB Secondary Capture image in a series of its own; `notes` (the input may be
+    incomplete, the result it replaces) are written below the classification."""
     series_uid = result.volume.series_instance_uid
     header = sources.first
     image = SCImage.from_ref_dataset(
         ref_dataset=header,
         pixel_array=render_summary(
-            headline_lines(result), summary_rows(result), classification_lines(result.classification), algorithm
+            headline_lines(result), summary_rows(result), [*classification_lines(result.classification), *_wrapped_notes(notes)], algorithm
         ),
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
         patient_orientation=patient_orientation(header),
-        series_instance_uid=derived_uid(series_uid, algorithm, "summary", "series"),
+        series_instance_uid=derived_uid(series_uid, algorithm, "summary", "series", inputs=sources.input_digest),
         series_number=SUMMARY_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(series_uid, algorithm, "summary", "instance"),
+        sop_instance_uid=derived_uid(series_uid, algorithm, "summary", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,
         series_description=SUMMARY_DESCRIPTION,
@@ -120,6 +123,11 @@ def build_summary_page(
     image.DerivationDescription = f"Summary of {algorithm.name} {algorithm.version} results"[:1024]
     image.SourceImageSequence = [_reference(h) for h in sources.headers]
     return image
+
+
+def _wrapped_notes(notes: Sequence[str]) -> list[str]:
+    """Each note as "Note: ..." lines that fit the page's width (about 70 characters of the body font)."""
+    return [line for note in notes for line in textwrap.wrap(f"Note: {note}", width=68, subsequent_indent="  ")]
 
 
 def render_summary(

@@ -43,19 +43,21 @@ class SourceImages:
 
     Slices the loader filled in by interpolation have no source image; derived
     objects leave them out, since no PACS image exists to attach them to.
-    `warnings` says what is wrong with the source's identifiers (empty: nothing).
+    `warnings` says what is wrong with the source's identifiers (empty: nothing); `input_digest`
+    the digest of the exact input (`uids.input_digest`), which the results' UIDs follow.
     """
 
     z_indices: list[int]
     headers: list[Dataset]
     warnings: list[str] = field(default_factory=list)
+    input_digest: str = ""
 
     @property
     def first(self) -> Dataset:
         return self.headers[0]
 
 
-def read_source_images(volume: CtVolume) -> SourceImages:
+def read_source_images(volume: CtVolume, input_digest: str = "") -> SourceImages:
     """The headers of the volume's source files in z order, fit to be copied into derived objects.
 
     The headers are the loader's (pixel data never read), or read again for a
@@ -85,7 +87,7 @@ def read_source_images(volume: CtVolume) -> SourceImages:
     frame_of_reference = str(headers[0].get("FrameOfReferenceUID") or "") or derived_frame_of_reference(
         str(headers[0].SeriesInstanceUID)
     )
-    return SourceImages(z_indices, [_fit_copy(header, frame_of_reference) for header in headers], warnings)
+    return SourceImages(z_indices, [_fit_copy(header, frame_of_reference) for header in headers], warnings, input_digest)
 
 
 def uid_problems(headers: Sequence[Dataset]) -> list[str]:

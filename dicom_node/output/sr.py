@@ -24,6 +24,7 @@ Concept choices are documented in `concepts`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import highdicom as hd
@@ -49,8 +50,13 @@ def build_report(
     sources: SourceImages,
     algorithm: AlgorithmId,
     created: datetime,
+    notes: Sequence[str] = (),
+    predecessor: Dataset | None = None,
 ) -> hd.sr.Comprehensive3DSR:
-    """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result)."""
+    """The SR for `result`, referencing the segments of `segmentation` (the SEG built for the same result).
+
+    `notes` (the input may be incomplete, the result it replaces) become comments of the report; `predecessor` is
+    the SR of the result this one replaces, named in the Predecessor Documents Sequence."""
     source_series_uid = result.volume.series_instance_uid
     measurements = result.measurements
     context = (segmentation, source_series_uid, algorithm)
@@ -88,17 +94,27 @@ def build_report(
     report = hd.sr.Comprehensive3DSR(
         evidence=[*sources.headers, segmentation],
         content=report,
-        series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series"),
+        series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series", inputs=sources.input_digest),
         series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "instance"),
+        sop_instance_uid=report_uid(source_series_uid, algorithm, sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,  # not verified by a physician: preliminary
         series_description=SR_DESCRIPTION,
         coding_schemes=[concepts.private_coding_scheme()],
+        previous_versions=[predecessor] if predecessor is not None else None,
     )
+    for note in notes:
+        report.ContentSequence.append(
+            hd.sr.TextContentItem(name=concepts.COMMENT, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
+        )
     return stamp(report, created)
+
+
+def report_uid(source_series_uid: str, algorithm: AlgorithmId, input_digest: str) -> str:
+    """The SR's SOP Instance UID: the worker compares it with an earlier result's to know whether that one is replaced."""
+    return derived_uid(source_series_uid, algorithm, "sr", "instance", inputs=input_digest)
 
 
 def _tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:

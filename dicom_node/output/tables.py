@@ -107,9 +107,10 @@ def json_text(
     source_header: Dataset,
     dicom_objects: dict[str, Any],
     warnings: list[str] | None = None,
+    lineage: dict[str, Any] | None = None,
 ) -> str:
     """The JSON result document; `dicom_objects` lists the UIDs of the DICOM objects written, `warnings`
-    what was wrong with the source."""
+    what was wrong with the source, `lineage` the input's digest, completeness and the result it replaces."""
     classification = result.classification
     document = {
         "source": {
@@ -134,6 +135,7 @@ def json_text(
         "pattern": asdict(result.pattern) if result.pattern else None,
         "dicom": dicom_objects,
         "warnings": warnings or [],
+        "input": lineage or {},
         "timings_s": result.timings,
     }
     return json.dumps(document, indent=2) + "\n"

@@ -1,18 +1,29 @@
 """Deterministic UIDs for the objects the node derives from a source series.
 
-A job that is re-run (after a crash, a requeue or a superseding upload of the
-same series) must produce the same Series and SOP Instance UIDs, so that the
-PACS replaces its copy instead of collecting duplicates.  A new algorithm
-version, on the other hand, is a different result and must not overwrite the
-old one.  Each UID is therefore a name-based (SHA-1, version 5) UUID of the
-source SeriesInstanceUID, the algorithm's name and version and the kind of
-object, written as a "2.25." UID (DICOM PS3.5 B.2).  (pydicom's generate_uid
-ignores its entropy sources when no prefix is given, so it cannot do this.)
+Result UIDs follow content. A job that is re-run on the same input (after a
+crash, a requeue, or a re-send of identical instances) must produce the same
+Series and SOP Instance UIDs, so that the PACS keeps one copy instead of
+collecting duplicates. A job on *different* input (a series completed after a
+half-sent first try, a slice replaced) is a different result: most PACS keep
+the first object they received under a UID and ignore a later one with the same
+UID (Orthanc's default `OverwriteInstances: false`), so new content must come
+under new UIDs. A new algorithm version is likewise a different result.
+
+Each UID is therefore a name-based (SHA-1, version 5) UUID of the source
+SeriesInstanceUID, the algorithm's name and version, the kind of object and,
+for the objects themselves (series and instances), the digest of the exact set
+of input instances (`input_digest`: their SOP Instance UIDs and the digests of
+their stored files), written as a "2.25." UID (DICOM PS3.5 B.2). Tracking
+identifiers (a segment, a measurement group) name a finding across versions
+of a result and leave the digest out. (pydicom's generate_uid ignores its
+entropy sources when no prefix is given, so it cannot do this.)
 """
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 # Fixed namespace of dicom-node's name-based UUIDs; changing it would change every derived UID.
@@ -35,15 +46,28 @@ def _uuid_uid(*parts: str) -> str:
     return f"2.25.{uuid.uuid5(_NAMESPACE, chr(0x1F).join(parts)).int}"
 
 
-def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int) -> str:
-    """A UID that depends only on the source series, the algorithm and the object kind.
+def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int, inputs: str = "") -> str:
+    """The one derivation of every result UID: the source series, the algorithm, the object kind and the input.
 
     `kind` names the object, e.g. ("seg", "series"), ("sr", "instance") or
-    ("sc", "instance", 3); distinct kinds give distinct UIDs.
+    ("sc", "instance", 3); distinct kinds give distinct UIDs. `inputs` is the
+    `input_digest` of the instances the result was computed from: given for
+    Series and SOP Instance UIDs (new content, new UIDs), left empty for
+    tracking identifiers (the same finding in every version of a result).
     """
     if not kind:
         raise ValueError("a derived UID needs an object kind, e.g. ('seg', 'series')")
-    return _uuid_uid("derived", source_series_uid, algorithm.name, algorithm.version, *map(str, kind))
+    content = (f"inputs:{inputs}",) if inputs else ()
+    return _uuid_uid("derived", source_series_uid, algorithm.name, algorithm.version, *map(str, kind), *content)
+
+
+def input_digest(instances: Iterable[tuple[str, str]]) -> str:
+    """The digest of a result's exact input: (SOP Instance UID, hex digest of the instance's content) pairs, in
+    any order (the set is what counts; a re-send in another order is the same input)."""
+    digest = hashlib.sha256()
+    for sop_instance_uid, content in sorted(instances):
+        digest.update(f"{sop_instance_uid}\x1f{content}\x1e".encode())
+    return digest.hexdigest()
 
 
 def device_uid(algorithm: AlgorithmId) -> str:

@@ -13,6 +13,14 @@ class SelectionRules(BaseModel, frozen=True):
     """Which series the COVID-19 pipeline accepts (anything else is skipped, not failed)."""
 
     modality: str = "CT"
+    sop_classes: tuple[str, ...] = Field(
+        (
+            "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
+            "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT Image Storage (skipped with the reason: multi-frame)
+            "1.2.840.10008.5.1.4.1.1.2.2",  # Legacy Converted Enhanced CT Image Storage (likewise)
+        ),
+        description="storage SOP classes whose instances start a job; the node stores every other class without processing it",
+    )
     min_slices: int = Field(20, ge=2, description="fewer slices than this cannot cover both lungs")
     max_axial_deviation_deg: float = Field(
         10.0, ge=0, description="largest angle between the slice normal and the patient's head-feet axis"

@@ -12,7 +12,7 @@ import logging
 import re
 import threading
 import zlib
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -56,7 +56,7 @@ PIXEL_DATA_TAG = 0x7FE00010
 _STATEMENTS = {
     "insert": "INSERT INTO instance (sop_instance_uid, sop_class_uid, series_fk, instance_number, transfer_syntax_uid, path, size,"
     " association_fk, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    "count": "UPDATE series SET instance_count = instance_count + 1 WHERE id = ?",
+    "count": "UPDATE series SET instance_count = instance_count + 1, last_received_at = ? WHERE id = ?",
     "pending": "UPDATE series SET instance_count = instance_count + 1, pending = ?, last_received_at = ?, pipeline = ? WHERE id = ?",
     "linked": "SELECT series_fk FROM association_series WHERE association_fk = ? AND series_fk = ?",
     "link": "INSERT INTO association_series (association_fk, series_fk) VALUES (?, ?)",
@@ -248,9 +248,12 @@ class Indexer:
     and re-sent instances go through the ORM and Core as before.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], ignored_sop_classes: Collection[str] = ()) -> None:
+    def __init__(self, sessions: sessionmaker[Session], job_sop_classes: Mapping[str, Collection[str]] | None = None) -> None:
+        """`job_sop_classes`: per pipeline, the SOP classes whose instances make their series pending a job
+        (`Config.job_sop_classes`); the others (results, non-images, anything the pipeline does not select) are
+        stored and indexed only. None: every class starts a job."""
         self._sessions = sessions
-        self._ignored = frozenset(ignored_sop_classes)  # stored and indexed, but never make their series pending
+        self._job_classes = None if job_sop_classes is None else {name: frozenset(uids) for name, uids in job_sop_classes.items()}
         self._engine = sessions.kw["bind"]
         self._series_ids: dict[str, int] = {}
         self._linked: set[tuple[int, int]] = set()
@@ -286,7 +289,7 @@ class Indexer:
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
         """Insert (or, with `replace`, update) the instance row and mark its series pending a job, in one commit.
 
-        Instances of an ignored SOP class (results, non-images) are indexed without making their series pending.
+        Instances of a class that starts no job (results, non-images) are indexed without making their series pending.
 
         An insert of a UID that is already indexed raises DuplicateInstance with the stored path, so the
         caller can apply its duplicate policy (the SCP finds most duplicates earlier, by their file).
@@ -322,6 +325,9 @@ class Indexer:
             with self._lock:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]
 
+    def _starts_job(self, sop_class_uid: str, pipeline: str) -> bool:
+        return self._job_classes is None or sop_class_uid in self._job_classes.get(pipeline, ())
+
     def _insert(
         self, meta: InstanceMeta, values: dict[str, Any], series_id: int, link: int | None, pipeline: str, now: datetime
     ) -> None:
@@ -335,10 +341,10 @@ class Indexer:
                 meta.sop_instance_uid, values["sop_class_uid"], series_id, values["instance_number"], values["transfer_syntax_uid"],
                 values["path"], values["size"], values["association_fk"], received,
             ))
-            if meta.sop_class_uid in self._ignored:
-                cursor.execute(self._sql["count"], (series_id,))
-            else:
+            if self._starts_job(meta.sop_class_uid, pipeline):
                 cursor.execute(self._sql["pending"], (True, received, pipeline, series_id))
+            else:
+                cursor.execute(self._sql["count"], (received, series_id))
             if link is not None and first(cursor, self._sql["linked"], (link, series_id)) is None:
                 cursor.execute(self._sql["link"], (link, series_id))
 
@@ -354,8 +360,8 @@ class Indexer:
                 self._moved(conn, meta, left, now)
                 replace = False  # counted in its new series below
             counted = Series.instance_count + (0 if replace else 1)
-            if meta.sop_class_uid in self._ignored:
-                conn.execute(update(Series).where(Series.id == series_id).values(instance_count=counted))
+            if not self._starts_job(meta.sop_class_uid, pipeline):
+                conn.execute(update(Series).where(Series.id == series_id).values(instance_count=counted, last_received_at=now))
             else:
                 conn.execute(
                     update(Series)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -25,12 +26,38 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
 from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+from dicom_node.store.outbox import requeue_in
 from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
 
 ACTIVE_STATES = ("queued", "running")
 FINAL_STATES = ("done", "failed", "skipped", "superseded")
+
+
+@dataclass(frozen=True)
+class ResentSeries:
+    """A series an association re-sent without anything new: whether it still waits for its job, and its latest job."""
+
+    series_instance_uid: str
+    pending: bool
+    job_id: int | None
+    job_state: str
+    reexported: int = 0
+
+    def __str__(self) -> str:
+        if self.pending:
+            return f"series {self.series_instance_uid} waits for its job"
+        if self.job_id is None:
+            return f"series {self.series_instance_uid} was stored only (its SOP classes start no job)"
+        if self.job_state == "done" and self.reexported:
+            return f"series {self.series_instance_uid} was already processed (job {self.job_id}): its {self.reexported} result export(s) are sent again"
+        if self.job_state == "done":
+            return (
+                f"series {self.series_instance_uid} was already processed (job {self.job_id}): nothing new to process; "
+                f"`dicom-node exports resend {self.job_id} --to DESTINATION` sends its results again"
+            )
+        return f"series {self.series_instance_uid} has nothing new; its job {self.job_id} is {self.job_state}"
 
 
 @dataclass(frozen=True)
@@ -42,6 +69,17 @@ class ClaimedJob:
     pipeline: str
     attempts: int
     worker: str
+    input_incomplete: str = ""
+
+
+@dataclass(frozen=True)
+class EarlierResult:
+    """The latest result an earlier job of the same series produced: its SR (relative to the data dir) and when it
+    was made."""
+
+    job_id: int
+    sr_path: str
+    finished_at: datetime
 
 
 class JobQueue:
@@ -77,21 +115,45 @@ class JobQueue:
             session.flush()
             return row.id, row.uuid
 
-    def close_association(self, association_id: int, state: str, instances: int, nbytes: int, failures: int) -> list[str]:
-        """Record how the association ended; return the series UIDs it sent."""
+    def close_association(
+        self,
+        association_id: int,
+        state: str,
+        instances: int,
+        nbytes: int,
+        failures: int,
+        resent: Collection[str] = (),
+        reexport: bool = False,
+    ) -> list[ResentSeries]:
+        """Record how the association ended. A normal release completes every series it sent or re-sent (`resent`:
+        series of which it sent instances that were already stored), so a series held back after an abort is
+        processed now. With `reexport` (`dicom.reexport_resent`), a re-sent series whose job is done has that job's
+        results sent again. Returns what became of the re-sent series that received nothing new."""
+        now = utcnow()
         with self._sessions.begin() as session:
             session.execute(
                 update(Association)
                 .where(Association.id == association_id)
-                .values(state=state, instances_received=instances, bytes_received=nbytes, failures=failures, ended_at=utcnow())
+                .values(state=state, instances_received=instances, bytes_received=nbytes, failures=failures, ended_at=now)
             )
-            return list(
-                session.scalars(
-                    select(Series.series_instance_uid)
-                    .join(AssociationSeries, AssociationSeries.series_fk == Series.id)
-                    .where(AssociationSeries.association_fk == association_id)
-                )
-            )
+            sent = set(session.scalars(select(AssociationSeries.series_fk).where(AssociationSeries.association_fk == association_id)))
+            rows = session.execute(select(Series.id, Series.series_instance_uid, Series.pending).where(Series.series_instance_uid.in_(list(resent)))).all()
+            if state == "released" and (sent or rows):
+                session.execute(update(Series).where(Series.id.in_(sent | {row.id for row in rows})).values(last_released_at=now))
+            outcomes = []
+            for series_id, uid, pending in rows:
+                if series_id in sent:
+                    continue
+                latest = session.execute(
+                    select(Job.id, Job.state).where(Job.series_fk == series_id).order_by(Job.id.desc()).limit(1)
+                ).first()
+                job_id, job_state = latest if latest else (None, "")
+                again = 0
+                if reexport and state == "released" and job_state == "done" and not pending:
+                    reason = f"its series was sent again (association {association_id}; dicom.reexport_resent)"
+                    again = requeue_in(session, self.wakeups, reason, Export.job_fk == job_id, Export.state.in_(("sent", "failed")))
+                outcomes.append(ResentSeries(uid, pending, job_id, job_state, again))
+            return outcomes
 
     def close_interrupted_associations(self, with_receivers: bool = False) -> int:
         """At start-up: associations this node (by name, one process per name) had open were cut by its stop;
@@ -113,32 +175,39 @@ class JobQueue:
         return cut
 
     # Settle window ------------------------------------------------------
-    def queue_settled(self, settle_seconds: float, now: datetime | None = None) -> list[int]:
-        """Queue one job per pending series that is quiet and no longer being sent; return the new job ids."""
+    def queue_settled(self, settle_seconds: float, now: datetime | None = None, grace_seconds: float = 3600.0) -> list[int]:
+        """Queue one job per pending series that is quiet, no longer being sent and complete; return the new job ids.
+
+        Complete: no association that ended abnormally (aborted, connection lost, cut by a restart, or open while
+        its receiving process stopped renewing it) sent it new instances since a normal release last completed it.
+        A half-sent series gives no result; once `grace_seconds` have passed quietly it is processed anyway, and its
+        job says why its input may be incomplete (the result says so too).
+        """
         now = now or utcnow()
         quiet_since = now - timedelta(seconds=settle_seconds)
-        sending = exists().where(
-            and_(
-                AssociationSeries.series_fk == Series.id,
-                AssociationSeries.association_fk == Association.id,
-                Association.state == "open",
-                or_(Association.lease_until.is_(None), Association.lease_until > now),  # its receiver is alive
-            )
+        receiver_alive = or_(Association.lease_until.is_(None), Association.lease_until > now)
+        linked = and_(AssociationSeries.series_fk == Series.id, AssociationSeries.association_fk == Association.id)
+        sending = exists().where(linked, Association.state == "open", receiver_alive)
+        ended_abnormally = or_(Association.state.in_(("aborted", "interrupted")), and_(Association.state == "open", ~receiver_alive))
+        held = exists().where(
+            linked, ended_abnormally, or_(Series.last_released_at.is_(None), Association.started_at > Series.last_released_at)
         )
+        overdue = Series.last_received_at <= now - timedelta(seconds=grace_seconds)
         with self._sessions() as session:
             candidates = session.execute(
-                select(Series.id, Series.last_received_at).where(
-                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending
+                select(Series.id, Series.last_received_at, held.label("held")).where(
+                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending, or_(~held, overdue)
                 )
             ).all()
         created = []
-        for series_id, last_received in candidates:
-            job_id = self._queue_series(series_id, last_received)
+        for series_id, last_received, incomplete in candidates:
+            reason = f"not completed by a normal release within {grace_seconds:g} s" if incomplete else ""
+            job_id = self._queue_series(series_id, last_received, reason)
             if job_id is not None:
                 created.append(job_id)
         return created
 
-    def _queue_series(self, series_id: int, last_received: datetime) -> int | None:
+    def _queue_series(self, series_id: int, last_received: datetime, incomplete: str = "") -> int | None:
         with self._sessions.begin() as session:
             claimed = session.execute(
                 update(Series)
@@ -149,7 +218,9 @@ class JobQueue:
                 return None  # more data arrived, or another scheduler queued it
             series = session.get_one(Series, series_id)
             count = session.scalar(select(func.count()).select_from(Instance).where(Instance.series_fk == series_id)) or 0
-            job = Job(series_fk=series_id, pipeline=series.pipeline, state="queued", instance_count=count, steps={}, result={})
+            job = Job(
+                series_fk=series_id, pipeline=series.pipeline, state="queued", instance_count=count, input_incomplete=incomplete, steps={}, result={}
+            )
             session.add(job)
             session.flush()
             previous = list(
@@ -173,12 +244,13 @@ class JobQueue:
                 )
             self.wakeups.notify_in(session, "jobs")
             log.info(
-                "series %s: job %d queued (%d instances, pipeline %s)%s",
+                "series %s: job %d queued (%d instances, pipeline %s)%s%s",
                 series.series_instance_uid,
                 job.id,
                 count,
                 series.pipeline,
                 f", superseding job(s) {previous}" if previous else "",
+                f"; its input may be incomplete: {incomplete}" if incomplete else "",
             )
             return job.id
 
@@ -240,6 +312,7 @@ class JobQueue:
                     pipeline=job.pipeline,
                     attempts=job.attempts,
                     worker=worker,
+                    input_incomplete=job.input_incomplete,
                 )
         return None
 
@@ -252,8 +325,27 @@ class JobQueue:
             log.error("job %d %s", job_id, reason)
 
     def instance_paths(self, series_id: int) -> list[str]:
+        return [path for _, path in self.instances(series_id)]
+
+    def instances(self, series_id: int) -> list[tuple[str, str]]:
+        """(SOP Instance UID, path relative to the data dir) of every instance of the series."""
         with self._sessions() as session:
-            return list(session.scalars(select(Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id)))
+            rows = session.execute(select(Instance.sop_instance_uid, Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id))
+            return [(uid, path) for uid, path in rows]
+
+    def earlier_result(self, job: ClaimedJob) -> EarlierResult | None:
+        """The latest result of an earlier job of the job's series (done, or superseded after it was done), if any."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(Job.id, Job.result, Job.finished_at)
+                .where(Job.series_fk == job.series_id, Job.id < job.id, Job.state.in_(("done", "superseded")))
+                .order_by(Job.id.desc())
+            )
+            for job_id, result, finished_at in rows:
+                sr = ((result or {}).get("files") or {}).get("sr")
+                if sr and finished_at is not None:
+                    return EarlierResult(job_id, sr, finished_at)
+        return None
 
     def finish(
         self,
@@ -318,5 +410,5 @@ def schedule(queue: JobQueue, settings: JobSettings, released: threading.Event, 
     failures = RepeatingFailure(log, "scheduler: queueing settled series")
     while not stopping.is_set():
         released.clear()
-        failures.run(lambda: queue.queue_settled(settle))  # the queue wakes the workers when it commits a job
+        failures.run(lambda: queue.queue_settled(settle, grace_seconds=settings.incomplete_grace_seconds))  # wakes the workers
         released.wait(interval)

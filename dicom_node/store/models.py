@@ -66,7 +66,13 @@ class Series(Base):
     series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     pipeline: Mapped[str] = mapped_column(String(64), default="covid19_ct", doc="Pipeline of the called AE that last received it.")
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
-    last_received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    last_received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="When it last received a new instance (of any class).")
+    last_released_at: Mapped[datetime | None] = mapped_column(
+        DateTime,
+        nullable=True,
+        doc="When an association that sent (or re-sent) any of it last ended with a normal release. A series received since "
+        "only on associations that ended abnormally is held back: a half-sent series must not give a result.",
+    )
     pending: Mapped[bool] = mapped_column(Boolean, default=False, index=True, doc="Received new data since its last job was queued.")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     study: Mapped[Study] = relationship()
@@ -132,6 +138,9 @@ class Job(Base):
     steps: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Step name -> seconds.")
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="Headline, category, fitness flags, measurements, classifier scores and result files.")
     superseded_by: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    input_incomplete: Mapped[str] = mapped_column(
+        Text, default="", server_default="", doc="Why its input may be incomplete ('' none known): queued after the grace period without a normal release."
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
@@ -149,7 +158,7 @@ class Export(Base):
     sop_instance_uid: Mapped[str] = mapped_column(UID)
     sop_class_uid: Mapped[str] = mapped_column(UID)
     path: Mapped[str] = mapped_column(String(512), doc="Relative to the data dir.")
-    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sending, sent, failed, cancelled.")
+    state: Mapped[str] = mapped_column(String(16), index=True, doc="pending, sending, sent, failed, cancelled, superseded.")
     owner: Mapped[str] = mapped_column(String(128), default="", server_default="", doc="The process sending it (state sending).")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

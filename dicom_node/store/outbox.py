@@ -12,6 +12,9 @@ outage or a restart loses nothing. States:
   failed    refused for good (status and reason kept), or still not delivered
             after `export.retry_horizon_seconds`; `retry` puts it back
   cancelled its job was superseded by newer data: never sent
+  superseded sent, then replaced by a newer result of the same series that no longer has this object (new
+            content gets new UIDs, so the PACS keeps both: for a destination with `rejection_notes` the newer job
+            also sends an IHE IOCM rejection note that withdraws it)
 
 Re-sending an object that may already have arrived is harmless: result UIDs
 are deterministic, so the PACS stores it once. Every transition is a
@@ -21,6 +24,7 @@ compare-and-set on the old state, as in the job queue.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,6 +58,16 @@ class ResultObject:
         if path.is_absolute() and path.resolve().is_relative_to(Path(data_dir).resolve()):
             path = path.resolve().relative_to(Path(data_dir).resolve())
         return cls(path, str(header.SOPInstanceUID), str(header.SOPClassUID))
+
+
+@dataclass(frozen=True)
+class SupersededExport:
+    """An object an earlier job sent to `destination` that a newer result replaces."""
+
+    destination: str
+    sop_instance_uid: str
+    path: Path
+    job_id: int
 
 
 @dataclass(frozen=True)
@@ -119,6 +133,24 @@ class Outbox:
             self.wakeups.notify_in(session, "exports")
             log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
         return added
+
+    def supersede_in(self, session: Session, job_id: int, series_id: int, kept: Collection[str]) -> list[SupersededExport]:
+        """In the finishing job's transaction: mark the objects that earlier jobs of the series sent, and that this
+        job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them."""
+        rows = session.execute(
+            select(Export.id, Export.destination, Export.sop_instance_uid, Export.path, Export.job_fk)
+            .join(Job, Job.id == Export.job_fk)
+            .where(Job.series_fk == series_id, Job.id != job_id, Export.state == "sent", Export.sop_instance_uid.not_in(list(kept)))
+            .order_by(Export.id)
+        ).all()
+        if rows:
+            session.execute(
+                update(Export)
+                .where(Export.id.in_([row.id for row in rows]), Export.state == "sent")
+                .values(state="superseded", last_error=f"replaced by the result of job {job_id}")
+            )
+            log.info("job %d: %d object(s) sent for earlier jobs of its series are superseded", job_id, len(rows))
+        return [SupersededExport(row.destination, row.sop_instance_uid, self.data_dir / row.path, row.job_fk) for row in rows]
 
     def claim_due(self, destination: str, owner: str, now: datetime | None = None, limit: int | None = None) -> list[ClaimedExport]:
         """Claim up to `limit` rows due for `destination` for `owner` (pending, or sending with an expired lease).
@@ -229,13 +261,17 @@ class Outbox:
         return self._requeue(Export.state == "failed")
 
     def _requeue(self, *conditions: Any) -> int:
-        now = utcnow()
         with self._sessions.begin() as session:
-            count = session.execute(
-                update(Export)
-                .where(*conditions)
-                .values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error="retried by an operator")
-            ).rowcount
-            if count:
-                self.wakeups.notify_in(session, "exports")
-        return count
+            return requeue_in(session, self.wakeups, "retried by an operator", *conditions)
+
+
+def requeue_in(session: Session, wakeups: Wakeups, reason: str, *conditions: Any) -> int:
+    """Put the matching exports back to pending, due now with a fresh retry horizon, in the caller's transaction;
+    the senders are woken when it commits. Returns how many."""
+    now = utcnow()
+    count = session.execute(
+        update(Export).where(*conditions).values(state="pending", attempts=0, next_attempt_at=now, created_at=now, last_error=reason)
+    ).rowcount
+    if count:
+        wakeups.notify_in(session, "exports")
+    return count

@@ -82,6 +82,7 @@ class Batch:
     nbytes: int = 0
     failures: int = 0
     series: dict[str, int] = field(default_factory=dict)
+    resent: dict[str, int] = field(default_factory=dict)  # series -> instances kept as duplicates (already stored)
 
 
 class Receiver:
@@ -114,19 +115,31 @@ class Receiver:
 
     def close(self, batch: Batch, how: str) -> None:
         """Record how the batch ended ('released', 'aborted'); from now on its series may settle into jobs."""
-        self.queue.close_association(batch.id, how, batch.instances, batch.nbytes, batch.failures)
+        resent = self.queue.close_association(
+            batch.id, how, batch.instances, batch.nbytes, batch.failures, batch.resent, self.settings.reexport_resent
+        )
         self.indexer.association_ended(batch.id)
         series = ", ".join(f"{uid} ({n})" for uid, n in batch.series.items()) or "none"
         log.info(
-            "association %s %s: %d instance(s), %.1f MB, %d failure(s); series: %s",
+            "association %s %s: %d instance(s), %.1f MB, %d failure(s), %d duplicate(s); series: %s",
             batch.uuid[:8],
             how,
             batch.instances,
             batch.nbytes / 1e6,
             batch.failures,
+            sum(batch.resent.values()),
             series,
             extra={"association": batch.uuid},
         )
+        if how != "released" and batch.series:
+            log.warning(
+                "association %s ended %s: its series (%s) are held back until a sender completes them with a normal release "
+                "(or jobs.incomplete_grace_seconds passes; the result is then marked incomplete)",
+                batch.uuid[:8], how, ", ".join(batch.series), extra={"association": batch.uuid},
+            )
+        for outcome in resent:
+            log.info("association %s re-sent %d instance(s) already stored: %s", batch.uuid[:8], batch.resent[outcome.series_instance_uid], outcome,
+                     extra={"association": batch.uuid, "series": outcome.series_instance_uid})
 
     # Instances ------------------------------------------------------------
     def store(
@@ -187,7 +200,7 @@ class Receiver:
         exists = path.exists()
         previous = self.indexer.indexed_path(meta.sop_instance_uid) if exists else None
         if previous is not None and (refusal := self._duplicate(tag, fields, previous, raw, transfer_syntax)) is not None:
-            return Outcome(refusal.status, refusal.comment, meta)
+            return self._resent(batch, refusal, meta)
         try:
             size = self._write(path, header, raw, new=not exists)
             try:
@@ -199,7 +212,7 @@ class Receiver:
                     # processes, both past the file check) the file is the indexed instance's own: it stays.
                     if previous != relpath:
                         (self.data_dir / relpath).unlink(missing_ok=True)
-                    return Outcome(refusal.status, refusal.comment, meta)
+                    return self._resent(batch, refusal, meta)
                 self.indexer.record(meta, relpath, size, batch.id, batch.pipeline, replace=True)
         except Exception as exc:  # disk or database failure: the sender must retry, nothing was acknowledged
             log.exception("%s failed to store: %s", tag, exc, extra=fields)
@@ -212,6 +225,13 @@ class Receiver:
         batch.series[meta.series_instance_uid] = batch.series.get(meta.series_instance_uid, 0) + 1
         log.debug("%s stored (series %s, %d bytes)", tag, meta.series_instance_uid, size, extra=fields)
         return Outcome(SUCCESS, meta=meta)
+
+    @staticmethod
+    def _resent(batch: Batch, refusal: Outcome, meta: InstanceMeta) -> Outcome:
+        """A duplicate's answer; one kept (success) is counted for the association's one line about its series."""
+        if refusal.ok:
+            batch.resent[meta.series_instance_uid] = batch.resent.get(meta.series_instance_uid, 0) + 1
+        return Outcome(refusal.status, refusal.comment, meta)
 
     def _write(self, path: Path, header: bytes, raw: memoryview, new: bool) -> int:
         """Write the instance's file durably; return its size.
@@ -233,7 +253,7 @@ class Receiver:
             log.warning("%s refused: duplicate (policy reject)", tag, extra=fields)
             return Outcome(DUPLICATE_REFUSED, "duplicate SOP Instance UID refused")
         if policy == "keep-first" or self._same_content(stored, raw, syntax):
-            log.info("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "same content", extra=fields)
+            log.debug("%s is a duplicate: kept the stored copy (%s)", tag, "policy keep-first" if policy == "keep-first" else "same content", extra=fields)
             return Outcome(SUCCESS)
         return None
 

@@ -69,6 +69,7 @@ def series_row(row: Series) -> dict[str, Any]:
         "instance_count": row.instance_count,
         "pending": row.pending,
         "last_received_at": iso(row.last_received_at),
+        "last_released_at": iso(row.last_released_at),
         "created_at": iso(row.created_at),
     }
 
@@ -103,6 +104,7 @@ def job_row(job: Job) -> dict[str, Any]:
         "instances": job.instance_count,
         "attempts": job.attempts,
         "reason": job.reason,
+        "input_incomplete": job.input_incomplete,
         "not_before": iso(job.not_before),
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),

@@ -193,7 +193,10 @@ def test_same_instances_from_another_sender_in_another_syntax_are_duplicates(nod
     ((again,),) = query(node.data_dir, "SELECT count(*) FROM job j JOIN series s ON s.id = j.series_fk WHERE s.series_instance_uid = ?", series_uid)
     assert again == count == 1
     assert {path: path.read_bytes() for path in stored} == stored  # the first copies, untouched
-    assert node.log().count("kept the stored copy (same content)") >= 5
+    # One line for the association's re-sent series, none per instance (at INFO).
+    resent = [line for line in node.log().splitlines() if f"instance(s) already stored: series {series_uid}" in line]
+    assert len(resent) == 1 and "re-sent 5 instance(s)" in resent[0], resent
+    assert "kept the stored copy" not in node.log()
 
 
 def test_jobs_list_show_and_retry_of_a_queued_job(node: NodeProcess, tmp_path: Path) -> None:

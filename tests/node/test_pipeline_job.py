@@ -20,7 +20,7 @@ from tests.dicom_files import copy_with_new_uid
 from tests.node.index import query, wait_for_finished_job
 from tests.processed_node import ProcessedSeries
 
-PIPELINE_STEPS = {"check_models", "load", "segment", "fitness", "classifier_input", "classify", "quantify", "describe", "to_native", "write_results"}
+PIPELINE_STEPS = {"check_models", "input_digest", "fitness", "load", "segment", "classifier_input", "classify", "quantify", "describe", "to_native", "write_results"}
 RESULT_FILES = {"seg": "seg.dcm", "sr": "sr.dcm", "csv": "result.csv", "json": "result.json", "masks": "masks.npz"}
 
 

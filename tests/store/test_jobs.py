@@ -13,7 +13,8 @@ from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.ingest import Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.leases import LeaseKeeper
-from dicom_node.store.models import Export, Instance, Job, utcnow
+from dicom_node.config import Config
+from dicom_node.store.models import Export, Instance, Job, Series, utcnow
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_one_job_per_series_once_the_association_ended_and_the_series_settled(se
     assoc, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
     receive(indexer, "1.2.3.4", 5, assoc)
     assert queue.queue_settled(1.0, now=later()) == [], "an open association is still sending the series"
-    assert queue.close_association(assoc, "released", 5, 500, 0) == ["1.2.3.4"]
+    assert queue.close_association(assoc, "released", 5, 500, 0) == [], "nothing was re-sent"
     assert queue.queue_settled(5.0) == [], "the settle window has not passed"
     assert len(queue.queue_settled(1.0, now=later())) == 1
     assert queue.queue_settled(1.0, now=later()) == [], "a settled series is queued once"
@@ -91,7 +92,10 @@ def test_restart_cuts_the_nodes_open_associations_but_leaves_running_jobs_to_the
     restarted = JobQueue(sessions, "n1")
     assert restarted.close_interrupted_associations() == 1
     assert [state for _, state, _ in jobs(sessions)] == ["running"], "a running job is left to its owner's lease"
-    assert len(restarted.queue_settled(1.0, now=later())) == 1, "the cut association no longer holds its series back"
+    assert restarted.queue_settled(1.0, now=later()) == [], "a series sent only on a cut association is held back as incomplete"
+    [job_id] = restarted.queue_settled(1.0, now=later(20), grace_seconds=15)
+    with sessions() as s:
+        assert s.get_one(Job, job_id).input_incomplete == "not completed by a normal release within 15 s", "after the grace period it runs, marked incomplete"
 
 
 def test_a_dead_processs_job_is_taken_over_once_its_lease_expired(sessions) -> None:
@@ -133,7 +137,8 @@ def test_an_open_association_of_a_dead_receiver_stops_holding_its_series_back(se
     receive(indexer, "1.2.3.12", 2, assoc)
     other = JobQueue(sessions, "receiver-b")
     assert other.queue_settled(1.0, now=later(20)) == [], "its receiver may still be sending"
-    assert len(other.queue_settled(1.0, now=later(40))) == 1, "the receiver stopped renewing: the series is settled"
+    assert other.queue_settled(1.0, now=later(40)) == [], "the receiver stopped renewing: the send ended abnormally, held back"
+    assert len(other.queue_settled(1.0, now=later(40), grace_seconds=30)) == 1, "the grace period has passed"
 
 
 def test_waiting_job_is_not_claimed_before_its_time(sessions) -> None:
@@ -188,9 +193,11 @@ def test_with_no_settle_window_the_job_is_queued_when_the_association_is_release
 
 
 def test_results_and_non_images_are_stored_but_start_no_job(sessions) -> None:
-    seg, sr = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34"
-    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions, ignored_sop_classes=[seg, sr])
-    for number, (series, sop_class) in enumerate((("1.2.3.30", seg), ("1.2.3.31", sr))):
+    """Only the classes the pipeline's selection takes start a job; every other one is stored, indexed and has its
+    received time (retention goes by it)."""
+    seg, sr, cr = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.34", "1.2.840.10008.5.1.4.1.1.1"
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions, Config().job_sop_classes())
+    for number, (series, sop_class) in enumerate((("1.2.3.30", seg), ("1.2.3.31", sr), ("1.2.3.32", cr))):
         meta = InstanceMeta(
             sop_instance_uid=f"{series}.1", sop_class_uid=sop_class, study_instance_uid="1.2.3",
             series_instance_uid=series, transfer_syntax_uid="1.2.840.10008.1.2.1", patient_id="P1", modality="SEG",
@@ -198,7 +205,8 @@ def test_results_and_non_images_are_stored_but_start_no_job(sessions) -> None:
         indexer.record(meta, Path(f"instances/{number}.dcm"), 100, None, "covid19_ct", replace=False)
     assert queue.queue_settled(0.0, now=later()) == []
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(Instance)) == 2
+        assert s.scalar(select(func.count()).select_from(Instance)) == 3
+        assert None not in s.scalars(select(Series.last_received_at)).all()
     assert jobs(sessions) == []
 
 
@@ -212,3 +220,75 @@ def test_the_receivers_link_cache_does_not_grow_with_the_associations_it_has_see
         queue.close_association(assoc, "released", 2, 200, 0)
         indexer.association_ended(assoc)
     assert len(indexer._linked) == 0
+
+
+def test_a_half_sent_series_waits_for_a_normal_release_that_completes_it(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    aborted, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+    receive(indexer, "1.2.3.30", 24, aborted)
+    queue.close_association(aborted, "aborted", 24, 2400, 0)
+    assert queue.queue_settled(0.0, now=later()) == [], "24 slices of an aborted send give no result"
+    complete, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    receive(indexer, "1.2.3.30", 6, complete, start=24)  # the 24 others came again and were kept as duplicates
+    resent = queue.close_association(complete, "released", 6, 600, 0, resent={"1.2.3.30": 24})
+    assert resent == [], "the series received new instances too"
+    [job_id] = queue.queue_settled(0.0, now=later())
+    with sessions() as s:
+        job = s.get_one(Job, job_id)
+        assert (job.instance_count, job.input_incomplete) == (30, "")
+
+
+def test_a_re_send_of_only_stored_instances_completes_a_held_series(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    aborted, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+    receive(indexer, "1.2.3.31", 30, aborted)
+    queue.close_association(aborted, "aborted", 30, 3000, 0)  # every instance arrived, but the sender did not say so
+    assert queue.queue_settled(0.0, now=later()) == []
+    again, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    [outcome] = queue.close_association(again, "released", 0, 0, 0, resent={"1.2.3.31": 30})
+    assert outcome.pending and "waits for its job" in str(outcome)
+    assert len(queue.queue_settled(0.0, now=later())) == 1
+
+
+def test_a_later_aborted_send_holds_a_completed_series_back_again(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    first, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 1)
+    receive(indexer, "1.2.3.32", 3, first)
+    queue.close_association(first, "released", 3, 300, 0)
+    assert len(queue.queue_settled(0.0, now=later())) == 1
+    second, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    receive(indexer, "1.2.3.32", 1, second, start=3)
+    queue.close_association(second, "aborted", 1, 100, 0)
+    assert queue.queue_settled(0.0, now=later()) == [], "new data on an aborted association: held back"
+
+
+def processed(sessions, series: str) -> tuple[JobQueue, int]:
+    """A series of 3 instances whose job is done (with one sent export); the queue and the job's id."""
+    queue = JobQueue(sessions, "n1")
+    receive(Indexer(sessions), series, 3, None)
+    [job_id] = queue.queue_settled(0.0, now=later())
+    assert queue.finish(queue.claim("n1/w0"), "done")
+    with sessions.begin() as s:
+        s.add(Export(job_fk=job_id, destination="PACS", sop_instance_uid="9.9", sop_class_uid="1.2", path="x", state="sent"))
+    return queue, job_id
+
+
+def test_a_re_send_of_a_processed_series_names_its_job_and_exports_resend(sessions) -> None:
+    queue, job_id = processed(sessions, "1.2.3.33")
+    again, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    [outcome] = queue.close_association(again, "released", 0, 0, 0, resent={"1.2.3.33": 3})
+    assert (outcome.pending, outcome.job_id, outcome.job_state) == (False, job_id, "done")
+    assert f"dicom-node exports resend {job_id} --to DESTINATION" in str(outcome)
+    assert queue.queue_settled(0.0, now=later()) == [], "nothing new: no new job"
+
+
+def test_a_re_send_of_a_processed_series_sends_its_results_again_when_configured(sessions) -> None:
+    queue, _ = processed(sessions, "1.2.3.34")
+    aborted, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 2)
+    [outcome] = queue.close_association(aborted, "aborted", 0, 0, 0, resent={"1.2.3.34": 3}, reexport=True)
+    assert outcome.reexported == 0, "only a completed re-send counts"
+    again, _ = queue.open_association("SCU", "CLARA", "127.0.0.1", 3)
+    [outcome] = queue.close_association(again, "released", 0, 0, 0, resent={"1.2.3.34": 3}, reexport=True)
+    assert outcome.reexported == 1 and "sent again" in str(outcome)
+    with sessions() as s:
+        assert s.scalars(select(Export.state)).all() == ["pending"]

@@ -86,7 +86,7 @@ def receiver(context: WebContext, request: Request) -> Receiver:
     state = request.app.state
     if getattr(state, "stow_receiver", None) is None:
         queue = JobQueue(context.sessions, context.config.node.name)
-        state.stow_receiver = Receiver(context.config.dicom, context.data_dir, Indexer(context.sessions), queue)
+        state.stow_receiver = Receiver(context.config.dicom, context.data_dir, Indexer(context.sessions, context.config.job_sop_classes()), queue)
     return state.stow_receiver  # type: ignore[no-any-return]
 
 
