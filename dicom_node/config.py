@@ -322,6 +322,22 @@ class HttpSettings(Section):
             "one gets 413 before it is read. Split big studies over several requests, or send them over DICOM."
         ),
     )
+    max_frames_per_request: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Most frames one WADO-RS frames request may list (after duplicates are folded: '1,1,1' is one frame); "
+            "a longer list gets 400. Viewers ask for one frame at a time."
+        ),
+    )
+    max_response_mb: int = Field(
+        default=2048,
+        ge=1,
+        description=(
+            "Largest WADO-RS answer, in MiB: a request whose instances, frames or bulk data add up to more gets 413 "
+            "naming this setting, before anything is sent (ask for one series or instance at a time)."
+        ),
+    )
     ohif_dir: Path = Field(
         default=Path(".cache/ohif"),
         description="The prebuilt OHIF viewer served under /ohif/ (`make ohif` installs the pinned version there).",

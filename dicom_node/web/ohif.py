@@ -17,6 +17,8 @@ from pathlib import Path
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
 
+from dicom_node.web.security_headers import STATIC_FILE
+
 router = APIRouter(prefix="/ohif", include_in_schema=False)
 
 
@@ -79,6 +81,6 @@ def ohif_config(request: Request) -> Response:
 def ohif_file(path: str, request: Request) -> FileResponse:
     root = ohif_dir(request)
     target = (root / path).resolve()
-    if path and target.is_relative_to(root) and target.is_file():
-        return FileResponse(target)
-    return FileResponse(root / "index.html")
+    if path and target.is_relative_to(root) and target.is_file() and target.name != "index.html":
+        return FileResponse(target, headers={"Cache-Control": STATIC_FILE})
+    return FileResponse(root / "index.html")  # its URL names a study: not kept (no-store, the default)
