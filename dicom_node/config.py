@@ -151,6 +151,16 @@ class DicomSettings(Section):
             "exhaust the node's memory. CT and MR images are below 1 MiB, enhanced multi-frame objects some hundreds."
         ),
     )
+    peer_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Memory the node may hold on behalf of peers, all together: the data sets of every association in progress "
+            "and the STOW-RS bodies being read (each still within max_message_mb and http.max_stow_mb). An association "
+            "whose next fragment would pass it is aborted, a STOW-RS request answered 503, before the memory is taken. "
+            "With several receive_processes each gets an equal share. 0: a quarter of the machine's memory (at least 256 MiB)."
+        ),
+    )
     max_inflated_mb: int = Field(
         default=256,
         ge=1,
