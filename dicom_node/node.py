@@ -26,6 +26,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
+from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
 from dicom_node.receivers import ReceivingProcesses
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
@@ -139,6 +140,8 @@ class Node:
         if self.config.http.port:
             context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks, self.peer_memory)
             http = self.config.http
+            if http.tls_cert_file:
+                watch_certificate("http", http.tls_cert_file)
             self.http = HttpServer(create_app(context), http.host, http.port, http.tls_cert_file, http.tls_key_file)
             self.http.start()
         self._started = True

@@ -34,7 +34,7 @@ from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.slots import SlotAE
-from dicom_node.net.tls import server_context
+from dicom_node.net.tls import server_context, watch_certificate
 from dicom_node.peer_memory import PeerMemory
 from dicom_node.store.checks import OUT_OF_RESOURCES
 from dicom_node.store.files import part10_header
@@ -149,6 +149,7 @@ class StorageSCP:
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.settings
         assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        watch_certificate("dicom", settings.tls_cert_file)
         try:
             return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
