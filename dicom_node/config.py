@@ -311,6 +311,15 @@ class HttpSettings(Section):
         default_factory=dict,
         description="Named bearer tokens, one per user or system (name = token): each is accepted like `token`, and the access log names it (`token:<name>`; `token` itself is `token:default`).",
     )
+    session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description=(
+            "How long a browser's session lasts: a page exchanges the token once (POST /api/session, token in the "
+            "Authorization header) for an HttpOnly, SameSite=Strict cookie (Secure over HTTPS); no token is ever put in a URL."
+        ),
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
         description=(

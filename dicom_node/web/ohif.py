@@ -2,8 +2,8 @@
 configuration pointing at the node's own DICOMweb.
 
 The files hold no patient data and are served like the node's other pages; the
-viewer reads the studies from /dicomweb with the bearer token when the link to
-it carries one (`?token=`, which OHIF moves into its Authorization header).
+viewer reads the studies from /dicomweb with the browser's session cookie
+(`session.py`): its link carries no credential.
 Everything the viewer loads comes from this server: no fonts, scripts or
 telemetry from elsewhere. Paths that are not files are the viewer's own routes
 (`/ohif/viewer?StudyInstanceUIDs=...`) and get its index.html.
