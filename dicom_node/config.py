@@ -156,7 +156,7 @@ class DicomSettings(Section):
         ge=0,
         description=(
             "Memory the node may hold on behalf of peers, all together: the data sets of every association in progress "
-            "and the STOW-RS bodies being read (each still within max_message_mb and http.max_stow_mb). An association "
+            "and the STOW-RS bodies being read (an association's share is at most max_message_mb, a request's http.max_stow_mb). An association "
             "whose next fragment would pass it is aborted, a STOW-RS request answered 503, before the memory is taken. "
             "With several receive_processes each gets an equal share. 0: a quarter of the machine's memory (at least 256 MiB)."
         ),

@@ -176,7 +176,8 @@ class GuardedDUL(EventDUL):
         if self._stores is not None:
             self._stores.discard()
         self.assoc.dimse.message = None
-        cast(GuardedSocket, self.socket)._unread.clear()
+        if self.socket is not None:
+            cast(GuardedSocket, self.socket)._unread.clear()
         self._peer_memory.give_back(self._reserved)
         self._reserved = self._message = 0
         if self._most_reserved > TRIM_AFTER:
