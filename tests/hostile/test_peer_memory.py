@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from pynetdicom.sop_class import CTImageStorage
@@ -113,13 +113,19 @@ def reset(peer: RawPeer) -> None:
     peer.close()
 
 
-def test_25_reconnects_after_25_resets_are_all_accepted(node: NodeProcess) -> None:
+def hang_up(peer: RawPeer) -> None:
+    """Close with FIN, without A-RELEASE or A-ABORT, as a sender that gives up does."""
+    peer.close()
+
+
+@pytest.mark.parametrize("close", [reset, hang_up])
+def test_25_reconnects_after_25_dropped_connections_are_all_accepted(node: NodeProcess, close: Callable[[RawPeer], None]) -> None:
     peers: list[RawPeer] = []
     for _ in range(25):
         peers.append(RawPeer(node.port))
         peers[-1].associate()
     for peer in peers:
-        reset(peer)
+        close(peer)
     again: list[RawPeer] = []
     try:
         for _ in range(25):
