@@ -178,6 +178,16 @@ class DicomSettings(Section):
             "exhaust the node's memory. CT and MR images are below 1 MiB, enhanced multi-frame objects some hundreds."
         ),
     )
+    peer_memory_mb: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "Memory the node may hold on behalf of peers, all together: the data sets of every association in progress "
+            "and the STOW-RS bodies being read (an association's share is at most max_message_mb, a request's http.max_stow_mb). An association "
+            "whose next fragment would pass it is aborted, a STOW-RS request answered 503, before the memory is taken. "
+            "With several receive_processes each gets an equal share. 0: a quarter of the machine's memory (at least 256 MiB)."
+        ),
+    )
     max_inflated_mb: int = Field(
         default=256,
         ge=1,
@@ -346,6 +356,15 @@ class HttpSettings(Section):
         default_factory=dict,
         description="Named bearer tokens, one per user or system (name = token): each is accepted like `token`, and the access log names it (`token:<name>`; `token` itself is `token:default`).",
     )
+    session_hours: float = Field(
+        default=12.0,
+        gt=0,
+        le=24 * 30,
+        description=(
+            "How long a browser's session lasts: a page exchanges the token once (POST /api/session, token in the "
+            "Authorization header) for an HttpOnly, SameSite=Strict cookie (Secure over HTTPS); no token is ever put in a URL."
+        ),
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["localhost", "127.0.0.1", "::1"],
         description=(
@@ -365,6 +384,22 @@ class HttpSettings(Section):
         description=(
             "Largest STOW-RS request body, in MiB (a request is held in memory while its parts are parsed): a larger "
             "one gets 413 before it is read. Split big studies over several requests, or send them over DICOM."
+        ),
+    )
+    max_frames_per_request: int = Field(
+        default=1024,
+        ge=1,
+        description=(
+            "Most frames one WADO-RS frames request may list (after duplicates are folded: '1,1,1' is one frame); "
+            "a longer list gets 400. Viewers ask for one frame at a time."
+        ),
+    )
+    max_response_mb: int = Field(
+        default=2048,
+        ge=1,
+        description=(
+            "Largest WADO-RS answer, in MiB: a request whose instances, frames or bulk data add up to more gets 413 "
+            "naming this setting, before anything is sent (ask for one series or instance at a time)."
         ),
     )
     ohif_dir: Path = Field(

@@ -14,6 +14,7 @@ another program never registers a name twice.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector, generate_latest
@@ -105,6 +106,34 @@ def count_export(destination: str, outcome: str) -> None:
 def observe_inference(model: str, backend: str, seconds: float) -> None:
     """One inference request to `model` on `backend` took `seconds`."""
     _INFERENCE_SECONDS.labels(model, backend).observe(seconds)
+
+
+class CertificateCollector(Collector):
+    """Seconds until each watched TLS certificate expires, computed at each scrape (negative once expired)."""
+
+    def __init__(self) -> None:
+        self.not_after: dict[str, float] = {}  # endpoint -> Unix time
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily(
+            "dicom_node_tls_certificate_expiry_seconds",
+            "Seconds until the node's TLS certificate expires (negative: expired), by endpoint: dicom (dicom.tls_cert_file) "
+            "or http (http.tls_cert_file). Alert well before 0: peers refuse an expired certificate.",
+            labels=["endpoint"],
+        )
+        now = time.time()
+        for endpoint, not_after in sorted(self.not_after.items()):
+            gauge.add_metric([endpoint], not_after - now)
+        yield gauge
+
+
+_CERTIFICATES = CertificateCollector()
+REGISTRY.register(_CERTIFICATES)
+
+
+def watch_certificate(endpoint: str, not_after: float) -> None:
+    """Export the seconds left until `endpoint`'s certificate expires at `not_after` (Unix time)."""
+    _CERTIFICATES.not_after[endpoint] = not_after
 
 
 class DatabaseCollector(Collector):

@@ -26,6 +26,8 @@ from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
+from dicom_node.net.tls import watch_certificate
+from dicom_node.peer_memory import PeerMemory
 from dicom_node.receivers import ReceivingProcesses
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
@@ -79,6 +81,8 @@ class Node:
         self.wakeups: Wakeups | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
         self.readiness_hooks: dict[str, ReadinessHook] = {}
+        # This process's share of the memory held for peers: its associations and its STOW-RS requests draw on it.
+        self.peer_memory = PeerMemory.share(config.dicom.peer_memory_mb, config.dicom.receive_processes)
         self._started = False
 
     def start(self) -> None:
@@ -109,7 +113,7 @@ class Node:
             indexer = Indexer(sessions, self.config.job_sop_classes())
             self.scp = StorageSCP(
                 self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
-                other_work=lambda: sum(worker.busy for worker in self._workers),
+                other_work=lambda: sum(worker.busy for worker in self._workers), peer_memory=self.peer_memory,
             )
             try:
                 self.scp.start()
@@ -134,8 +138,10 @@ class Node:
             exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)
             self._spawn("exporter", lambda: exporter.run(self.stopping))
         if self.config.http.port:
-            context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks)
+            context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks, self.peer_memory)
             http = self.config.http
+            if http.tls_cert_file:
+                watch_certificate("http", http.tls_cert_file)
             self.http = HttpServer(create_app(context), http.host, http.port, http.tls_cert_file, http.tls_key_file)
             self.http.start()
         self._started = True

@@ -205,6 +205,10 @@ class StoreAssembler:
             return None
         return request
 
+    def discard(self) -> None:
+        """Forget the message in progress (its association has ended): its PDUs are freed with it."""
+        self._command, self._fragments, self._earlier = None, [], []
+
     def _give_back(self, view: memoryview, start: int) -> bytearray:
         """The current message so far and the rest of this PDU, as P-DATA-TF PDUs for pynetdicom to read."""
         pieces = [*self._earlier, view[start:]] if len(view) > start else self._earlier

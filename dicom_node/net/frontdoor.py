@@ -47,6 +47,7 @@ from dicom_node import metrics
 from dicom_node.net.fastpath import StoreFunction
 from dicom_node.net.guard import guard_association
 from dicom_node.net.pdu import HEADER_LENGTH, Refusal, check_request, check_request_header, parse_header
+from dicom_node.peer_memory import PeerMemory
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DoorRules:
     handshake_timeout: float
     max_pending: int
     max_message_bytes: int
+    peer_memory: PeerMemory  # what all associations of this process hold of unfinished messages, together
     shared_listener: bool = False  # other receiving processes accept on the same listening socket
 
     @property
@@ -117,7 +119,7 @@ class _Handler(RequestHandler):
     def _create_association(self) -> Association:
         assoc = super()._create_association()
         door = cast(FrontDoor, self.server)
-        guard_association(assoc, self.request, self.request_pdu, door.rules.max_message_bytes, door.store)
+        guard_association(assoc, self.request, self.request_pdu, door.rules.max_message_bytes, door.rules.peer_memory, door.store)
         return assoc
 
 

@@ -24,7 +24,10 @@ state machine:
 - once the association is established, each P-DATA-TF is read whole, after
   its header passed; its fragments count towards the message they belong to,
   and a command or data set longer than `max_message_bytes` (`dicom.max_message_mb`)
-  aborts the association, as pynetdicom would hold all of it in memory; the PDU is
+  aborts the association, as pynetdicom would hold all of it in memory, and so does one
+  for which the process's memory for peers (`peer_memory.py`) has no room left, or a
+  fragment on a presentation context that was not accepted; when the association ends,
+  what it held of an unfinished message is dropped and its reservation given back; the PDU is
   then offered to the C-STORE fast path (`fastpath.py`), which serves plain
   C-STORE requests itself and puts back in front of the socket, for pynetdicom
   to read, whatever else it does not take.
@@ -48,6 +51,7 @@ from pynetdicom.fsm import StateMachine
 from pynetdicom.transport import AssociationSocket
 
 from dicom_node import metrics
+from dicom_node.memory import release_free_memory
 from dicom_node.net.fastpath import StoreAssembler, StoreFunction
 from dicom_node.net.pdu import (
     COMMAND_FRAGMENT,
@@ -63,8 +67,10 @@ from dicom_node.net.pdu import (
 from dicom_node.net.reactor import LOGGER as DUL_LOGGER
 from dicom_node.net.reactor import EventDUL, event_driven
 from dicom_node.net.responses import fast_store_responses
+from dicom_node.peer_memory import STEP, PeerMemory
 
 log = logging.getLogger(__name__)
+TRIM_AFTER = 16 * STEP  # an association that held more than this returns the freed heap to the system when it ends
 
 
 class GuardedSocket(AssociationSocket):
@@ -146,13 +152,36 @@ class GuardedDUL(EventDUL):
     (`reactor.EventDUL`). With a `store` function, the P-DATA-TF PDUs of an established association go through
     `fastpath.StoreAssembler` first, and only what it gives back reaches pynetdicom."""
 
-    def __init__(self, assoc: Association, max_message_bytes: int, store: StoreFunction | None = None) -> None:
+    def __init__(self, assoc: Association, max_message_bytes: int, peer_memory: PeerMemory, store: StoreFunction | None = None) -> None:
         super().__init__(assoc)
         self.state_machine = _GuardedStateMachine(self)
         self._stores = None if store is None else StoreAssembler(assoc, store)
         self._given_back = 0  # bytes put back in front of the socket for pynetdicom to read: not taken again
         self._max_message = max_message_bytes
         self._message = 0  # bytes of the command or data set in progress, so far
+        self._peer_memory = peer_memory
+        self._reserved = 0  # bytes of `peer_memory` this association holds (whole STEPs, at least `_message`)
+        self._most_reserved = 0
+
+    def run_reactor(self) -> None:
+        try:
+            super().run_reactor()
+        finally:
+            self._let_go()
+
+    def _let_go(self) -> None:
+        """The association has ended: drop what it held of an unfinished message, give its reservation back and,
+        when that was large, return the freed heap to the system at once (glibc keeps freed buffers of a few
+        hundred KiB in its arenas: an aborted 300 MB data set stayed in the process's RSS)."""
+        if self._stores is not None:
+            self._stores.discard()
+        self.assoc.dimse.message = None
+        if self.socket is not None:
+            cast(GuardedSocket, self.socket)._unread.clear()
+        self._peer_memory.give_back(self._reserved)
+        self._reserved = self._message = 0
+        if self._most_reserved > TRIM_AFTER:
+            release_free_memory()
 
     def _read_pdu_data(self) -> None:
         sock = cast(GuardedSocket, self.socket)
@@ -197,10 +226,15 @@ class GuardedDUL(EventDUL):
             self._given_back = len(back)
 
     def _count_fragments(self, pdu: bytearray) -> str | None:
-        """Add the PDU's fragments to the message in progress; why to abort when a message passes the limit."""
+        """Add the PDU's fragments to the message in progress; why to abort when a message passes its limit or the
+        node's memory for peers, or a fragment names a presentation context that was not accepted (pynetdicom
+        would ignore it and wait, holding the association until the network timeout)."""
         position, end = HEADER_LENGTH, len(pdu)
+        accepted = self.assoc._accepted_cx
         while position + 6 <= end:
-            item_length, _context, control = PDV_ITEM_HEAD(pdu, position)
+            item_length, context_id, control = PDV_ITEM_HEAD(pdu, position)
+            if context_id not in accepted:
+                return f"a PDV for presentation context {context_id}, which was not accepted on this association"
             self._message += max(0, item_length - 2)
             if self._message > self._max_message:
                 kind = "command" if control & COMMAND_FRAGMENT else "data set"
@@ -208,10 +242,24 @@ class GuardedDUL(EventDUL):
                     f"a {kind} of more than {self._max_message // (1024 * 1024)} MiB (dicom.max_message_mb): "
                     f"{self._message} bytes so far, held in memory while it arrives"
                 )
+            if self._message > self._reserved and not self._reserve():
+                return self._peer_memory.refusal("a message of this association", self._message - self._reserved)
             if control & LAST_FRAGMENT:
                 self._message = 0
+                if self._reserved > STEP:  # keep one step: the next image does not touch the shared count
+                    self._peer_memory.give_back(self._reserved - STEP)
+                    self._reserved = STEP
             position += 4 + item_length
         return None
+
+    def _reserve(self) -> bool:
+        """Reserve the node memory the message in progress needs, in whole steps."""
+        wanted = -(-self._message // STEP) * STEP - self._reserved
+        if not self._peer_memory.take(wanted):
+            return False
+        self._reserved += wanted
+        self._most_reserved = max(self._most_reserved, self._reserved)
+        return True
 
 
 def _peer(assoc: Association) -> str:
@@ -219,12 +267,13 @@ def _peer(assoc: Association) -> str:
 
 
 def guard_association(
-    assoc: Association, client_socket: socket.socket, request_pdu: bytes, max_message_bytes: int, store: StoreFunction | None = None
+    assoc: Association, client_socket: socket.socket, request_pdu: bytes, max_message_bytes: int, peer_memory: PeerMemory,
+    store: StoreFunction | None = None,
 ) -> None:
-    """Give a new, not yet started acceptor association the guarded DUL (messages up to `max_message_bytes`), the
-    event-driven reactors, directly encoded C-STORE responses and a socket that starts with `request_pdu`; with
-    `store`, the C-STORE fast path (`fastpath.py`) calls it for plain C-STORE requests."""
-    assoc.dul = GuardedDUL(assoc, max_message_bytes, store)
+    """Give a new, not yet started acceptor association the guarded DUL (messages up to `max_message_bytes`, drawing
+    on `peer_memory`), the event-driven reactors, directly encoded C-STORE responses and a socket that starts with
+    `request_pdu`; with `store`, the C-STORE fast path (`fastpath.py`) calls it for plain C-STORE requests."""
+    assoc.dul = GuardedDUL(assoc, max_message_bytes, peer_memory, store)
     event_driven(assoc)
     fast_store_responses(assoc.dimse)
     # The timeouts live in the DUL's timers: set them again on the new one.

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pynetdicom import AE, evt
+from pynetdicom import evt
 from pynetdicom.association import Association
 
 from dicom_node import metrics
@@ -34,7 +34,9 @@ from dicom_node.net.contexts import VERIFICATION, SopClassFilter, contexts_for, 
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
-from dicom_node.net.tls import server_context
+from dicom_node.net.slots import SlotAE
+from dicom_node.net.tls import server_context, watch_certificate
+from dicom_node.peer_memory import PeerMemory
 from dicom_node.store.checks import OUT_OF_RESOURCES
 from dicom_node.store.files import part10_header
 from dicom_node.store.ingest import Indexer
@@ -65,10 +67,13 @@ class StorageSCP:
         queue: JobQueue,
         on_association_end: Callable[[], None] | None = None,
         other_work: Callable[[], int] | None = None,
+        peer_memory: PeerMemory | None = None,
     ) -> None:
         """`other_work`: how many pipeline jobs this process runs now; with several receiving processes, one that is
-        busy leaves new associations to the others (`FrontDoor._listener_ready`)."""
+        busy leaves new associations to the others (`FrontDoor._listener_ready`). `peer_memory`: the process's memory
+        for peers, shared with its STOW-RS (default: this process's share of `dicom.peer_memory_mb`)."""
         self.settings = settings
+        self.peer_memory = peer_memory or PeerMemory.share(settings.peer_memory_mb, settings.receive_processes)
         self._other_work = other_work
         self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.receiver = Receiver(settings, data_dir, indexer, queue)
@@ -80,8 +85,8 @@ class StorageSCP:
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
 
-    def _make_ae(self) -> AE:
-        ae = AE(ae_title=self.settings.called_aes[0].ae_title)
+    def _make_ae(self) -> SlotAE:
+        ae = SlotAE(ae_title=self.settings.called_aes[0].ae_title)
         ae.maximum_associations = self.settings.max_associations
         ae.maximum_pdu_size = self.settings.max_pdu
         ae.acse_timeout = self.settings.acse_timeout
@@ -116,6 +121,7 @@ class StorageSCP:
             settings.handshake_timeout,
             settings.max_pending_connections,
             settings.max_message_mb * 1024 * 1024,
+            self.peer_memory,
             shared_listener=settings.receive_processes > 1,
         )
         try:
@@ -144,6 +150,7 @@ class StorageSCP:
     def _tls_context(self) -> ssl.SSLContext:
         settings = self.settings
         assert settings.tls_cert_file and settings.tls_key_file  # checked by the configuration
+        watch_certificate("dicom", settings.tls_cert_file)
         try:
             return server_context(settings.tls_cert_file, settings.tls_key_file, settings.tls_ca_file)
         except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError

@@ -7,13 +7,19 @@ committed. Readers (API, workers) never block the writer in WAL mode.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -33,6 +39,22 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def once_more_if_disconnected(action: Callable[[], T], what: str) -> T:
+    """`action()` (one whole transaction), run once more if the database had dropped its connection.
+
+    The engine pings a connection before handing it out (`pool_pre_ping`), but one dropped while in use fails
+    the transaction it was running; SQLAlchemy has then invalidated it (and the pool's other connections of
+    before the drop), so the second run gets a new one. Only for actions whose second run is harmless when the
+    first did commit after all (the error came with the commit)."""
+    try:
+        return action()
+    except DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.warning("%s: database connection lost (%s); tried again on a new connection", what, str(exc.orig).strip())
+        return action()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

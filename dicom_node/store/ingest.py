@@ -61,6 +61,7 @@ _STATEMENTS = {
     "linked": "SELECT series_fk FROM association_series WHERE association_fk = ? AND series_fk = ?",
     "link": "INSERT INTO association_series (association_fk, series_fk) VALUES (?, ?)",
     "path": "SELECT path FROM instance WHERE sop_instance_uid = ?",
+    "inserted": "SELECT id FROM instance WHERE sop_instance_uid = ? AND received_at = ?",
 }
 
 
@@ -282,8 +283,7 @@ class Indexer:
 
     def indexed_path(self, sop_instance_uid: str) -> Path | None:
         """Where an indexed instance is stored, or None if it is not indexed (asked for every re-sent instance)."""
-        with self._raw.transaction() as cursor:
-            stored = first(cursor, self._sql["path"], (sop_instance_uid,))
+        stored = self._raw.run(lambda cursor: first(cursor, self._sql["path"], (sop_instance_uid,)))
         return None if stored is None else Path(stored)
 
     def record(self, meta: InstanceMeta, relpath: Path, size: int, association_id: int | None, pipeline: str, replace: bool) -> None:
@@ -336,7 +336,8 @@ class Indexer:
         open; one commit."""
         raw = self._raw
         received = raw.timestamp(now)
-        with raw.transaction(writes=True) as cursor:
+
+        def insert(cursor: Any) -> None:
             cursor.execute(self._sql["insert"], (
                 meta.sop_instance_uid, values["sop_class_uid"], series_id, values["instance_number"], values["transfer_syntax_uid"],
                 values["path"], values["size"], values["association_fk"], received,
@@ -347,6 +348,12 @@ class Indexer:
                 cursor.execute(self._sql["count"], (received, series_id))
             if link is not None and first(cursor, self._sql["linked"], (link, series_id)) is None:
                 cursor.execute(self._sql["link"], (link, series_id))
+
+        def inserted(cursor: Any) -> bool:
+            """After a connection dropped during the commit: whether this very row made it (its reception time)."""
+            return first(cursor, self._sql["inserted"], (meta.sop_instance_uid, received)) is not None
+
+        raw.run(insert, writes=True, committed=inserted)
 
     def _replace(
         self, meta: InstanceMeta, values: dict[str, Any], series_id: int, link: int | None, pipeline: str, now: datetime

@@ -27,11 +27,16 @@ class Base(DeclarativeBase):
     pass
 
 
+# Ids that appear in URLs and logs (the access log's paths map them to patients) are never given again after their
+# row is deleted (retention): SQLite reuses the highest rowid otherwise; PostgreSQL's sequences never do.
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+
+
 class Patient(Base):
     """A patient is PatientID within its issuer: the same ID from two hospitals are two patients."""
 
     __tablename__ = "patient"
-    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"),)
+    __table_args__ = (UniqueConstraint("patient_id", "issuer", name="uq_patient_id_issuer"), NEVER_REUSED_IDS)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), doc="PatientID as received ('' when absent).")
     issuer: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="", server_default="", doc="IssuerOfPatientID ('' when absent).")
@@ -45,6 +50,7 @@ class Patient(Base):
 
 class Study(Base):
     __tablename__ = "study"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
@@ -58,6 +64,7 @@ class Study(Base):
 
 class Series(Base):
     __tablename__ = "series"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     study_fk: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
@@ -80,6 +87,7 @@ class Series(Base):
 
 class Association(Base):
     __tablename__ = "association"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     uuid: Mapped[str] = mapped_column(String(36), unique=True)
     node: Mapped[str] = mapped_column(String(64), index=True, doc="Name of the node process that accepted it.")
@@ -123,6 +131,7 @@ class Instance(Base):
 
 class Job(Base):
     __tablename__ = "job"
+    __table_args__ = NEVER_REUSED_IDS
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_fk: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
     pipeline: Mapped[str] = mapped_column(String(64))
@@ -151,7 +160,7 @@ class Export(Base):
     """One result object to send to one destination: the durable outbox."""
 
     __tablename__ = "export"
-    __table_args__ = (UniqueConstraint("job_fk", "sop_instance_uid", "destination"),)
+    __table_args__ = (UniqueConstraint("job_fk", "sop_instance_uid", "destination"), NEVER_REUSED_IDS)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     job_fk: Mapped[int] = mapped_column(ForeignKey("job.id"), index=True)
     destination: Mapped[str] = mapped_column(String(64), index=True)

@@ -10,7 +10,8 @@ apply: WAL, synchronous=FULL, foreign keys, busy timeout on SQLite).
 
 Connections are detached from the engine's pool and kept in a small free list
 of their own: a receiving thread takes one for one transaction and gives it
-back, and the pool stays free for the API and the workers.
+back, and the pool stays free for the API and the workers. A transaction that
+finds its connection dropped by the database runs again on a new one (`run`).
 
 On SQLite, the receive path's write transactions take turns on a lock of their
 own first (`SerialWriters`): SQLite lets one connection write at a time, and a
@@ -24,16 +25,19 @@ lock is woken by the kernel as soon as it is released.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import DateTime, Engine
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 MAX_IDLE = 8  # connections kept for reuse; more concurrent transactions open (and later close) their own
 
 
@@ -82,6 +86,7 @@ class RawConnections:
         # here compare and read back exactly as rows written through SQLAlchemy); None: the driver takes it as is.
         self._datetime: Callable[[datetime], Any] | None = DateTime().bind_processor(dialect)
         self.integrity_error: type[Exception] = dialect.loaded_dbapi.IntegrityError
+        self._dbapi_error: type[Exception] = dialect.loaded_dbapi.Error
         self._idle: list[Any] = []
         self._lock = threading.Lock()
 
@@ -98,40 +103,96 @@ class RawConnections:
         pooled.detach()  # ours until closed: never handed back to the engine's pool
         return connection
 
-    @contextmanager
-    def transaction(self, writes: bool = False) -> Iterator[Any]:
-        """A cursor in a transaction: committed when the block ends, rolled back if it raises.
+    def run(self, block: Callable[[Any], T], writes: bool = False, committed: Callable[[Any], bool] | None = None) -> T:
+        """`block(cursor)` in a transaction, committed when it returns, rolled back if it raises; its result.
 
         `writes`: the block writes, and takes its turn among the receive path's writers first (SQLite).
+
+        A connection the database dropped (a restart, a failover, `pg_terminate_backend`) fails the block with a
+        disconnect error: run before the commit, nothing of it happened, and it runs once more on a new
+        connection, so the C-STORE it serves is not answered with a failure. The engine's pool does the same for
+        SQLAlchemy's own connections (`pool_pre_ping`). A drop during the commit leaves it unknown whether the
+        transaction committed: `committed(cursor)` says, on the new connection (without it, the error is raised).
         """
         if writes and self._writers is not None:
-            with self._writers.turn(), self._transaction() as cursor:
-                yield cursor
-        else:
-            with self._transaction() as cursor:
-                yield cursor
+            with self._writers.turn():
+                return self._run(block, committed)
+        return self._run(block, committed)
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Any]:
+    def _take(self) -> Any:
         with self._lock:
             connection = self._idle.pop() if self._idle else None
-        if connection is None:
-            connection = self._connect()
+        return connection if connection is not None else self._connect()
+
+    def _run(self, block: Callable[[Any], T], committed: Callable[[Any], bool] | None) -> T:
+        connection = self._take()
         try:
-            cursor = connection.cursor()
+            return self._attempt(connection, block)
+        except _Dropped as dropped:
+            log.warning("database connection lost (%s): reconnected, the transaction runs again", dropped.reason)
+            connection = self._replace(dropped.connection)
+            if dropped.in_commit:
+                if committed is None:
+                    raise dropped.error from None
+                if self._attempt(connection, committed):
+                    return cast(T, dropped.result)
+                connection = self._take()
+        try:
+            return self._attempt(connection, block)
+        except _Dropped as dropped:
+            with suppress(Exception):
+                dropped.connection.close()
+            raise dropped.error from None
+
+    def _attempt(self, connection: Any, block: Callable[[Any], T]) -> T:
+        """One run of `block` in a transaction on `connection`, which is given back (or closed) after it."""
+        cursor = connection.cursor()
+        try:
             try:
-                yield cursor
+                result = block(cursor)
             finally:
                 cursor.close()
-            connection.commit()
-        except BaseException:
-            try:
-                connection.rollback()
-            except Exception:  # a broken connection is not reused
-                connection.close()
-                raise
-            self._give_back(connection)
+        except Exception as exc:
+            if self._is_disconnect(exc, connection, cursor):
+                raise _Dropped(exc, connection, in_commit=False) from exc
+            self._roll_back(connection)
             raise
+        except BaseException:
+            self._roll_back(connection)
+            raise
+        try:
+            connection.commit()
+        except Exception as exc:
+            if self._is_disconnect(exc, connection, None):
+                raise _Dropped(exc, connection, in_commit=True, result=result) from exc
+            self._roll_back(connection)
+            raise
+        self._give_back(connection)
+        return result
+
+    def _is_disconnect(self, error: Exception, connection: Any, cursor: Any) -> bool:
+        return isinstance(error, self._dbapi_error) and self._engine.dialect.is_disconnect(error, connection, cursor)
+
+    def _replace(self, dead: Any) -> Any:
+        """A new connection instead of `dead`; the idle ones are closed too: whatever dropped one most likely
+        dropped them all, and each would otherwise fail one more C-STORE's first try."""
+        with suppress(Exception):
+            dead.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            with suppress(Exception):
+                connection.close()
+        return self._connect()
+
+    def _roll_back(self, connection: Any) -> None:
+        """Roll back and keep the connection; a broken one is closed instead of reused."""
+        try:
+            connection.rollback()
+        except Exception:
+            with suppress(Exception):
+                connection.close()
+            return
         self._give_back(connection)
 
     def _give_back(self, connection: Any) -> None:
@@ -148,6 +209,15 @@ class RawConnections:
             connection.close()
         if self._writers is not None:
             self._writers.close()
+
+
+class _Dropped(Exception):
+    """The database dropped the connection during a transaction's statements, or during its commit."""
+
+    def __init__(self, error: Exception, connection: Any, in_commit: bool, result: Any = None) -> None:
+        super().__init__(str(error))
+        self.error, self.connection, self.in_commit, self.result = error, connection, in_commit, result
+        self.reason = " ".join(str(error).split())
 
 
 def first(cursor: Any, statement: str, parameters: Sequence[Any]) -> Any:

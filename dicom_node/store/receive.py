@@ -37,6 +37,7 @@ from pydicom import dcmread
 
 from dicom_node import metrics
 from dicom_node.config import DicomSettings
+from dicom_node.store.db import once_more_if_disconnected
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import create_durably, instance_relpath, write_durably
 from dicom_node.store.ingest import (
@@ -110,13 +111,18 @@ class Receiver:
 
     # Batches --------------------------------------------------------------
     def open(self, calling: str, called: str, host: str, port: int, pipeline: str) -> Batch:
-        row_id, row_uuid = self.queue.open_association(calling, called, host, port)
+        # A second row for a first one that did commit would stay open until its lease ran out: rarer than a drop
+        # at the moment an association starts, which refused all of its instances.
+        row_id, row_uuid = once_more_if_disconnected(lambda: self.queue.open_association(calling, called, host, port), "opening an association")
         return Batch(row_id, row_uuid, f"{calling}@{host}:{port} -> {called}", pipeline)
 
     def close(self, batch: Batch, how: str) -> None:
         """Record how the batch ended ('released', 'aborted'); from now on its series may settle into jobs."""
-        resent = self.queue.close_association(
-            batch.id, how, batch.instances, batch.nbytes, batch.failures, batch.resent, self.settings.reexport_resent
+        resent = once_more_if_disconnected(
+            lambda: self.queue.close_association(
+                batch.id, how, batch.instances, batch.nbytes, batch.failures, batch.resent, self.settings.reexport_resent
+            ),
+            "closing an association",
         )
         self.indexer.association_ended(batch.id)
         series = ", ".join(f"{uid} ({n})" for uid, n in batch.series.items()) or "none"

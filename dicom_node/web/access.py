@@ -4,11 +4,14 @@
   process is alive without holding a secret.
 - With `http.token` (or any of the named `http.tokens`) set, everything that
   returns data (the API, DICOMweb, `/ready`, `/metrics`) needs
-  `Authorization: Bearer <token>`; a missing or wrong token gets 401. The token's
-  name is the request's identity in the access log. The viewers' HTML, JS and CSS
-  (the node's pages and OHIF under /ohif/), the API docs and the OpenAPI schema
-  hold no data, so they are served without it (a browser cannot add the header
-  when it opens a page): the pages ask for the token and send it with their API calls.
+  `Authorization: Bearer <token>` or the session cookie a browser got for it
+  (`session.py`); a missing or wrong one gets 401. The token's name is the
+  request's identity in the access log. The viewers' HTML, JS and CSS (the
+  node's pages and OHIF under /ohif/), the API docs and the OpenAPI schema hold
+  no data, so they are served without it (a browser cannot add the header when
+  it opens a page): the pages ask for the token once and exchange it for the
+  cookie, which the browser then sends with their requests and OHIF's. A token
+  is never accepted in a URL.
 - With no token configured, only loopback clients are served (403 otherwise):
   a node started without a secret must not expose patient data to the network.
 
@@ -27,6 +30,7 @@ from fastapi.responses import JSONResponse
 
 from dicom_node.web.audit import set_identity
 from dicom_node.web.security import Middleware
+from dicom_node.web.session import COOKIE, session_name
 
 OPEN_PATHS = frozenset({"/health"})
 PAGE_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
@@ -80,12 +84,17 @@ def access_middleware(tokens: dict[str, str]) -> Middleware:
         if _is_page(path):
             return await call_next(request)
         given = _bearer(request)
-        name = token_name(given, tokens) if given is not None else None
+        if given is not None:
+            name = token_name(given, tokens)
+        else:
+            cookie = request.cookies.get(COOKIE)
+            name = session_name(cookie, tokens) if cookie else None
         if name is None:
             return JSONResponse(
                 {"detail": "missing or wrong bearer token"}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
             )
         set_identity(request, f"token:{name}")
+        request.state.token_name = name
         return await call_next(request)
 
     return check

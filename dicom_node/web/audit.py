@@ -5,7 +5,9 @@ X-Forwarded-For handling for a proxy on loopback), `identity` (`token:<name>`
 for a request with one of the bearer tokens, `loopback` for a tokenless local client,
 `anonymous` for the open paths or a refused request), `method`, `path`, `query`
 (when there is one) and `status`. Refused requests are logged too: a probe
-is what an auditor looks for.
+is what an auditor looks for. No credential is ever written: headers and cookies
+are not logged, and the value of a query parameter that may carry one (a token
+put in a link by hand or by an old bookmark) is written as `[redacted]`.
 
 The file is opened for each line (append, created 0600): a log rotated by
 moving it away is continued in a new file at once, with no signal to the node.
@@ -18,11 +20,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 from fastapi import Request, Response
 
@@ -30,6 +34,17 @@ from dicom_node.web.security import Middleware
 
 log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
+REDACTED = "[redacted]"
+CREDENTIAL_PARAMETER = re.compile(r"token|auth|session|secret|password|passwd|api[-_]?key|^key$|^code$|signature", re.IGNORECASE)
+
+
+def redacted_query(query: str) -> str:
+    """`query` as sent, but the values of parameters that may hold a credential replaced by `[redacted]`."""
+    parts = []
+    for part in query.split("&"):
+        name, equals, _value = part.partition("=")
+        parts.append(f"{name}={REDACTED}" if equals and CREDENTIAL_PARAMETER.search(unquote_plus(name)) else part)
+    return "&".join(parts)
 
 
 def set_identity(request: Request, identity: str) -> None:
@@ -72,7 +87,7 @@ class AccessLog:
                     "status": status,
                 }
                 if request.url.query:
-                    entry["query"] = request.url.query
+                    entry["query"] = redacted_query(request.url.query)
                 self.write(entry)
 
         return record

@@ -15,6 +15,7 @@ from fastapi import Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Config
+from dicom_node.peer_memory import PeerMemory
 
 ReadinessHook = Callable[[], None]
 """Raises (with a message saying why) when the thing it checks is not ready; e.g. the Triton server."""
@@ -26,6 +27,12 @@ class WebContext:
     sessions: sessionmaker[Session]
     data_dir: Path
     readiness_hooks: dict[str, ReadinessHook] = field(default_factory=dict)
+    # What STOW-RS bodies draw on: the node passes the share its associations use too; by default this process's share.
+    peer_memory: PeerMemory | None = None
+
+    def __post_init__(self) -> None:
+        if self.peer_memory is None:
+            self.peer_memory = PeerMemory.share(self.config.dicom.peer_memory_mb, self.config.dicom.receive_processes)
 
 
 def get_context(request: Request) -> WebContext:

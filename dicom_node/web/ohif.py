@@ -2,8 +2,8 @@
 configuration pointing at the node's own DICOMweb.
 
 The files hold no patient data and are served like the node's other pages; the
-viewer reads the studies from /dicomweb with the bearer token when the link to
-it carries one (`?token=`, which OHIF moves into its Authorization header).
+viewer reads the studies from /dicomweb with the browser's session cookie
+(`session.py`): its link carries no credential.
 Everything the viewer loads comes from this server: no fonts, scripts or
 telemetry from elsewhere. Paths that are not files are the viewer's own routes
 (`/ohif/viewer?StudyInstanceUIDs=...`) and get its index.html.
@@ -16,6 +16,8 @@ from pathlib import Path
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, Response
+
+from dicom_node.web.security_headers import STATIC_FILE
 
 router = APIRouter(prefix="/ohif", include_in_schema=False)
 
@@ -79,6 +81,6 @@ def ohif_config(request: Request) -> Response:
 def ohif_file(path: str, request: Request) -> FileResponse:
     root = ohif_dir(request)
     target = (root / path).resolve()
-    if path and target.is_relative_to(root) and target.is_file():
-        return FileResponse(target)
-    return FileResponse(root / "index.html")
+    if path and target.is_relative_to(root) and target.is_file() and target.name != "index.html":
+        return FileResponse(target, headers={"Cache-Control": STATIC_FILE})
+    return FileResponse(root / "index.html")  # its URL names a study: not kept (no-store, the default)

@@ -63,6 +63,12 @@ FIXED_HEADERS = {
     "Cross-Origin-Resource-Policy": "same-origin",  # other sites cannot embed the node's images or JSON
 }
 HSTS = "max-age=31536000"
+# Answers carry patient data unless they are one of the site's files: nothing is kept by the browser or a proxy
+# (a shared workstation's disk cache, the back button after logging out) but those files.
+NO_STORE = "no-store"
+# The node's and OHIF's files: kept, and revalidated with their ETag/Last-Modified (an upgrade changes them).
+STATIC_FILE = "no-cache"
+STATIC_PREFIXES = ("/static/",)
 
 
 def content_security_policy(path: str) -> str:
@@ -75,11 +81,13 @@ def content_security_policy(path: str) -> str:
 
 
 def headers_middleware(https: bool) -> Middleware:
-    """Add the security headers (and HSTS when served over TLS) to every response that lacks them."""
+    """Add the security headers (and HSTS when served over TLS) to every response that lacks them; `Cache-Control:
+    no-store` on all but the static files (a route serving files of its own, OHIF's, sets `STATIC_FILE` itself)."""
 
     async def add(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
         response.headers.setdefault("Content-Security-Policy", content_security_policy(request.url.path))
+        response.headers.setdefault("Cache-Control", STATIC_FILE if request.url.path.startswith(STATIC_PREFIXES) else NO_STORE)
         for name, value in FIXED_HEADERS.items():
             response.headers.setdefault(name, value)
         if https:

@@ -24,6 +24,7 @@ from pynetdicom import AE, evt
 
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
 from dicom_node.net.pdu import MAX_ASSOCIATION_PDU, PDU_NAMES, check_header, check_request, check_request_header
+from dicom_node.peer_memory import PeerMemory
 from tests.hostile.peer import VERIFICATION, associate_rq, pdata, pdu
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR UI")
@@ -89,7 +90,7 @@ def reader() -> Iterator[tuple[FrontDoor, list[int]]]:
     ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = 1.0
     requested: list[int] = []  # peer ports: keeping the associations themselves would keep their memory
     handlers = [(evt.EVT_REQUESTED, lambda event: requested.append(event.assoc.requestor.port))]
-    door = open_front_door(ae, ("127.0.0.1", 0), handlers, DoorRules(handshake_timeout=0.5, max_pending=64, max_message_bytes=1 << 20))
+    door = open_front_door(ae, ("127.0.0.1", 0), handlers, DoorRules(handshake_timeout=0.5, max_pending=64, max_message_bytes=1 << 20, peer_memory=PeerMemory(64 << 20)))
     yield door, requested
     door.shutdown()
 

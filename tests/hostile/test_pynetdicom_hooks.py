@@ -36,6 +36,7 @@ from dicom_node.net.guard import GuardedDUL, GuardedSocket, guard_association
 from dicom_node.net.reactor import EventAssociation
 from dicom_node.net.requests import any_uid
 from dicom_node.net.responses import StoreResponseDIMSE, encode_store_response
+from dicom_node.peer_memory import PeerMemory
 
 RELIED_ON = {
     # name: (function, what we assume, digest of its source in pynetdicom 3.0.4)
@@ -117,7 +118,7 @@ def test_guard_association_wires_the_guarded_dul_and_socket() -> None:
     assoc = Association(ae, MODE_ACCEPTOR)
     ours, theirs = socket.socketpair()
     try:
-        guard_association(assoc, ours, b"request", 1 << 20)
+        guard_association(assoc, ours, b"request", 1 << 20, PeerMemory(1 << 20))
         assert isinstance(assoc.dul, GuardedDUL) and isinstance(assoc.dul.socket, GuardedSocket)
         assert type(assoc.dul.state_machine).__name__ == "_GuardedStateMachine"
         assert isinstance(assoc, EventAssociation) and assoc._run_reactor.__func__ is EventAssociation._run_reactor

@@ -7,9 +7,10 @@ import time
 from pynetdicom import AE
 
 from dicom_node.net.frontdoor import DoorRules, open_front_door
+from dicom_node.peer_memory import PeerMemory
 
 VERIFICATION = "1.2.840.10008.1.1"
-RULES = DoorRules(handshake_timeout=2.0, max_pending=64, max_message_bytes=1 << 20, shared_listener=True)
+RULES = DoorRules(handshake_timeout=2.0, max_pending=64, max_message_bytes=1 << 20, peer_memory=PeerMemory(64 << 20), shared_listener=True)
 
 
 def _door_ae() -> AE:

@@ -8,17 +8,21 @@ must succeed, earlier data unchanged.
 
 from __future__ import annotations
 
+import logging
 import socket
+import time
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from dicom_node import metrics
 from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import parse_address
 from dicom_node.net.pdu import INVALID_PARAMETER_VALUE, abort_pdu
 from dicom_node.net.scp import StorageSCP
 from dicom_node.net.scu import PeerUnavailable, Scu
-from dicom_node.net.tls import client_tls
+from dicom_node.net.tls import certificate_not_after, client_tls, watch_certificate
 from tests.dcmtk import echoscu, storescu
 from tests.dicom_files import copy_with_new_uid
 from tests.export.peers import run_cli, self_signed
@@ -120,3 +124,22 @@ def test_unusable_certificate_files_stop_the_start_naming_the_keys(tmp_path: Pat
         scp.start()
     with socket.socket() as again:  # the plain port was never opened
         again.bind(("127.0.0.1", settings.port))
+
+
+def test_a_certificate_expiring_within_30_days_is_logged_at_start(node: HostileNode) -> None:
+    """The test certificates are valid for one day: the node says so when it starts."""
+    lines = [line for line in node.node.log().splitlines() if "dicom TLS certificate" in line]
+    assert lines and "WARNING" in lines[0] and "renew it" in lines[0], lines
+
+
+def test_an_expired_certificate_is_logged_as_an_error_and_exported(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cert, _key = self_signed(tmp_path, "server", "127.0.0.1")
+    not_after = certificate_not_after(str(cert))
+    assert 0 < not_after - time.time() <= 86400 + 60  # openssl -days 1
+    with caplog.at_level(logging.INFO, logger="dicom_node.net.tls"):
+        watch_certificate("dicom", str(cert), now=not_after + 3600)  # as if started an hour after it expired
+    (record,) = caplog.records
+    assert record.levelno == logging.ERROR and "EXPIRED" in record.getMessage()
+    exported = [line for line in metrics.exposition(CollectorRegistry()).decode().splitlines()
+                if line.startswith('dicom_node_tls_certificate_expiry_seconds{endpoint="dicom"}')]
+    assert len(exported) == 1 and 0 < float(exported[0].split()[-1]) <= 86400 + 60

@@ -96,8 +96,7 @@ def test_the_receive_path_takes_its_turn_beside_the_index(tmp_path: Path) -> Non
     done = threading.Event()
 
     def write() -> None:
-        with raw.transaction(writes=True) as cursor:
-            cursor.execute("CREATE TABLE t (x INTEGER)")
+        raw.run(lambda cursor: cursor.execute("CREATE TABLE t (x INTEGER)"), writes=True)
         done.set()
 
     try:

@@ -6,12 +6,16 @@ variant of the headers is tried against the app over a data dir with a failed jo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from dicom_node.config import HttpSettings
 from dicom_node.web.security_headers import content_security_policy
 from dicom_node.web.security import allowed_hosts, host_name
 from tests.web.conftest import Site
+
+OHIF_DIR = Path(".cache/ohif")
 
 TEXT_PLAIN = {"Content-Type": "text/plain"}  # what a cross-site form (enctype text/plain) or no-cors fetch sends
 SECURITY_HEADERS = ("content-security-policy", "x-content-type-options", "x-frame-options", "referrer-policy")
@@ -138,6 +142,27 @@ def test_security_headers_on_every_response(small_site: Site) -> None:
         assert response.headers["referrer-policy"] == "no-referrer"
         assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
         assert "strict-transport-security" not in response.headers  # plain HTTP: HSTS only over TLS (test_https.py)
+
+
+def test_answers_with_patient_data_are_never_stored_and_static_files_are(small_site: Site) -> None:
+    with small_site.client() as http:
+        private = {
+            "job": http.get(f"/api/jobs/{small_site.job_id}"),
+            "jobs": http.get("/api/jobs"),
+            "image": http.get(f"/api/jobs/{small_site.job_id}/slices/axial/0.png"),
+            "dicomweb": http.get("/dicomweb/studies"),
+            "series page": http.get(f"/series/{small_site.series_id}"),
+            "ohif page": http.get("/ohif/viewer?StudyInstanceUIDs=1.2.3"),
+            "not found": http.get("/api/jobs/999"),
+            "metrics": http.get("/metrics"),
+        }
+        static = {"script": http.get("/static/series.js")}
+        static["ohif file"] = http.get("/ohif/" + next(p.name for p in OHIF_DIR.glob("*.js") if p.name != "app-config.js"))
+    for what, response in private.items():
+        assert response.headers["cache-control"] == "no-store", what
+    for what, response in static.items():
+        assert response.status_code == 200, what
+    assert static["script"].headers["cache-control"] == static["ohif file"].headers["cache-control"] == "no-cache"
 
 
 def test_the_node_policy_allows_only_its_own_files() -> None:

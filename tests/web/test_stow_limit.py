@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from tests.web.conftest import Site
+from fastapi.testclient import TestClient
+
+from dicom_node.web.api import create_app
+from tests.web.conftest import LOOPBACK_CLIENT, Site
 
 RELATED = 'multipart/related; type="application/dicom"; boundary=b0'
 MIB = 2**20
@@ -29,3 +32,17 @@ def test_a_streamed_body_is_cut_off_once_it_passes_the_limit(small_site: Site) -
     with small_site.client(http={"max_stow_mb": 1}) as http:
         small = http.post("/dicomweb/studies", content=b"\0" * (MIB // 2), headers={"Content-Type": RELATED})
     assert small.status_code == 400, small.text
+
+
+def test_a_body_the_nodes_memory_for_peers_has_no_room_for_gets_503_and_holds_nothing_after(small_site: Site) -> None:
+    context = small_site.context(http={"max_stow_mb": 8}, dicom={"peer_memory_mb": 2})
+    assert context.peer_memory is not None
+    with TestClient(create_app(context), client=LOOPBACK_CLIENT, base_url="http://localhost") as http:
+        declared = http.post("/dicomweb/studies", content=b"\0" * (3 * MIB), headers={"Content-Type": RELATED})
+        streamed = http.post("/dicomweb/studies", content=iter([b"\0" * MIB] * 3), headers={"Content-Type": RELATED})
+        assert context.peer_memory.held == 0  # given back at once
+        small = http.post("/dicomweb/studies", content=b"\0" * (MIB // 2), headers={"Content-Type": RELATED})
+    for response in (declared, streamed):
+        assert response.status_code == 503 and response.headers["retry-after"] == "10"
+        assert "dicom.peer_memory_mb" in response.json()["detail"]
+    assert small.status_code == 400 and context.peer_memory.held == 0

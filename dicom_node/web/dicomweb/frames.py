@@ -35,15 +35,19 @@ def frame_count(ds: Dataset) -> int:
     return int(ds.get("NumberOfFrames") or 1)
 
 
-def parse_frame_list(text: str, count: int) -> list[int]:
-    """'1,3' as 1-based frame numbers, each checked against the instance's frame count."""
+def parse_frame_list(text: str, count: int, most: int) -> list[int]:
+    """'1,3' as 1-based frame numbers, each checked against the instance's frame count, duplicates folded (first
+    mention kept): '1,1,1' asked 3,000 times is one frame, not 3,000 copies of it. More than `most` distinct frames:
+    FrameError (`http.max_frames_per_request`)."""
     try:
-        numbers = [int(part) for part in text.split(",")]
+        numbers = list(dict.fromkeys(int(part) for part in text.split(",")))
     except ValueError:
         raise FrameError(f"frame list {text!r} is not a comma-separated list of numbers") from None
+    if len(numbers) > most:
+        raise FrameError(f"{len(numbers)} frames asked for, more than http.max_frames_per_request ({most})")
     outside = [n for n in numbers if not 1 <= n <= count]
     if outside:
-        raise FrameError(f"frame(s) {outside} outside 1..{count}")
+        raise FrameError(f"frame(s) {outside[:10]} outside 1..{count}")
     return numbers
 
 

@@ -11,7 +11,8 @@ Failed SOP Sequence with its Failure Reason, the receive path's status, and an
 Error Comment saying why); 400 for a body that is not a multipart message of
 PS3.10 files, or a part that is not one (nothing of that request is stored);
 413 for a body over `http.max_stow_mb` (refused before it is read, when its length is
-declared); 415 for another content type.
+declared); 503 (Retry-After) when the node's memory for peers (`dicom.peer_memory_mb`, shared with the
+associations in progress) has no room for the body, before that part of it is read; 415 for another content type.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import _read_file_meta_info, read_preamble  # the public one takes only a path
 from pydicom.sequence import Sequence
 
+from dicom_node.peer_memory import STEP, PeerMemory
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.receive import Outcome, Receiver
@@ -132,24 +134,60 @@ def response_body(root: str, parts: list[Part10], outcomes: list[Outcome], study
     return ds
 
 
-async def read_capped(request: Request, limit_bytes: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed `limit_bytes` (declared or streamed)."""
+class HeldBody:
+    """A STOW-RS body being read, its size reserved in the process's memory for peers (`peer_memory.py`) as it grows
+    and given back when the request is done."""
+
+    def __init__(self, peer_memory: PeerMemory) -> None:
+        self._peer_memory = peer_memory
+        self.reserved = 0
+
+    def grow_to(self, size: int) -> None:
+        """Reserve room for `size` bytes of body; 503 (with the reason) before taking it when the node has none."""
+        if size <= self.reserved:
+            return
+        wanted = -(-size // STEP) * STEP - self.reserved
+        if not self._peer_memory.take(wanted):
+            refusal = self._peer_memory.refusal("this STOW-RS request", wanted)
+            log.warning("STOW-RS refused: %s", refusal)
+            raise HTTPException(503, f"{refusal}: send it again later", headers={"Retry-After": "10"})
+        self.reserved += wanted
+
+    def release(self) -> None:
+        self._peer_memory.give_back(self.reserved)
+        self.reserved = 0
+
+
+async def read_capped(request: Request, limit_bytes: int, held: HeldBody) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed `limit_bytes` (declared or streamed), or
+    with 503 when the node's memory for peers has no room for it (`held` reserves it)."""
     declared = request.headers.get("content-length", "")
     too_large = HTTPException(
         413, f"request body larger than http.max_stow_mb ({limit_bytes // 2**20} MiB): send the study in several requests"
     )
-    if declared.isdigit() and int(declared) > limit_bytes:
-        raise too_large
+    if declared.isdigit():
+        if int(declared) > limit_bytes:
+            raise too_large
+        held.grow_to(int(declared))
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > limit_bytes:
             raise too_large
+        held.grow_to(len(body))
     return bytes(body)
 
 
 async def stow(request: Request, context: WebContext, study: str | None) -> JSONResponse:
-    body = await read_capped(request, context.config.http.max_stow_mb * 2**20)
+    assert context.peer_memory is not None
+    held = HeldBody(context.peer_memory)
+    try:
+        return await stored_answer(request, context, study, await read_capped(request, context.config.http.max_stow_mb * 2**20, held))
+    finally:
+        held.release()
+
+
+async def stored_answer(request: Request, context: WebContext, study: str | None, body: bytes) -> JSONResponse:
     parts = parse_body(request.headers.get("content-type", ""), body)
     client = request.client
     outcomes = await run_in_threadpool(
@@ -157,8 +195,8 @@ async def stow(request: Request, context: WebContext, study: str | None) -> JSON
     )
     failures = sum(not outcome.ok for outcome in outcomes)
     status = 200 if not failures else 409 if failures == len(outcomes) else 202
-    body = response_body(base_url(request), parts, outcomes, study)
-    return JSONResponse(body.to_json_dict(), status_code=status, media_type="application/dicom+json")
+    answer = response_body(base_url(request), parts, outcomes, study)
+    return JSONResponse(answer.to_json_dict(), status_code=status, media_type="application/dicom+json")
 
 
 @router.post("/studies", summary="STOW-RS: store instances (multipart/related; type=application/dicom)")

@@ -64,9 +64,18 @@ def _stored_files(items: list[Entry]) -> Iterator[tuple[str, bytes]]:
         yield "application/dicom", entry.path.read_bytes()
 
 
-def instances_response(items: list[Entry], accept: str) -> StreamingResponse:
+def within_response_limit(size: int, context: WebContext, what: str) -> None:
+    """413 before anything is sent when an answer of `size` bytes would pass `http.max_response_mb`: the node
+    holds a frames answer in memory, and a small request must not make it send gigabytes."""
+    limit = context.config.http.max_response_mb
+    if size > limit * 2**20:
+        raise HTTPException(413, f"{what} add up to {size / 2**20:.0f} MiB, more than http.max_response_mb ({limit} MiB): ask for less at a time")
+
+
+def instances_response(context: WebContext, items: list[Entry], accept: str) -> StreamingResponse:
     if not wants(accept, "application/dicom"):
         raise HTTPException(406, "instances are served as multipart/related; type=\"application/dicom\" (as stored)")
+    within_response_limit(sum(entry.path.stat().st_size for entry in items), context, f"the {len(items)} instances asked for")
     boundary = new_boundary()
     return StreamingResponse(write_parts(boundary, _stored_files(items)), media_type=multipart_content_type(boundary, "application/dicom"))
 
@@ -87,17 +96,17 @@ def metadata_response(request: Request, items: list[Entry]) -> JSONResponse:
 
 @router.get("/studies/{study}", summary="WADO-RS: a study's instances as stored (multipart/related application/dicom)")
 def retrieve_study(study: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*") -> StreamingResponse:
-    return instances_response(found(session, context, Scope([study])), accept)
+    return instances_response(context, found(session, context, Scope([study])), accept)
 
 
 @router.get("/studies/{study}/series/{series}", summary="WADO-RS: a series' instances as stored")
 def retrieve_series(study: str, series: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*") -> StreamingResponse:
-    return instances_response(found(session, context, Scope([study], [series])), accept)
+    return instances_response(context, found(session, context, Scope([study], [series])), accept)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}", summary="WADO-RS: one instance as stored")
 def retrieve_instance(study: str, series: str, sop: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*") -> StreamingResponse:
-    return instances_response(found(session, context, Scope([study], [series], [sop])), accept)
+    return instances_response(context, found(session, context, Scope([study], [series], [sop])), accept)
 
 
 @router.get("/studies/{study}/metadata", summary="WADO-RS: metadata of a study's instances (DICOM JSON)")
@@ -142,14 +151,15 @@ def octet_stream_response(parts: Iterable[tuple[str, bytes]]) -> StreamingRespon
     return StreamingResponse(write_parts(boundary, parts), media_type=multipart_content_type(boundary, "application/octet-stream"))
 
 
-def frames_response(frames: Frames) -> StreamingResponse:
+def frames_response(frames: Frames, context: WebContext) -> StreamingResponse:
+    within_response_limit(sum(map(len, frames.frames)), context, f"the {len(frames.frames)} frames asked for")
     part_type = f"application/octet-stream; transfer-syntax={frames.transfer_syntax}"
     return octet_stream_response((part_type, frame) for frame in frames.frames)
 
 
-def requested_frames(dataset: Dataset, frame_list: str) -> list[int]:
+def requested_frames(dataset: Dataset, frame_list: str, context: WebContext) -> list[int]:
     try:
-        return parse_frame_list(frame_list, frame_count(dataset))
+        return parse_frame_list(frame_list, frame_count(dataset), context.config.http.max_frames_per_request)
     except FrameError as exc:
         raise HTTPException(400, str(exc)) from exc
 
@@ -159,7 +169,7 @@ def retrieve_frames(
     study: str, series: str, sop: str, frame_list: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*"
 ) -> StreamingResponse:
     dataset = full_dataset(session, context, study, series, sop)
-    return frames_response(frames_for(dataset, requested_frames(dataset, frame_list), accept))
+    return frames_response(frames_for(dataset, requested_frames(dataset, frame_list, context), accept), context)
 
 
 @router.get("/studies/{study}/series/{series}/instances/{sop}/bulk/{tag}", summary="WADO-RS: bulk data of an instance (pixel data: all frames)")
@@ -172,7 +182,7 @@ def retrieve_bulk(
     except ValueError:
         raise HTTPException(400, f"bulk data tag {tag!r} is not 8 hex digits") from None
     if number == PIXEL_DATA:
-        return frames_response(frames_for(dataset, list(range(1, frame_count(dataset) + 1)), accept))
+        return frames_response(frames_for(dataset, list(range(1, frame_count(dataset) + 1)), accept), context)
     if number not in dataset or not isinstance(dataset[number].value, bytes):
         raise HTTPException(404, f"instance {sop} has no bulk data element {tag}")
     return octet_stream_response([("application/octet-stream", dataset[number].value)])
@@ -196,7 +206,7 @@ def render_frame(
     study: str, series: str, sop: str, frame: str, session: SessionDep, context: ContextDep, accept: AcceptHeader = "*/*"
 ) -> Response:
     dataset = full_dataset(session, context, study, series, sop)
-    numbers = requested_frames(dataset, frame)
+    numbers = requested_frames(dataset, frame, context)
     if len(numbers) != 1:
         raise HTTPException(400, f"one frame number expected, not {frame!r}")
     return rendered_response(dataset, numbers[0], accept)

@@ -1,18 +1,18 @@
-// Shared by the pages: API calls with the bearer token (when the node has one), and small helpers.
+// Shared by the pages: API calls (with the session cookie, when the node has a token), and small helpers.
+// The token is typed once and exchanged for an HttpOnly cookie (POST /api/session): no script keeps it, and no
+// URL ever carries it (web/session.py).
 "use strict";
 
-const TOKEN_KEY = "dicom-node-token";
+const REJECTED_KEY = "dicom-node-token-rejected";  // the last token typed was refused: say so on the reloaded page
 
 class Unauthorized extends Error {}
 
 async function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) headers.set("Authorization", `Bearer ${token}`);
-  const response = await fetch(path, { ...options, headers });
+  const response = await fetch(path, options);  // same origin: the browser adds the session cookie
   if (response.status === 401) {
-    showTokenForm(Boolean(token));
-    throw new Unauthorized(token ? "wrong token" : "token required");
+    const rejected = sessionStorage.getItem(REJECTED_KEY) === "1";
+    showTokenForm(rejected);
+    throw new Unauthorized(rejected ? "wrong token" : "token required");
   }
   if (!response.ok) {
     let detail = response.statusText;
@@ -32,14 +32,18 @@ function showTokenForm(rejected) {
   if (!form || !form.hidden) return;
   form.querySelector(".token-error").textContent = rejected ? "The node did not accept this token: check it and enter it again." : "";
   form.hidden = false;
-  form.addEventListener("submit", (event) => {
+  form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    sessionStorage.setItem(TOKEN_KEY, form.elements.token.value.trim());
+    const token = form.elements.token.value.trim();
+    form.elements.token.value = "";
+    const answer = await fetch("/api/session", { method: "POST", headers: { Authorization: `Bearer ${token}` } });
+    if (answer.ok) sessionStorage.removeItem(REJECTED_KEY);
+    else sessionStorage.setItem(REJECTED_KEY, "1");
     location.reload();
   }, { once: true });
 }
 
-// A download through fetch, so that the Authorization header goes with it.
+// A download through fetch, so that a refused one shows the token form instead of an error page.
 async function download(path, filename) {
   const blob = await (await api(path)).blob();
   const link = document.createElement("a");

@@ -8,11 +8,9 @@ function exportSummary(exports) {
   return parts.length ? el("span", {}, ...parts) : el("span", { class: "muted" }, "none");
 }
 
-// The study in OHIF (served by the node under /ohif/, reading /dicomweb); OHIF takes the token from `?token=`.
+// The study in OHIF (served by the node under /ohif/, reading /dicomweb with the browser's session cookie).
 function ohifLink(series) {
   const query = new URLSearchParams({ StudyInstanceUIDs: series.study_instance_uid });
-  const token = sessionStorage.getItem(TOKEN_KEY);
-  if (token) query.set("token", token);
   return el("a", { class: "ohif", href: `/ohif/viewer?${query}` }, "OHIF");
 }
 
