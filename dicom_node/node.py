@@ -27,6 +27,7 @@ from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
 from dicom_node.receivers import ReceivingProcesses
+from dicom_node.request_runner import RequestRunner
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
@@ -130,6 +131,9 @@ class Node:
             worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.owner}/worker-{number}")
             self._workers.append(worker)
             self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
+        if self.config.retrieve.enabled:
+            runner = RequestRunner(self.config, sessions, self.data_dir, self.owner, self.queue, outbox)
+            self._spawn("requests", lambda: runner.run(self.stopping))
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)
             self._spawn("exporter", lambda: exporter.run(self.stopping))

@@ -52,6 +52,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "secondary_capture": [str(p.relative_to(data_dir)) for p in files.secondary_capture],
         "summary": str(files.summary.relative_to(data_dir)) if files.summary else None,
         "warnings": files.warnings,
+        "algorithm_version": ALGORITHM_VERSION,  # an inference request re-runs a series only for another version (or `force`)
         "measurements": rounded_measurements(result.measurements),
         "classification": asdict(result.classification),
         "pattern": asdict(result.pattern) if result.pattern else None,

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
-from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+from dicom_node.store.models import Association, AssociationSeries, Export, InferenceRequestSeries, Instance, Job, Series, utcnow
 from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,14 @@ class JobQueue:
                 )
             )
 
+    def record_retrieve(self, association_id: int, originator_ae: str, message_id: int) -> None:
+        """Mark the association as bringing the instances of a retrieve (a C-MOVE's Move Originator AE and Message
+        ID; the node's own C-GET or WADO-RS): an inference request counts its arrivals by them. Once per association."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Association).where(Association.id == association_id).values(move_originator_ae=originator_ae[:16], move_message_id=message_id)
+            )
+
     def close_interrupted_associations(self, with_receivers: bool = False) -> int:
         """At start-up: associations this node (by name, one process per name) had open were cut by its stop;
         `with_receivers`: also those of its receiving processes (`receivers.py`, named `<name>#<n>`), which start
@@ -125,10 +133,14 @@ class JobQueue:
                 or_(Association.lease_until.is_(None), Association.lease_until > now),  # its receiver is alive
             )
         )
+        # An inference request retrieving the series holds it until the PACS's count has come or its idle timeout ran out.
+        retrieving = exists().where(
+            InferenceRequestSeries.series_instance_uid == Series.series_instance_uid, InferenceRequestSeries.state == "retrieving"
+        )
         with self._sessions() as session:
             candidates = session.execute(
                 select(Series.id, Series.last_received_at).where(
-                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending
+                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending, ~retrieving
                 )
             ).all()
         created = []

@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dicom_node import metrics
-from dicom_node.web import dicomweb, ohif, resources, results
+from dicom_node.web import dicomweb, inference, ohif, resources, results
 from dicom_node.web.access import access_middleware
 from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
@@ -53,6 +53,7 @@ def create_app(context: WebContext) -> FastAPI:
     install_middleware(app, context)
     app.include_router(resources.router)
     app.include_router(results.router)
+    app.include_router(inference.router)
     app.include_router(dicomweb.router)
     app.include_router(ohif.router)
 

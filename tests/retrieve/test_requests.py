@@ -1,0 +1,72 @@
+"""Studies processed on request from a real Orthanc: found by C-FIND, retrieved by C-MOVE, C-GET or WADO-RS,
+processed by the embedded models, results back in Orthanc once; the status says what happened."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from tests.node_process import NodeProcess
+from tests.retrieve.conftest import A0002_B40F, A0002_B70F, PIPELINE_SECONDS, Api, SourcePacs, body, series_path, start_node
+
+
+@pytest.fixture(scope="module")
+def node(pacs: SourcePacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    b40f = series_path(A0002_B40F)
+    b70f = series_path(A0002_B70F)
+    copies = tmp_path_factory.mktemp("copies")
+    pacs.load_copy(b40f, copies, AccessionNumber="ACC-A0002")
+    pacs.load_copy(b70f, copies, AccessionNumber="ACC-A0002")
+    node = start_node(tmp_path_factory.mktemp("node"), pacs)
+    yield node
+    node.stop()
+
+
+def study_of(parts: tuple[str, str]) -> tuple[str, str]:
+    first = sorted(series_path(parts).glob("*.dcm"))[0]
+    ds = pydicom.dcmread(first, stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
+
+
+def assert_results_once(pacs: SourcePacs, study_uid: str, status: dict) -> None:
+    counts = pacs.objects_in_study(study_uid)
+    assert counts.get("SEG", 0) >= 1 and counts.get("SR", 0) >= 1 and counts.get("OT", 0) + counts.get("SC", 0) >= 1, counts
+    stored = pacs.sop_instance_uids()
+    assert len(stored) == len(set(stored))
+    sent = {e["sop_instance_uid"] for e in status["exports"] if e["state"] == "sent"}
+    assert sent and sent <= set(stored)
+
+
+def test_c_move_by_study_and_series(pacs: SourcePacs, node: NodeProcess) -> None:
+    api = Api(node)
+    study, series = study_of(A0002_B40F)
+    details = {"type": "DICOM_UID", "studies": [{"StudyInstanceUID": study, "series": [{"SeriesInstanceUID": series}]}]}
+    started = time.monotonic()
+    response = api.post(body("move-1", "PACS", details))
+    assert response.status_code == 201, response.text
+    status = api.wait_final("move-1", PIPELINE_SECONDS)
+    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
+    assert [s["job"]["state"] for s in status["series"]] == ["done"]
+    assert_results_once(pacs, study, status)
+    print(f"C-MOVE request for 30 slices done in {time.monotonic() - started:.1f} s")
+    again = api.post(body("move-1", "PACS", details))
+    assert again.status_code == 409 and again.json()["state"] == "done" and again.json()["id"] == status["id"]
+
+
+def test_c_get_by_accession_fetches_only_what_is_missing(pacs: SourcePacs, node: NodeProcess) -> None:
+    """The accession's study has B40f (already here, its results of this version reused) and B70f (fetched by C-GET)."""
+    api = Api(node)
+    study, b40f = study_of(A0002_B40F)
+    assert api.post(body("get-1", "PACS_GET", {"type": "ACCESSION_NUMBER", "accessionNumbers": ["ACC-A0002"]})).status_code == 201
+    status = api.wait_final("get-1", PIPELINE_SECONDS)
+    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["instances"] == {"expected": 60, "received": 30, "alreadyPresent": 30}
+    by_series = {s["seriesInstanceUID"]: s for s in status["series"]}
+    first = Api(node).status("move-1")["series"][0]["job"]["id"]
+    assert by_series[b40f]["job"]["id"] == first  # not run again
+    assert_results_once(pacs, study, status)
