@@ -122,6 +122,12 @@ def explain_status(status: int | None, operation: str, our_ae: str, comment: str
         text = f"{operation} ended with {code} (warning): one or more sub-operations failed"
     elif status == 0xFE00:
         text = f"{operation} was cancelled ({code})"
+    elif status is not None and status & 0xF000 == 0xC000 and operation == "C-MOVE":
+        text = (
+            f"{operation} failed with {code} (unable to process): the PACS could not perform it. Some PACS answer this, not "
+            f"0xA801, when they do not know the move destination (Orthanc 1.10 does): check that the PACS knows this node's "
+            f"AE title {our_ae} (AE title, host and DICOM port), and add it there if not"
+        )
     elif status is not None and status & 0xF000 == 0xC000:
         text = f"{operation} failed with {code} (unable to process): the PACS could not perform it"
     elif status is None:
@@ -229,6 +235,7 @@ class QueryRetrieveScu:
         with self._association([build_context(StudyRootQueryRetrieveInformationModelMove)]) as assoc:
             return self._sum(
                 "C-MOVE",
+                destination_ae,
                 (
                     assoc.send_c_move(self._retrieve_identifier(series, uid), destination_ae, StudyRootQueryRetrieveInformationModelMove, msg_id=message_id)
                     for uid in ([None] if missing is None else missing)
@@ -245,14 +252,16 @@ class QueryRetrieveScu:
         with self._association(contexts, ext_neg=roles, handlers=[(evt.EVT_C_STORE, store)]) as assoc:
             return self._sum(
                 "C-GET",
+                self.calling_ae,
                 (
                     assoc.send_c_get(self._retrieve_identifier(series, uid), StudyRootQueryRetrieveInformationModelGet, msg_id=message_id)
                     for uid in ([None] if missing is None else missing)
                 ),
             )
 
-    def _sum(self, operation: str, answers: Iterator[Iterator[tuple[Dataset, Dataset | None]]]) -> RetrieveResult:
-        """Run each C-MOVE/C-GET in turn and add up their final answers; the first failure status raises."""
+    def _sum(self, operation: str, our_ae: str, answers: Iterator[Iterator[tuple[Dataset, Dataset | None]]]) -> RetrieveResult:
+        """Run each C-MOVE/C-GET in turn and add up their final answers; the first failure status raises (explained
+        naming `our_ae`, the AE title the PACS must know)."""
         completed = failed = warning = 0
         last_status, comment = 0x0000, ""
         for responses in answers:
@@ -267,7 +276,7 @@ class QueryRetrieveScu:
             code = int(final.Status)
             count = lambda keyword: int(final.get(keyword, 0) or 0)  # noqa: E731
             if code not in (0x0000, 0xB000) and code & 0xF000 != 0xB000:
-                raise RetrieveRefused(explain_status(code, operation, self.calling_ae, _value(final, "ErrorComment")), code)
+                raise RetrieveRefused(explain_status(code, operation, our_ae, _value(final, "ErrorComment")), code)
             completed += count("NumberOfCompletedSuboperations")
             failed += count("NumberOfFailedSuboperations")
             warning += count("NumberOfWarningSuboperations")

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pydicom
 import pytest
+from pydicom.uid import generate_uid
 
 from tests.export.peers import Orthanc, wait_for
 from tests.node_process import NodeProcess, free_port, shared_series, wait_for_port
@@ -41,14 +42,20 @@ class SourcePacs(Orthanc):
     def dicomweb(self) -> str:
         return f"{self.url}/dicom-web"
 
-    def load_copy(self, folder: Path, tmp: Path, **attributes: Any) -> str:
-        """Store the series with some attributes changed (e.g. an AccessionNumber the data lacks); pixel data as stored."""
+    def load_copy(self, folder: Path, tmp: Path, new_uids: str = "", **attributes: Any) -> str:
+        """Store the series with some attributes changed (e.g. an AccessionNumber the data lacks); pixel data as stored.
+        `new_uids`: also give it study, series and instance UIDs of its own, derived from the originals and this text
+        (the same real images as another patient's study)."""
         copy = tmp / folder.name
         copy.mkdir(parents=True, exist_ok=True)
         for path in sorted(folder.glob("*.dcm")):
             ds = pydicom.dcmread(path)
             for keyword, value in attributes.items():
                 setattr(ds, keyword, value)
+            if new_uids:
+                for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+                    setattr(ds, keyword, generate_uid(entropy_srcs=[new_uids, str(getattr(ds, keyword))]))
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
             ds.save_as(copy / path.name, enforce_file_format=True)
         try:
             return self.load_series(copy)

@@ -14,6 +14,9 @@ from tests.node_process import NodeProcess
 from tests.retrieve.conftest import A0002_B40F, A0002_B70F, PIPELINE_SECONDS, Api, SourcePacs, body, series_path, start_node
 
 
+WADO_PATIENT = "RQ-WADO"  # A0002-B40f under new UIDs, as another patient's study of the same date
+
+
 @pytest.fixture(scope="module")
 def node(pacs: SourcePacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     b40f = series_path(A0002_B40F)
@@ -21,6 +24,7 @@ def node(pacs: SourcePacs, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     copies = tmp_path_factory.mktemp("copies")
     pacs.load_copy(b40f, copies, AccessionNumber="ACC-A0002")
     pacs.load_copy(b70f, copies, AccessionNumber="ACC-A0002")
+    pacs.load_copy(b40f, copies, new_uids="wado", PatientID=WADO_PATIENT)
     node = start_node(tmp_path_factory.mktemp("node"), pacs)
     yield node
     node.stop()
@@ -70,3 +74,53 @@ def test_c_get_by_accession_fetches_only_what_is_missing(pacs: SourcePacs, node:
     first = Api(node).status("move-1")["series"][0]["job"]["id"]
     assert by_series[b40f]["job"]["id"] == first  # not run again
     assert_results_once(pacs, study, status)
+
+
+def test_unknown_move_destination_fails_within_seconds_explained(pacs: SourcePacs, node: NodeProcess) -> None:
+    api = Api(node)
+    pacs.remove_modality("CLARA")
+    try:
+        started = time.monotonic()
+        assert api.post(body("a801", "PACS", {"type": "DICOM_PATIENT_ID", "PatientID": WADO_PATIENT})).status_code == 201
+        status = api.wait_final("a801", 30)
+        took = time.monotonic() - started
+    finally:
+        pacs.set_modality("CLARA", node.ae, node.port)
+    assert status["state"] == "failed" and took < 10, (took, status)
+    error = status["errors"][-1]
+    # Debian's Orthanc 1.10 answers "unable to process" for an unknown move destination; the standard's 0xA801 is
+    # explained likewise (test_retrieve_statuses.py, against a pynetdicom Q/R SCP that answers it).
+    assert error["status"] == 0xC000 and error["statusHex"] == "0xC000"
+    assert "the PACS knows this node's AE title CLARA (AE title, host and DICOM port), and add it there" in error["message"]
+    assert status["instances"]["received"] == 0
+
+
+def test_wado_rs_by_patient_and_date_range(pacs: SourcePacs, node: NodeProcess) -> None:
+    api = Api(node)
+    details = {"type": "DICOM_PATIENT_ID", "PatientID": WADO_PATIENT, "studyDateFrom": "20070401", "studyDateTo": "20070430"}
+    started = time.monotonic()
+    assert api.post(body("wado-1", "PACS_WADO", details)).status_code == 201
+    status = api.wait_final("wado-1", PIPELINE_SECONDS)
+    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
+    assert_results_once(pacs, status["series"][0]["studyInstanceUID"], status)
+    print(f"WADO-RS request for 30 slices done in {time.monotonic() - started:.1f} s")
+
+
+def test_invalid_request_lists_every_mistake(node: NodeProcess) -> None:
+    mistakes = {
+        "transactionID": "",
+        "priority": 300,
+        "inputMetadata": {"details": {"type": "DICOM_UID", "studies": [{"StudyInstanceUID": "1.2.abc"}]}},
+        "inputResources": [{"interface": "DIMSE", "connectionDetails": {"name": "NOSUCHPACS"}}],
+        "outputResources": [{"interface": "DIMSE", "connectionDetails": {"name": "NOWHERE"}}],
+    }
+    response = Api(node).post(mistakes)
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    pointers = sorted(error["pointer"] for error in problem["errors"])
+    assert problem["status"] == 422 and len(pointers) == 5, problem
+    assert pointers == sorted([
+        "/transactionID", "/priority", "/inputMetadata/details/studies/0/StudyInstanceUID",
+        "/inputResources/0/connectionDetails/name", "/outputResources/0/connectionDetails/name",
+    ])
