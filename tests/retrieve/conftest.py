@@ -63,9 +63,13 @@ class SourcePacs(Orthanc):
             shutil.rmtree(copy)
 
     def set_modality(self, name: str, ae_title: str, port: int) -> None:
-        httpx.put(f"{self.url}/modalities/{name}", json={"AET": ae_title, "Host": "127.0.0.1", "Port": port}, timeout=10).raise_for_status()
+        """Known from now on, and after a restart."""
+        self.add_modality(name, ae_title, port)
+        if self.process is not None:
+            httpx.put(f"{self.url}/modalities/{name}", json={"AET": ae_title, "Host": "127.0.0.1", "Port": port}, timeout=10).raise_for_status()
 
     def remove_modality(self, name: str) -> None:
+        self.config["DicomModalities"].pop(name, None)
         httpx.delete(f"{self.url}/modalities/{name}", timeout=10).raise_for_status()
 
     def objects_in_study(self, study_uid: str) -> dict[str, int]:
@@ -123,6 +127,14 @@ def body(transaction_id: str, source: str, details: dict[str, Any], **extra: Any
         ],
         **extra,
     }
+
+
+@pytest.fixture
+def fresh_pacs(tmp_path: Path) -> Iterator[SourcePacs]:
+    orthanc = SourcePacs(tmp_path / "orthanc")
+    orthanc.start()
+    yield orthanc
+    orthanc.stop(signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
