@@ -7,10 +7,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pydicom
 import pytest
 
-from tests.node_process import NodeProcess
+from tests.export.peers import wait_for
+from tests.node_process import NodeProcess, free_port
 from tests.retrieve.conftest import A0002_B40F, A0002_B70F, PIPELINE_SECONDS, Api, SourcePacs, body, series_path, start_node
 
 
@@ -124,3 +126,17 @@ def test_invalid_request_lists_every_mistake(node: NodeProcess) -> None:
         "/transactionID", "/priority", "/inputMetadata/details/studies/0/StudyInstanceUID",
         "/inputResources/0/connectionDetails/name", "/outputResources/0/connectionDetails/name",
     ])
+
+
+def test_requests_are_listed_and_cancelled(node: NodeProcess) -> None:
+    api = Api(node)
+    unreachable = f"NOBODY@127.0.0.1:{free_port()}"  # AE@host:port as a source: C-MOVE, retried while nothing listens
+    assert api.post(body("cancel-me", unreachable, {"type": "ACCESSION_NUMBER", "accessionNumbers": ["X"]})).status_code == 201
+    wait_for(lambda: api.status("cancel-me")["errors"], 10, "a failed attempt")
+    cancelled = httpx.delete(f"{api.url}/cancel-me", timeout=10)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert httpx.delete(f"{api.url}/move-1", timeout=10).status_code == 409  # done: nothing to cancel
+    listed = {row["transactionID"]: row["state"] for row in httpx.get(api.url, timeout=10).json()}
+    assert listed["move-1"] == "done" and listed["cancel-me"] == "cancelled"
+    page = httpx.get(api.url.replace("/api/inference", "/"), timeout=10).text
+    assert '<table id="request-table">' in page
