@@ -61,13 +61,7 @@ class RequestRunner:
 
     def run(self, stopping: threading.Event) -> None:
         """Work on due requests until `stopping` is set; a second thread renews the leases of those in hand."""
-        renewals = RepeatingFailure(log, f"renewing the leases of {self.owner}'s inference requests")
-        keeper = threading.Thread(
-            target=lambda: [renewals.run(lambda: self.requests.renew(self.owner)) for _ in iter(lambda: stopping.wait(self.settings.lease_seconds / 3), True)],
-            name="request-leases",
-            daemon=True,
-        )
-        keeper.start()
+        threading.Thread(target=self._renew_leases, args=(stopping,), name="request-leases", daemon=True).start()
         failures = RepeatingFailure(log, "inference requests: claiming")
         while not stopping.is_set():
             claim = failures.run(lambda: self.requests.claim(self.owner))
@@ -75,6 +69,12 @@ class RequestRunner:
                 stopping.wait(self.settings.poll_seconds)
                 continue
             self.step(claim)
+
+    def _renew_leases(self, stopping: threading.Event) -> None:
+        """A retrieve can outlast a lease: the requests in hand are renewed every third of one while it runs."""
+        failures = RepeatingFailure(log, f"renewing the leases of {self.owner}'s inference requests")
+        while not stopping.wait(self.settings.lease_seconds / 3):
+            failures.run(lambda: self.requests.renew(self.owner))
 
     # One step -------------------------------------------------------------------
     def step(self, claim: ClaimedRequest) -> None:

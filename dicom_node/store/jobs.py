@@ -24,7 +24,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
-from dicom_node.store.models import Association, AssociationSeries, Export, InferenceRequestSeries, Instance, Job, Series, utcnow
+from dicom_node.store.models import (
+    Association,
+    AssociationSeries,
+    Export,
+    InferenceRequest,
+    InferenceRequestSeries,
+    Instance,
+    Job,
+    Series,
+    utcnow,
+)
 from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -135,7 +145,10 @@ class JobQueue:
         )
         # An inference request retrieving the series holds it until the PACS's count has come or its idle timeout ran out.
         retrieving = exists().where(
-            InferenceRequestSeries.series_instance_uid == Series.series_instance_uid, InferenceRequestSeries.state == "retrieving"
+            InferenceRequestSeries.series_instance_uid == Series.series_instance_uid,
+            InferenceRequestSeries.state == "retrieving",
+            InferenceRequestSeries.request_fk == InferenceRequest.id,
+            InferenceRequest.state.in_(("finding", "retrieving")),  # a request that ended (cancelled, failed) holds nothing
         )
         with self._sessions() as session:
             candidates = session.execute(

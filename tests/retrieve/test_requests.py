@@ -140,3 +140,13 @@ def test_requests_are_listed_and_cancelled(node: NodeProcess) -> None:
     assert listed["move-1"] == "done" and listed["cancel-me"] == "cancelled"
     page = httpx.get(api.url.replace("/api/inference", "/"), timeout=10).text
     assert '<table id="request-table">' in page
+
+
+def test_cli_process_prints_progress_and_exits_by_outcome(node: NodeProcess) -> None:
+    study, _ = study_of(A0002_B40F)
+    done = node.cli("process", "--from", "PACS", "--study", study, "--timeout", "120", check=False, timeout=150)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "done: 0 of 60 instance(s) retrieved, 60 already here" in done.stderr  # both series here: results reused
+    assert done.stdout.count(": done (") == 2, done.stdout
+    invalid = node.cli("process", "--from", "NOSUCH", "--study", "1.2.3", check=False)
+    assert invalid.returncode == 2 and "source 'NOSUCH' is not configured" in invalid.stderr
