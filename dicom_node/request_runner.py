@@ -263,7 +263,7 @@ class RequestRunner:
                 pending += 1
                 continue
             state = {"done": "done", "skipped": "skipped"}.get(job.state, "failed")
-            self.requests.set_series(claim.id, row.series_instance_uid, state=state, job_fk=job.id, reason=job.reason)
+            self.requests.set_series(claim.id, row.series_instance_uid, state=state, job_fk=job.id, reason=job.reason or row.reason)
         if pending:
             self.requests.release(claim, "processing", self.settings.poll_seconds)
             return
