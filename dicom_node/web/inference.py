@@ -14,6 +14,7 @@ from dicom_node.inference_request import Problem, parse_request, problem_documen
 from dicom_node.store.inference_requests import InferenceRequests
 from dicom_node.store.models import InferenceRequest
 from dicom_node.web.context import WebContext, get_context, get_session
+from dicom_node.web.resources import Limit
 
 router = APIRouter(prefix="/api/inference", tags=["inference requests"])
 SessionDep = Annotated[Session, Depends(get_session)]
@@ -45,8 +46,8 @@ async def create(request: Request, context: ContextDep) -> JSONResponse:
 
 
 @router.get("", summary="Inference requests, newest first, with their state")
-def list_requests(session: SessionDep, limit: int = 100) -> list[dict[str, Any]]:
-    rows = session.scalars(select(InferenceRequest).order_by(InferenceRequest.id.desc()).limit(min(max(limit, 1), 1000)))
+def list_requests(session: SessionDep, limit: Limit = 100) -> list[dict[str, Any]]:
+    rows = session.scalars(select(InferenceRequest).order_by(InferenceRequest.id.desc()).limit(limit))
     return [
         {"id": r.id, "transactionID": r.transaction_id, "state": r.state, "source": r.source, "inputs": {k: v for k, v in r.inputs.items() if v},
          "partial": r.partial, "errors": len(r.errors), "createdAt": r.created_at.isoformat() + "Z",
