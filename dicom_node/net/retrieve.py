@@ -111,11 +111,9 @@ def explain_status(status: int | None, operation: str, our_ae: str, comment: str
             f"{our_ae}: add it there (AE title {our_ae}, this node's host and DICOM port) as a DICOM destination"
         )
     elif status is not None and status & 0xFF00 == 0xA700:
-        text = f"{operation} failed with {code} (out of resources): the PACS could not perform it now"
+        text = f"{operation} failed with {code} (out of resources, e.g. unable to perform the sub-operations): the PACS could not perform it now"
     elif status == 0xA900:
         text = f"{operation} failed with {code} (identifier does not match SOP class): the PACS refused the query"
-    elif status == 0xA701 or status == 0xA702:
-        text = f"{operation} failed with {code} (out of resources: unable to perform sub-operations)"
     elif status == 0x0122:
         text = f"{operation} failed with {code} (SOP class not supported): the PACS does not offer this query/retrieve model"
     elif status == 0xB000:
@@ -147,6 +145,11 @@ def resolve_source(config: Config, name: str) -> Destination:
         raise ValueError(f"source {name!r} is not configured (sources: {configured}; or give AE@host:port)")
     address = parse_address(name)
     return Destination(name=name, ae_title=address.ae_title, host=address.host, port=address.port, retrieve_method="C-MOVE")
+
+
+def _failure(message: str, status: int) -> Exception:
+    """Out of resources (0xA7xx) may pass: retried like a PACS that is down; any other failure is for good."""
+    return PeerUnavailable(message) if status & 0xFF00 == 0xA700 else RetrieveRefused(message, status)
 
 
 def _value(ds: Dataset | None, keyword: str) -> str:
@@ -216,7 +219,7 @@ class QueryRetrieveScu:
             elif code is None:
                 raise PeerUnavailable(f"{self.address} did not answer the C-FIND (association aborted or timed out)")
             else:
-                raise RetrieveRefused(explain_status(code, "C-FIND", self.calling_ae, _value(status, "ErrorComment")), code)
+                raise _failure(explain_status(code, "C-FIND", self.calling_ae, _value(status, "ErrorComment")), code)
         raise PeerUnavailable(f"{self.address} ended the C-FIND without a final status")
 
     # C-MOVE and C-GET ---------------------------------------------------------
@@ -276,7 +279,7 @@ class QueryRetrieveScu:
             code = int(final.Status)
             count = lambda keyword: int(final.get(keyword, 0) or 0)  # noqa: E731
             if code not in (0x0000, 0xB000) and code & 0xF000 != 0xB000:
-                raise RetrieveRefused(explain_status(code, operation, our_ae, _value(final, "ErrorComment")), code)
+                raise _failure(explain_status(code, operation, our_ae, _value(final, "ErrorComment")), code)
             completed += count("NumberOfCompletedSuboperations")
             failed += count("NumberOfFailedSuboperations")
             warning += count("NumberOfWarningSuboperations")
