@@ -2,8 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver npm
-APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver npm
+APT_PACKAGES := dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver npm
+# A command on PATH, or a file the package installs (the DICOMweb plugin has no command).
+APT_COMMANDS := storescu Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so dciodvfy chromium chromedriver npm
 # Only the packages whose command is missing are installed: a machine with Node.js from elsewhere keeps its own npm
 # (Debian's npm conflicts with it).
 # The prebuilt OHIF viewer served under /ohif/ (npm package @ohif/app, its dist/ only; never committed).
@@ -34,7 +35,7 @@ test-all: system-deps $(VENV)/.installed triton-test-server ohif
 
 system-deps:
 	@missing=""; set -- $(APT_PACKAGES); for c in $(APT_COMMANDS); do \
-		command -v $$c >/dev/null 2>&1 || missing="$$missing $$1"; shift; done; \
+		command -v $$c >/dev/null 2>&1 || [ -e $$c ] || missing="$$missing $$1"; shift; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \

@@ -467,6 +467,100 @@ def send(
         raise typer.Exit(1)
 
 
+PROCESS_EXIT = {"done": 0, "failed": 1, "cancelled": 3}
+
+
+def _progress(status: dict[str, Any]) -> str:
+    counts = status["instances"]
+    line = f"{status['state']}: {counts['received']} of {counts['expected']} instance(s) retrieved, {counts['alreadyPresent']} already here"
+    jobs = [s["job"] for s in status["series"] if s["job"]]
+    if jobs:
+        line += "; jobs " + ", ".join(f"{job['id']} {job['state']}" for job in jobs)
+    if status["exports"]:
+        sent = sum(e["state"] == "sent" for e in status["exports"])
+        line += f"; {sent} of {len(status['exports'])} result object(s) sent"
+    return line
+
+
+@app.command()
+def process(
+    source: str = typer.Option(..., "--from", metavar="PACS", help="A configured source's name, or AE@host:port (retrieved by C-MOVE)."),
+    study: Optional[str] = typer.Option(None, "--study", metavar="UID", help="StudyInstanceUID of the study to process."),
+    series: Optional[str] = typer.Option(None, "--series", metavar="UID", help="Only this series of --study."),
+    accession: Optional[str] = typer.Option(None, "--accession", metavar="NUMBER", help="The study with this AccessionNumber."),
+    patient_id: Optional[str] = typer.Option(None, "--patient-id", metavar="ID", help="The studies of this PatientID (with --date-from/--date-to)."),
+    date_from: Optional[str] = typer.Option(None, "--date-from", metavar="YYYYMMDD", help="Studies on or after this date (--patient-id)."),
+    date_to: Optional[str] = typer.Option(None, "--date-to", metavar="YYYYMMDD", help="Studies on or before this date (--patient-id)."),
+    to: Optional[list[str]] = typer.Option(None, "--to", metavar="DESTINATION", help="Send the results there (repeatable; default: the pipeline's destinations)."),
+    force: bool = typer.Option(False, "--force", help="Run again series whose results of this algorithm version exist."),
+    transaction_id: Optional[str] = typer.Option(None, "--transaction-id", metavar="ID", help="The request's id (default: a new one)."),
+    timeout: float = typer.Option(3600.0, "--timeout", metavar="SECONDS", help="Stop waiting after this long (the request goes on)."),
+    no_wait: bool = typer.Option(False, "--no-wait", help="Queue the request and exit."),
+    as_json: bool = JsonOption,
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Process a study that is in a PACS: the running node finds it, retrieves what it lacks, runs the pipeline and
+    exports the results. Prints progress; exit code 0 done, 1 failed, 2 invalid request, 3 cancelled, 4 still running at --timeout."""
+    import time
+    import uuid
+
+    from dicom_node.inference_request import parse_request, request_status
+    from dicom_node.store.inference_requests import InferenceRequests
+    from dicom_node.store.models import InferenceRequest
+
+    if sum(bool(value) for value in (study, accession, patient_id)) != 1:
+        _fail("give one of --study, --accession or --patient-id", 2)
+    if study:
+        details: dict[str, Any] = {"type": "DICOM_UID", "studies": [{"StudyInstanceUID": study, "series": [{"SeriesInstanceUID": series}] if series else []}]}
+    elif accession:
+        details = {"type": "ACCESSION_NUMBER", "accessionNumbers": [accession]}
+    else:
+        details = {"type": "DICOM_PATIENT_ID", "PatientID": patient_id, "studyDateFrom": date_from or "", "studyDateTo": date_to or ""}
+    body = {
+        "transactionID": transaction_id or f"cli-{uuid.uuid4()}",
+        "inputMetadata": {"details": details},
+        "inputResources": [{"interface": "DIMSE", "connectionDetails": {"name": source}}],
+        "outputResources": [{"interface": "DIMSE", "connectionDetails": {"name": name}} for name in to or []],
+        "force": force,
+    }
+    cfg = _config(config, _node_overrides(data_dir))
+    spec = parse_request(body, cfg)
+    if isinstance(spec, list):
+        _fail("invalid request: " + "; ".join(f"{p.pointer}: {p.detail}" for p in spec), 2)
+    sessions = _sessions(cfg)
+    requests = InferenceRequests(sessions)
+    _, created = requests.create(spec)
+    typer.echo(f"request {spec.transaction_id} {'queued' if created else 'already exists'}", err=True)
+    deadline = time.monotonic() + timeout
+    shown = ""
+    while True:
+        with sessions() as session:
+            row = session.scalar(select(InferenceRequest).where(InferenceRequest.transaction_id == spec.transaction_id))
+            status = request_status(session, row, requests, cfg.export.calling_ae_title)
+        line = _progress(status)
+        if line != shown:
+            typer.echo(line, err=True)
+            shown = line
+        if status["state"] in PROCESS_EXIT or no_wait or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    if as_json:
+        typer.echo(json.dumps(status, indent=2, default=str))
+    else:
+        for item in status["series"]:
+            result = _result_text(item["job"]["result"]) if item["job"] else ""
+            reason = f": {item['reason']}" if item["reason"] else ""
+            typer.echo(f"series {item['seriesInstanceUID']}: {item['state']}{f' ({result})' if result else ''}{reason}")
+        for error in status["errors"]:
+            typer.echo(f"error ({error.get('statusHex') or 'no DICOM status'}): {error['message']}")
+        if status["partial"]:
+            typer.echo("partial: some instances the PACS counted did not come; what came was processed")
+    if no_wait:
+        return
+    raise typer.Exit(PROCESS_EXIT.get(status["state"], 4))
+
+
 def _debug() -> bool:
     return logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("DICOM_NODE_NODE__LOG_LEVEL", "").upper() == "DEBUG"
 

@@ -279,8 +279,11 @@ class JobSettings(Section):
     )
 
 
+RetrieveMethod = Literal["C-MOVE", "C-GET", "WADO-RS"]
+
+
 class Destination(Section):
-    """A DICOM peer results are sent to."""
+    """A DICOM peer results are sent to, and (with a `retrieve_method`) a source studies are retrieved from on request."""
 
     name: str = Field(description="Name used in pipeline destination lists and in the exports table.")
     ae_title: str = Field(description="Called AE title of the peer.")
@@ -298,8 +301,28 @@ class Destination(Section):
             "\"Rejected for Quality Reasons\" (DCM 113001) that withdraws them. Off: they stay, listed as superseded on the node."
         ),
     )
+    retrieve_method: RetrieveMethod | None = Field(
+        default=None,
+        description=(
+            "Makes the peer a source too: studies are found on it by C-FIND (Study Root) and retrieved on request "
+            "(`/api/inference`, `dicom-node process`) by 'C-MOVE' (the peer sends to this node's Storage SCP, so it must "
+            "know the node's AE title, host and port), 'C-GET' (over the node's own association) or 'WADO-RS' (from wado_rs_url)."
+        ),
+    )
+    wado_rs_url: str = Field(default="", description="DICOMweb base URL of the peer, e.g. http://pacs:8042/dicom-web (retrieve_method WADO-RS).")
+    wado_rs_token: str = Field(default="", description="Bearer token for wado_rs_url; empty: none.")
+    wado_rs_user: str = Field(default="", description="User name for HTTP basic authentication at wado_rs_url; empty: none.")
+    wado_rs_password: str = Field(default="", description="Password of wado_rs_user.")
 
     _ae = field_validator("ae_title")(_check_ae_title)
+
+    @model_validator(mode="after")
+    def _wado_rs(self) -> "Destination":
+        if self.retrieve_method == "WADO-RS" and not self.wado_rs_url.startswith(("http://", "https://")):
+            raise ValueError("retrieve_method WADO-RS needs wado_rs_url (http:// or https://)")
+        if self.wado_rs_token and self.wado_rs_user:
+            raise ValueError("wado_rs_token and wado_rs_user are exclusive: one way to authenticate")
+        return self
 
 
 class PipelineConfig(Section):
@@ -346,6 +369,39 @@ class ExportSettings(Section):
     @classmethod
     def _calling_ae(cls, value: str) -> str:
         return _check_ae_title(value) if value.strip() else ""
+
+
+class RetrieveSettings(Section):
+    """Processing a study that is already in a PACS, on request: finding, retrieving, then the usual jobs and exports.
+
+    Requests are rows in the database; any node process with `enabled` runs them, one process at a time under a lease.
+    """
+
+    enabled: bool = Field(default=True, description="Run inference requests in this process (any number of processes may: each claims its own).")
+    poll_seconds: float = Field(default=1.0, gt=0, description="How often a request waiting for instances, jobs or exports is looked at again.")
+    lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Lease of a request being worked on, renewed every third of this; a request whose process died is resumed by any process once it has run out.",
+    )
+    idle_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description=(
+            "After the PACS ended the retrieve, how long to wait without a new instance for the rest of those the C-FIND "
+            "counted (some PACS answer the final C-MOVE success before their sub-operations are stored) before the series is partial."
+        ),
+    )
+    partial: Literal["process", "fail"] = Field(
+        default="process", description="A series that came incomplete: 'process' what came (the request says so), or 'fail' the request."
+    )
+    modalities: list[str] = Field(default_factory=lambda: ["CT"], description="Modalities of the series a request retrieves; the study's other series are left in the PACS.")
+    retry_initial_seconds: float = Field(default=5.0, gt=0, description="First delay after the PACS could not be reached; doubled each attempt.")
+    retry_max_seconds: float = Field(default=120.0, gt=0, description="Longest delay between two attempts to reach the PACS.")
+    retry_horizon_seconds: float = Field(default=3600.0, gt=0, description="A request whose PACS stays unreachable this long fails.")
+    connection_timeout: float = Field(default=10.0, gt=0, description="Seconds to wait for the TCP connection to the PACS.")
+    acse_timeout: float = Field(default=30.0, gt=0, description="Seconds to wait for association messages.")
+    dimse_timeout: float = Field(default=120.0, gt=0, description="Seconds to wait for each C-FIND/C-MOVE/C-GET response (and WADO-RS data).")
 
 
 class HttpSettings(Section):
@@ -467,6 +523,7 @@ class Config(Section):
     models: InferenceSettings = Field(default_factory=InferenceSettings)
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
@@ -491,6 +548,11 @@ class Config(Section):
             if dest.name == name:
                 return dest
         raise KeyError(name)
+
+    @property
+    def sources(self) -> list[Destination]:
+        """The configured peers studies can be retrieved from (those with a retrieve method)."""
+        return [dest for dest in self.destinations if dest.retrieve_method is not None]
 
     def add_destination(self, dest: Destination, pipeline: str = "covid19_ct") -> None:
         """Add a destination (from `serve --export-to`) and route `pipeline`'s results to it.
@@ -637,6 +699,8 @@ def example_toml() -> str:
         '# tls_key_file = "/etc/dicom-node/node.key"',
         "# A destination that implements IHE IOCM (it hides objects a Key Object Selection \"Rejected for Quality Reasons\"",
         "# lists) gets notes withdrawing results that newer ones replace: rejection_notes = true",
+        "# A destination that is also a source of studies processed on request (`dicom-node process`, /api/inference):",
+        '# retrieve_method = "C-MOVE"                           # or "C-GET"; or "WADO-RS" with wado_rs_url = "http://pacs:8042/dicom-web"',
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',

@@ -48,7 +48,8 @@ class Exporter:
         configured = {dest.name for dest in self.config.destinations}
         log.info("export sender running for %s", ", ".join(sorted(configured)) or "no destinations")
         routed = {name for pipeline in self.config.pipelines.values() for name in pipeline.destinations}
-        for name in sorted(configured - routed):
+        sources = {dest.name for dest in self.config.sources}  # a source only: nothing to send it unless a request asks
+        for name in sorted(configured - routed - sources):
             log.warning(
                 "destination %s is in no pipeline's destinations: no new results are queued for it "
                 "(add it to [pipelines.<name>] destinations; `dicom-node exports resend JOB --to %s` sends a done job's)",

@@ -29,6 +29,7 @@ from dicom_node.net.scp import StorageSCP
 from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
 from dicom_node.receivers import ReceivingProcesses
+from dicom_node.request_runner import RequestRunner
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
@@ -134,6 +135,9 @@ class Node:
             worker = Worker(self.config, self.queue, outbox, self.data_dir, f"{self.owner}/worker-{number}")
             self._workers.append(worker)
             self._spawn(f"worker-{number}", lambda worker=worker: worker.run(self.stopping))
+        if self.config.retrieve.enabled:
+            runner = RequestRunner(self.config, sessions, self.data_dir, self.owner, self.queue, outbox)
+            self._spawn("requests", lambda: runner.run(self.stopping))
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)
             self._spawn("exporter", lambda: exporter.run(self.stopping))

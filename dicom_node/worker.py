@@ -64,6 +64,7 @@ def result_summary(result: PipelineResult, files: ResultFiles, data_dir: Path, m
         "category": result.category.as_dict() if result.category else None,
         "fitness_flags": [flag.as_dict() for flag in result.fitness],
         "input": files.input,
+        "algorithm_version": ALGORITHM_VERSION,  # an inference request re-runs a series only for another version (or `force`)
         "measurements": rounded_measurements(result.measurements),
         "classification": {**asdict(result.classification), "score_kind": result.classification.score_kind},
         "pattern": asdict(result.pattern) if result.pattern else None,

@@ -237,7 +237,15 @@ class StorageSCP:
         """EVT_C_STORE: the requests the fast path (`fastpath.py`) leaves to pynetdicom."""
         request = event.request
         sop_class, sop_instance = request.AffectedSOPClassUID, request.AffectedSOPInstanceUID  # each read once: per image
+        if request.MoveOriginatorMessageID is not None:  # a C-MOVE's sub-operation (never on the fast path)
+            self._note_move(event.assoc, str(request.MoveOriginatorApplicationEntityTitle or "").strip(), int(request.MoveOriginatorMessageID))
         return _status(*self.store(event.assoc, sop_class, sop_instance, str(event.context.transfer_syntax), request.DataSet.getbuffer()))
+
+    def _note_move(self, assoc: Association, originator_ae: str, message_id: int) -> None:
+        with self._lock:
+            batch = self._batches.get(id(assoc))
+        if batch is not None and batch.retrieve is None:
+            self.receiver.note_retrieve(batch, originator_ae, message_id)
 
     def store(self, assoc: Association, sop_class: str, sop_instance: str, syntax: str, raw: memoryview) -> tuple[int, str]:
         """Store one C-STORE's data set on `assoc`; the status and its Error Comment ('' for none; LO, at most 64)."""

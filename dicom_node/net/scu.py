@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
@@ -94,7 +95,17 @@ def tls_args(dest: Destination) -> TlsArgs | None:
     return client_tls(dest.host, dest.tls_ca_file, dest.tls_cert_file, dest.tls_key_file)
 
 
-def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext], tls: TlsArgs | None) -> Association:
+def associate(
+    ae: AE,
+    address: DicomAddress,
+    contexts: list[PresentationContext],
+    tls: TlsArgs | None,
+    ext_neg: list[Any] | None = None,
+    handlers: list[tuple[Any, Any]] | None = None,
+) -> Association:
+    """An established association with `address`, or PeerUnavailable/PeerRefused saying how it failed.
+
+    `ext_neg` (e.g. SCP/SCU role selection for C-GET) and `handlers` (e.g. C-GET's C-STORE) go to pynetdicom as given."""
     connected: list[bool] = []
     # The A-ASSOCIATE-RJ as it arrived: a peer that closes the connection right after rejecting can make
     # pynetdicom report an abort instead (it checks the socket before reading the answer it already has).
@@ -104,9 +115,12 @@ def _associate(ae: AE, address: DicomAddress, contexts: list[PresentationContext
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu.to_primitive())
 
-    handlers = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)), (evt.EVT_PDU_RECV, on_pdu)]
+    events = [(evt.EVT_CONN_OPEN, disable_nagle), (evt.EVT_CONN_OPEN, lambda _event: connected.append(True)), (evt.EVT_PDU_RECV, on_pdu)]
+    events += handlers or []
     try:
-        assoc = ae.associate(address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=handlers, tls_args=tls)
+        assoc = ae.associate(
+            address.host, address.port, contexts=contexts, ae_title=address.ae_title, evt_handlers=events, tls_args=tls, ext_neg=ext_neg
+        )
     except socket.gaierror as exc:  # a typo in a host name is an operator's error, not a traceback
         raise PeerUnavailable(f"cannot resolve host {address.host!r} of {address} ({exc.strerror}): check the host name") from None
     if assoc.is_established:
@@ -191,7 +205,7 @@ class Scu:
         pairs = list(dict.fromkeys(item.context for item in items))
         if len(pairs) > MAX_CONTEXTS:
             raise ValueError(f"{len(pairs)} SOP class/transfer syntax pairs: at most {MAX_CONTEXTS} fit one association")
-        assoc = _associate(self._ae, address, [build_context(sop_class, syntax) for sop_class, syntax in pairs], self.tls)
+        assoc = associate(self._ae, address, [build_context(sop_class, syntax) for sop_class, syntax in pairs], self.tls)
         accepted = {(ctx.abstract_syntax, ctx.transfer_syntax[0]) for ctx in assoc.accepted_contexts}
         results: list[StoreResult] = []
         try:
@@ -213,7 +227,7 @@ class Scu:
     def echo(self, address: DicomAddress) -> EchoResult:
         """C-ECHO the peer; raise PeerUnavailable if no association, or no answer to the echo."""
         started = time.perf_counter()
-        assoc = _associate(self._ae, address, [build_context(Verification)], self.tls)
+        assoc = associate(self._ae, address, [build_context(Verification)], self.tls)
         try:
             response = assoc.send_c_echo()
         except ValueError as exc:  # Verification not accepted

@@ -25,7 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
-from dicom_node.store.models import Association, AssociationSeries, Export, Instance, Job, Series, utcnow
+from dicom_node.store.models import (
+    Association,
+    AssociationSeries,
+    Export,
+    InferenceRequest,
+    InferenceRequestSeries,
+    Instance,
+    Job,
+    Series,
+    utcnow,
+)
 from dicom_node.store.outbox import requeue_in
 from dicom_node.store.wakeups import Wakeups
 
@@ -155,6 +165,14 @@ class JobQueue:
                 outcomes.append(ResentSeries(uid, pending, job_id, job_state, again))
             return outcomes
 
+    def record_retrieve(self, association_id: int, originator_ae: str, message_id: int) -> None:
+        """Mark the association as bringing the instances of a retrieve (a C-MOVE's Move Originator AE and Message
+        ID; the node's own C-GET or WADO-RS): an inference request counts its arrivals by them. Once per association."""
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Association).where(Association.id == association_id).values(move_originator_ae=originator_ae[:16], move_message_id=message_id)
+            )
+
     def close_interrupted_associations(self, with_receivers: bool = False) -> int:
         """At start-up: associations this node (by name, one process per name) had open were cut by its stop;
         `with_receivers`: also those of its receiving processes (`receivers.py`, named `<name>#<n>`), which start
@@ -193,10 +211,21 @@ class JobQueue:
             linked, ended_abnormally, or_(Series.last_released_at.is_(None), Association.started_at > Series.last_released_at)
         )
         overdue = Series.last_received_at <= now - timedelta(seconds=grace_seconds)
+        # An inference request retrieving the series holds it until the PACS's count has come or its idle timeout ran out.
+        retrieving = exists().where(
+            InferenceRequestSeries.series_instance_uid == Series.series_instance_uid,
+            InferenceRequestSeries.state == "retrieving",
+            InferenceRequestSeries.request_fk == InferenceRequest.id,
+            InferenceRequest.state.in_(("finding", "retrieving")),  # a request that ended (cancelled, failed) holds nothing
+        )
         with self._sessions() as session:
             candidates = session.execute(
                 select(Series.id, Series.last_received_at, held.label("held")).where(
-                    Series.pending.is_(True), Series.last_received_at <= quiet_since, ~sending, or_(~held, overdue)
+                    Series.pending.is_(True),
+                    Series.last_received_at <= quiet_since,
+                    ~sending,
+                    ~retrieving,
+                    or_(~held, overdue),
                 )
             ).all()
         created = []

@@ -104,6 +104,10 @@ class Association(Base):
     lease_until: Mapped[datetime | None] = mapped_column(
         DateTime, nullable=True, doc="An open association whose receiving process stopped renewing this no longer holds its series back."
     )
+    move_originator_ae: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, doc="The retrieve that brought its instances: C-MOVE's Move Originator AE (or the node's own AE for C-GET/WADO-RS)."
+    )
+    move_message_id: Mapped[int | None] = mapped_column(Integer, nullable=True, doc="... and the Message ID of that C-MOVE (or of the request's retrieve).")
 
 
 class AssociationSeries(Base):
@@ -183,3 +187,52 @@ class ClusterSetting(Base):
     __tablename__ = "cluster_setting"
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class InferenceRequest(Base):
+    """A request to process studies that are in a PACS (`/api/inference`, `dicom-node process`): found, retrieved,
+    processed by the usual jobs and exported, one step at a time by whichever process holds its lease."""
+
+    __tablename__ = "inference_request"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), unique=True, doc="The client's id (MIG's transactionID).")
+    priority: Mapped[int] = mapped_column(Integer, default=128)
+    state: Mapped[str] = mapped_column(
+        String(16), index=True, doc="queued, finding, retrieving, processing, exporting, done, failed, cancelled."
+    )
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, doc="What to find: the query (RequestInput).")
+    source: Mapped[str] = mapped_column(String(64), doc="A configured source's name, or AE@host:port.")
+    pipelines: Mapped[list[str]] = mapped_column(JSON, default=list)
+    destinations: Mapped[list[str]] = mapped_column(JSON, default=list, doc="Where results go; empty: the pipeline's destinations.")
+    force: Mapped[bool] = mapped_column(Boolean, default=False, doc="Run series again whose results of the same algorithm version exist.")
+    message_id: Mapped[int] = mapped_column(Integer, default=1, doc="Message ID of its C-MOVE/C-GET requests: arrivals are matched by it.")
+    owner: Mapped[str] = mapped_column(String(128), default="", doc="The process working on it now ('' between steps).")
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, doc="Attempts to reach the PACS that failed in a row.")
+    partial: Mapped[bool] = mapped_column(Boolean, default=False, doc="Some instances the PACS counted did not come.")
+    errors: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list, doc="Every problem: when, step, DICOM status, explanation.")
+    retrieve_started_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    retrieve_ended_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="The PACS's final answer to the retrieve.")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class InferenceRequestSeries(Base):
+    """One series a request found in the PACS, and what became of it."""
+
+    __tablename__ = "inference_request_series"
+    request_fk: Mapped[int] = mapped_column(ForeignKey("inference_request.id"), primary_key=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, primary_key=True, index=True)
+    study_instance_uid: Mapped[str] = mapped_column(UID)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    sop_class_uids: Mapped[list[str]] = mapped_column(JSON, default=list, doc="SOP classes the C-FIND found (C-GET's role selection).")
+    expected: Mapped[int] = mapped_column(Integer, default=0, doc="Instances the PACS counted.")
+    present_before: Mapped[int] = mapped_column(Integer, default=0, doc="Of those, already stored when the request found them.")
+    state: Mapped[str] = mapped_column(
+        String(16), default="found", doc="found, retrieving (holds its job back), retrieved, partial, present, processing, done, failed, skipped, cancelled."
+    )
+    after_job: Mapped[int] = mapped_column(Integer, default=0, doc="The series' newest job id before the request: the request's job is newer.")
+    job_fk: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")

@@ -84,6 +84,7 @@ class Batch:
     failures: int = 0
     series: dict[str, int] = field(default_factory=dict)
     resent: dict[str, int] = field(default_factory=dict)  # series -> instances kept as duplicates (already stored)
+    retrieve: tuple[str, int] | None = None  # the (Move Originator AE, Message ID) of the retrieve that brought it
 
 
 class Receiver:
@@ -115,6 +116,12 @@ class Receiver:
         # at the moment an association starts, which refused all of its instances.
         row_id, row_uuid = once_more_if_disconnected(lambda: self.queue.open_association(calling, called, host, port), "opening an association")
         return Batch(row_id, row_uuid, f"{calling}@{host}:{port} -> {called}", pipeline)
+
+    def note_retrieve(self, batch: Batch, originator_ae: str, message_id: int) -> None:
+        """Record once per batch which retrieve (C-MOVE, or the node's own C-GET/WADO-RS) brought its instances."""
+        if batch.retrieve is None:
+            batch.retrieve = (originator_ae, message_id)
+            self.queue.record_retrieve(batch.id, originator_ae, message_id)
 
     def close(self, batch: Batch, how: str) -> None:
         """Record how the batch ended ('released', 'aborted'); from now on its series may settle into jobs."""

@@ -32,12 +32,38 @@ function seriesRow(series) {
     el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohifLink(series)));
 }
 
+// A request's query in a few words: the study (and series) UID, the accession number, or the patient and dates.
+function askedFor(inputs) {
+  if (inputs.study_instance_uid) return `study ${inputs.study_instance_uid}${inputs.series_instance_uid ? " series " + inputs.series_instance_uid : ""}`;
+  if (inputs.accession_number) return `accession ${inputs.accession_number}`;
+  const dates = inputs.study_date_from || inputs.study_date_to ? ` ${inputs.study_date_from || "…"}–${inputs.study_date_to || "…"}` : "";
+  return `patient ${inputs.patient_id}${dates}`;
+}
+
+function requestRow(request) {
+  return el("tr", {},
+    el("td", {}, when(request.createdAt)),
+    el("td", {}, el("a", { href: `/api/inference/${encodeURIComponent(request.transactionID)}` }, request.transactionID)),
+    el("td", {}, askedFor(request.inputs)),
+    el("td", {}, request.source),
+    el("td", {}, stateBadge(request.state), request.partial ? el("span", { class: "muted" }, " partial") : ""),
+    el("td", { class: "num" }, request.errors),
+    el("td", {}, request.finishedAt ? when(request.finishedAt) : ""));
+}
+
+async function refreshRequests() {
+  const rows = await apiJson("/api/inference?limit=50");
+  document.querySelector("#request-table tbody").replaceChildren(...rows.map(requestRow));
+  document.getElementById("no-requests").hidden = rows.length > 0;
+}
+
 async function refresh() {
   const status = document.getElementById("status");
   try {
     const rows = await apiJson("/api/series?limit=100");
     document.querySelector("#series-table tbody").replaceChildren(...rows.map(seriesRow));
     document.getElementById("empty").hidden = rows.length > 0;
+    await refreshRequests();
     status.textContent = `updated ${when(new Date().toISOString())}`;
   } catch (error) {
     status.textContent = error instanceof Unauthorized ? error.message : `cannot load: ${error.message}`;
