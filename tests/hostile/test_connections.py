@@ -188,15 +188,26 @@ def slowloris_request(node: HostileNode) -> None:
 
 @case
 def connections_closed_at_once_hold_nothing(node: HostileNode) -> None:
-    """100 connections that close at once (more than max_associations) -> each forgotten, logged (beyond 50 a minute
-    at DEBUG); an echo right after works."""
+    """100 connections that send a byte and close (more than max_associations) -> each forgotten, logged (beyond 50
+    a minute at DEBUG); an echo right after works."""
     ports = []
     for _ in range(100):
         with RawPeer(node.port) as peer:
+            peer.send(b"\x01")
             ports.append(peer.local_port)
     node.log_about(ports[-1], "closed by the peer before a complete A-ASSOCIATE-RQ")
     assert "connections refused within a minute: more this minute are logged at DEBUG only" in node.node.log()
     assert echoscu(node.port).returncode == 0
+
+
+@case
+def tcp_health_checks_are_not_refusals(node: HostileNode) -> None:
+    """Connect and close without a byte (kubelet's tcpSocket probe, a load balancer's check) -> closed, one DEBUG line
+    naming it a health check; never logged as a connection closed before association."""
+    with RawPeer(node.port) as peer:
+        port = peer.local_port
+    assert " DEBUG " in node.log_about(port, "closed without sending anything \\(a TCP health check\\)")
+    assert not [line for line in node.node.log().splitlines() if f":{port} closed before association" in line]
 
 
 @case
