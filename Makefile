@@ -53,15 +53,17 @@ ohif:
 # machine's apt sources (only when missing), then dicom-node, and PostgreSQL and Orthanc from Debian's packages.
 IMAGE_ENGINE ?= podman
 IMAGE_TAG := 0.1.0
-IMAGE_BUILD := nice $(IMAGE_ENGINE) build --network host
+# podman writes OCI images by default, which have no HEALTHCHECK: the docker format keeps it.
+IMAGE_BUILD := nice $(IMAGE_ENGINE) build --network host $(if $(filter podman,$(IMAGE_ENGINE)),--format docker)
 
-## Build the dicom-node image and the local PostgreSQL and Orthanc images without any image registry.
+## Build the dicom-node image and local PostgreSQL, Orthanc and CPU Triton images without any image registry.
 image: image-deps image-context
 	@$(IMAGE_ENGINE) image inspect docker.io/library/python:3.11-slim-bookworm >/dev/null 2>&1 \
 		|| bash deploy/image/build-base.sh $(IMAGE_ENGINE)
 	$(IMAGE_BUILD) -f deploy/Dockerfile -t localhost/dicom-node:$(IMAGE_TAG) .
 	$(IMAGE_BUILD) -t localhost/dicom-node-postgres:15 deploy/image/postgres
 	$(IMAGE_BUILD) -t localhost/dicom-node-orthanc:1.10 deploy/image/orthanc
+	$(IMAGE_BUILD) -f deploy/triton/cpu.Dockerfile -t localhost/dicom-node-triton-cpu:0.1.0 .
 
 image-deps:
 	@command -v $(IMAGE_ENGINE) >/dev/null && command -v mmdebstrap >/dev/null || { \

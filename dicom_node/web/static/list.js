@@ -8,6 +8,9 @@ function exportSummary(exports) {
   return parts.length ? el("span", {}, ...parts) : el("span", { class: "muted" }, "none");
 }
 
+// Whether the node serves OHIF: its app configuration answers only when the viewer is installed (http.ohif_dir).
+const ohifServed = fetch("/ohif/app-config.js").then((answer) => answer.ok, () => false);
+
 // The study in OHIF (served by the node under /ohif/, reading /dicomweb); OHIF takes the token from `?token=`.
 function ohifLink(series) {
   const query = new URLSearchParams({ StudyInstanceUIDs: series.study_instance_uid });
@@ -16,7 +19,7 @@ function ohifLink(series) {
   return el("a", { class: "ohif", href: `/ohif/viewer?${query}` }, "OHIF");
 }
 
-function seriesRow(series) {
+function seriesRow(series, ohif) {
   const job = series.job;
   const label = [series.series_number ?? "", series.description].filter(Boolean).join(" ") || series.series_instance_uid;
   const jobCell = el("td", { class: "job" }, stateBadge(job && job.state));
@@ -31,14 +34,15 @@ function seriesRow(series) {
     jobCell,
     el("td", {}, job ? exportSummary(job.exports) : ""),
     // Only a done job has images and results to view; the job cell already says why the others have none.
-    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohifLink(series)));
+    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohif ? ohifLink(series) : ""));
 }
 
 async function refresh() {
   const status = document.getElementById("status");
   try {
     const rows = await apiJson("/api/series?limit=100");
-    document.querySelector("#series-table tbody").replaceChildren(...rows.map(seriesRow));
+    const ohif = await ohifServed;
+    document.querySelector("#series-table tbody").replaceChildren(...rows.map((series) => seriesRow(series, ohif)));
     document.getElementById("empty").hidden = rows.length > 0;
     status.textContent = `updated ${when(new Date().toISOString())}`;
   } catch (error) {
