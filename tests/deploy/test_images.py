@@ -157,6 +157,14 @@ def stack(images: dict[str, float], engine_env: dict[str, str]) -> Iterator[dict
         (REPO / "var").mkdir(exist_ok=True)
         Path(REPO / "var" / "compose-test.log").write_text(logs.stdout + logs.stderr)
         run(*COMPOSE, *project, "down", "-v", env=env, check=False, timeout=300)
+        # podman-compose's down leaves the scaled replicas (and so their volumes) and its pod behind.
+        label = f"label=io.podman.compose.project={project[1]}"
+        for kind in ("container", "volume", "network"):
+            names = run(ENGINE, kind, "ls", "-a" if kind == "container" else "-q", *(["-q"] if kind == "container" else []),
+                        "--filter", label, env=env, check=False).stdout.split()
+            if names:
+                run(ENGINE, kind, "rm", "-f", *names, env=env, check=False)
+        run(ENGINE, "pod", "rm", "-f", f"pod_{project[1]}", env=env, check=False)
 
 
 def test_compose_routes_p001_from_orthanc_through_triton_to_results_in_orthanc(stack: dict[str, Any]) -> None:
