@@ -141,7 +141,7 @@ def test_the_image_runs_read_only_as_non_root_and_answers_dicom_and_http(images:
 
 
 @pytest.fixture
-def stack(images: dict[str, float], engine_env: dict[str, str]) -> Iterator[dict[str, Any]]:
+def stack(images: dict[str, float], engine_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, Any]]:
     ports = {name: free_port() for name in ("NODE_DICOM_PORT", "NODE_HTTP_PORT", "ORTHANC_HTTP_PORT", "ORTHANC_DICOM_PORT",
                                             "TRITON_HTTP_PORT", "TRITON_GRPC_PORT", "TRITON_METRICS_PORT")}
     env = engine_env | {name: str(port) for name, port in ports.items()}
@@ -154,8 +154,8 @@ def stack(images: dict[str, float], engine_env: dict[str, str]) -> Iterator[dict
         yield ports | {"project": project, "env": env}  # type: ignore[dict-item]
     finally:
         logs = run(*COMPOSE, *project, "logs", env=env, check=False, timeout=120)
-        (REPO / "var").mkdir(exist_ok=True)
-        Path(REPO / "var" / "compose-test.log").write_text(logs.stdout + logs.stderr)
+        (tmp_path / "compose.log").write_text(logs.stdout + logs.stderr)
+        print(f"compose logs: {tmp_path / 'compose.log'}")
         run(*COMPOSE, *project, "down", "-v", env=env, check=False, timeout=300)
         # podman-compose's down leaves the scaled replicas (and so their volumes) and its pod behind.
         label = f"label=io.podman.compose.project={project[1]}"
