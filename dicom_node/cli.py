@@ -154,7 +154,7 @@ def _run_node(cfg: Config, export_to: Optional[list[str]], receive: bool) -> Non
     # Before start(): Ctrl-C while the node starts stops it once started, cleanly, instead of a traceback.
     stop_signals = StopSignals()
     try:
-        node.start()
+        node.start(stop_signals.requested)
     except (OSError, StorageError) as exc:
         node.stop()
         logging.getLogger(__name__).debug("start-up failed", exc_info=True)

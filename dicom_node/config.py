@@ -211,6 +211,14 @@ class DicomSettings(Section):
 
 class DatabaseSettings(Section):
     url: str = Field(default="", description="SQLAlchemy URL. Empty: SQLite (WAL) at <data_dir>/index.sqlite3. PostgreSQL: postgresql+psycopg2://user@host/db.")
+    wait_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        description=(
+            "How long a starting process waits for a database server that does not answer yet (PostgreSQL starting "
+            "beside the node in compose or a pod), saying so in its log every few seconds, before it gives up; 0: at once."
+        ),
+    )
 
 
 # Objects that are results or not images: stored and indexed, but they never start a job (nor a "skipped" job's

@@ -49,6 +49,13 @@ _CONNECTIONS_REFUSED = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+_CONNECTION_CHECKS = Counter(
+    "dicom_node_connection_checks",
+    "DICOM connections the peer closed without sending a byte: TCP health checks (Kubernetes tcpSocket probes, load "
+    "balancers) and connect scans. Not refusals (connections_refused counts those): they held no association slot, "
+    "no thread, and could not have sent anything.",
+    registry=REGISTRY,
+)
 _STEP_SECONDS = Histogram(
     "dicom_node_step_duration_seconds",
     "Duration of each pipeline step of a job.",
@@ -80,6 +87,11 @@ def count_association(outcome: str) -> None:
 def count_connection_refused(reason: str) -> None:
     """A connection was closed by the node's front door or PDU guard (see the metric's help for the reasons)."""
     _CONNECTIONS_REFUSED.labels(reason).inc()
+
+
+def count_connection_check() -> None:
+    """A connection was opened and closed by its peer without a byte: a TCP health check."""
+    _CONNECTION_CHECKS.inc()
 
 
 def count_instance(nbytes: int) -> None:

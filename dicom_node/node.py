@@ -16,6 +16,7 @@ import logging
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pydicom
@@ -30,7 +31,7 @@ from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
 from dicom_node.receivers import ReceivingProcesses
 from dicom_node.request_runner import RequestRunner
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+from dicom_node.store.db import make_engine, make_sessionmaker, upgrade, wait_for_database
 from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue, schedule
@@ -86,7 +87,8 @@ class Node:
         self.peer_memory = PeerMemory.share(config.dicom.peer_memory_mb, config.dicom.receive_processes)
         self._started = False
 
-    def start(self) -> None:
+    def start(self, stop_requested: Callable[[], bool] = lambda: False) -> None:
+        """Start every role of this process; `stop_requested` ends a wait for the database early (a SIGTERM then)."""
         # The node checks the source UIDs it relies on itself and reports a series' problems once (a warning in
         # the job's result and one log line); pydicom's own per-value warnings would repeat them for every header
         # read and every object written (hundreds of lines per series).
@@ -95,6 +97,7 @@ class Node:
         check_writable(self.data_dir)
         make_private(self.data_dir)
         url = self.config.database_url
+        wait_for_database(url, self.config.database.wait_seconds, stop_requested)
         upgrade(url)
         self.engine = make_engine(url)
         sessions = make_sessionmaker(self.engine)

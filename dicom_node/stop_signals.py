@@ -31,6 +31,10 @@ class StopSignals:
     def _record(self, signum: int, _frame: FrameType | None) -> None:
         self._received.append(signum)  # no lock: list.append is one bytecode's work
 
+    def requested(self) -> bool:
+        """Whether a stop signal came (a start-up step that waits polls this)."""
+        return bool(self._received)
+
     def wait(self, stopping: threading.Event) -> None:
         """Return once a stop signal came or another thread set `stopping` (`Event.is_set` takes no lock)."""
         while not self._received and not stopping.is_set():

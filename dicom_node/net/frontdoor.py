@@ -22,7 +22,9 @@ Only then is the connection handed to pynetdicom (`guard.guard_association`),
 which negotiates, applies the association limit and runs the C-STOREs.
 Decisions are counted in `dicom_node_connections_refused_total` and logged
 with the peer's address: the first `LOGGED_PER_MINUTE` of a minute at INFO,
-the others at DEBUG, so that a flood cannot fill the disk with log lines.
+the others at DEBUG, so that a flood cannot fill the disk with log lines. A
+connection closed by its peer without a single byte is a TCP health check, not
+a refusal: it is counted in `dicom_node_connection_checks_total`, at DEBUG.
 """
 
 from __future__ import annotations
@@ -282,7 +284,10 @@ class FrontDoor(AssociationServer):
             while True:
                 chunk = pending.sock.recv(pending.wanted())
                 if not chunk:
-                    self._refuse(pending, "closed", Refusal("closed by the peer before a complete A-ASSOCIATE-RQ"))
+                    if pending.data or self.ssl_context is not None:
+                        self._refuse(pending, "closed", Refusal("closed by the peer before a complete A-ASSOCIATE-RQ"))
+                    else:
+                        self._checked(pending)
                     return
                 pending.data += chunk
                 if len(pending.data) == HEADER_LENGTH:
@@ -326,6 +331,14 @@ class FrontDoor(AssociationServer):
         if refusal.answer and pending.handshaken:
             with suppress(OSError):
                 pending.sock.send(refusal.answer)
+        self._close(pending)
+
+    def _checked(self, pending: _Pending) -> None:
+        """Connected and closed without a byte: what a TCP health check does (kubelet's tcpSocket probe, a load
+        balancer), every few seconds. Not a refusal: logged at DEBUG and counted apart, so that the refusals a
+        hostile peer causes stay what one alerts on."""
+        log.debug("connection from %s closed without sending anything (a TCP health check)", pending.peer)
+        metrics.count_connection_check()
         self._close(pending)
 
     def _forget(self, pending: _Pending) -> None:

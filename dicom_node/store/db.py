@@ -8,6 +8,7 @@ committed. Readers (API, workers) never block the writer in WAL mode.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -15,11 +16,14 @@ from typing import TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+WAIT_STEP_SECONDS = 2.0
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 
@@ -55,6 +59,43 @@ def once_more_if_disconnected(action: Callable[[], T], what: str) -> T:
             raise
         log.warning("%s: database connection lost (%s); tried again on a new connection", what, str(exc.orig).strip())
         return action()
+
+
+class DatabaseUnreachable(ConnectionError):
+    """The database server did not answer within `database.wait_seconds`."""
+
+
+def wait_for_database(url: str, wait_seconds: float, stop_requested: Callable[[], bool] = lambda: False) -> None:
+    """Return once the database server accepts a connection; raise DatabaseUnreachable after `wait_seconds`, or
+    as soon as `stop_requested()` (a SIGTERM while waiting).
+
+    A node started beside its PostgreSQL (compose, a pod) would otherwise exit and be restarted until the server is
+    up, and podman-compose does not wait for a `service_healthy` dependency. SQLite has no server to wait for. The log
+    says, every few seconds, what is awaited (the URL without its password) and why it failed.
+    """
+    if url.startswith("sqlite"):
+        return
+    where = make_url(url).render_as_string(hide_password=True)
+    engine = create_engine(url, poolclass=NullPool)
+    deadline = time.monotonic() + wait_seconds
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except OperationalError as exc:
+                left = deadline - time.monotonic()
+                reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+                if left <= 0:
+                    raise DatabaseUnreachable(f"database {where} unreachable after {wait_seconds:g} s: {reason}") from None
+                log.info("waiting for the database %s (%.0f s left): %s", where, left, reason)
+                resume = time.monotonic() + min(WAIT_STEP_SECONDS, left)
+                while time.monotonic() < resume:
+                    if stop_requested():
+                        raise DatabaseUnreachable(f"stopped while waiting for the database {where}: {reason}")
+                    time.sleep(0.1)
+    finally:
+        engine.dispose()
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

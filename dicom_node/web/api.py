@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from dicom_node import metrics
 from dicom_node.web import dicomweb, inference, ohif, resources, results, session
-from dicom_node.web.access import access_middleware
+from dicom_node.web.access import OPEN_PATHS, access_middleware
 from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
 from dicom_node.web.security_headers import headers_middleware
@@ -34,7 +34,7 @@ def install_middleware(app: FastAPI, context: WebContext) -> None:
     settings = context.config.http
     app.middleware("http")(access_middleware(settings.bearer_tokens))
     app.middleware("http")(cross_origin_check)
-    app.middleware("http")(host_middleware(allowed_hosts(settings)))
+    app.middleware("http")(host_middleware(allowed_hosts(settings), OPEN_PATHS))
     app.middleware("http")(headers_middleware(https=settings.tls))
     if settings.access_log:
         app.middleware("http")(AccessLog(context.data_dir / settings.access_log).middleware())  # added last: runs first

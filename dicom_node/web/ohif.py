@@ -74,6 +74,8 @@ def ohif_dir(request: Request) -> Path:
 
 @router.get("/app-config.js")
 def ohif_config(request: Request) -> Response:
+    """The viewer's configuration; 404 while the viewer is not installed, which is how the list page knows to link it."""
+    ohif_dir(request)
     return Response(app_config(f"{str(request.base_url).rstrip('/')}/dicomweb"), media_type="text/javascript")
 
 

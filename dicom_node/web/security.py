@@ -7,7 +7,9 @@ from a browser that *is* an allowed client:
   and reads the node's API as "same origin"; the only trace is the `Host` header,
   which still names `evil.example`. So a request whose Host is not one of
   `http.allowed_hosts` (loopback names by default) or the address the server is
-  bound to is refused with 400, whatever its token or client address.
+  bound to is refused with 400, whatever its token or client address. The open
+  paths (`/health`) are exempt: they answer anyone and hold nothing to read, and
+  a liveness probe names the address it dialled (kubelet: `Host: <pod IP>:8080`).
 - **Cross-site request forgery.** A page on another site can make the browser POST
   a form (or a no-cors `fetch`, `Content-Type: text/plain`) to the node: no
   preflight, and in tokenless mode the request comes from loopback. A browser
@@ -56,12 +58,12 @@ def allowed_hosts(settings: HttpSettings) -> frozenset[str]:
     return frozenset(names)
 
 
-def host_middleware(allowed: Collection[str]) -> Middleware:
-    """Refuse (400) requests whose Host header names none of `allowed` ('*' allows any)."""
+def host_middleware(allowed: Collection[str], open_paths: Collection[str] = ()) -> Middleware:
+    """Refuse (400) requests whose Host header names none of `allowed` ('*' allows any), but on `open_paths`."""
 
     async def check(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         host = request.headers.get("host", "")
-        if ANY_HOST not in allowed and host_name(host) not in allowed:
+        if ANY_HOST not in allowed and host_name(host) not in allowed and request.url.path not in open_paths:
             return JSONResponse(
                 {"detail": f"Host {host!r} is not served here: add its name to http.allowed_hosts if it is this node"}, status_code=400
             )

@@ -1,9 +1,10 @@
 """The deployment files say what they do: compose wires the roles together, the Helm chart's templates use only
-values it defines. (No helm or docker engine on the build machines: rendering and running them is documented as
-untested in docs/scale-out.md.)"""
+values it defines, no Dockerfile can copy data, a venv or caches. Building, running, rendering and playing them:
+the slow tests/deploy/test_images.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -38,12 +39,28 @@ def test_compose_runs_receiver_worker_postgres_triton_and_orthanc_wired_together
         assert node["environment"]["DICOM_NODE_MODELS__URL"] == "grpc://triton:8001"
         assert '"host": "orthanc", "port": 4242' in node["environment"]["DICOM_NODE_DESTINATIONS"]
     assert receiver["depends_on"]["postgres"] == {"condition": "service_healthy"}
+    assert receiver["read_only"] is True and receiver["tmpfs"] == ["/tmp"]
     # Orthanc routes to the receiver under the AE the node answers as and calls back with.
-    orthanc = services["orthanc"]["environment"]
-    assert '"clara": ["CLARA", "dicom-node", 11112]' in orthanc["ORTHANC__DICOM_MODALITIES"]
+    mounts = dict(volume.split(":")[:2] for volume in services["orthanc"]["volumes"])
+    orthanc = json.loads((DEPLOY / mounts["./orthanc/dicom-node.json"].replace("/etc/orthanc/", "orthanc/")).read_text())
+    assert orthanc["DicomModalities"]["clara"] == ["CLARA", "dicom-node", 11112]
     assert Config().dicom.called_aes[0].ae_title == "CLARA" and receiver["hostname"] == "dicom-node"
-    lua = services["orthanc"]["volumes"][0].split(":")[0]
-    assert "SendToModality(seriesId, 'clara')" in (DEPLOY / lua).read_text()
+    assert orthanc["LuaScripts"] == [mounts["./orthanc/route-ct-to-dicom-node.lua"]]
+    # SendToModality() takes an instance, not a series: the script sends the series through the REST API.
+    assert "RestApiPost('/modalities/clara/store', seriesId)" in (DEPLOY / "orthanc" / "route-ct-to-dicom-node.lua").read_text()
+
+
+def test_the_image_build_context_is_an_allow_list_and_no_dockerfile_copies_the_repository_root() -> None:
+    """Received studies (var/), virtual environments and caches must never reach an image, whatever lies in the
+    checkout: the context admits only what the Dockerfiles name, and none copies '.' wholesale."""
+    ignore = [line for line in (DEPLOY.parent / ".dockerignore").read_text().splitlines() if line and not line.startswith("#")]
+    assert ignore[0] == "*"
+    admitted = {line[1:] for line in ignore if line.startswith("!")}
+    assert admitted == {"pyproject.toml", "dicom_node", "migrations", "deploy/triton/models",
+                        "deploy/triton/install-test-server.sh", "build/ohif"}
+    for dockerfile in (DEPLOY / "Dockerfile", DEPLOY / "triton" / "Dockerfile", DEPLOY / "triton" / "cpu.Dockerfile"):
+        sources = [line.split()[1:-1] for line in dockerfile.read_text().splitlines() if line.startswith(("COPY ", "ADD "))]
+        assert sources and all(src not in (".", "./") for args in sources for src in args), dockerfile
 
 
 def _value_paths(values: Any, prefix: str = "") -> set[str]:
@@ -75,3 +92,11 @@ def test_the_chart_runs_receivers_and_workers_as_separate_deployments_on_postgre
     assert "DICOM_NODE_MODELS__URL" in helpers
     service = (CHART / "templates" / "service.yaml").read_text()
     assert "component: receiver" in service, "only receivers are behind the DICOM Service"
+
+
+def test_the_chart_probes_run_the_images_python_not_tools_it_lacks() -> None:
+    """podman kube play runs tcpSocket and httpGet probes as nc and curl inside the container (not in the image);
+    exec probes with python3 work there and in Kubernetes."""
+    templates = "".join(path.read_text() for path in (CHART / "templates").glob("*"))
+    assert not re.search(r"^\s*(tcpSocket|httpGet):", templates, re.M)
+    assert templates.count('include "dicom-node.liveness"') == 2 and templates.count('include "dicom-node.readiness"') == 2

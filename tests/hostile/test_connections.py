@@ -10,6 +10,7 @@ from /proc/<pid>/status of the node process.
 
 from __future__ import annotations
 
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ import pytest
 
 from dicom_node.net.pdu import INVALID_PARAMETER_VALUE, UNEXPECTED_PDU, UNRECOGNIZED_PDU, abort_pdu, reject_pdu
 from tests.dcmtk import echoscu
+from tests.export.peers import wait_for
 from tests.hostile.conftest import HANDSHAKE_TIMEOUT, NETWORK_TIMEOUT, HostileNode
 from tests.hostile.peer import Flood, RawPeer, associate_rq, pdata, pdu
 
@@ -188,15 +190,29 @@ def slowloris_request(node: HostileNode) -> None:
 
 @case
 def connections_closed_at_once_hold_nothing(node: HostileNode) -> None:
-    """100 connections that close at once (more than max_associations) -> each forgotten, logged (beyond 50 a minute
-    at DEBUG); an echo right after works."""
+    """100 connections that send a byte and close (more than max_associations) -> each forgotten, logged (beyond 50
+    a minute at DEBUG); an echo right after works."""
     ports = []
     for _ in range(100):
         with RawPeer(node.port) as peer:
+            peer.send(b"\x01")
             ports.append(peer.local_port)
     node.log_about(ports[-1], "closed by the peer before a complete A-ASSOCIATE-RQ")
     assert "connections refused within a minute: more this minute are logged at DEBUG only" in node.node.log()
     assert echoscu(node.port).returncode == 0
+
+
+@case
+def tcp_health_checks_are_not_refusals(node: HostileNode) -> None:
+    """Connect and close without a byte (kubelet's tcpSocket probe, a load balancer's check) -> closed, one DEBUG line
+    naming it a health check; never logged as a connection closed before association."""
+    earlier = len(node.node.log())  # other cases' connections may have had the same local port
+    with RawPeer(node.port) as peer:
+        port = peer.local_port
+    pattern = re.compile(rf"127\.0\.0\.\d+:{port} closed without sending anything \(a TCP health check\)")
+    lines = wait_for(lambda: [line for line in node.node.log()[earlier:].splitlines() if pattern.search(line)], 15, "the health check's line")
+    assert " DEBUG " in lines[0]
+    assert f":{port} closed before association" not in node.node.log()[earlier:]
 
 
 @case

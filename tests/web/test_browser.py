@@ -13,11 +13,13 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
 from PIL import Image
 from playwright.sync_api import Browser
 
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
+from tests.node_process import REPO
 from tests.processed_node import ProcessedSeries
 from tests.web.conftest import Site, free_port, tinted_pixels
 
@@ -137,6 +139,25 @@ def test_with_a_token_the_page_asks_for_it_and_uses_it(browser: Browser, site: S
         assert form.is_hidden()
         page.goto(f"http://{host}:{port}/series/{site.series_id}")
         page.locator('#axial-img[data-overlay="1"]').wait_for()  # images are fetched with the token too
+        page.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_the_list_links_ohif_only_when_the_node_serves_it(browser: Browser, site: Site, tmp_path: Path, installed: bool) -> None:
+    """An image or a checkout without the viewer (http.ohif_dir empty) shows no OHIF link that would answer 404."""
+    ohif_dir = REPO / ".cache" / "ohif" if installed else tmp_path / "no-ohif"
+    if installed and not (ohif_dir / "index.html").is_file():
+        pytest.skip(f"OHIF is not installed in {ohif_dir} (make ohif)")
+    server = HttpServer(create_app(site.context(http={"ohif_dir": str(ohif_dir)})), "127.0.0.1", free_port())
+    host, port = server.start()
+    try:
+        page = browser.new_page()
+        page.goto(f"http://{host}:{port}/")
+        row = page.locator(f'tr[data-series-id="{site.series_id}"]')
+        row.locator(".job .state").wait_for()
+        assert row.locator("a.ohif").count() == (1 if installed else 0)
         page.close()
     finally:
         server.stop()

@@ -55,6 +55,15 @@ def test_a_foreign_host_is_refused_whoever_asks(small_site: Site, token: str) ->
     assert job_state(small_site) == "failed"
 
 
+def test_a_liveness_probe_naming_the_pod_address_gets_health_and_nothing_else(small_site: Site) -> None:
+    """kubelet's httpGet probe sends `Host: <pod IP>:8080`; /health answers any Host (it is open and holds nothing),
+    every other path still refuses that name."""
+    with small_site.client(base_url="http://10.244.1.17:8080", http={"token": "s3cret"}) as http:
+        assert http.get("/health").status_code == 200
+        assert http.get("/ready", headers={"Authorization": "Bearer s3cret"}).status_code == 400
+        assert http.get("/").status_code == 400
+
+
 @pytest.mark.parametrize("base_url", ["http://localhost:8080", "http://127.0.0.1:8080", "http://[::1]:8080"])
 def test_loopback_names_are_served(small_site: Site, base_url: str) -> None:
     with small_site.client(base_url=base_url) as http:

@@ -8,13 +8,16 @@ function exportSummary(exports) {
   return parts.length ? el("span", {}, ...parts) : el("span", { class: "muted" }, "none");
 }
 
+// Whether the node serves OHIF: its app configuration answers only when the viewer is installed (http.ohif_dir).
+const ohifServed = fetch("/ohif/app-config.js").then((answer) => answer.ok, () => false);
+
 // The study in OHIF (served by the node under /ohif/, reading /dicomweb with the browser's session cookie).
 function ohifLink(series) {
   const query = new URLSearchParams({ StudyInstanceUIDs: series.study_instance_uid });
   return el("a", { class: "ohif", href: `/ohif/viewer?${query}` }, "OHIF");
 }
 
-function seriesRow(series) {
+function seriesRow(series, ohif) {
   const job = series.job;
   const label = [series.series_number ?? "", series.description].filter(Boolean).join(" ") || series.series_instance_uid;
   const jobCell = el("td", { class: "job" }, stateBadge(job && job.state));
@@ -29,7 +32,7 @@ function seriesRow(series) {
     jobCell,
     el("td", {}, job ? exportSummary(job.exports) : ""),
     // Only a done job has images and results to view; the job cell already says why the others have none.
-    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohifLink(series)));
+    el("td", {}, job && job.state === "done" ? el("a", { href: `/series/${series.id}` }, "view") : "", " ", ohif ? ohifLink(series) : ""));
 }
 
 // A request's query in a few words: the study (and series) UID, the accession number, or the patient and dates.
@@ -61,7 +64,8 @@ async function refresh() {
   const status = document.getElementById("status");
   try {
     const rows = await apiJson("/api/series?limit=100");
-    document.querySelector("#series-table tbody").replaceChildren(...rows.map(seriesRow));
+    const ohif = await ohifServed;
+    document.querySelector("#series-table tbody").replaceChildren(...rows.map((series) => seriesRow(series, ohif)));
     document.getElementById("empty").hidden = rows.length > 0;
     await refreshRequests();
     status.textContent = `updated ${when(new Date().toISOString())}`;
