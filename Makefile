@@ -2,8 +2,8 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver npm
-APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver npm
+APT_PACKAGES := dcmtk orthanc dicom3tools chromium chromium-driver npm prometheus
+APT_COMMANDS := storescu Orthanc dciodvfy chromium chromedriver npm promtool
 # Only the packages whose command is missing are installed: a machine with Node.js from elsewhere keeps its own npm
 # (Debian's npm conflicts with it).
 # The prebuilt OHIF viewer served under /ohif/ (npm package @ohif/app, its dist/ only; never committed).

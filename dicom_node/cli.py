@@ -183,6 +183,25 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     typer.echo(f"schema at {revision}")
 
 
+@app.command()
+def backup(
+    destination: Path = typer.Argument(..., metavar="FOLDER", help="A new or empty folder, best on another disk."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Back up the index and the files it names while the node runs (restore: docs/operations.md)."""
+    from dicom_node.store.backup import BackupError, backup as make_backup
+
+    cfg = _config(config, _node_overrides(data_dir))
+    try:
+        report = make_backup(cfg.database_url, Path(cfg.node.data_dir), destination)
+    except BackupError as exc:
+        _fail(str(exc))
+    if report.missing:  # their rows are in the backup without files
+        _fail(f"incomplete {report.text()}; run the backup again")
+    typer.echo(report.text())
+
+
 def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
     """The node's index; refused when an SQLite index does not exist (a wrong --data-dir must not create an empty one)."""
     from dicom_node.store.db import make_engine, make_sessionmaker, sqlite_path, upgrade

@@ -366,6 +366,12 @@ class RetentionSettings(Section):
     def enabled(self) -> bool:
         return bool(self.max_age_days or self.min_free_disk_mb)
 
+    def limits(self) -> str:
+        """The limits in words, for the start-up line that tells the operator series will be deleted."""
+        limits = [f"series last received more than {self.max_age_days:g} days ago"] if self.max_age_days else []
+        limits += [f"the oldest series while less than {self.min_free_disk_mb} MB are free"] if self.min_free_disk_mb else []
+        return f"deleting {' and '.join(limits)}, looking every {self.interval_seconds:g} s"
+
 
 class NodeSettings(Section):
     name: str = Field(

@@ -159,6 +159,7 @@ class Worker:
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
             if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+                metrics.count_job_finished("done")
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
@@ -179,5 +180,6 @@ class Worker:
             metrics.observe_step(step, seconds)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
-        self.queue.finish(job, state, reason=reason, steps=steps)
+        if self.queue.finish(job, state, reason=reason, steps=steps):
+            metrics.count_job_finished(state)
         log.warning("%s %s: %s", tag, state, reason)
