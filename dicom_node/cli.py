@@ -129,11 +129,14 @@ def serve(
 def worker(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers)."),
     no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
+    http_port: Optional[int] = typer.Option(
+        None, "--http-port", metavar="PORT", help="Port of this process's API and /metrics (default http.port; 0: none). Beside `serve` on one host: another port."
+    ),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
-    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}}
+    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}, "http": {"port": http_port}}
     _run_node(_config(config, _flag_overrides(data_dir, sections)), [], receive=False)
 
 
@@ -328,10 +331,11 @@ def jobs_retry(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Op
 def exports_list(
     as_json: bool = JsonOption,
     state: Optional[ExportState] = typer.Option(None, "--state", help="Only exports in this state."),
+    job: Optional[int] = typer.Option(None, "--job", metavar="ID", help="Only the exports of this job."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """List exports, newest first, with the destination's last DIMSE status and the reason (the API's rows)."""
+    """List exports, newest first: object type (SEG, SR, SC, KO), the destination's last DIMSE status and the reason (the API's rows)."""
     from dicom_node.store.models import Export
     from dicom_node.web.rows import export_row
 
@@ -340,10 +344,12 @@ def exports_list(
         query = select(Export).order_by(Export.id.desc())
         if state:
             query = query.where(Export.state == state)
+        if job is not None:
+            query = query.where(Export.job_fk == job)
         rows = [export_row(row) for row in session.scalars(query)]
     if not as_json:  # statuses read as the standard writes them
         rows = [row | {"last_status": "" if row["last_status"] is None else f"0x{row['last_status']:04X}"} for row in rows]
-    _print_rows(rows, as_json, ["id", "job_id", "destination", "state", "attempts", "last_status", "sop_instance_uid", "last_error"])
+    _print_rows(rows, as_json, ["id", "job_id", "object_type", "destination", "state", "attempts", "last_status", "sop_instance_uid", "last_error"])
 
 
 @exports_app.command("retry")

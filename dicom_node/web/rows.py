@@ -5,7 +5,25 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from pydicom.uid import UID
+
 from dicom_node.store.models import Association, Export, Job, Series, Study
+
+OBJECT_TYPES = {
+    "SegmentationStorage": "SEG",
+    "KeyObjectSelectionDocumentStorage": "KO",
+    "SecondaryCaptureImageStorage": "SC",
+}
+
+
+def object_type(sop_class_uid: str) -> str:
+    """What an operator calls a result object (SEG, SR, SC, KO), from its SOP class; others by the class's keyword."""
+    keyword = UID(sop_class_uid).keyword or sop_class_uid
+    if keyword.endswith("SRStorage"):
+        return "SR"
+    if "SecondaryCapture" in keyword:
+        return "SC"
+    return OBJECT_TYPES.get(keyword, keyword)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -80,6 +98,7 @@ def export_row(row: Export) -> dict[str, Any]:
         "destination": row.destination,
         "sop_instance_uid": row.sop_instance_uid,
         "sop_class_uid": row.sop_class_uid,
+        "object_type": object_type(row.sop_class_uid),
         "path": row.path,
         "state": row.state,
         "attempts": row.attempts,

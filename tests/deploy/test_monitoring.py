@@ -13,8 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fastapi.testclient import TestClient
+
 from dicom_node import metrics
-from tests.web.conftest import Site
+from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+from dicom_node.store.models import Patient, Series, Study, utcnow
+from dicom_node.web.api import create_app
+from dicom_node.web.context import WebContext
+from tests.web.conftest import LOOPBACK_CLIENT, make_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
@@ -73,12 +79,23 @@ def test_every_alert_names_a_runbook_section_of_operations_md() -> None:
         assert path == "docs/operations.md" and anchor in anchors, f"{rule['alert']}: no section {runbook}"
 
 
-def test_rules_and_dashboard_use_only_metrics_the_node_serves(site: Site) -> None:
+def test_rules_and_dashboard_use_only_metrics_the_node_serves(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    with sessions.begin() as session:  # an instance received: the last-received gauge has a sample
+        session.add(Series(series_instance_uid="1.2.3", study=Study(study_instance_uid="1.2", patient=Patient(patient_id="P")), last_received_at=utcnow()))
     metrics.count_job_finished("failed")  # labelled metrics show samples once they have a child
     metrics.set_model_ready("lung_segmentation", True)
-    with site.client() as http:
+    context = WebContext(make_config(tmp_path), sessions, tmp_path)
+    with TestClient(create_app(context), client=LOOPBACK_CLIENT, base_url="http://localhost") as http:
         text = http.get("/metrics").text
+    engine.dispose()
     served = set(re.findall(r"^([a-z_:][a-z0-9_:]*)(?:\{| )", text, flags=re.M))
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
+    for name, kind in re.findall(r"^# TYPE (\S+) (\S+)$", text, flags=re.M):  # labelled metrics before their first sample
+        served |= {name} | {name + suffix for suffix in suffixes.get(kind, [""])}
     used = set(METRIC_NAME.findall((MONITORING / "alerts.yml").read_text()))
     dashboard = json.loads((MONITORING / "grafana-dashboard.json").read_text())
     used |= {name for panel in dashboard["panels"] for target in panel["targets"] for name in METRIC_NAME.findall(target["expr"])}
