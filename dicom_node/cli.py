@@ -15,6 +15,7 @@ from sqlalchemy import select
 from dicom_node import __version__
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.output.display import shown
 from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
@@ -244,7 +245,7 @@ def _result_text(result: dict[str, Any]) -> str:
     if not classification or not measurements:
         return ""
     probability, name = max(zip(classification["probabilities"], classification["class_names"]))
-    return f"{name} {probability:.2f}, PO {measurements['opacity_percent']['total']:.1f}%"
+    return f"{name} {shown(probability, 'probability')}, PO {shown(measurements['opacity_percent']['total'], '%')}"
 
 
 def _when(iso: str | None) -> str:

@@ -27,6 +27,7 @@ from dicom_node.inference.factory import build_models
 from dicom_node.output import highdicom_tables
 from dicom_node.logs import RepeatingFailure
 from dicom_node.memory import freeze_start_up_objects, release_free_memory
+from dicom_node.output.display import shown
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.summary import rounded_measurements
 from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
@@ -162,13 +163,13 @@ class Worker:
                 metrics.count_job_finished("done")
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
-                probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
+                probabilities = ", ".join(f"{n} {shown(p, 'probability')}" for n, p in zip(result.classification.class_names, result.classification.probabilities))
                 log.info(
-                    "%s done in %.1f s: lungs %.0f mL, PO %.1f%%, %s (%s); %d object(s) to %s",
+                    "%s done in %.1f s: lungs %s, PO %s, %s (%s); %d object(s) to %s",
                     tag,
                     time.perf_counter() - begun,
-                    result.measurements.lung_volume_ml["total"],
-                    result.measurements.opacity_percent["total"],
+                    shown(result.measurements.lung_volume_ml["total"], "mL"),
+                    shown(result.measurements.opacity_percent["total"], "%"),
                     probabilities,
                     result.classification.model_name,
                     len(objects),

@@ -25,6 +25,7 @@ from scipy import ndimage
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
 from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
+from dicom_node.output.display import shown
 from dicom_node.output.summary import SIDES, SummaryRow, classification_lines, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 from dicom_node.pipeline.covid19 import PipelineResult
@@ -51,21 +52,27 @@ def key_slices(result: PipelineResult, sources: SourceImages, most_opacity: int 
     return sorted({*ranked, mid_lung})
 
 
+def slice_label(header: Dataset, headers: list[Dataset]) -> str:
+    """Where a key image's slice is, as the viewer page and a PACS scroll: its number counted from the head among
+    the series' slices (+z points to the head) and its position along z."""
+    z = float(header.ImagePositionPatient[2])
+    from_head = sorted((float(h.ImagePositionPatient[2]) for h in headers), reverse=True)
+    return f"slice {from_head.index(z) + 1} of {len(from_head)} from the head, z {z:.1f} mm"
+
+
 def build_secondary_captures(
     result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime, most_opacity: int = 3
 ) -> list[SCImage]:
     """One RGB Secondary Capture image per key slice, in z order."""
     header_at = dict(zip(sources.z_indices, sources.headers))
     series_uid = result.volume.series_instance_uid
-    legend = (
-        f"{algorithm.name} {algorithm.version}: opacity "
-        f"{result.measurements.opacity_percent['total']:.1f}% of lung volume"
-    )
+    legend = f"{algorithm.name} {algorithm.version}: opacity {shown(result.measurements.opacity_percent['total'], '%')} of lung volume"
     images = []
-    shown = key_slices(result, sources, most_opacity)
-    for number, (z, masks) in enumerate(zip(shown, segment_masks(result, shown)), start=1):
+    keys = key_slices(result, sources, most_opacity)
+    for number, (z, masks) in enumerate(zip(keys, segment_masks(result, keys)), start=1):
         header = header_at[z]
-        rgb = render_slice(result.volume.hu[z], masks, legend)
+        where = slice_label(header, sources.headers)
+        rgb = render_slice(result.volume.hu[z], masks, f"{legend}\n{where}")
         image = SCImage.from_ref_dataset(
             ref_dataset=header,
             pixel_array=rgb,
@@ -85,6 +92,7 @@ def build_secondary_captures(
         _add_body_part(image, header)
         image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
         image.DerivationDescription = "CT slice in lung window with lung and opacity contours"
+        image.ImageComments = where  # which slice, for viewers that show the comment rather than the pixels
         image.SourceImageSequence = [_reference(header)]
         images.append(image)
     return images
