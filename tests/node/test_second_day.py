@@ -126,3 +126,16 @@ def test_export_docs_and_the_config_comment_agree_on_how_many_processes_send() -
     export_md = " ".join((DOCS / "export.md").read_text().split())
     assert "any number" in comment.lower() and "any number of processes" in export_md
     assert "exactly one" not in export_md
+
+
+def test_readme_starts_with_make_serve_and_make_test_then_connect_your_pacs_and_keeps_benchmarks_in_docs() -> None:
+    readme = (REPO / "README.md").read_text()
+    lines = readme.splitlines()
+    assert lines[3].startswith("make serve   #") and lines[4].startswith("make test    #")
+    sections = re.findall(r"^## (.+)$", readme, flags=re.M)
+    assert sections[0] == "Connect your PACS", sections
+    connect = readme[readme.index("## Connect your PACS"):readme.index("\n## ", readme.index("## Connect your PACS") + 1)]
+    for needed in ("routing rule", "[[destinations]]", "dicom-node echo", "tls_port", "tls = true", "allowed_sources"):
+        assert needed in connect, needed
+    assert "| receiver | 1 assoc." not in readme and "| receiver | 1 assoc." in (DOCS / "benchmarks.md").read_text()
+    assert len(readme.splitlines()) < 170
