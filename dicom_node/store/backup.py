@@ -16,6 +16,7 @@ restoring is copying it back (docs/operations.md).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -81,9 +82,12 @@ def _sqlite_snapshot(index: Path, destination: Path) -> IndexSnapshot:
     return snapshot
 
 
-def _libpq_url(url: str) -> str:
-    """pg_dump's form of the node's SQLAlchemy URL (postgresql+psycopg2://... -> postgresql://...)."""
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+def _pg_dump_target(url: str) -> list[str]:
+    """pg_dump's arguments for the node's SQLAlchemy URL: the libpq form (postgresql+psycopg2:// -> postgresql://),
+    and only the node's schema when the URL sets a search_path (a database shared with other applications)."""
+    parsed = make_url(url)
+    schema = re.search(r"search_path=([\w$]+)", str(parsed.query.get("options", "")))
+    return [*([f"--schema={schema.group(1)}"] if schema else []), parsed.set(drivername="postgresql").render_as_string(hide_password=False)]
 
 
 def _postgres_snapshot(url: str, destination: Path) -> IndexSnapshot:
@@ -96,7 +100,7 @@ def _postgres_snapshot(url: str, destination: Path) -> IndexSnapshot:
             with conn.begin():
                 snapshot_id = conn.execute(text("SELECT pg_export_snapshot()")).scalar_one()
                 dump = subprocess.run(
-                    ["pg_dump", "--format=custom", f"--snapshot={snapshot_id}", f"--file={destination / PGDUMP_NAME}", _libpq_url(url)],
+                    ["pg_dump", "--format=custom", f"--snapshot={snapshot_id}", f"--file={destination / PGDUMP_NAME}", *_pg_dump_target(url)],
                     capture_output=True, text=True,
                 )
                 if dump.returncode != 0:

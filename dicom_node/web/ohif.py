@@ -54,6 +54,9 @@ def app_config(dicomweb_root: str) -> str:
         "showLoadingIndicator": True,
         "strictZSpacingForVolumeViewport": True,
         "investigationalUseDialog": {"option": "never"},
+        # The node's SEG is what the viewer is opened for: load it over the CT when its thumbnail is opened, without
+        # OHIF's "Do you want to open this Segmentation?" question.
+        "disableConfirmationPrompts": True,
         "extensions": [],
         "modes": [],
         "customizationService": {},

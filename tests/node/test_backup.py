@@ -107,3 +107,28 @@ def test_the_backup_command_copies_the_index_and_its_files_and_refuses_a_used_fo
     with pytest.raises(BackupError, match="no index at"):
         backup(f"sqlite:///{tmp_path / 'nowhere' / 'index.sqlite3'}", tmp_path / "nowhere", tmp_path / "other")
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.postgres
+def test_a_postgresql_index_is_dumped_on_the_snapshot_its_file_list_comes_from(tmp_path: Path) -> None:
+    from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+    from dicom_node.store.models import Instance, Patient, Series, Study
+    from tests.postgres import fresh_postgres_schema
+
+    data_dir = tmp_path / "var"
+    (data_dir / "instances").mkdir(parents=True)
+    (data_dir / "instances" / "a.dcm").write_bytes(b"instance a")
+    with fresh_postgres_schema() as url:
+        upgrade(url)
+        engine = make_engine(url)
+        with make_sessionmaker(engine).begin() as session:
+            series = Series(series_instance_uid="1.2.3", study=Study(study_instance_uid="1.2", patient=Patient(patient_id="P")))
+            session.add(Instance(sop_instance_uid="1.2.3.4", sop_class_uid="1.2.840.10008.5.1.4.1.1.2", series=series, path="instances/a.dcm", size=10,
+                                 transfer_syntax_uid="1.2.840.10008.1.2.1"))
+        engine.dispose()
+        report = backup(url, data_dir, tmp_path / "backup")
+        schema = url.rsplit("%3D", 1)[1]
+    assert (report.instances, report.missing) == (1, [])
+    assert (tmp_path / "backup" / "instances" / "a.dcm").read_bytes() == b"instance a"
+    listing = subprocess.run(["pg_restore", "--list", str(tmp_path / "backup" / "index.pgdump")], capture_output=True, text=True, check=True).stdout
+    assert f"TABLE DATA {schema} instance" in listing and "TABLE DATA public" not in listing
