@@ -90,6 +90,8 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
         page.screenshot(path=str(tmp_path / "ohif-ct.png"))
         (tmp_path / "ohif-ct-viewport.png").write_bytes(ct_png)
         assert max(colour_pixels(ct_png).values()) < 50  # grey CT, nothing drawn over it yet
+        window = page.get_by_text("W:").first.locator("..").inner_text()
+        assert "1500" in window and "-600" in window, window  # the lung window, not the header's first (W350 L50)
 
         # The node's results are listed in the study browser: the SR and the SEG.
         assert page.get_by_text(SR_DESCRIPTION).first.is_visible()
@@ -104,6 +106,8 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
         page.wait_for_timeout(3_000)
         page.screenshot(path=str(tmp_path / "ohif-seg.png"))
         overlay = viewport_png(page)
+        window = page.get_by_text("W:").first.locator("..").inner_text()
+        assert "1500" in window and "-600" in window, window  # still the lung window under the SEG
         (tmp_path / "ohif-seg-viewport.png").write_bytes(overlay)
     finally:
         if context.pages:  # what the page showed last, for a person to look at
