@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from pydicom.uid import UID
+from pydicom.uid import UID_dictionary
 
 from dicom_node.store.models import Association, Export, Job, Series, Study
 
@@ -18,7 +18,8 @@ OBJECT_TYPES = {
 
 def object_type(sop_class_uid: str) -> str:
     """What an operator calls a result object (SEG, SR, SC, KO), from its SOP class; others by the class's keyword."""
-    keyword = UID(sop_class_uid).keyword or sop_class_uid
+    entry = UID_dictionary.get(sop_class_uid)  # a plain lookup: a malformed UID in an old row must not warn
+    keyword = entry[4] if entry else sop_class_uid
     if keyword.endswith("SRStorage"):
         return "SR"
     if "SecondaryCapture" in keyword:
