@@ -61,6 +61,8 @@ def test_a_backup_during_a_four_association_ingest_restores_every_acknowledged_i
     assert len(indexed(node.data_dir)) == total
     full = node.cli("backup", str(tmp_path / "full-backup"))  # the command (a stopped node is backed up the same way)
 
+    print(f"backup during the ingest: {open_associations} associations open, {len(acknowledged)} instances acknowledged "
+          f"before it, {report.instances} in it, {total} in the end")  # the figures, with -s
     assert open_associations >= 2, "the backup was meant to be taken while the associations send"
     assert len(acknowledged) <= report.instances < total and not report.missing, (len(acknowledged), report, total)
     assert f"{total} instance file(s)" in full.stdout, full.stdout
