@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 from playwright.sync_api import Browser
 
+from dicom_node.output.display import shown
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
 from tests.processed_node import ProcessedSeries
@@ -73,10 +74,12 @@ def test_series_page_shows_slices_with_masks_probabilities_and_measurements(
             assert image["y"] <= letter["y"] and letter["y"] + letter["height"] <= image["y"] + image["height"], (plane, edge)
     probabilities = page.locator("#probabilities").inner_text()
     for name, p in zip(job["result"]["classification"]["class_names"], job["result"]["classification"]["probabilities"]):
-        assert name in probabilities and f"{100 * p:.1f} %" in probabilities
+        assert name in probabilities and shown(p, "probability") in probabilities
     measurements = job["result"]["measurements"]
     lung_row = page.locator('#measurements tr[data-key="lung_volume_ml"]').inner_text()
-    assert all(f"{measurements['lung_volume_ml'][side]:.0f}" in lung_row for side in ("right", "left", "total"))
+    # As the summary page, the log and the CLI write them (output/display.py: 0.1 mL), without the unit in the cell.
+    assert all(shown(measurements["lung_volume_ml"][side], "mL").removesuffix(" mL") in lung_row for side in ("right", "left", "total"))
+    assert "Lung volume (mL)" in lung_row
     po_row = page.locator('#measurements tr[data-key="opacity_percent"]').inner_text()
     assert f"{measurements['opacity_percent']['total']:.2f}" in po_row
     assert page.locator("#measurements tbody tr").count() == 4
