@@ -2,9 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver npm
+APT_PACKAGES := dcmtk orthanc orthanc-dicomweb dicom3tools chromium chromium-driver npm prometheus
 # A command on PATH, or a file the package installs (the DICOMweb plugin has no command).
-APT_COMMANDS := storescu Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so dciodvfy chromium chromedriver npm
+APT_COMMANDS := storescu Orthanc /usr/share/orthanc/plugins/libOrthancDicomWeb.so dciodvfy chromium chromedriver npm promtool
 # Only the packages whose command is missing are installed: a machine with Node.js from elsewhere keeps its own npm
 # (Debian's npm conflicts with it).
 # The prebuilt OHIF viewer served under /ohif/ (npm package @ohif/app, its dist/ only; never committed).

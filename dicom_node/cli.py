@@ -15,6 +15,7 @@ from sqlalchemy import select
 from dicom_node import __version__
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
+from dicom_node.output.display import shown
 from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
@@ -129,11 +130,14 @@ def serve(
 def worker(
     workers: Optional[int] = typer.Option(None, "--workers", min=0, metavar="N", help="Pipeline worker threads (default jobs.workers)."),
     no_export: bool = typer.Option(False, "--no-export", help="Do not send results from this process (another process does)."),
+    http_port: Optional[int] = typer.Option(
+        None, "--http-port", metavar="PORT", help="Port of this process's API and /metrics (default http.port; 0: none). Beside `serve` on one host: another port."
+    ),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
     """Run pipeline workers and export senders without the Storage SCP (scale-out: any number beside `serve`)."""
-    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}}
+    sections = {"jobs": {"workers": workers}, "export": {"enabled": False if no_export else None}, "http": {"port": http_port}}
     _run_node(_config(config, _flag_overrides(data_dir, sections)), [], receive=False)
 
 
@@ -183,6 +187,25 @@ def db_downgrade(revision: str = typer.Argument(..., help="Target revision, e.g.
     typer.echo(f"schema at {revision}")
 
 
+@app.command()
+def backup(
+    destination: Path = typer.Argument(..., metavar="FOLDER", help="A new or empty folder, best on another disk."),
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """Back up the index and the files it names while the node runs (restore: docs/operations.md)."""
+    from dicom_node.store.backup import BackupError, backup as make_backup
+
+    cfg = _config(config, _node_overrides(data_dir))
+    try:
+        report = make_backup(cfg.database_url, Path(cfg.node.data_dir), destination)
+    except BackupError as exc:
+        _fail(str(exc))
+    if report.missing:  # their rows are in the backup without files
+        _fail(f"incomplete {report.text()}; run the backup again")
+    typer.echo(report.text())
+
+
 def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
     """The node's index; refused when an SQLite index does not exist (a wrong --data-dir must not create an empty one)."""
     from dicom_node.store.db import make_engine, make_sessionmaker, sqlite_path, upgrade
@@ -222,7 +245,7 @@ def _result_text(result: dict[str, Any]) -> str:
     headline, measurements = result.get("headline"), result.get("measurements")
     if headline:
         return str(headline["text"])
-    return f"PO {measurements['opacity_percent']['total']:.1f}%" if measurements else ""
+    return f"PO {shown(measurements['opacity_percent']['total'], '%')}" if measurements else ""
 
 
 def _when(iso: str | None) -> str:
@@ -309,10 +332,11 @@ def jobs_retry(job_id: int, data_dir: Optional[Path] = DataDirOption, config: Op
 def exports_list(
     as_json: bool = JsonOption,
     state: Optional[ExportState] = typer.Option(None, "--state", help="Only exports in this state."),
+    job: Optional[int] = typer.Option(None, "--job", metavar="ID", help="Only the exports of this job."),
     data_dir: Optional[Path] = DataDirOption,
     config: Optional[Path] = ConfigOption,
 ) -> None:
-    """List exports, newest first, with the destination's last DIMSE status and the reason (the API's rows)."""
+    """List exports, newest first: object type (SEG, SR, SC, KO), the destination's last DIMSE status and the reason (the API's rows)."""
     from dicom_node.store.models import Export
     from dicom_node.web.rows import export_row
 
@@ -321,10 +345,12 @@ def exports_list(
         query = select(Export).order_by(Export.id.desc())
         if state:
             query = query.where(Export.state == state)
+        if job is not None:
+            query = query.where(Export.job_fk == job)
         rows = [export_row(row) for row in session.scalars(query)]
     if not as_json:  # statuses read as the standard writes them
         rows = [row | {"last_status": "" if row["last_status"] is None else f"0x{row['last_status']:04X}"} for row in rows]
-    _print_rows(rows, as_json, ["id", "job_id", "destination", "state", "attempts", "last_status", "sop_instance_uid", "last_error"])
+    _print_rows(rows, as_json, ["id", "job_id", "object_type", "destination", "state", "attempts", "last_status", "sop_instance_uid", "last_error"])
 
 
 @exports_app.command("retry")

@@ -510,6 +510,12 @@ class RetentionSettings(Section):
     def enabled(self) -> bool:
         return bool(self.max_age_days or self.min_free_disk_mb)
 
+    def limits(self) -> str:
+        """The limits in words, for the start-up line that tells the operator series will be deleted."""
+        limits = [f"series last received more than {self.max_age_days:g} days ago"] if self.max_age_days else []
+        limits += [f"the oldest series while less than {self.min_free_disk_mb} MB are free"] if self.min_free_disk_mb else []
+        return f"deleting {' and '.join(limits)}, looking every {self.interval_seconds:g} s"
+
 
 class NodeSettings(Section):
     name: str = Field(
@@ -580,12 +586,19 @@ class Config(Section):
             routes.append(dest.name)
 
 
+def _env_variables(environ: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """The settings' paths the environment sets, each with its variable's name (errors name the variable)."""
+    return {
+        tuple(part.lower() for part in key[len(ENV_PREFIX):].split("__")): key
+        for key in environ
+        if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG"
+    }
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
-    for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
-            continue
-        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__")]
+    for path, key in _env_variables(environ).items():
+        raw = environ[key]
         value: Any = raw
         if raw[:1] in "[{":
             try:
@@ -609,11 +622,21 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _describe(error: ValidationError) -> str:
+def _describe(error: ValidationError, variables: dict[tuple[str, ...], str]) -> str:
+    """Each problem under the name the user wrote: the TOML key, or the environment variable that set it."""
     lines = []
     for item in error.errors():
-        key = ".".join(str(part) for part in item["loc"])
-        lines.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+        loc = tuple(str(part) for part in item["loc"])
+        # The variable that set this value, or the table around it (DICOM_NODE_DESTINATIONS='[...]').
+        variable = next((variables[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in variables), None)
+        unknown = [name for path, name in variables.items() if path[: len(loc)] == loc] if item["type"] == "extra_forbidden" else []
+        if unknown:  # a typo in the variable's name: the setting (or the section) it names does not exist
+            section = ".".join(loc[:-1]) or "the configuration"
+            lines.append(f"environment variable {', '.join(unknown)}: {section} has no setting {loc[-1]!r} (a typo?)")
+        elif variable is not None:
+            lines.append(f"environment variable {variable} ({'.'.join(loc)}): {item['msg']} (got {item.get('input')!r})")
+        else:
+            lines.append(f"{'.'.join(loc)}: {item['msg']} (got {item.get('input')!r})")
     return "; ".join(lines)
 
 
@@ -635,7 +658,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"invalid configuration: {_describe(exc)}") from exc
+        raise ConfigError(f"invalid configuration: {_describe(exc, _env_variables(environ))}") from exc
     unknown = {name for p in config.pipelines.values() for name in p.destinations} - {d.name for d in config.destinations}
     if unknown:
         raise ConfigError(f"pipelines.*.destinations: unknown destination(s) {sorted(unknown)}")

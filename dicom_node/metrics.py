@@ -14,10 +14,13 @@ another program never registers a name twice.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
+from datetime import timezone
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, PlatformCollector, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, or_, select
@@ -70,6 +73,18 @@ _EXPORT_ATTEMPTS = Counter(
     ["destination", "outcome"],
     registry=REGISTRY,
 )
+_JOBS_FINISHED = Counter(
+    "dicom_node_jobs_finished",
+    "Jobs a worker of this process ended, by the state it left them in: done, failed or skipped (the failure ratio's parts).",
+    ["state"],
+    registry=REGISTRY,
+)
+_MODEL_READY = Gauge(
+    "dicom_node_model_ready",
+    "1 when the model answered its last check (start-up, each /ready), 0 when it was unavailable or did not match its contract.",
+    ["model"],
+    registry=REGISTRY,
+)
 _INFERENCE_SECONDS = Histogram(
     "dicom_node_inference_seconds",
     "Latency of one inference request, by model and backend (embedded, triton-http, triton-grpc).",
@@ -113,6 +128,16 @@ def observe_step(step: str, seconds: float) -> None:
 def count_export(destination: str, outcome: str) -> None:
     """One C-STORE attempt to `destination` left its export `outcome`: sent, pending or failed (what Outbox.record returns)."""
     _EXPORT_ATTEMPTS.labels(destination, outcome).inc()
+
+
+def count_job_finished(state: str) -> None:
+    """A worker ended a job as done, failed or skipped."""
+    _JOBS_FINISHED.labels(state).inc()
+
+
+def set_model_ready(model: str, ready: bool) -> None:
+    """The last check of `model` passed (True) or not: what the Triton-unreachable alert watches."""
+    _MODEL_READY.labels(model).set(1 if ready else 0)
 
 
 def observe_inference(model: str, backend: str, seconds: float) -> None:
@@ -164,6 +189,8 @@ class DatabaseCollector(Collector):
             )
             pending_series = session.scalar(select(func.count()).select_from(Series).where(Series.pending.is_(True)))
             oldest = session.scalar(select(func.min(Job.created_at)).where(Job.state == "queued"))
+            oldest_export = session.scalar(select(func.min(Export.created_at)).where(Export.state.in_(("pending", "sending"))))
+            last_received = session.scalar(select(func.max(Series.last_received_at)))
         job_gauge = GaugeMetricFamily("dicom_node_jobs", "Jobs in the database by state.", labels=["state"])
         for state in sorted(set(JOB_STATES) | set(jobs)):
             job_gauge.add_metric([state], jobs.get(state, 0))
@@ -176,6 +203,34 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("dicom_node_series_pending", "Series received and waiting for their settle window.", value=pending_series or 0)
         age = (now - oldest).total_seconds() if oldest is not None else 0.0
         yield GaugeMetricFamily("dicom_node_oldest_queued_job_age_seconds", "Age of the oldest queued job (0 when none).", value=age)
+        export_age = (now - oldest_export).total_seconds() if oldest_export is not None else 0.0
+        yield GaugeMetricFamily(
+            "dicom_node_oldest_pending_export_age_seconds", "Age of the oldest export not yet sent (pending or sending; 0 when none).", value=export_age
+        )
+        if last_received is not None:  # no sample before the first instance: "nothing for 2 hours" is not "never"
+            yield GaugeMetricFamily(
+                "dicom_node_last_instance_received_timestamp_seconds",
+                "Unix time of the newest instance any receiving process stored (from the index, so every process and restart agree).",
+                value=last_received.replace(tzinfo=timezone.utc).timestamp(),
+            )
+
+
+class DiskCollector(Collector):
+    """Free space of the data dir's disk and the level below which the SCP refuses instances (dicom.min_free_disk_mb)."""
+
+    def __init__(self, data_dir: Path, refuse_below_mb: int) -> None:
+        self._data_dir = data_dir
+        self._refuse_below = refuse_below_mb * 2**20
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            free = shutil.disk_usage(self._data_dir).free
+        except OSError:  # no sample rather than a scrape error: /ready says why
+            return
+        yield GaugeMetricFamily("dicom_node_disk_free_bytes", "Free bytes on the data dir's file system.", value=free)
+        yield GaugeMetricFamily(
+            "dicom_node_disk_refuse_below_bytes", "dicom.min_free_disk_mb in bytes: below it the SCP refuses instances (0xA700).", value=self._refuse_below
+        )
 
 
 def exposition(database: CollectorRegistry) -> bytes:
@@ -183,8 +238,10 @@ def exposition(database: CollectorRegistry) -> bytes:
     return generate_latest(REGISTRY) + generate_latest(database)
 
 
-def database_registry(sessions: sessionmaker[Session]) -> CollectorRegistry:
+def database_registry(sessions: sessionmaker[Session], data_dir: Path, refuse_below_mb: int) -> CollectorRegistry:
+    """The state metrics read at scrape time: the database's and the data dir's disk."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(sessions))
+    registry.register(DiskCollector(data_dir, refuse_below_mb))
     return registry
 

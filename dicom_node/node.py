@@ -17,10 +17,13 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pydicom
 
+from dicom_node import metrics
 from dicom_node.config import Config
 from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
@@ -62,6 +65,33 @@ def check_writable(data_dir: Path) -> None:
         raise StartupError(
             f"data folder {data_dir} is not writable ({exc.strerror}): fix its owner or permissions, or choose another with --data-dir"
         ) from None
+
+
+@dataclass(frozen=True)
+class ModelCheck:
+    """One model's readiness check, which also sets its `dicom_node_model_ready` gauge (start-up and each /ready)."""
+
+    name: str
+    check_ready: Callable[[], None]
+    where: str
+
+    def run(self) -> None:
+        try:
+            self.check_ready()
+        except Exception:
+            metrics.set_model_ready(self.name, False)
+            raise
+        metrics.set_model_ready(self.name, True)
+
+    def report(self) -> None:
+        """The start-up check: one log line saying whether jobs can use the model."""
+        try:
+            self.run()
+            log.info("%s is ready", self.where)
+        except InferenceUnavailable as exc:
+            log.warning("%s is unavailable (jobs will wait for it): %s", self.where, exc)
+        except ContractMismatch as exc:
+            log.error("%s does not match its configured contract (jobs will fail): %s", self.where, exc)
 
 
 class Node:
@@ -132,6 +162,7 @@ class Node:
             self._spawn("scheduler", self._schedule)
             if self.config.retention.enabled:  # here: the receiver's indexer must forget what retention deletes
                 retention = Retention(sessions, self.config.retention, self.data_dir, indexer.forget)
+                log.info("retention is on: %s", self.config.retention.limits())
                 self._spawn("retention", lambda: self._retain(retention))
         outbox = Outbox(sessions, self.config.export, self.data_dir, self.wakeups)
         for number in range(1, jobs.workers + 1):
@@ -165,21 +196,21 @@ class Node:
         )
 
     def _check_models(self) -> None:
-        """Say at start-up whether each model can serve; never wait for it (jobs wait, receiving does not)."""
+        """Say at start-up whether each model can serve; never wait for it (jobs wait, receiving does not).
+
+        The models are checked at once, each in its own thread: with Triton down, start-up waits for one check's
+        retries (3.5 s by default), not for one per model.
+        """
+        checks: dict[str, ModelCheck] = {}
         for pipeline, settings in self.config.pipelines.items():
             for model in build_models(self.config.models, settings.processing):
                 # Not `model.contract` for a Triton model: reading it contacts the server and
                 # raises what check_ready() raises, outside the handling below (the node would not start).
                 name = model.settings.model_name if isinstance(model, TritonModel) else model.contract.name
-                where = f"model {name} of pipeline {pipeline}"
-                self.readiness_hooks.setdefault(f"model:{name}", model.check_ready)
-                try:
-                    model.check_ready()
-                    log.info("%s is ready", where)
-                except InferenceUnavailable as exc:
-                    log.warning("%s is unavailable (jobs will wait for it): %s", where, exc)
-                except ContractMismatch as exc:
-                    log.error("%s does not match its configured contract (jobs will fail): %s", where, exc)
+                check = checks.setdefault(name, ModelCheck(name, model.check_ready, f"model {name} of pipeline {pipeline}"))
+                self.readiness_hooks.setdefault(f"model:{name}", check.run)
+        with ThreadPoolExecutor(max_workers=max(1, len(checks)), thread_name_prefix="model-check") as pool:
+            list(pool.map(ModelCheck.report, checks.values()))
 
     def _spawn(self, name: str, target) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=target, name=name, daemon=True)

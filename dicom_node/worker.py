@@ -31,6 +31,7 @@ from dicom_node.logs import RepeatingFailure
 from dicom_node.memory import freeze_start_up_objects, release_free_memory
 from dicom_node.output.inputs import JobInput, Predecessor, stored_input_digest
 from dicom_node.output.rejection import write_rejection_note
+from dicom_node.output.display import shown
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.sr import report_uid
 from dicom_node.output.uids import AlgorithmId
@@ -176,15 +177,16 @@ class Worker:
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
             if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self._publish(s, job, objects, destinations, job_input)):
+                metrics.count_job_finished("done")
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
-                scores = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.scores))
+                scores = ", ".join(f"{n} {shown(p, result.classification.score_kind if result.classification.score_kind == 'probability' else '')}" for n, p in zip(result.classification.class_names, result.classification.scores))
                 log.info(
-                    "%s done in %.1f s: %s; lungs %.0f mL; fitness flags: %s; %s %s (%s); %d object(s) to %s",
+                    "%s done in %.1f s: %s; lungs %s; fitness flags: %s; %s %s (%s); %d object(s) to %s",
                     tag,
                     time.perf_counter() - begun,
                     headline_text(result),
-                    result.measurements.lung_volume_ml["total"],
+                    shown(result.measurements.lung_volume_ml["total"], "mL"),
                     ", ".join(flag.code for flag in result.fitness) or "none",
                     result.classification.score_kind,
                     scores,
@@ -232,5 +234,6 @@ class Worker:
             log.info("job %d: rejection note %s withdraws %d object(s) of earlier results at %s", job.id, note.name, len(paths), destination)
 
     def _end(self, job: ClaimedJob, tag: str, state: str, reason: str, steps: dict[str, float]) -> None:
-        self.queue.finish(job, state, reason=reason, steps=steps)
+        if self.queue.finish(job, state, reason=reason, steps=steps):
+            metrics.count_job_finished(state)
         log.warning("%s %s: %s", tag, state, reason)

@@ -156,7 +156,7 @@ class TritonModel:
         self._check_inputs(inputs)
         names = [spec.name for spec in self.contract.outputs]
         started = time.perf_counter()
-        result = self._attempts("infer", lambda client: self._infer_once(client, inputs, names))
+        result = self._attempts(f"the inference request of model {self.settings.model_name!r}", lambda client: self._infer_once(client, inputs, names))
         metrics.observe_inference(self.contract.name, "triton", time.perf_counter() - started)
         outputs = {name: result.as_numpy(name) for name in names}
         for spec in self.contract.outputs:
@@ -189,16 +189,15 @@ class TritonModel:
                 reason = str(exc)
             except (OSError, InferenceServerException) as exc:
                 if isinstance(exc, InferenceServerException) and exc.status() not in TRANSIENT_STATUSES:
-                    raise InferenceError(f"{self._where}: {what} failed: {exc.message()}") from exc
+                    raise InferenceError(f"{self._where} refused {what}: {exc.message()}") from exc
                 reason = _describe(exc)
             self.close()  # a timed-out connection may be half-used: start afresh
         raise InferenceUnavailable(
-            f"{self._where}: could not {what} for model {self.settings.model_name!r} "
-            f"({len(delays) + 1} attempts in {time.monotonic() - started:.1f} s): {reason}"
+            f"{self._where} did not answer {what} ({len(delays) + 1} attempts in {time.monotonic() - started:.1f} s): {reason}"
         )
 
     def _resolve(self) -> ModelContract:
-        self._contract = self._attempts("check the model", self._fetch_contract)
+        self._contract = self._attempts(f"the check of model {self.settings.model_name!r}", self._fetch_contract)
         return self._contract
 
     def _fetch_contract(self, client: _Client) -> ModelContract:

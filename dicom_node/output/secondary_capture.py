@@ -57,6 +57,14 @@ def key_slices(result: PipelineResult, sources: SourceImages, most_opacity: int 
     return sorted({*ranked, mid_lung})
 
 
+def slice_label(header: Dataset, headers: list[Dataset]) -> str:
+    """Where a key image's slice is, as the viewer page and a PACS scroll: its number counted from the head among
+    the series' slices (+z points to the head) and its position along z."""
+    z = float(header.ImagePositionPatient[2])
+    from_head = sorted((float(h.ImagePositionPatient[2]) for h in headers), reverse=True)
+    return f"slice {from_head.index(z) + 1} of {len(from_head)} from the head, z {z:.1f} mm"
+
+
 def build_secondary_captures(
     result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime, most_opacity: int = 3
 ) -> list[SCImage]:
@@ -65,10 +73,11 @@ def build_secondary_captures(
     series_uid = result.volume.series_instance_uid
     legend = headline_text(result)  # the algorithm is named in the series description
     images = []
-    shown = key_slices(result, sources, most_opacity)
-    for number, (z, masks) in enumerate(zip(shown, segment_masks(result, shown)), start=1):
+    keys = key_slices(result, sources, most_opacity)
+    for number, (z, masks) in enumerate(zip(keys, segment_masks(result, keys)), start=1):
         header = header_at[z]
-        rgb = render_slice(result.volume.hu[z], masks, legend)
+        where = slice_label(header, sources.headers)
+        rgb = render_slice(result.volume.hu[z], masks, f"{legend}\n{where}")
         image = SCImage.from_ref_dataset(
             ref_dataset=header,
             pixel_array=rgb,
@@ -88,6 +97,7 @@ def build_secondary_captures(
         _add_body_part(image, header)
         image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
         image.DerivationDescription = "CT slice in lung window with lung and opacity contours"
+        image.ImageComments = where  # which slice, for viewers that show the comment rather than the pixels
         image.SourceImageSequence = [_reference(header)]
         images.append(image)
     return images

@@ -19,17 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dicom_node.output import concepts
+from dicom_node.output.display import rounded, shown
 from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
 
 MARK = "(!)"  # beside every headline figure of a scan outside the validated range
 
 SIDES = ("right", "left", "total")  # the table's columns: right lung, left lung, both lungs
-PRECISION = {"mL": 1, "%": 2, "": 3}  # decimals per unit ("" : classifier scores and other unitless values)
-
-
-def rounded(value: float, unit: str) -> float:
-    """`value` at the clinical precision of `unit` ("mL", "%" or "" for unitless values)."""
-    return round(float(value), PRECISION[unit])
 
 
 def rounded_sides(values: dict[str, float], unit: str) -> dict[str, float]:
@@ -59,7 +54,7 @@ class SummaryRow:
             return ""
         if isinstance(value, str):
             return value
-        return f"{value:.{PRECISION[self.unit]}f}{' ' + self.unit if self.unit else ''}"
+        return shown(value, self.unit)
 
 
 def summary_rows(result: PipelineResult) -> list[SummaryRow]:
@@ -138,7 +133,7 @@ def _unit(ucum: str) -> str:
 def classification_lines(classification: Classification) -> list[str]:
     """The classifier's answer in words: one line per class, then who answered and, for the baseline, what it is."""
     lines = [
-        f"{classification.score_label(name)}: {rounded(score, ''):.3f}"
+        f"{classification.score_label(name)}: {shown(score, classification.score_kind if classification.score_kind == 'probability' else '')}"
         for name, score in zip(classification.class_names, classification.scores)
     ]
     lines.append(f"Classifier: {classification.model_name} {classification.model_version}")

@@ -49,7 +49,7 @@ def create_app(context: WebContext) -> FastAPI:
         version="0.1.0",
     )
     app.state.context = context
-    app.state.database_metrics = metrics.database_registry(context.sessions)
+    app.state.database_metrics = metrics.database_registry(context.sessions, context.data_dir, context.config.dicom.min_free_disk_mb)
     install_middleware(app, context)
     app.include_router(resources.router)
     app.include_router(session.router)

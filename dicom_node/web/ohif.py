@@ -56,13 +56,45 @@ def app_config(dicomweb_root: str) -> str:
         "showLoadingIndicator": True,
         "strictZSpacingForVolumeViewport": True,
         "investigationalUseDialog": {"option": "never"},
+        # The node's SEG is what the viewer is opened for: load it over the CT when its thumbnail is opened, without
+        # OHIF's "Do you want to open this Segmentation?" question.
+        "disableConfirmationPrompts": True,
         "extensions": [],
         "modes": [],
         "customizationService": {},
         "defaultDataSourceName": "dicom-node",
         "dataSources": [source],
     }
-    return f"window.config = {json.dumps(config, indent=2)};\n"
+    return f"window.config = {json.dumps(config, indent=2)};\n{LUNG_WINDOW_PROTOCOL}"
+
+
+# When the viewer's mode is entered, OHIF's default hanging protocol is given the lung window (W1500/L-600, as the
+# node's own viewer and key images) for the display sets it places: OHIF would take the first window of the CT's
+# headers, often a soft-tissue one (P001: WINDOW1 W350/L50; its lung window is WINDOW2). OHIF registers hanging
+# protocols only from extensions, and a protocol added when the mode is entered comes too late for the route (it
+# looks the id up first), so the default one is changed in place; a mode's configuration (`modesConfiguration`,
+# applied with immutability-helper) is the one way in from the app configuration, hence a function, not JSON.
+LUNG_WINDOW_PROTOCOL = """
+window.config.modesConfiguration = {
+  "@ohif/mode-longitudinal": {
+    onModeEnter: {
+      $apply: (enter) => function (args) {
+        const entered = enter.apply(this, arguments);
+        const lung = { windowWidth: 1500, windowCenter: -600 };
+        const protocol = args.servicesManager.services.hangingProtocolService.getProtocolById("default");
+        for (const stage of protocol.stages) {
+          for (const viewport of stage.viewports) {
+            for (const set of viewport.displaySets) {
+              set.options = { ...(set.options || {}), voi: lung };
+            }
+          }
+        }
+        return entered;
+      },
+    },
+  },
+};
+"""
 
 
 def ohif_dir(request: Request) -> Path:

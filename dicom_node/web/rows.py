@@ -5,7 +5,26 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from pydicom.uid import UID_dictionary
+
 from dicom_node.store.models import Association, Export, Job, Series, Study
+
+OBJECT_TYPES = {
+    "SegmentationStorage": "SEG",
+    "KeyObjectSelectionDocumentStorage": "KO",
+    "SecondaryCaptureImageStorage": "SC",
+}
+
+
+def object_type(sop_class_uid: str) -> str:
+    """What an operator calls a result object (SEG, SR, SC, KO), from its SOP class; others by the class's keyword."""
+    entry = UID_dictionary.get(sop_class_uid)  # a plain lookup: a malformed UID in an old row must not warn
+    keyword = entry[4] if entry else sop_class_uid
+    if keyword.endswith("SRStorage"):
+        return "SR"
+    if "SecondaryCapture" in keyword:
+        return "SC"
+    return OBJECT_TYPES.get(keyword, keyword)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -81,6 +100,7 @@ def export_row(row: Export) -> dict[str, Any]:
         "destination": row.destination,
         "sop_instance_uid": row.sop_instance_uid,
         "sop_class_uid": row.sop_class_uid,
+        "object_type": object_type(row.sop_class_uid),
         "path": row.path,
         "state": row.state,
         "attempts": row.attempts,

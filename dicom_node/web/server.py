@@ -6,7 +6,9 @@ thread leaves SIGTERM/SIGINT to the node, which stops the server with the rest.
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 import threading
 import time
 
@@ -42,15 +44,32 @@ class HttpServer:
         deadline = time.monotonic() + timeout
         while not self._server.started:
             if not self._thread.is_alive():
-                where = f"{self._server.config.host}:{self._server.config.port}"
-                reason = f" ({self._error})" if self._error else ""
-                raise OSError(f"HTTP port {where} is not available{reason}: choose another with --http-port")
+                raise OSError(self._error_text())
             if time.monotonic() > deadline:
                 raise OSError("HTTP server did not start in time")
             time.sleep(0.02)
         host, port = self._server.servers[0].sockets[0].getsockname()[:2]
         log.info("HTTP API and viewer on %s://%s:%d/", self.scheme, host, port)
         return host, port
+
+    def _error_text(self) -> str:
+        """Why uvicorn could not listen, blaming the setting that is wrong (it only logs the reason itself)."""
+        host, port = self._server.config.host, self._server.config.port
+        if self._error is not None:  # e.g. an unreadable certificate or key
+            return f"HTTP port {host}:{port} is not available ({self._error}): choose another with --http-port or http.port"
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            return f"HTTP host {host!r} does not resolve ({exc.strerror}): give an address of this machine with --http-host or http.host"
+        family, kind, proto, _, address = addresses[0]
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"HTTP port {host}:{port} is already in use: choose another with --http-port or http.port (0: no HTTP server)"
+            return f"HTTP address {host}:{port} cannot be used ({exc.strerror}): check --http-host/--http-port (http.host, http.port)"
+        return f"HTTP server on {host}:{port} did not start (see the log above)"
 
     def stop(self) -> None:
         self._server.should_exit = True

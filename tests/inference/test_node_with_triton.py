@@ -196,7 +196,7 @@ def test_triton_stopped_makes_the_job_wait_while_the_node_receives_then_finish(
         waiting = wait_for_job(
             node, series_uid(p001), lambda j: j["state"] == "queued" and j["attempts"] >= 1, 60, "postponed"
         )
-        assert "waiting for inference" in waiting["reason"] and "could not" in waiting["reason"], waiting["reason"]
+        assert "waiting for inference" in waiting["reason"] and f"Triton at {triton.grpc_url} did not answer the " in waiting["reason"], waiting["reason"]
         assert waiting["not_before"] is not None
 
         # The node keeps receiving while its job waits.

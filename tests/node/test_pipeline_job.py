@@ -15,6 +15,7 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
+from dicom_node.output.display import shown
 from tests.dcmtk import storescu
 from tests.dicom_files import copy_with_new_uid
 from tests.node.index import query, wait_for_finished_job
@@ -56,6 +57,9 @@ def test_the_done_line_gives_the_jobs_time_not_the_sum_of_its_overlapping_steps(
 
     assert max(job["steps"].values()) <= logged + 0.05
     assert logged <= wall + 0.05
+    # The log writes the measurements as the page, the CLI and the summary page do (output/display.py).
+    measurements = job["result"]["measurements"]
+    assert f"lungs {shown(measurements['lung_volume_ml']['total'], 'mL')}, PO {shown(measurements['opacity_percent']['total'], '%')}" in line, line
 
 
 def test_result_files_are_in_the_jobs_results_folder(processed_p001: ProcessedSeries, job: dict) -> None:

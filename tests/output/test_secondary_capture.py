@@ -76,6 +76,18 @@ def test_captures_reference_their_slice_in_a_new_series(
         assert masks[z][coloured].any(axis=-1).all(), "contour drawn outside the masks of its slice"
 
 
+def test_key_images_say_which_slice_they_show(written: ResultFiles, phantom_with_gap_result: PipelineResult) -> None:
+    """Slice number counted from the head among the series' slices (interpolated ones have none) and z, as the
+    viewer page labels its slices: in Image Comments and burned in under the legend."""
+    volume = phantom_with_gap_result.volume
+    real = [z for z, uid in enumerate(volume.sop_instance_uids) if uid is not None]
+    for ds in (pydicom.dcmread(path) for path in written.secondary_capture):
+        z = volume.sop_instance_uids.index(ds.SourceImageSequence[0].ReferencedSOPInstanceUID)
+        from_head = sum(1 for other in real if other > z) + 1
+        position = volume.origin[0] + z * volume.spacing[0]
+        assert ds.ImageComments == f"slice {from_head} of {len(real)} from the head, z {position:.1f} mm"
+
+
 def test_captures_pass_dciodvfy_and_keep_their_uids(
     written: ResultFiles, phantom_with_gap_result: PipelineResult, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Browser
 
+from dicom_node.output.display import shown
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
 from tests.node_process import REPO
@@ -87,7 +88,9 @@ def test_series_page_shows_the_headline_slices_with_masks_scores_and_measurement
     assert headline["marked"] == bool(flags) and page.locator("#category").inner_text().endswith("(!)") == bool(flags)
     measurements = job["result"]["measurements"]
     lung_row = page.locator('#measurements tr[data-key="lung_volume_ml"]').inner_text()
-    assert all(f"{measurements['lung_volume_ml'][side]:.0f}" in lung_row for side in ("right", "left", "total"))
+    # As the summary page, the log and the CLI write them (output/display.py: 0.1 mL), without the unit in the cell.
+    assert all(shown(measurements["lung_volume_ml"][side], "mL").removesuffix(" mL") in lung_row for side in ("right", "left", "total"))
+    assert "Lung volume (mL)" in lung_row
     po_row = page.locator('#measurements tr[data-key="opacity_percent"]').inner_text()
     assert f"{measurements['opacity_percent']['total']:.2f}" in po_row
     assert page.locator("#measurements tbody tr").count() == 4

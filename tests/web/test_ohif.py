@@ -90,21 +90,24 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
         page.screenshot(path=str(tmp_path / "ohif-ct.png"))
         (tmp_path / "ohif-ct-viewport.png").write_bytes(ct_png)
         assert max(colour_pixels(ct_png).values()) < 50  # grey CT, nothing drawn over it yet
+        window = page.get_by_text("W:").first.locator("..").inner_text()
+        assert "1500" in window and "-600" in window, window  # the lung window, not the header's first (W350 L50)
 
         # The node's results are listed in the study browser: the SR and the SEG.
         assert page.get_by_text(SR_DESCRIPTION).first.is_visible()
-        page.get_by_text(SEG_DESCRIPTION).first.dblclick()
-        page.get_by_text("Do you want to open this Segmentation?").wait_for(timeout=SEG_MS)
-        page.get_by_role("button", name="Yes").click()
+        page.get_by_text(SEG_DESCRIPTION).first.dblclick()  # loaded over the CT at once: no question first
         page.locator('[data-cy^="panelSegmentation"]').first.click()  # open the segmentation panel (right side)
         for label in SEGMENTS:
             page.get_by_text(label, exact=True).first.wait_for(timeout=SEG_MS)
         page.get_by_text("Loading SEG...").wait_for(state="hidden", timeout=SEG_MS)
+        assert page.get_by_text("Do you want to open this Segmentation?").count() == 0
         # Clicking a segment moves the viewport to it: the opacity's slice shows all three.
         page.get_by_text("Lung opacity", exact=True).first.click()
         page.wait_for_timeout(3_000)
         page.screenshot(path=str(tmp_path / "ohif-seg.png"))
         overlay = viewport_png(page)
+        window = page.get_by_text("W:").first.locator("..").inner_text()
+        assert "1500" in window and "-600" in window, window  # still the lung window under the SEG
         (tmp_path / "ohif-seg-viewport.png").write_bytes(overlay)
     finally:
         if context.pages:  # what the page showed last, for a person to look at

@@ -54,7 +54,7 @@ def test_port_in_use_stops_start_up(tmp_path: Path) -> None:
         taken.listen()
         node = Node(node_config(tmp_path, taken.getsockname()[1]))
         try:
-            with pytest.raises(OSError, match="HTTP port .* is not available"):
+            with pytest.raises(OSError, match="HTTP port .* is already in use: choose another with --http-port"):
                 node.start()
         finally:
             node.stop()

@@ -4,9 +4,11 @@
 "use strict";
 
 const seriesId = Number(location.pathname.split("/").filter(Boolean).pop());
+// Digits as dicom_node/output/display.py's PRECISION (mL 1, % 2; probabilities as % with 1): the API's values are
+// stored at that precision, so the page writes them as the log, the CLI and the summary page do.
 const MEASUREMENTS = [
-  ["lung_volume_ml", "Lung volume (ml)", 0],
-  ["opacity_volume_ml", "Opacity volume (ml)", 1],
+  ["lung_volume_ml", "Lung volume (mL)", 1],
+  ["opacity_volume_ml", "Opacity volume (mL)", 1],
   ["opacity_percent", "Percentage of opacity (PO, %)", 2],
   ["high_opacity_percent", "Percentage of high opacity (PHO, %)", 2],
 ];
