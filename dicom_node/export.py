@@ -15,10 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import metrics
 from dicom_node.config import Config, Destination
+from dicom_node.deidentify.copies import DeidentifiedCopies
+from dicom_node.deidentify.deidentifier import NotDeidentifiable
+from dicom_node.deidentify.pseudonyms import KeyFileError
 from dicom_node.logs import RepeatingFailure
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
@@ -36,6 +40,7 @@ class Exporter:
         self.config = config
         self.owner = owner
         self.outbox = Outbox(sessions, config.export, data_dir, wakeups)
+        self.copies = DeidentifiedCopies(data_dir, sessions)
 
     def run(self, stopping: threading.Event) -> None:
         """Send until `stopping` is set; what is in flight then is sent again once its lease has run out."""
@@ -116,6 +121,9 @@ class Exporter:
             delivered = sum(result.outcome is Outcome.DELIVERED for result in answered)
             log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
             return all(result.outcome is not Outcome.RETRY for result in answered)
+        finally:
+            for item, _ in ready:
+                self.copies.remove(item.path)
         for claimed in claims:
             self._record(claimed, unanswered)
         return False
@@ -131,7 +139,21 @@ class Exporter:
             reason = f"{claimed.path} holds SOP instance {item.sop_instance_uid}, not {claimed.sop_instance_uid}"
             self._record(claimed, StoreResult(Outcome.REFUSED, None, reason))
             return None
-        return item
+        dest = next((dest for dest in self.config.destinations if dest.name == claimed.destination), None)
+        if dest is None or not dest.deidentification.enabled:
+            return item
+        try:
+            return read_item(self.copies.make(dest, claimed.path, claimed.id))
+        except (NotDeidentifiable, KeyFileError) as exc:
+            reason = f"not sent to de-identified destination {dest.name}: {exc}"
+        except SQLAlchemyError as exc:  # the pseudonyms could not be recorded: nothing goes out unrecorded
+            self._record(claimed, StoreResult(Outcome.RETRY, None, f"recording pseudonyms failed: {exc}"))
+            return None
+        except Exception as exc:  # a malformed object must fail its row, not the batch or the sender
+            log.exception("export %d: de-identifying %s failed", claimed.id, claimed.path)
+            reason = f"de-identification failed: {type(exc).__name__}: {exc}"
+        self._record(claimed, StoreResult(Outcome.REFUSED, None, reason))
+        return None
 
     def _record(self, claimed: ClaimedExport, result: StoreResult) -> None:
         metrics.count_export(claimed.destination, self.outbox.record(claimed, result))

@@ -34,6 +34,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,12 @@ class Worker:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self.outbox.enqueue_in(s, job.id, objects, destinations)):
+            with_source = {dest.name for dest in self.config.destinations if dest.include_source}
+
+            def enqueue(session: Session) -> int:
+                return self.outbox.enqueue_job_in(session, job.id, job.series_id, objects, destinations, with_source)
+
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=enqueue):
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
                 probabilities = ", ".join(f"{n} {p:.2f}" for n, p in zip(result.classification.class_names, result.classification.probabilities))

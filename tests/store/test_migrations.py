@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from dicom_node.store.db import downgrade, make_engine, upgrade
 from dicom_node.store.models import Base
 
-TABLES = {"patient", "study", "series", "instance", "association", "association_series", "job", "export", "cluster_setting"}
+TABLES = {"patient", "study", "series", "instance", "association", "association_series", "job", "export", "cluster_setting", "pseudonym"}
 
 
 def _state(url: str) -> tuple[str | None, set[str]]:
