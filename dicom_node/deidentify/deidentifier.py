@@ -119,11 +119,12 @@ class Deidentifier:
         dated = self.profile.retain_longitudinal_modified_dates
         self._days = self.pseudonyms.date_shift_days(patient_id, issuer, self.profile.max_date_shift_days) if dated else 0
         pseudonymous_patient = self.pseudonyms.patient_id(patient_id, issuer)
+        accession = self.pseudonyms.accession(str(ds.AccessionNumber or "")) if ACCESSION in ds else None
         self._walk(ds)
         ds.PatientID = pseudonymous_patient
         ds.PatientName = pseudonymous_patient
-        if ACCESSION in ds:
-            ds.AccessionNumber = self.pseudonyms.accession(str(ds.AccessionNumber)) if ds.AccessionNumber else ""
+        if accession is not None:
+            ds.AccessionNumber = accession
         self._mark(ds)
 
     def _walk(self, ds: Dataset) -> None:
