@@ -29,7 +29,7 @@ from dicom_node.deidentify.pseudonyms import Pseudonyms
 from dicom_node.deidentify.table import ActionTable, Option
 
 PATIENT_ID, PATIENT_NAME, ACCESSION = Tag("PatientID"), Tag("PatientName"), Tag("AccessionNumber")
-CONTENT_SEQUENCE = Tag("ContentSequence")
+CONTENT_SEQUENCE, TEXT_VALUE = Tag("ContentSequence"), Tag("TextValue")
 DEIDENTIFIED_BY = "dicom-node"
 _TEXT_VRS = {"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS", "AE", "UR"}
 _NUMBER_VRS = {"IS": "0", "DS": "0"}
@@ -69,6 +69,17 @@ def method_codes(profile: DeidentificationProfile) -> list[tuple[str, str]]:
         codes.append(("113101", "Clean Pixel Data Option"))
     codes.extend((option.code, option.meaning) for option in chosen_options(profile))
     return codes
+
+
+def effective_profile(profile: DeidentificationProfile) -> dict[str, object]:
+    """What a destination gets, for the REST API: the settings, the method codes written into each object, the table."""
+    if not profile.enabled:
+        return {"enabled": False}
+    return {
+        **profile.model_dump(),
+        "method_codes": [{"code": code, "scheme": "DCM", "meaning": meaning} for code, meaning in method_codes(profile)],
+        "table": ActionTable.load().edition,
+    }
 
 
 def _shift_date(value: str, days: int) -> str:
@@ -137,6 +148,8 @@ class Deidentifier:
             if rule is None:
                 if elem.VR == "SQ":
                     self._walk_items(elem)
+                elif elem.tag == TEXT_VALUE and Option.CLEAN_STRUCTURED_CONTENT in self.options:
+                    elem.value = self.clean_text(elem.value)  # a report's free text: the table has no row for it
                 continue
             self._act(ds, elem, rule.action(self.options).split("/")[-1])
 

@@ -211,3 +211,14 @@ def test_markers_list_the_profile_and_its_options() -> None:
     Deidentifier(PROFILES["basic"], Pseudonyms(KEY)).apply(ds)
     assert ds.LongitudinalTemporalInformationModified == "REMOVED" and not ds.StudyDate
     assert [item.CodeValue for item in ds.DeidentificationMethodCodeSequence] == ["113100"]
+
+
+def test_a_reports_text_is_cleaned_of_the_patients_identity_under_clean_structured_content() -> None:
+    """Text Value has no row of its own in Table E.1-1: Clean Structured Content cleans it inside the content tree."""
+    ds = _base()
+    ds.AccessionNumber = "ACC778899"
+    item = Dataset()
+    item.ValueType, item.TextValue = "TEXT", "Findings for Jane Doe (ACC778899): opacity 12 %"
+    ds.ContentSequence = [item]
+    Deidentifier(PROFILES["default"], Pseudonyms(KEY)).apply(ds)
+    assert ds.ContentSequence[0].TextValue == "Findings for   (): opacity 12 %"
