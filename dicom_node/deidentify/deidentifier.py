@@ -22,7 +22,6 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
-from pydicom.uid import SecondaryCaptureImageStorage
 
 from dicom_node.config import DeidentificationProfile
 from dicom_node.deidentify.pseudonyms import Pseudonyms
@@ -31,6 +30,7 @@ from dicom_node.deidentify.table import ActionTable, Option
 PATIENT_ID, PATIENT_NAME, ACCESSION = Tag("PatientID"), Tag("PatientName"), Tag("AccessionNumber")
 CONTENT_SEQUENCE, TEXT_VALUE = Tag("ContentSequence"), Tag("TextValue")
 DEIDENTIFIED_BY = "dicom-node"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and its multi-frame variants, .7.1 to .7.4
 _TEXT_VRS = {"LO", "SH", "LT", "ST", "UT", "UC", "PN", "CS", "AE", "UR"}
 _NUMBER_VRS = {"IS": "0", "DS": "0"}
 _DUMMY = {"DA": "19000101", "TM": "000000", "DT": "19000101000000", "PN": "ANONYMOUS", "CS": "ANONYMIZED", "AS": "000D"}
@@ -117,7 +117,7 @@ class Deidentifier:
             burned = str(ds.get("BurnedInAnnotation", "")).upper()
             if burned == "YES":
                 raise NotDeidentifiable("Burned In Annotation is YES and the profile does not clean pixel data (pixels_cleaned)")
-            if not burned and ds.get("SOPClassUID") == SecondaryCaptureImageStorage:
+            if not burned and str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE):
                 raise NotDeidentifiable("a secondary capture without Burned In Annotation may show identity in its pixels (pixels_cleaned)")
         if CONTENT_SEQUENCE in ds and not self.profile.clean_structured_content:
             raise NotDeidentifiable("Table E.1-1 replaces an SR's Content Sequence unless the profile cleans structured content")
