@@ -16,6 +16,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from dicom_node.store.files import _fsync_dir
+
 log = logging.getLogger(__name__)
 
 KEY_FILE = "deidentification.key"
@@ -30,20 +32,26 @@ class KeyFileError(Exception):
 def node_key(data_dir: Path) -> bytes:
     """The node's secret: read from the data dir, or created there (mode 0600) on first use.
 
-    Creation is exclusive (O_EXCL), so processes sharing the data dir agree on one key. A key file that group or
+    A new key is written whole to a private temporary file and linked to its name, which fails if the name exists:
+    processes sharing the data dir agree on one key, and none ever reads a half-written one. A key file that group or
     others may read is refused: whoever reads it can recompute every pseudonym.
     """
     path = Path(data_dir) / KEY_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(KEY_BYTES) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-        log.info("created the de-identification key %s (keep it: without it pseudonyms change)", path)
+    if not path.exists():
+        partial = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(KEY_BYTES) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(partial, path)
+            _fsync_dir(path.parent)  # the name must survive a crash: a new key would give new pseudonyms
+            log.info("created the de-identification key %s (keep it: without it pseudonyms change)", path)
+        except FileExistsError:
+            pass  # another process created it first: theirs is the key
+        finally:
+            partial.unlink(missing_ok=True)
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path} is accessible to group or others (mode {stat.filemode(mode)}): chmod 600 it")
