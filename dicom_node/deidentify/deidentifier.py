@@ -140,11 +140,11 @@ class Deidentifier:
 
     def _walk(self, ds: Dataset) -> None:
         for elem in list(ds):
-            rule = self.table.rule(elem.tag)
-            if elem.tag.is_private:
+            if elem.tag.is_private:  # the table's row for private attributes: X, or C under Retain Safe Private
                 if not self._safe_private(ds, elem.tag):
                     del ds[elem.tag]
                 continue
+            rule = self.table.rule(elem.tag)
             if rule is None:
                 if elem.VR == "SQ":
                     self._walk_items(elem)

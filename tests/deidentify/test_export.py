@@ -22,8 +22,9 @@ from tests.dcmtk import storescu
 from tests.export.conftest import export_rows
 from tests.export.peers import Orthanc, wait_for
 from tests.node.index import query
-from tests.node_process import NodeProcess, shared_series
+from tests.node_process import REPO, NodeProcess, free_port, shared_series, wait_for_port
 from tests.output.dicom_validation import dciodvfy_errors
+from tests.web.test_ohif import open_seg_over_ct
 
 RESEARCH = "RESEARCH"
 SEG, SR, SC = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.7"
@@ -34,17 +35,17 @@ IDENTITY_KEYWORDS = (
 
 
 def _settings(orthanc: Orthanc) -> dict:
+    return _settings_for({"name": RESEARCH, "ae_title": orthanc.ae_title, "host": "127.0.0.1", "port": orthanc.dicom_port,
+                          "include_source": True, "deidentification": {"enabled": True}})  # fmt: skip
+
+
+def _settings_for(destination: dict) -> dict:
     return {
         "jobs": {"workers": 1, "settle_seconds": 1.0, "poll_seconds": 0.2},
         "export": {"retry_initial_seconds": 0.2, "retry_max_seconds": 1.0, "poll_seconds": 0.1},
-        "destinations": [
-            {
-                "name": RESEARCH, "ae_title": orthanc.ae_title, "host": "127.0.0.1", "port": orthanc.dicom_port,
-                "include_source": True, "deidentification": {"enabled": True},
-            }
-        ],
-        "pipelines": {"covid19_ct": {"destinations": [RESEARCH]}},
-    }  # fmt: skip
+        "destinations": [destination],
+        "pipelines": {"covid19_ct": {"destinations": [destination["name"]]}},
+    }
 
 
 def _uids(ds: Dataset) -> set[str]:
@@ -202,3 +203,30 @@ def test_a0002_and_its_results_reach_a_deidentified_orthanc(orthanc_factory, nod
 @pytest.mark.slow
 def test_p001_and_its_results_reach_a_deidentified_orthanc(orthanc_factory, node_factory) -> None:  # type: ignore[no-untyped-def]
     _run(("covid-ct-md", "P001"), orthanc_factory, node_factory, timeout=300)
+
+
+@pytest.mark.slow
+def test_ohif_overlays_the_deidentified_seg_on_the_deidentified_ct(browser, node_factory, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The research archive is a second node (no workers: it only stores and serves); its OHIF opens the
+    de-identified study and draws the de-identified SEG over the de-identified CT."""
+    http_port = free_port()
+    archive = node_factory(ae="ARCHIVE", settings={"jobs": {"workers": 0}, "http": {"port": http_port, "ohif_dir": str(REPO / ".cache" / "ohif")}})
+    archive.start()
+    wait_for_port(http_port, 30, archive.proc)
+    research = {"name": RESEARCH, "ae_title": "ARCHIVE", "host": "127.0.0.1", "port": archive.port, "include_source": True,
+                "deidentification": {"enabled": True}}  # fmt: skip
+    node = node_factory(settings={**_settings_for(research)})
+    source = shared_series("lung-pet-ct-dx", "A0002-B40f")
+    node.start()
+    assert storescu(node.port, source).returncode == 0
+    wait_for(lambda: _all_sent(node), 300, "the de-identified exports", interval=0.5)
+    assert {row["state"] for row in export_rows(node.data_dir)} == {"sent"}
+    ((series_id, study_uid, patient_id),) = query(
+        archive.data_dir,
+        "SELECT series.id, study.study_instance_uid, patient.patient_id FROM series JOIN study ON study.id = series.study_fk "
+        "JOIN patient ON patient.id = study.patient_fk WHERE series.modality = 'CT'",
+    )
+    original = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True)
+    assert study_uid != original.StudyInstanceUID and patient_id != original.PatientID and patient_id.startswith("DN")
+    counts = open_seg_over_ct(browser, f"http://127.0.0.1:{http_port}", series_id, study_uid, len(list(source.glob("*.dcm"))), tmp_path)
+    assert counts["Right lung"] > 200 and counts["Left lung"] > 200, counts
