@@ -1,6 +1,7 @@
 """The COVID-19 CT pipeline: series files -> lungs, classification and opacity quantification.
 
-select/load -> segment (model grid, clip, `segmenter`, split left/right) -> classifier
+select/load -> segment (model grid, clip, `segmenter`, split left/right) -> fitness flags
+(`fitness.py`: is the scan within what the method was validated for) -> classifier
 input -> classify (`classifier`), in a second thread, while this one quantifies and describes
 the opacity pattern; then the masks go back to the native grid. Each step's wall time is
 recorded in `timings` (seconds; the two threads' steps overlap). Data problems raise `SeriesRejected`
@@ -22,6 +23,7 @@ import numpy as np
 from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
+from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
 from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
@@ -55,9 +57,10 @@ class PipelineResult:
     classification: Classification
     timings: dict[str, float] = field(default_factory=dict)
     pattern: OpacityPattern | None = None  # distribution and zone-based severity; None where not computed
+    fitness: tuple[FitnessFlag, ...] = ()  # conditions outside the validated range; empty: none found
 
 
-__all__ = ["Classification", "Measurements", "OpacityPattern", "PipelineResult", "run_covid19"]
+__all__ = ["Classification", "FitnessFlag", "Measurements", "OpacityPattern", "PipelineResult", "run_covid19"]
 
 
 def run_covid19(
@@ -90,6 +93,8 @@ def run_covid19(
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
+    with _timed(timings, "fitness"):
+        fitness = tuple(assess_fitness(volume, grid_ct, labels, settings.fitness))
     # The classifier needs only the grid CT and the lungs: a second thread runs it while this one
     # quantifies and describes the opacity (a Triton call waits on the network; numpy and scipy
     # release the GIL for most of their work). The masks go back to the native grid once it is done:
@@ -115,6 +120,7 @@ def run_covid19(
         classification=classification,
         timings=timings,
         pattern=pattern,
+        fitness=fitness,
     )
 
 

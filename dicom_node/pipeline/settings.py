@@ -114,9 +114,29 @@ class OpacitySettings(BaseModel, frozen=True):
     )
 
 
+class FitnessRules(BaseModel, frozen=True):
+    """Limits of the range the method was validated in; a scan beyond one gets a fitness flag (see `fitness.py`)."""
+
+    max_slice_thickness_mm: float = Field(
+        3.0, gt=0, description="thicker slices blur vessels into ground glass and small lesions out of it"
+    )
+    max_vessel_core_hu: float = Field(
+        100.0, description="90th percentile of the large lung vessels' cores above which contrast medium is reported "
+        "(42-64 HU measured without contrast, 154 HU with)"
+    )
+    max_end_slice_lung_percent: float = Field(
+        1.0, ge=0, le=100, description="lung on the first or last slice, as a share of the largest lung cross-section, "
+        "above which the lungs are not fully covered"
+    )
+    max_dark_streak_percent: float = Field(
+        0.5, ge=0, le=100, description="share of the lung darker than -1050 HU (3 x 3 mean) above which streaks are reported"
+    )
+
+
 class PipelineSettings(BaseModel, frozen=True):
     selection: SelectionRules = SelectionRules()
     load: LoadRules = LoadRules()
     segmentation: SegmentationSettings = SegmentationSettings()
     classifier_input: ClassifierInputSettings = ClassifierInputSettings()
     opacity: OpacitySettings = OpacitySettings()
+    fitness: FitnessRules = FitnessRules()
