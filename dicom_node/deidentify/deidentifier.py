@@ -245,19 +245,16 @@ class Deidentifier:
             meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
 
-def _elements(ds: Dataset) -> Iterator[DataElement]:
-    for elem in ds:
-        yield elem
-        if elem.VR == "SQ":
-            for item in elem.value or []:
-                yield from _elements(item)
-
-
 def _identifying_values(ds: Dataset) -> Iterator[str]:
-    """The identifying strings of the object (each name component on its own), 3 characters or more."""
-    for elem in _elements(ds):
-        if elem.keyword not in IDENTIFYING or elem.value in (None, ""):
+    """The identifying strings of the object (each name component on its own), 3 characters or more.
+
+    Top-level attributes only: the same attributes inside sequences are removed or replaced by the table anyway, and
+    a look-up by keyword does not convert the rest of the data set (the walk does that once).
+    """
+    for keyword in IDENTIFYING:
+        if keyword not in ds or ds[keyword].value in (None, ""):
             continue
+        elem = ds[keyword]
         values = elem.value if elem.VM > 1 else [elem.value]
         for value in values:
             text = str(value)

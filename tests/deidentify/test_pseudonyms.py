@@ -62,8 +62,10 @@ def test_a_copy_is_the_same_bytes_every_time_and_the_stored_file_is_untouched(tm
     source = next(shared_series("lung-pet-ct-dx", "A0002-B40f").glob("*.dcm"))
     before = source.read_bytes()
     dest = Destination(name="R", ae_title="R", host="127.0.0.1", port=104, deidentification=DeidentificationProfile(enabled=True))
-    first = copies.make(dest, source, 1).read_bytes()
-    assert copies.make(dest, source, 1).read_bytes() == first and source.read_bytes() == before
+    first = copies.make(dest, source, 1)
+    again = copies.make(dest, source, 1)
+    assert again.path.read_bytes() == first.path.read_bytes() and source.read_bytes() == before
+    assert again.pseudonyms == first.pseudonyms and copies.record([first, again]) == len(first.pseudonyms)
     assert pydicom.dcmread(copies.dir / "1.dcm").PatientIdentityRemoved == "YES"
     copies.remove(copies.dir / "1.dcm")
     assert not (copies.dir / "1.dcm").exists()
