@@ -114,10 +114,12 @@ def check_deidentified(series: tuple[str, str], node: NodeProcess, orthanc: Orth
 
     # No original identity value anywhere in any exported file (byte search). Every value is printable ASCII, so
     # an occurrence lies within one run of printable bytes: searching those runs is the same search, much faster.
-    found_in_an_original = [value for value in identity if value.encode() in _printable(next(iter(originals.values())).read_bytes())]
+    first_original = _printable(next(iter(originals.values())).read_bytes())
+    found_in_an_original = [value for value in identity if value.encode() in first_original]
     assert len(found_in_an_original) >= 4, found_in_an_original  # the search finds the identity where it is
     for uid, data in files.items():
-        leaked = [value for value in identity if value.encode() in _printable(data)]
+        printable = _printable(data)
+        leaked = [value for value in identity if value.encode() in printable]
         assert not leaked, f"{uid}: {leaked}"
     # Markers.
     for ds in datasets.values():
