@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
@@ -41,9 +42,11 @@ app = _typer("DICOM AI node: receive CT series, run the COVID-19 pipeline, send 
 db_app = _typer("Database schema (alembic migrations).")
 jobs_app = _typer("Series jobs.")
 exports_app = _typer("Results queued for, sent to or refused by the destinations.")
+pseudonyms_app = _typer("Pseudonyms sent to de-identified destinations (docs/deidentification.md).")
 app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(exports_app, name="exports")
+app.add_typer(pseudonyms_app, name="pseudonyms")
 
 ConfigOption = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
 DataDirOption = typer.Option(None, "--data-dir", metavar="DIR", help="Data directory (instances, results, SQLite index).")
@@ -385,6 +388,9 @@ def exports_resend(
 ) -> None:
     """Send a done job's results (SEG, SR, summary page, key images) to a destination: how a new PACS gets old results.
 
+    A destination with include_source also gets the source series; one with a de-identification profile gets
+    everything de-identified as it is sent.
+
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
     for the running node's exporter, which needs the destination in its configuration too.
     """
@@ -404,11 +410,39 @@ def exports_resend(
     if job.state != "done":
         _fail(f"job {job_id} is {job.state}: only a done job has results to send")
     objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in result_dicom_files(job.result)]
-    added = Outbox(sessions, cfg.export, cfg.node.data_dir).enqueue(job_id, objects, [to])
+    outbox = Outbox(sessions, cfg.export, cfg.node.data_dir)
+    with_source = {to} if cfg.destination(to).include_source else set()
+    with sessions.begin() as session:
+        added = outbox.enqueue_job_in(session, job_id, job.series_fk, objects, [to], with_source)
     if added:
         typer.echo(f"{added} result object(s) of job {job_id} queued for {to}")
     else:
         typer.echo(f"nothing queued: the results of job {job_id} were already queued or sent to {to} (`dicom-node exports retry ID` sends one again)")
+
+
+@pseudonyms_app.command("reidentify")
+def pseudonyms_reidentify(
+    pseudonym: str = typer.Argument(..., help="A value a de-identified destination holds: UID, Patient ID or accession number."),
+    as_json: bool = JsonOption,
+    data_dir: Optional[Path] = DataDirOption,
+    config: Optional[Path] = ConfigOption,
+) -> None:
+    """What a pseudonym stands for (and, for a patient, how many days the dates were moved back).
+
+    For an authorised user on the node: the mapping is in the index only, never exported. Each look-up is logged.
+    """
+    from dicom_node.store.pseudonyms import PseudonymStore
+
+    cfg = _config(config, _node_overrides(data_dir))
+    found = PseudonymStore(_sessions(cfg)).reidentify(pseudonym)
+    logging.getLogger("dicom_node.reidentify").warning("re-identification of %s by %s: %d mapping(s)", pseudonym, getpass.getuser(), len(found))
+    if not found:
+        _fail(f"{pseudonym!r} is no pseudonym this node has sent")
+    if as_json:
+        typer.echo(json.dumps([dict(kind=p.kind, original=p.original, pseudonym=p.pseudonym) for p in found], indent=2))
+        return
+    for p in found:
+        typer.echo(f"{p.kind:16} {p.original.replace(chr(0x1F), ' / ')}  ({p.pseudonym})")
 
 
 CallingAeOption = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title (default: export.calling_ae_title, else the node's called AE).")

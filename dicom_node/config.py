@@ -290,6 +290,43 @@ class JobSettings(Section):
 RetrieveMethod = Literal["C-MOVE", "C-GET", "WADO-RS"]
 
 
+class DeidentificationProfile(Section):
+    """PS3.15 Annex E for one destination: the Basic Application Level Confidentiality Profile and its options.
+
+    Applied to each object as it is sent (dicom_node/deidentify); the stored instances are untouched. UIDs, Patient ID
+    and accession number are replaced by a keyed mapping (a secret in the data dir), the same for every export.
+    """
+
+    enabled: bool = Field(default=False, description="De-identify what is sent to this destination (research, cloud).")
+    retain_longitudinal_modified_dates: bool = Field(
+        default=True,
+        description="Retain Longitudinal Temporal Information with Modified Dates: dates shifted by a per-patient number of days "
+        "(kept apart from the key, the same for every study of the patient). False: dates removed or emptied.",
+    )
+    max_date_shift_days: int = Field(default=3650, ge=1, le=36500, description="Dates move back by 1 to this many days.")
+    retain_patient_characteristics: bool = Field(default=False, description="Retain Patient Characteristics: sex, age, size, weight...")
+    retain_device_identity: bool = Field(default=False, description="Retain Device Identity: station name, serial numbers...")
+    retain_institution_identity: bool = Field(default=False, description="Retain Institution Identity: institution name and address...")
+    retain_uids: bool = Field(default=False, description="Retain UIDs: send the original UIDs instead of pseudonyms.")
+    retain_safe_private: bool = Field(
+        default=False, description="Retain Safe Private: keep the private attributes of the creators listed in safe_private_creators."
+    )
+    safe_private_creators: list[str] = Field(default_factory=list, description="Private creators whose attributes are safe to keep.")
+    clean_descriptors: bool = Field(
+        default=True, description="Clean Descriptors: keep descriptions and comments with identifying values cut out, instead of removing them."
+    )
+    clean_structured_content: bool = Field(
+        default=True,
+        description="Clean Structured Content: keep an SR's content tree, cleaned (UIDs mapped, dates shifted, names and identifying "
+        "text removed); without it SRs are not sent to this destination.",
+    )
+    pixels_cleaned: bool = Field(
+        default=False,
+        description="Clean Pixel Data: the operator vouches that the pixels carry no identity. Without it, images with Burned In "
+        "Annotation YES (or unknown, for secondary captures) are not sent to this destination.",
+    )
+
+
 class Destination(Section):
     """A DICOM peer results are sent to, and (with a `retrieve_method`) a source studies are retrieved from on request."""
 
@@ -321,6 +358,13 @@ class Destination(Section):
     wado_rs_token: str = Field(default="", description="Bearer token for wado_rs_url; empty: none.")
     wado_rs_user: str = Field(default="", description="User name for HTTP basic authentication at wado_rs_url; empty: none.")
     wado_rs_password: str = Field(default="", description="Password of wado_rs_user.")
+    include_source: bool = Field(
+        default=False,
+        description="Also send the source series the results were made from (a research archive has no copy of it).",
+    )
+    deidentification: DeidentificationProfile = Field(
+        default_factory=DeidentificationProfile, description="De-identification (PS3.15 Annex E) of what is sent there."
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
 
@@ -732,6 +776,23 @@ def example_toml() -> str:
         "# lists) gets notes withdrawing results that newer ones replace: rejection_notes = true",
         "# A destination that is also a source of studies processed on request (`dicom-node process`, /api/inference):",
         '# retrieve_method = "C-MOVE"                           # or "C-GET"; or "WADO-RS" with wado_rs_url = "http://pacs:8042/dicom-web"',
+        "#",
+        "# A research or cloud destination gets the source series and the results de-identified (PS3.15 Annex E,",
+        "# docs/deidentification.md): add to the destination",
+        "# include_source = true",
+        "# [destinations.deidentification]",
+        "# enabled = true",
+        "# retain_longitudinal_modified_dates = true",
+        "# max_date_shift_days = 3650",
+        "# retain_patient_characteristics = false",
+        "# retain_device_identity = false",
+        "# retain_institution_identity = false",
+        "# retain_uids = false",
+        "# retain_safe_private = false",
+        "# safe_private_creators = []",
+        "# clean_descriptors = true",
+        "# clean_structured_content = true",
+        "# pixels_cleaned = false",
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',

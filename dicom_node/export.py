@@ -15,10 +15,14 @@ import threading
 import time
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node import metrics
 from dicom_node.config import Config, Destination
+from dicom_node.deidentify.copies import DeidentifiedCopies, DeidentifiedCopy
+from dicom_node.deidentify.deidentifier import NotDeidentifiable
+from dicom_node.deidentify.pseudonyms import KeyFileError
 from dicom_node.logs import RepeatingFailure
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
@@ -36,6 +40,7 @@ class Exporter:
         self.config = config
         self.owner = owner
         self.outbox = Outbox(sessions, config.export, data_dir, wakeups)
+        self.copies = DeidentifiedCopies(data_dir, sessions)
 
     def run(self, stopping: threading.Event) -> None:
         """Send until `stopping` is set; what is in flight then is sent again once its lease has run out."""
@@ -91,12 +96,16 @@ class Exporter:
         if not batch:
             return False
         ready: list[tuple[StoreItem, ClaimedExport]] = []
+        copies: list[DeidentifiedCopy] = []
         for claimed in batch:
-            item = self._item(claimed)
-            if item is not None:
-                ready.append((item, claimed))
+            prepared = self._item(claimed)
+            if prepared is not None:
+                ready.append((prepared[0], claimed))
+                copies.extend(prepared[1:])
         if not ready:
             return True
+        if copies and not self._record_pseudonyms(copies, ready):
+            return False
         claims = iter(claimed for _, claimed in ready)  # store() answers each item, in order
         answered: list[StoreResult] = []
 
@@ -117,12 +126,16 @@ class Exporter:
             delivered = sum(result.outcome is Outcome.DELIVERED for result in answered)
             log.info("destination %s: %d of %d object(s) delivered", name, delivered, len(batch))
             return all(result.outcome is not Outcome.RETRY for result in answered)
+        finally:
+            for item, _ in ready:
+                self.copies.remove(item.path)
         for claimed in claims:
             self._record(claimed, unanswered)
         return False
 
-    def _item(self, claimed: ClaimedExport) -> StoreItem | None:
-        """The file of a claimed row, or None after failing the row when the file cannot be what it should be."""
+    def _item(self, claimed: ClaimedExport) -> tuple[StoreItem] | tuple[StoreItem, DeidentifiedCopy] | None:
+        """The file to send for a claimed row (and its de-identified copy, for such a destination), or None after
+        failing the row when the file cannot be what it should be or must not go there."""
         try:
             item = read_item(claimed.path)
         except ValueError as exc:
@@ -132,7 +145,31 @@ class Exporter:
             reason = f"{claimed.path} holds SOP instance {item.sop_instance_uid}, not {claimed.sop_instance_uid}"
             self._record(claimed, StoreResult(Outcome.REFUSED, None, reason))
             return None
-        return item
+        dest = next((dest for dest in self.config.destinations if dest.name == claimed.destination), None)
+        if dest is None or not dest.deidentification.enabled:
+            return (item,)
+        try:
+            copy = self.copies.make(dest, claimed.path, claimed.id)
+            return read_item(copy.path), copy
+        except (NotDeidentifiable, KeyFileError) as exc:
+            reason = f"not sent to de-identified destination {dest.name}: {exc}"
+        except Exception as exc:  # a malformed object must fail its row, not the batch or the sender
+            log.exception("export %d: de-identifying %s failed", claimed.id, claimed.path)
+            reason = f"de-identification failed: {type(exc).__name__}: {exc}"
+        self._record(claimed, StoreResult(Outcome.REFUSED, None, reason))
+        return None
+
+    def _record_pseudonyms(self, copies: list[DeidentifiedCopy], ready: list[tuple[StoreItem, ClaimedExport]]) -> bool:
+        """Every pseudonym of the batch in the index, in one transaction, before anything goes out; if that fails,
+        nothing is sent and the rows are retried."""
+        try:
+            self.copies.record(copies)
+            return True
+        except SQLAlchemyError as exc:
+            for item, claimed in ready:
+                self.copies.remove(item.path)
+                self._record(claimed, StoreResult(Outcome.RETRY, None, f"recording the pseudonyms failed: {exc}"))
+            return False
 
     def _record(self, claimed: ClaimedExport, result: StoreResult) -> None:
         metrics.count_export(claimed.destination, self.outbox.record(claimed, result))

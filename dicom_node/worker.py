@@ -42,6 +42,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
@@ -217,8 +218,12 @@ class Worker:
         """In the transaction that marks the job done: queue its results, mark what earlier jobs of the series sent
         and this one no longer produces as superseded, and withdraw those objects (IHE IOCM rejection note) where the
         destination accepts it."""
-        self.outbox.enqueue_in(session, job.id, objects, destinations)
-        superseded = self.outbox.supersede_in(session, job.id, job.series_id, {obj.sop_instance_uid for obj in objects})
+        with_source = {dest.name for dest in self.config.destinations if dest.include_source}
+        self.outbox.enqueue_job_in(session, job.id, job.series_id, objects, destinations, with_source)
+        kept = {obj.sop_instance_uid for obj in objects}
+        if with_source:  # the source instances sent along are the input, never superseded by a newer result
+            kept |= {obj.sop_instance_uid for obj in self.outbox.source_objects_in(session, job.series_id)}
+        superseded = self.outbox.supersede_in(session, job.id, job.series_id, kept)
         accepting = {dest.name for dest in self.config.destinations if dest.rejection_notes}
         by_destination: dict[str, list[Path]] = {}
         for old in superseded:

@@ -236,3 +236,15 @@ class InferenceRequestSeries(Base):
     after_job: Mapped[int] = mapped_column(Integer, default=0, doc="The series' newest job id before the request: the request's job is newer.")
     job_fk: Mapped[int | None] = mapped_column(ForeignKey("job.id"), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class PseudonymMapping(Base):
+    """A pseudonym the node sent to a de-identified destination and its original: re-identification, on the node only."""
+
+    __tablename__ = "pseudonym"
+    __table_args__ = (UniqueConstraint("kind", "original", name="uq_pseudonym_kind_original"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), doc="uid, patient_id, accession or date_shift_days.")
+    original: Mapped[str] = mapped_column(UID)
+    pseudonym: Mapped[str] = mapped_column(UID, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import ExportSettings
 from dicom_node.net.status import Outcome, StoreResult
-from dicom_node.store.models import Export, Job, utcnow
+from dicom_node.store.models import Export, Instance, Job, utcnow
 from dicom_node.store.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -151,6 +151,25 @@ class Outbox:
             )
             log.info("job %d: %d object(s) sent for earlier jobs of its series are superseded", job_id, len(rows))
         return [SupersededExport(row.destination, row.sop_instance_uid, self.data_dir / row.path, row.job_fk) for row in rows]
+
+    def enqueue_job_in(
+        self, session: Session, job_id: int, series_id: int, objects: list[ResultObject], destinations: list[str], with_source: set[str]
+    ) -> int:
+        """A job's results for `destinations` and, for those in `with_source` (destinations with include_source),
+        the instances of its source series as indexed now, in the caller's transaction."""
+        added = self.enqueue_in(session, job_id, objects, destinations)
+        source_destinations = [name for name in destinations if name in with_source]
+        if source_destinations:
+            added += self.enqueue_in(session, job_id, self.source_objects_in(session, series_id), source_destinations)
+        return added
+
+    @staticmethod
+    def source_objects_in(session: Session, series_id: int) -> list[ResultObject]:
+        """The stored instances of a series, as outbox objects (paths relative to the data dir)."""
+        rows = session.execute(
+            select(Instance.path, Instance.sop_instance_uid, Instance.sop_class_uid).where(Instance.series_fk == series_id).order_by(Instance.id)
+        )
+        return [ResultObject(Path(path), uid, sop_class) for path, uid, sop_class in rows]
 
     def claim_due(self, destination: str, owner: str, now: datetime | None = None, limit: int | None = None) -> list[ClaimedExport]:
         """Claim up to `limit` rows due for `destination` for `owner` (pending, or sending with an expired lease).

@@ -141,3 +141,21 @@ def retry_export(export_id: RowId, session: SessionDep, context: ContextDep) -> 
         raise HTTPException(409, f"export {export_id} is {export.state}: only failed or sent exports can be retried")
     session.expire_all()
     return export_row(get_or_404(session, Export, export_id))
+
+
+@router.get("/destinations", summary="Configured destinations, each with its effective de-identification profile")
+def list_destinations(context: ContextDep) -> list[dict[str, Any]]:
+    from dicom_node.deidentify.deidentifier import effective_profile
+
+    return [
+        {
+            "name": dest.name,
+            "ae_title": dest.ae_title,
+            "host": dest.host,
+            "port": dest.port,
+            "tls": dest.tls,
+            "include_source": dest.include_source,
+            "deidentification": effective_profile(dest.deidentification),
+        }
+        for dest in context.config.destinations
+    ]

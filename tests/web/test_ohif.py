@@ -50,9 +50,17 @@ def viewport_png(page: Page) -> bytes:
 
 
 def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path) -> None:
+    assert processed_p001.state == "done", processed_p001.reason
+    counts = open_seg_over_ct(browser, processed_p001.http_url, processed_p001.series_id, processed_p001.study_instance_uid, 148, tmp_path)
+    assert all(counts[label] > 200 for label in SEGMENTS), counts
+
+
+def open_seg_over_ct(browser: Browser, http_url: str, series_id: int, study_uid: str, slices: int, tmp_path: Path) -> dict[str, int]:
+    """Open the study from the node's series list in OHIF, draw the CT, open the SEG over it; return the pixels of
+    each segment's colour in the viewport. Fails if the CT is not drawn, the SR or a segment is not listed, or any
+    request leaves loopback. Screenshots are left in `tmp_path`."""
     if not (REPO / ".cache" / "ohif" / "index.html").is_file():
         pytest.skip("OHIF is not installed in .cache/ohif: run `make ohif`")
-    assert processed_p001.state == "done", processed_p001.reason
     elsewhere: list[str] = []
 
     def only_loopback(route: Route) -> None:
@@ -72,16 +80,16 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
         page.set_default_timeout(60_000)
 
         # The series list links the study to OHIF.
-        page.goto(f"{processed_p001.http_url}/")
-        link = page.locator(f'tr[data-series-id="{processed_p001.series_id}"] a.ohif')
+        page.goto(f"{http_url}/")
+        link = page.locator(f'tr[data-series-id="{series_id}"] a.ohif')
         link.wait_for()
-        assert link.get_attribute("href") == f"/ohif/viewer?StudyInstanceUIDs={processed_p001.study_instance_uid}"
+        assert link.get_attribute("href") == f"/ohif/viewer?StudyInstanceUIDs={study_uid}"
         link.click(timeout=120_000, no_wait_after=True)
 
         # Other tests of the session may have added instances to this study, which OHIF shows as further display
-        # sets of the CT series: load the one of the 148 slices into the viewport from its thumbnail.
-        page.get_by_text("148", exact=True).first.dblclick(timeout=FIRST_IMAGE_MS)
-        page.get_by_text("(1/148)").wait_for(timeout=FIRST_IMAGE_MS)  # the CT's first image is drawn
+        # sets of the CT series: load the one of the source's slices into the viewport from its thumbnail.
+        page.get_by_text(str(slices), exact=True).first.dblclick(timeout=FIRST_IMAGE_MS)
+        page.get_by_text(f"(1/{slices})").wait_for(timeout=FIRST_IMAGE_MS)  # the CT's first image is drawn
         def drawn() -> bytes | None:
             png = viewport_png(page)
             return png if np.asarray(Image.open(io.BytesIO(png)).convert("L")).std() > 20 else None
@@ -114,6 +122,5 @@ def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed
             context.pages[0].screenshot(path=str(tmp_path / "ohif-last.png"))
         context.close()
 
-    counts = colour_pixels(overlay)
-    assert all(counts[label] > 200 for label in SEGMENTS), counts
     assert elsewhere == [], f"requests left loopback: {elsewhere}"
+    return colour_pixels(overlay)
