@@ -42,7 +42,6 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
-from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 

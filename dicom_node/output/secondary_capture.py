@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
-from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, segment_masks
 from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows

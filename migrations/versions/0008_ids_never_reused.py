@@ -6,13 +6,13 @@ never go back: nothing to do there. The instance table keeps its ids (they appea
 rebuilding it would copy the whole index).
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 """
 
 from alembic import op
 
 revision = '0008'
-down_revision = '0006'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """inference requests (studies processed on request from a PACS) and the retrieve that brought an association's instances
 
 Revision ID: 0009
-Revises: 0006
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = '0009'
-down_revision = '0006'
+down_revision = '0008'
 branch_labels = None
 depends_on = None
 
