@@ -54,7 +54,7 @@ class RequestRunner:
         self.owner = owner
         self.requests = InferenceRequests(sessions, self.settings.lease_seconds)
         self.outbox = outbox
-        self.receiver = Receiver(config.dicom, data_dir, Indexer(sessions, config.jobs.ignore_sop_classes), queue)
+        self.receiver = Receiver(config.dicom, data_dir, Indexer(sessions, config.job_sop_classes()), queue)
         self.data_dir = data_dir
         self.calling_ae = config.export.calling_ae_title
         self.called = config.dicom.called_aes[0]
