@@ -173,7 +173,7 @@ def render_summary(
     for line in classification:
         draw.text((24, y), line, fill=(255, 217, 138) if line.startswith("Note") else (255, 255, 255), font=body)
         y += step
-    y = max(y + 20, height - 60)
+    y = min(max(y + 20, height - 60), height - 28)  # on the page even when the headline, table and notes fill it
     x = 24
     for spec in _CONTOURED:
         draw.rectangle((x, y + 4, x + 16, y + 20), fill=spec.rgb)

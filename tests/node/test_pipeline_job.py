@@ -59,7 +59,7 @@ def test_the_done_line_gives_the_jobs_time_not_the_sum_of_its_overlapping_steps(
     assert logged <= wall + 0.05
     # The log writes the measurements as the page, the CLI and the summary page do (output/display.py).
     measurements = job["result"]["measurements"]
-    assert f"lungs {shown(measurements['lung_volume_ml']['total'], 'mL')}, PO {shown(measurements['opacity_percent']['total'], '%')}" in line, line
+    assert f"lungs {shown(measurements['lung_volume_ml']['total'], 'mL')}" in line, line
 
 
 def test_result_files_are_in_the_jobs_results_folder(processed_p001: ProcessedSeries, job: dict) -> None:

@@ -35,7 +35,7 @@ def test_the_baseline_index_is_never_called_a_probability_and_a_trained_model_na
     assert not any(line.startswith("Probability") for line in baseline)
     trained = dataclasses.replace(BASELINE, model_name="clara_covid19_densenet121", baseline=False)
     assert classification_lines(trained)[:2] == [
-        "Probability of non-COVID (clara_covid19_densenet121): 0.250",
-        "Probability of COVID-19 (clara_covid19_densenet121): 0.750",
+        "Probability of non-COVID (clara_covid19_densenet121): 25.0 %",
+        "Probability of COVID-19 (clara_covid19_densenet121): 75.0 %",
     ]
     assert trained.score_kind == "probability" and BASELINE.score_kind == "baseline index, not a probability"

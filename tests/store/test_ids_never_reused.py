@@ -41,11 +41,12 @@ def received_series(sessions: sessionmaker[Session], number: int) -> dict[type, 
 
 
 def test_ids_deleted_by_retention_are_never_given_again(database_url: str, tmp_path: Path) -> None:
-    upgrade(database_url, "0006")
+    # The models are at head (later migrations add columns), so rows go in at head; 0008's rebuild of an index
+    # holding rows is covered by tests/store/test_upgrade_each_revision.py.
+    upgrade(database_url)
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
     kept = received_series(sessions, 1)
-    upgrade(database_url)  # 0008 rebuilds the SQLite tables with rows and references in them
     with sessions() as session:
         assert {kind: session.scalar(sa.select(sa.func.max(kind.id))) for kind in KINDS} == kept
     newest = received_series(sessions, 2)
