@@ -10,6 +10,7 @@ every result is in Orthanc exactly once.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from collections import Counter
@@ -176,8 +177,12 @@ def test_two_receivers_three_workers_each_job_and_export_exactly_once_despite_ki
         assert len(uids) == len(set(uids)), "Orthanc holds each object once"
         assert results_in_orthanc == {uid for uid, _, _ in exports}, "every result is in the PACS"
         assert in_flight and in_flight <= results_in_orthanc, "the exports in flight at the kill were taken over and delivered"
-        assert {attempts for _, _, attempts in exports} == {1}, "each export was recorded once: no sender sent a row it did not own"
         logs = "\n".join(node.log() for node in nodes)
+        # A loaded machine may time out an association or a DIMSE answer; that attempt is recorded and retried, and
+        # is logged as such. Any other extra attempt would be a sender recording a row it did not own.
+        retried = Counter(int(n) for n in re.findall(r"export (\d+) to PACS: .*; next attempt at", logs))
+        recorded = dict(query(database_url, "SELECT id, attempts FROM export"))
+        assert recorded == {export: 1 + retried[export] for export in recorded}, "each export recorded once per attempt the node logged"
         assert "stopped renewing its lease" in logs and "stopped while sending it" in logs
         assert logs.count("listening for job and export notifications") >= len(nodes), "every process woken by NOTIFY"
         assert len({owner_pid(o) for o in query_workers(database_url)}) >= 2, "the work was spread over several workers"
