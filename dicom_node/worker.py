@@ -219,10 +219,7 @@ class Worker:
         destination accepts it."""
         with_source = {dest.name for dest in self.config.destinations if dest.include_source}
         self.outbox.enqueue_job_in(session, job.id, job.series_id, objects, destinations, with_source)
-        kept = {obj.sop_instance_uid for obj in objects}
-        if with_source:  # the source instances sent along are the input, never superseded by a newer result
-            kept |= {obj.sop_instance_uid for obj in self.outbox.source_objects_in(session, job.series_id)}
-        superseded = self.outbox.supersede_in(session, job.id, job.series_id, kept)
+        superseded = self.outbox.supersede_in(session, job.id, job.series_id, {obj.sop_instance_uid for obj in objects})
         accepting = {dest.name for dest in self.config.destinations if dest.rejection_notes}
         by_destination: dict[str, list[Path]] = {}
         for old in superseded:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
+from pydicom.uid import KeyObjectSelectionDocumentStorage
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -135,12 +136,24 @@ class Outbox:
         return added
 
     def supersede_in(self, session: Session, job_id: int, series_id: int, kept: Collection[str]) -> list[SupersededExport]:
-        """In the finishing job's transaction: mark the objects that earlier jobs of the series sent, and that this
-        job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them."""
+        """In the finishing job's transaction: mark the results that earlier jobs of the series sent, and that this
+        job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them.
+
+        Only results are ever superseded: the series' own instances (sent along to destinations with
+        include_source, whether or not this job sends them) are the input, and an earlier rejection note has
+        already done its work; withdrawing either would take the images, or the withdrawal, out of the PACS."""
+        source = select(Instance.sop_instance_uid).where(Instance.series_fk == series_id)
         rows = session.execute(
             select(Export.id, Export.destination, Export.sop_instance_uid, Export.path, Export.job_fk)
             .join(Job, Job.id == Export.job_fk)
-            .where(Job.series_fk == series_id, Job.id != job_id, Export.state == "sent", Export.sop_instance_uid.not_in(list(kept)))
+            .where(
+                Job.series_fk == series_id,
+                Job.id != job_id,
+                Export.state == "sent",
+                Export.sop_instance_uid.not_in(list(kept)),
+                Export.sop_instance_uid.not_in(source),
+                Export.sop_class_uid != KeyObjectSelectionDocumentStorage,
+            )
             .order_by(Export.id)
         ).all()
         if rows:

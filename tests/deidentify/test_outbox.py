@@ -6,14 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pydicom
-from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, KeyObjectSelectionDocumentStorage, SecondaryCaptureImageStorage, generate_uid
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import load_config
 from dicom_node.export import Exporter
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import Scu
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
-from dicom_node.store.models import Instance, Job, Patient, Series, Study
+from dicom_node.store.models import Export, Instance, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
 from tests.export.conftest import export_rows, make_object, seed_exports
 
@@ -24,13 +26,8 @@ DESTINATIONS = [
 ]  # fmt: skip
 
 
-def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    study_uid = generate_uid()
-    result = make_object(tmp_path / "results" / "sr.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR")
+def indexed_series(tmp_path: Path, sessions: sessionmaker[Session], study_uid: str) -> tuple[int, int]:
+    """A series of two stored CT instances and a done job for it; returns (job id, series id)."""
     with sessions.begin() as session:
         series = Series(series_instance_uid=generate_uid(), study=Study(study_instance_uid=study_uid, patient=Patient(patient_id="P1")))
         for number in (1, 2):
@@ -41,7 +38,17 @@ def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_p
         job = Job(series=series, pipeline="covid19_ct", state="done", steps={}, result={})
         session.add(job)
         session.flush()
-        job_id, series_id = job.id, series.id
+        return job.id, series.id
+
+
+def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    study_uid = generate_uid()
+    result = make_object(tmp_path / "results" / "sr.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR")
+    job_id, series_id = indexed_series(tmp_path, sessions, study_uid)
     outbox = Outbox(sessions, load_config(None, {}, environ={}).export, tmp_path)
     objects = [ResultObject.from_file(result, tmp_path)]
     for expected in (4, 0):  # again: nothing twice
@@ -51,6 +58,33 @@ def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_p
     assert sorted((row["destination"], row["sop_class_uid"]) for row in rows) == [
         ("PACS", ComprehensiveSRStorage), ("RESEARCH", CTImageStorage), ("RESEARCH", CTImageStorage), ("RESEARCH", ComprehensiveSRStorage)
     ]
+    engine.dispose()
+
+
+def test_a_newer_result_supersedes_only_results_never_the_source_sent_along_nor_a_rejection_note(tmp_path: Path) -> None:
+    """The next job of the series runs after include_source was turned off: its own destinations send no source."""
+    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    upgrade(url)
+    engine = make_engine(url)
+    sessions = make_sessionmaker(engine)
+    study_uid = generate_uid()
+    first_job, series_id = indexed_series(tmp_path, sessions, study_uid)
+    old_result = make_object(tmp_path / "results" / "old.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR")
+    old_note = make_object(tmp_path / "results" / "note.dcm", KeyObjectSelectionDocumentStorage, study_uid, generate_uid(), "KO")
+    outbox = Outbox(sessions, load_config(None, {}, environ={}).export, tmp_path)
+    with sessions.begin() as session:
+        earlier = [ResultObject.from_file(path, tmp_path) for path in (old_result, old_note)]
+        outbox.enqueue_job_in(session, first_job, series_id, earlier, ["RESEARCH"], {"RESEARCH"})
+        session.execute(update(Export).values(state="sent"))
+        second = Job(series_fk=series_id, pipeline="covid19_ct", state="running", steps={}, result={})
+        session.add(second)
+        session.flush()
+        superseded = outbox.supersede_in(session, second.id, series_id, {generate_uid()})
+    assert [old.sop_instance_uid for old in superseded] == [pydicom.dcmread(old_result).SOPInstanceUID]
+    states = sorted((row["sop_class_uid"], row["state"]) for row in export_rows(tmp_path))
+    assert states == sorted(
+        [(KeyObjectSelectionDocumentStorage, "sent"), (CTImageStorage, "sent"), (CTImageStorage, "sent"), (ComprehensiveSRStorage, "superseded")]
+    )
     engine.dispose()
 
 
