@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+STARTED: list[NodeProcess] = []  # every node a test started, for `stop_the_nodes_a_test_left_running`
 
 
 def shared_series(*parts: str) -> Path:
@@ -134,6 +136,8 @@ class NodeProcess:
             [sys.executable, "-m", "dicom_node", *command, "--config", str(self.config_path), *self.serve_args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=self.umask,
         )
+        if not any(node is self for node in STARTED):  # a restart keeps the owner of its first start
+            STARTED.append(self)
         try:
             if self.command == "serve":
                 wait_for_port(self.port, timeout, self.proc)
@@ -175,6 +179,17 @@ class NodeProcess:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+
+@pytest.fixture(autouse=True)
+def stop_the_nodes_a_test_left_running() -> Iterator[None]:
+    """A node started in a test (not by a wider fixture, which stops its own) is stopped when the test ends, whether
+    or not the test stops it: a forgotten node would poll its database for the rest of the session and load CI."""
+    before = len(STARTED)
+    yield
+    for node in STARTED[before:]:
+        node.stop()
+    del STARTED[before:]
 
 
 @pytest.fixture
