@@ -211,16 +211,36 @@ class JobQueue:
             linked, ended_abnormally, or_(Series.last_released_at.is_(None), Association.started_at > Series.last_released_at)
         )
         overdue = Series.last_received_at <= now - timedelta(seconds=grace_seconds)
-        # An inference request retrieving the series holds it until the PACS's count has come or its idle timeout ran out.
+        # An inference request retrieving the series holds it until the PACS's count has come or its idle timeout ran
+        # out, and, once it found the series partial, until it decided (in the same step) what that means for the job.
         retrieving = exists().where(
             InferenceRequestSeries.series_instance_uid == Series.series_instance_uid,
-            InferenceRequestSeries.state == "retrieving",
+            InferenceRequestSeries.state.in_(("retrieving", "partial")),
             InferenceRequestSeries.request_fk == InferenceRequest.id,
             InferenceRequest.state.in_(("finding", "retrieving")),  # a request that ended (cancelled, failed) holds nothing
         )
+        # A request that ended its retrieve as partial after the last arrival speaks for the series as it is: its job
+        # says the input is incomplete, or, where the request failed for it (retrieve.partial = 'fail'), none is made.
+        partial = (
+            select(InferenceRequestSeries.reason, InferenceRequest.state)
+            .join(InferenceRequest, InferenceRequest.id == InferenceRequestSeries.request_fk)
+            .where(
+                InferenceRequestSeries.series_instance_uid == Series.series_instance_uid,
+                InferenceRequestSeries.state == "partial",
+                InferenceRequest.updated_at >= Series.last_received_at,
+            )
+            .order_by(InferenceRequest.id.desc())
+            .limit(1)
+        )
         with self._sessions() as session:
             candidates = session.execute(
-                select(Series.id, Series.last_received_at, held.label("held")).where(
+                select(
+                    Series.id,
+                    Series.last_received_at,
+                    held.label("held"),
+                    partial.with_only_columns(InferenceRequestSeries.reason).scalar_subquery().label("partial"),
+                    partial.with_only_columns(InferenceRequest.state).scalar_subquery().label("request_state"),
+                ).where(
                     Series.pending.is_(True),
                     Series.last_received_at <= quiet_since,
                     ~sending,
@@ -229,12 +249,29 @@ class JobQueue:
                 )
             ).all()
         created = []
-        for series_id, last_received, incomplete in candidates:
+        for series_id, last_received, incomplete, partial_reason, request_state in candidates:
+            if partial_reason and request_state == "failed":
+                self._leave_unprocessed(series_id, last_received, f"its retrieve came partial ({partial_reason}) and retrieve.partial = 'fail'")
+                continue
             reason = f"not completed by a normal release within {grace_seconds:g} s" if incomplete else ""
+            if partial_reason:
+                reason = f"a partial retrieve from the PACS: {partial_reason}"
             job_id = self._queue_series(series_id, last_received, reason)
             if job_id is not None:
                 created.append(job_id)
         return created
+
+    def _leave_unprocessed(self, series_id: int, last_received: datetime, why: str) -> None:
+        """No job for the series as it is now; new instances make it pending again."""
+        with self._sessions.begin() as session:
+            uid = session.scalar(
+                update(Series)
+                .where(Series.id == series_id, Series.pending.is_(True), Series.last_received_at == last_received)
+                .values(pending=False)
+                .returning(Series.series_instance_uid)
+            )
+        if uid is not None:
+            log.warning("series %s: not processed: %s", uid, why)
 
     def _queue_series(self, series_id: int, last_received: datetime, incomplete: str = "") -> int | None:
         with self._sessions.begin() as session:

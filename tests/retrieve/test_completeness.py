@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 
+from tests.export.peers import wait_for
 from tests.node_process import NodeProcess, free_port, wait_for_port
 from tests.retrieve.conftest import A0002_B40F, PIPELINE_SECONDS, Api, body, series_path
 
@@ -121,3 +122,17 @@ def test_a_partial_retrieve_is_processed_and_said(late_pacs: LatePacs, tmp_path:
     assert any("partial retrieve" in error["message"] and "processing what came" in error["message"] for error in status["errors"])
     assert status["instances"]["expected"] == 30 and status["series"][0]["instancesStored"] == 28
     assert status["state"] == "done" and status["series"][0]["job"]["state"] == "done", (status, node.log()[-3000:])
+    [job] = json.loads(node.cli("jobs", "list", "--json").stdout)
+    assert job["input_incomplete"] == "a partial retrieve from the PACS: 28 of 30 instances came", "the result says its input is incomplete"
+
+
+@pytest.mark.parametrize("late_pacs", [None], indirect=True)
+def test_a_partial_retrieve_fails_the_request_when_so_configured(late_pacs: LatePacs, tmp_path: Path) -> None:
+    node = start(tmp_path / "node", late_pacs, partial="fail")
+    api = Api(node)
+    assert api.post(body("fail", "PACS", {"type": "DICOM_UID", "studies": [{"StudyInstanceUID": late_pacs.slices[0].StudyInstanceUID}]})).status_code == 201
+    status = api.wait_final("fail", PIPELINE_SECONDS)
+    assert status["state"] == "failed", status
+    assert any("28 of 30 instances" in error["message"] and "retrieve.partial = 'fail'" in error["message"] for error in status["errors"]), status["errors"]
+    wait_for(lambda: "not processed: its retrieve came partial (28 of 30 instances came)" in node.log(), 30, f"the series left unprocessed: {node.log()[-3000:]}")
+    assert json.loads(node.cli("jobs", "list", "--json").stdout) == [], "no job for the series the request failed for"
