@@ -10,6 +10,7 @@ default would accept studies from sources nobody meant to allow.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from dicom_node.pipeline.settings import PipelineSettings
 
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
+HOST_NAME_PATTERN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
 
 
 class ConfigError(Exception):
@@ -36,19 +38,73 @@ class Section(BaseModel):
 
 
 def _check_ae_title(value: str) -> str:
-    value = value.strip()
+    """PS3.5's AE value representation: leading and trailing spaces are not significant, so they are dropped."""
+    value = value.strip(" ")
     if not AE_TITLE_PATTERN.match(value):
-        raise ValueError("an AE title is 1 to 16 characters, no backslash or control characters")
+        raise ValueError("an AE title (PS3.5 AE) is 1 to 16 characters, not all spaces, with no backslash or control characters")
     return value
 
 
-class AllowedSource(Section):
-    """A calling AE title allowed to send, optionally only from one host (IP address or name)."""
+def _check_host(value: str) -> str:
+    """An IP address or a host name (RFC 1123 labels): a typo such as 'pacs:4242' or a URL is caught when it is entered."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not HOST_NAME_PATTERN.match(value):
+        raise ValueError("a host is an IP address or a host name (letters, digits, hyphens and dots; no port, no scheme)")
+    return value
 
+
+def _check_host_or_network(value: str | None) -> str | None:
+    """A host, or a network in CIDR notation (10.0.0.0/24) that every sender's address in it matches."""
+    if value is None or "/" not in value:
+        return None if value is None else _check_host(value)
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("a network is an address with a prefix length, e.g. 10.0.0.0/24") from None
+
+
+class AllowedSource(Section):
+    """A calling AE title allowed to send, optionally only from one host (IP address or name) or network."""
+
+    name: str = Field(
+        default="", max_length=64, description="Name of this entry (REST and CLI). Empty: the AE title, with '@host' when a host is set."
+    )
     ae_title: str = Field(description="Calling AE title of the sender.")
-    host: str | None = Field(default=None, description="If set, the sender must connect from this address.")
+    host: str | None = Field(
+        default=None, description="If set, the sender must connect from this address, or from this network (CIDR, e.g. 10.0.0.0/24)."
+    )
+    called_aes: list[str] = Field(default_factory=list, description="Called AE titles of this node the sender may use. Empty: any of them.")
+    query_retrieve: bool = Field(default=False, description="The sender may also query and retrieve (C-FIND, C-MOVE, C-GET) what the node holds.")
 
     _ae = field_validator("ae_title")(_check_ae_title)
+    _host = field_validator("host")(_check_host_or_network)
+
+    @field_validator("called_aes")
+    @classmethod
+    def _called(cls, values: list[str]) -> list[str]:
+        return [_check_ae_title(value) for value in values]
+
+    @model_validator(mode="after")
+    def _default_name(self) -> AllowedSource:
+        if not self.name.strip():
+            self.name = self.ae_title if self.host is None else f"{self.ae_title}@{self.host}"
+        return self
+
+    def admits(self, calling: str, address: str, called: str) -> bool:
+        """Whether an association from `calling` at `address` to our `called` AE is this source's."""
+        if calling != self.ae_title or (self.called_aes and called not in self.called_aes):
+            return False
+        if self.host is None or self.host == address:
+            return True
+        if "/" not in self.host:
+            return False
+        try:
+            return ipaddress.ip_address(address) in ipaddress.ip_network(self.host)
+        except ValueError:
+            return False
 
 
 class CalledAe(Section):
@@ -330,7 +386,7 @@ class DeidentificationProfile(Section):
 class Destination(Section):
     """A DICOM peer results are sent to, and (with a `retrieve_method`) a source studies are retrieved from on request."""
 
-    name: str = Field(description="Name used in pipeline destination lists and in the exports table.")
+    name: str = Field(min_length=1, max_length=64, description="Name used in pipeline destination lists and in the exports table.")
     ae_title: str = Field(description="Called AE title of the peer.")
     host: str = Field(description="Host name or address of the peer.")
     port: int = Field(ge=1, le=65535, description="Port of the peer.")
@@ -367,6 +423,7 @@ class Destination(Section):
     )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+    _host = field_validator("host")(_check_host)
 
     @model_validator(mode="after")
     def _wado_rs(self) -> "Destination":
