@@ -779,15 +779,16 @@ def _toml_value(value: Any) -> str:
         return '""'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, dict):  # an unset optional key is left out: TOML has no null
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
 
 
-def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
-    """One [table]: every field with its description as a comment; nested models become sub-tables."""
+def _render_table(name: str, model: BaseModel, lines: list[str], header: str = "", example: bool = True) -> None:
+    """One [table] (or `header`, e.g. [[destinations]]): every field with its description as a comment; nested
+    models become sub-tables. `example`: the values that depend on the machine or on other keys as placeholders."""
     nested: list[tuple[str, BaseModel]] = []
-    lines.append(f"\n[{name}]")
+    lines.append(f"\n{header or f'[{name}]'}")
     for key, info in type(model).model_fields.items():
         value = getattr(model, key)
         if isinstance(value, BaseModel):
@@ -798,16 +799,16 @@ def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
             continue
         if info.description:
             lines.extend(f"# {line}" for line in info.description.splitlines())
-        if key == "name" and isinstance(model, NodeSettings):
+        if example and key == "name" and isinstance(model, NodeSettings):
             lines.append(f"# {key} = \"<host name>\"")
-        elif key == "calling_ae_title" and isinstance(model, ExportSettings):
+        elif example and key == "calling_ae_title" and isinstance(model, ExportSettings):
             lines.append(f"# {key} = \"<first called AE>\"")
         elif value is None:
             lines.append(f"# {key} =")
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     for sub_name, sub_model in nested:
-        _render_table(sub_name, sub_model, lines)
+        _render_table(sub_name, sub_model, lines, example=example)
 
 
 def example_toml() -> str:
@@ -863,6 +864,21 @@ def example_toml() -> str:
             for name, sub in value.items():
                 _render_table(f"{key}.{name}", sub, lines)
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def config_toml(config: Config, heading: list[str]) -> str:
+    """`config` as a TOML file that loads back into it (`dicom-node config export`), every key with its meaning."""
+    lines = [f"# {line}" for line in heading]
+    for key in Config.model_fields:
+        value = getattr(config, key)
+        if isinstance(value, BaseModel):
+            _render_table(key, value, lines, example=False)
+        elif isinstance(value, dict):
+            for name, sub in value.items():
+                _render_table(f"{key}.{name}", sub, lines, example=False)
+    for dest in config.destinations:
+        _render_table("destinations", dest, lines, header="[[destinations]]", example=False)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

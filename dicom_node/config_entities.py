@@ -74,6 +74,12 @@ def public(kind: Kind, spec: dict[str, Any]) -> dict[str, Any]:
     return {name: (REDACTED if name in SECRET_FIELDS and value else value) for name, value in spec.items()}
 
 
+def merged(current: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """An update: `current` with the fields `changes` gives; a secret given back as `[redacted]` (an entity read,
+    edited and sent back whole) keeps its value."""
+    return current | {name: value for name, value in changes.items() if not (name in SECRET_FIELDS and value == REDACTED)}
+
+
 @dataclass
 class Entities:
     """Every entity of the running configuration, each as its model's JSON form, by kind and name."""
