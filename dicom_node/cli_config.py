@@ -11,7 +11,8 @@ from __future__ import annotations
 import getpass
 import json
 from pathlib import Path
-from typing import Any, Optional, get_args
+from types import UnionType
+from typing import Any, Optional, Union, get_args, get_origin
 
 import typer
 from pydantic import BaseModel
@@ -58,8 +59,8 @@ def _fields(model: type[BaseModel], pairs: list[str]) -> dict[str, Any]:
         if not equals:
             _fail(f"{pair!r}: give fields as FIELD=VALUE", 2)
         info = model.model_fields.get(name)
-        text = info is not None and (info.annotation is str or str in get_args(info.annotation))
-        if text:
+        annotation = None if info is None else info.annotation
+        if annotation is str or (get_origin(annotation) in (Union, UnionType) and str in get_args(annotation)):
             fields[name] = raw
             continue
         try:
@@ -67,6 +68,13 @@ def _fields(model: type[BaseModel], pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             fields[name] = raw  # the model says what is wrong with it
     return fields
+
+
+def _cell(value: Any) -> Any:
+    """A value as a table shows it: nothing for unset, lists comma-separated."""
+    if value is None:
+        return ""
+    return ", ".join(map(str, value)) if isinstance(value, list) else value
 
 
 def _change(action: Any) -> None:
@@ -89,6 +97,8 @@ def _commands(kind: Kind) -> typer.Typer:
         """List them (secrets redacted)."""
         cfg = _config(config, _node_overrides(data_dir))
         rows = [public(kind, spec) for spec in _store(cfg).load()[1].specs[kind].values()]
+        if not as_json:
+            rows = [{key: _cell(value) for key, value in row.items()} for row in rows]
         _print_rows(rows, as_json, COLUMNS[kind])
 
     @commands.command("add")
