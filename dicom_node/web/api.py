@@ -80,6 +80,10 @@ def create_app(context: WebContext) -> FastAPI:
     def series_list_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    @app.get("/config", include_in_schema=False)
+    def config_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "config.html")
+
     @app.get("/series/{series_id}", include_in_schema=False)
     def series_page(series_id: int) -> FileResponse:
         return FileResponse(STATIC_DIR / "series.html")
