@@ -6,6 +6,10 @@ Precedence, lowest to highest: built-in defaults, the TOML file
 lists and tables as JSON), then command-line flags. A bad value stops start-up
 with a message naming the key, because a node that silently falls back to a
 default would accept studies from sources nobody meant to allow.
+
+The called AEs, allowed sources and destinations (with their pipelines' routes) only seed the database: at
+each start the file adds those the database has never had, and the database is the truth for the others; they
+change over REST and the CLI without a restart (`store/config_store.py`, docs/operations.md).
 """
 
 from __future__ import annotations
@@ -854,6 +858,12 @@ def example_toml() -> str:
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',
+        '# (a source may name a network, host = "10.0.0.0/24", the called AEs it may use, called_aes = ["CLARA"], and',
+        "# whether it may query and retrieve, query_retrieve = true)",
+        "#",
+        "# Called AEs, allowed sources and destinations (with the pipelines' destinations) seed the node's database: each",
+        "# start adds those it has never had; afterwards the database is the truth and they change without a restart",
+        "# (`dicom-node ae|source|destination ...`, /api/config/...). `dicom-node config export` writes them back as TOML.",
     ]
     defaults = Config()
     for key in Config.model_fields:

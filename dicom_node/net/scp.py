@@ -7,8 +7,9 @@ lists the statuses). Everything else (jobs, pipeline, export) happens
 elsewhere, so a slow pipeline never slows a sending PACS.
 
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
-reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
-AE; more than `dicom.max_associations` are rejected as transient, local limit
+reason 3 for an unknown calling AE (or host, or a called AE the source may not
+use), reason 7 for an unknown called AE (both lists change at run time:
+`configuration_changed`); more than `dicom.max_associations` are rejected as transient, local limit
 exceeded. Connections reach these checks only through the front door
 (`frontdoor.py`: a sane A-ASSOCIATE-RQ within the handshake timeout), on the
 plain port, the TLS port, or both.
