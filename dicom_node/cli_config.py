@@ -34,6 +34,7 @@ HELP: dict[Kind, str] = {
     "source": "Calling AEs (and hosts or networks) allowed to send, the called AEs each may use, and whether it may query.",
     "destination": "Peers that results are sent to (and, with a retrieve method, studies are retrieved from).",
 }
+NameArgument = typer.Argument(..., metavar="NAME", help="Its name (a called AE: its title).")
 FieldsArgument = typer.Argument(None, metavar="FIELD=VALUE...", help="Fields to set (see config/dicom-node.toml and docs/operations.md).")
 
 
@@ -43,6 +44,11 @@ def _who() -> str:
 
 def _store(cfg: Config) -> ConfigStore:
     return config_store(cfg, _sessions(cfg))
+
+
+def _opened(config: Optional[Path], data_dir: Optional[Path]) -> tuple[Config, ConfigStore]:
+    cfg = _config(config, _node_overrides(data_dir))
+    return cfg, _store(cfg)
 
 
 def live_config(cfg: Config) -> Config:
@@ -95,8 +101,8 @@ def _commands(kind: Kind) -> typer.Typer:
     @commands.command("list")
     def list_(as_json: bool = JsonOption, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption) -> None:
         """List them (secrets redacted)."""
-        cfg = _config(config, _node_overrides(data_dir))
-        rows = [public(kind, spec) for spec in _store(cfg).load()[1].specs[kind].values()]
+        _, store = _opened(config, data_dir)
+        rows = [public(kind, spec) for spec in store.load()[1].specs[kind].values()]
         if not as_json:
             rows = [{key: _cell(value) for key, value in row.items()} for row in rows]
         _print_rows(rows, as_json, COLUMNS[kind])
@@ -109,20 +115,15 @@ def _commands(kind: Kind) -> typer.Typer:
         config: Optional[Path] = ConfigOption,
     ) -> None:
         """Add one; in force in every process of the node within a second."""
-        cfg = _config(config, _node_overrides(data_dir))
-        store = _store(cfg)
+        cfg, store = _opened(config, data_dir)
         _change(lambda: store.add(kind, parse(kind, {first: key} | _fields(model, fields or []), cfg), _who()))
 
     @commands.command("update")
     def update(
-        name: str = typer.Argument(..., metavar="NAME", help="Its name (a called AE: its title)."),
-        fields: Optional[list[str]] = FieldsArgument,
-        data_dir: Optional[Path] = DataDirOption,
-        config: Optional[Path] = ConfigOption,
+        name: str = NameArgument, fields: Optional[list[str]] = FieldsArgument, data_dir: Optional[Path] = DataDirOption, config: Optional[Path] = ConfigOption
     ) -> None:
         """Change the fields given; the others keep their values."""
-        cfg = _config(config, _node_overrides(data_dir))
-        store = _store(cfg)
+        cfg, store = _opened(config, data_dir)
         current = store.load()[1].specs[kind].get(name)
         if current is None:
             _fail(f"no {kind} {name}")
@@ -130,14 +131,13 @@ def _commands(kind: Kind) -> typer.Typer:
 
     @commands.command("remove")
     def remove(
-        name: str = typer.Argument(..., metavar="NAME", help="Its name (a called AE: its title)."),
+        name: str = NameArgument,
         force: bool = typer.Option(False, "--force", help="A destination with pending exports: remove it anyway; they fail."),
         data_dir: Optional[Path] = DataDirOption,
         config: Optional[Path] = ConfigOption,
     ) -> None:
         """Remove one. Associations in progress are not cut; the last called AE or source cannot be removed."""
-        cfg = _config(config, _node_overrides(data_dir))
-        store = _store(cfg)
+        _, store = _opened(config, data_dir)
         _change(lambda: store.remove(kind, name, _who(), force))
 
     return commands
@@ -157,8 +157,8 @@ def destination_echo(
     from dicom_node.net.address import DicomAddress
     from dicom_node.net.scu import NoAssociation, Scu, tls_args
 
-    cfg = _config(config, _node_overrides(data_dir))
-    spec = _store(cfg).load()[1].specs["destination"].get(name)
+    cfg, store = _opened(config, data_dir)
+    spec = store.load()[1].specs["destination"].get(name)
     if spec is None:
         _fail(f"no destination {name}")
     dest = RoutedDestination.model_validate(spec)

@@ -30,7 +30,8 @@ from dicom_node.pipeline.settings import PipelineSettings
 
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
-HOST_NAME_PATTERN = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$")
+# Host name labels (RFC 1123), underscores allowed as container networks' service names have them.
+HOST_NAME_PATTERN = re.compile(r"^(?=.{1,253}$)[\w](?:[\w-]{0,61}[\w])?(?:\.[\w](?:[\w-]{0,61}[\w])?)*\.?$", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -56,7 +57,7 @@ def _check_host(value: str) -> str:
     except ValueError:
         pass
     if not HOST_NAME_PATTERN.match(value):
-        raise ValueError("a host is an IP address or a host name (letters, digits, hyphens and dots; no port, no scheme)")
+        raise ValueError("a host is an IP address or a host name (letters, digits, hyphens, underscores and dots; no port, no scheme)")
     return value
 
 
