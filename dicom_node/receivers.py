@@ -6,10 +6,11 @@ concurrent associations share one core. With `receive_processes = N`, the node
 process (which binds the ports, as always) starts N-1 processes that accept
 on the *same listening sockets* (inherited descriptors) and run only what
 receiving needs: the front door and Storage SCP, the settle-window scheduler,
-the lease keeper of their open associations, and the watch on the run-time configuration (`live_config.py`:
-a called AE or source added over REST or the CLI is seen by every receiving process within a second). Whichever process calls
-accept() first takes a connection, so idle processes take new associations
-from busy ones.
+the lease keeper of their open associations, and the watch on the run-time
+configuration (`live_config.py`: a called AE or source added over REST or the
+CLI is in force in every receiving process within a second). Whichever
+process calls accept() first takes a connection, so idle processes take new
+associations from busy ones.
 
 The guarantees are those of several receivers on one database
 (docs/scale-out.md), which they are: every instance is acknowledged only
