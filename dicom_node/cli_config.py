@@ -24,7 +24,7 @@ from dicom_node.live_config import LiveConfig, config_store
 from dicom_node.store.config_store import ConfigConflict, ConfigStore, NotConfigured
 
 COLUMNS: dict[Kind, list[str]] = {
-    "ae": ["ae_title", "pipeline", "sop_classes", "refused_sop_classes"],
+    "ae": ["ae_title", "pipeline", "settle_seconds", "sop_classes", "refused_sop_classes"],
     "source": ["name", "ae_title", "host", "called_aes", "query_retrieve"],
     "destination": ["name", "ae_title", "host", "port", "tls", "pipelines", "retrieve_method", "include_source"],
 }

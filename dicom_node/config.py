@@ -128,6 +128,11 @@ class CalledAe(Section):
         default_factory=list,
         description="Storage SOP Class UIDs this AE refuses in association negotiation (MIG's ignoredSopClasses); each refusal is logged with the class's name.",
     )
+    settle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Quiet time before a series last sent to this AE is queued (MIG's grouping timeout). Unset: jobs.settle_seconds.",
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
 

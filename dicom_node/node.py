@@ -228,7 +228,7 @@ class Node:
         self._threads.append(thread)
 
     def _schedule(self) -> None:
-        schedule(self.queue, self.config.jobs, self._released, self.stopping)
+        schedule(self.queue, self.config.jobs, self._released, self.stopping, lambda: self.config.dicom.called_aes)
 
     def _retain(self, retention: Retention) -> None:
         while True:

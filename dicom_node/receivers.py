@@ -174,7 +174,7 @@ class Receiving:
         self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
         self._spawn("configuration", lambda: live.watch(self.stopping))
         self._spawn("leases", lambda: leases.run(self.stopping))
-        self._spawn("scheduler", lambda: schedule(queue, jobs, self._released, self.stopping))
+        self._spawn("scheduler", lambda: schedule(queue, jobs, self._released, self.stopping, lambda: config.dicom.called_aes))
         log.info("receiving process ready (pid %d, name %s)", os.getpid(), name)
 
     def _spawn(self, name: str, target: Any) -> None:
