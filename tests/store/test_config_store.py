@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Config, load_config
 from dicom_node.config_entities import InvalidEntity, parse
@@ -87,16 +88,24 @@ def test_rules_name_the_field_and_refuse_duplicates_and_the_last_of_a_kind(confi
         store.remove("source", "CT1", "t")
 
 
-def test_removing_a_destination_with_pending_exports_needs_force_and_fails_them(config: Config) -> None:
-    store = store_for(config)
-    store.seed(config, "configuration file")
-    sessions = make_sessionmaker(make_engine(config.database_url))
+def add_pending_exports(sessions: sessionmaker[Session], destination: str, count: int) -> None:
+    """A done job with `count` results still to send to `destination`."""
     with sessions.begin() as session:
         series = Series(study=Study(patient=Patient(patient_id="P", issuer=""), study_instance_uid="1.2"), series_instance_uid="1.2.3")
         job = Job(series=series, state="done", pipeline="covid19_ct")
         session.add(job)
         session.flush()
-        session.add_all([Export(job_fk=job.id, destination="PACS", sop_instance_uid=f"1.2.3.{k}", sop_class_uid="1.2", path="x", state="pending") for k in range(3)])
+        session.add_all([
+            Export(job_fk=job.id, destination=destination, sop_instance_uid=f"1.2.3.{k}", sop_class_uid="1.2", path="x", state="pending")
+            for k in range(count)
+        ])
+
+
+def test_removing_a_destination_with_pending_exports_needs_force_and_fails_them(config: Config) -> None:
+    store = store_for(config)
+    store.seed(config, "configuration file")
+    sessions = make_sessionmaker(make_engine(config.database_url))
+    add_pending_exports(sessions, "PACS", 3)
     with pytest.raises(PendingExports, match="PACS has 3 pending export"):
         store.remove("destination", "PACS", "token:admin")
     store.remove("destination", "PACS", "token:admin", force=True)

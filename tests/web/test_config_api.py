@@ -13,13 +13,14 @@ from dicom_node.web.api import create_app
 from dicom_node.web.context import WebContext
 from tests.dcmtk import Storescp
 from tests.node_process import wait_for_port
+from tests.store.test_config_store import add_pending_exports
 from tests.web.conftest import LOOPBACK_CLIENT, free_port, make_config
 
 ADMIN = {"Authorization": "Bearer adm1n-token"}
 
 
 @pytest.fixture
-def http(tmp_path: Path) -> TestClient:
+def context(tmp_path: Path) -> WebContext:
     data_dir = tmp_path / "var"
     data_dir.mkdir()
     config = make_config(
@@ -31,6 +32,11 @@ def http(tmp_path: Path) -> TestClient:
     context = WebContext(config, make_sessionmaker(make_engine(config.database_url)), data_dir)
     assert context.config_store is not None
     context.config_store.seed(config, "configuration file")
+    return context
+
+
+@pytest.fixture
+def http(context: WebContext) -> TestClient:
     return TestClient(create_app(context), client=LOOPBACK_CLIENT, base_url="http://localhost", headers=ADMIN)
 
 
@@ -70,3 +76,13 @@ def test_cecho_answers_502_when_the_destination_does_not_answer(http: TestClient
         assert http.post("/api/config/destination", json={"name": "PEER", "ae_title": "PEER", "host": "127.0.0.1", "port": port}).status_code == 201
         up = http.get("/api/config/destination/cecho/PEER")
         assert up.status_code == 200 and up.json()["status"] == "0x0000"
+
+
+def test_a_destination_with_pending_exports_is_removed_only_with_force(http: TestClient, context: WebContext) -> None:
+    add_pending_exports(context.sessions, "PACS", 2)
+    refused = http.delete("/api/config/destination/PACS")
+    assert refused.status_code == 409 and refused.json()["pending_exports"] == 2 and "force" in refused.json()["detail"]
+    assert http.delete("/api/config/destination/PACS", params={"force": "true"}).status_code == 200
+    assert http.get("/api/config/destination").json() == []
+    exports = http.get("/api/exports").json()
+    assert {(e["state"], e["last_error"]) for e in exports} == {("failed", "destination PACS was removed by token:admin")}
