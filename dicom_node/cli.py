@@ -392,16 +392,18 @@ def exports_resend(
     everything de-identified as it is sent.
 
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
-    for the running node's exporter, which needs the destination in its configuration too.
+    for the running node's exporter.
     """
     from dicom_node.output.stored_results import result_dicom_files
     from dicom_node.store.models import Job
     from dicom_node.store.outbox import Outbox, ResultObject
 
-    cfg = _config(config, _node_overrides(data_dir))
+    from dicom_node.cli_config import live_config
+
+    cfg = live_config(_config(config, _node_overrides(data_dir)))
     names = sorted(dest.name for dest in cfg.destinations)
     if to not in names:
-        _fail(f"destination {to!r} is not in the configuration (configured: {', '.join(names) or 'none'}): add a [[destinations]] table", 2)
+        _fail(f"destination {to!r} is not in the configuration (configured: {', '.join(names) or 'none'}): add it with `dicom-node destination add`", 2)
     sessions = _sessions(cfg)
     with sessions() as session:
         job = session.get(Job, job_id)
@@ -619,6 +621,9 @@ def process(
     if no_wait:
         return
     raise typer.Exit(PROCESS_EXIT.get(status["state"], 4))
+
+
+from dicom_node import cli_config  # noqa: E402,F401  (its commands: ae, source, destination, config)
 
 
 def _debug() -> bool:

@@ -6,10 +6,15 @@ Precedence, lowest to highest: built-in defaults, the TOML file
 lists and tables as JSON), then command-line flags. A bad value stops start-up
 with a message naming the key, because a node that silently falls back to a
 default would accept studies from sources nobody meant to allow.
+
+The called AEs, allowed sources and destinations (with their pipelines' routes) only seed the database: at
+each start the file adds those the database has never had, and the database is the truth for the others; they
+change over REST and the CLI without a restart (`store/config_store.py`, docs/operations.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -25,6 +30,8 @@ from dicom_node.pipeline.settings import PipelineSettings
 
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
+# Host name labels (RFC 1123), underscores allowed as container networks' service names have them.
+HOST_NAME_PATTERN = re.compile(r"^(?=.{1,253}$)[\w](?:[\w-]{0,61}[\w])?(?:\.[\w](?:[\w-]{0,61}[\w])?)*\.?$", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -36,19 +43,73 @@ class Section(BaseModel):
 
 
 def _check_ae_title(value: str) -> str:
-    value = value.strip()
+    """PS3.5's AE value representation: leading and trailing spaces are not significant, so they are dropped."""
+    value = value.strip(" ")
     if not AE_TITLE_PATTERN.match(value):
-        raise ValueError("an AE title is 1 to 16 characters, no backslash or control characters")
+        raise ValueError("an AE title (PS3.5 AE) is 1 to 16 characters, not all spaces, with no backslash or control characters")
     return value
 
 
-class AllowedSource(Section):
-    """A calling AE title allowed to send, optionally only from one host (IP address or name)."""
+def _check_host(value: str) -> str:
+    """An IP address or a host name (RFC 1123 labels): a typo such as 'pacs:4242' or a URL is caught when it is entered."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        pass
+    if not HOST_NAME_PATTERN.match(value):
+        raise ValueError("a host is an IP address or a host name (letters, digits, hyphens, underscores and dots; no port, no scheme)")
+    return value
 
+
+def _check_host_or_network(value: str | None) -> str | None:
+    """A host, or a network in CIDR notation (10.0.0.0/24) that every sender's address in it matches."""
+    if value is None or "/" not in value:
+        return None if value is None else _check_host(value)
+    try:
+        return str(ipaddress.ip_network(value, strict=False))
+    except ValueError:
+        raise ValueError("a network is an address with a prefix length, e.g. 10.0.0.0/24") from None
+
+
+class AllowedSource(Section):
+    """A calling AE title allowed to send, optionally only from one host (IP address or name) or network."""
+
+    name: str = Field(
+        default="", max_length=64, description="Name of this entry (REST and CLI). Empty: the AE title, with '@host' when a host is set."
+    )
     ae_title: str = Field(description="Calling AE title of the sender.")
-    host: str | None = Field(default=None, description="If set, the sender must connect from this address.")
+    host: str | None = Field(
+        default=None, description="If set, the sender must connect from this address, or from this network (CIDR, e.g. 10.0.0.0/24)."
+    )
+    called_aes: list[str] = Field(default_factory=list, description="Called AE titles of this node the sender may use. Empty: any of them.")
+    query_retrieve: bool = Field(default=False, description="The sender may also query and retrieve (C-FIND, C-MOVE, C-GET) what the node holds.")
 
     _ae = field_validator("ae_title")(_check_ae_title)
+    _host = field_validator("host")(_check_host_or_network)
+
+    @field_validator("called_aes")
+    @classmethod
+    def _called(cls, values: list[str]) -> list[str]:
+        return [_check_ae_title(value) for value in values]
+
+    @model_validator(mode="after")
+    def _default_name(self) -> AllowedSource:
+        if not self.name.strip():
+            self.name = self.ae_title if self.host is None else f"{self.ae_title}@{self.host}"
+        return self
+
+    def admits(self, calling: str, address: str, called: str) -> bool:
+        """Whether an association from `calling` at `address` to our `called` AE is this source's."""
+        if calling != self.ae_title or (self.called_aes and called not in self.called_aes):
+            return False
+        if self.host is None or self.host == address:
+            return True
+        if "/" not in self.host:
+            return False
+        try:
+            return ipaddress.ip_address(address) in ipaddress.ip_network(self.host)
+        except ValueError:
+            return False
 
 
 class CalledAe(Section):
@@ -66,6 +127,11 @@ class CalledAe(Section):
     refused_sop_classes: list[str] = Field(
         default_factory=list,
         description="Storage SOP Class UIDs this AE refuses in association negotiation (MIG's ignoredSopClasses); each refusal is logged with the class's name.",
+    )
+    settle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="Quiet time before a series last sent to this AE is queued (MIG's grouping timeout). Unset: jobs.settle_seconds.",
     )
 
     _ae = field_validator("ae_title")(_check_ae_title)
@@ -330,7 +396,7 @@ class DeidentificationProfile(Section):
 class Destination(Section):
     """A DICOM peer results are sent to, and (with a `retrieve_method`) a source studies are retrieved from on request."""
 
-    name: str = Field(description="Name used in pipeline destination lists and in the exports table.")
+    name: str = Field(min_length=1, max_length=64, description="Name used in pipeline destination lists and in the exports table.")
     ae_title: str = Field(description="Called AE title of the peer.")
     host: str = Field(description="Host name or address of the peer.")
     port: int = Field(ge=1, le=65535, description="Port of the peer.")
@@ -367,6 +433,7 @@ class Destination(Section):
     )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+    _host = field_validator("host")(_check_host)
 
     @model_validator(mode="after")
     def _wado_rs(self) -> "Destination":
@@ -722,15 +789,16 @@ def _toml_value(value: Any) -> str:
         return '""'
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, dict):  # an unset optional key is left out: TOML has no null
+        return "{ " + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items() if v is not None) + " }"
     raise TypeError(f"cannot render {type(value).__name__} as TOML")
 
 
-def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
-    """One [table]: every field with its description as a comment; nested models become sub-tables."""
+def _render_table(name: str, model: BaseModel, lines: list[str], header: str = "", example: bool = True) -> None:
+    """One [table] (or `header`, e.g. [[destinations]]): every field with its description as a comment; nested
+    models become sub-tables. `example`: the values that depend on the machine or on other keys as placeholders."""
     nested: list[tuple[str, BaseModel]] = []
-    lines.append(f"\n[{name}]")
+    lines.append(f"\n{header or f'[{name}]'}")
     for key, info in type(model).model_fields.items():
         value = getattr(model, key)
         if isinstance(value, BaseModel):
@@ -741,16 +809,16 @@ def _render_table(name: str, model: BaseModel, lines: list[str]) -> None:
             continue
         if info.description:
             lines.extend(f"# {line}" for line in info.description.splitlines())
-        if key == "name" and isinstance(model, NodeSettings):
+        if example and key == "name" and isinstance(model, NodeSettings):
             lines.append(f"# {key} = \"<host name>\"")
-        elif key == "calling_ae_title" and isinstance(model, ExportSettings):
+        elif example and key == "calling_ae_title" and isinstance(model, ExportSettings):
             lines.append(f"# {key} = \"<first called AE>\"")
         elif value is None:
             lines.append(f"# {key} =")
         else:
             lines.append(f"{key} = {_toml_value(value)}")
     for sub_name, sub_model in nested:
-        _render_table(sub_name, sub_model, lines)
+        _render_table(sub_name, sub_model, lines, example=example)
 
 
 def example_toml() -> str:
@@ -796,6 +864,12 @@ def example_toml() -> str:
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',
+        '# (a source may name a network, host = "10.0.0.0/24", the called AEs it may use, called_aes = ["CLARA"], and',
+        "# whether it may query and retrieve, query_retrieve = true)",
+        "#",
+        "# Called AEs, allowed sources and destinations (with the pipelines' destinations) seed the node's database: each",
+        "# start adds those it has never had; afterwards the database is the truth and they change without a restart",
+        "# (`dicom-node ae|source|destination ...`, /api/config/...). `dicom-node config export` writes them back as TOML.",
     ]
     defaults = Config()
     for key in Config.model_fields:
@@ -806,6 +880,21 @@ def example_toml() -> str:
             for name, sub in value.items():
                 _render_table(f"{key}.{name}", sub, lines)
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def config_toml(config: Config, heading: list[str]) -> str:
+    """`config` as a TOML file that loads back into it (`dicom-node config export`), every key with its meaning."""
+    lines = [f"# {line}" for line in heading]
+    for key in Config.model_fields:
+        value = getattr(config, key)
+        if isinstance(value, BaseModel):
+            _render_table(key, value, lines, example=False)
+        elif isinstance(value, dict):
+            for name, sub in value.items():
+                _render_table(f"{key}.{name}", sub, lines, example=False)
+    for dest in config.destinations:
+        _render_table("destinations", dest, lines, header="[[destinations]]", example=False)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -41,15 +41,15 @@ class Exporter:
         self.owner = owner
         self.outbox = Outbox(sessions, config.export, data_dir, wakeups)
         self.copies = DeidentifiedCopies(data_dir, sessions)
+        self._senders: dict[str, tuple[Destination, threading.Event, threading.Thread]] = {}  # by destination name
+        self._lock = threading.Lock()
+        self._running = False
 
     def run(self, stopping: threading.Event) -> None:
         """Send until `stopping` is set; what is in flight then is sent again once its lease has run out."""
-        threads = [
-            threading.Thread(target=self._serve, args=(dest, stopping), name=f"export-{dest.name}", daemon=True)
-            for dest in self.config.destinations
-        ]
-        for thread in threads:
-            thread.start()
+        with self._lock:
+            self._running = True
+        self.configuration_changed()
         configured = {dest.name for dest in self.config.destinations}
         log.info("export sender running for %s", ", ".join(sorted(configured)) or "no destinations")
         routed = {name for pipeline in self.config.pipelines.values() for name in pipeline.destinations}
@@ -63,14 +63,39 @@ class Exporter:
             )
         failures = RepeatingFailure(log, "export sender: checking for unconfigured destinations")
         while True:
-            failures.run(lambda: self.outbox.fail_unconfigured(configured))
+            failures.run(lambda: self.outbox.fail_unconfigured({dest.name for dest in self.config.destinations}))
             if stopping.wait(max(self.config.export.poll_seconds, 5.0)):
                 break
+        with self._lock:
+            self._running = False
+            senders = list(self._senders.values())
+        for _, done, _ in senders:
+            done.set()
         # Give a C-STORE in progress a moment to be answered and recorded; whatever is still
         # in flight after that stays `sending` and is sent again once its lease has run out.
         deadline = time.monotonic() + STOP_GRACE_SECONDS
-        for thread in threads:
+        for _, _, thread in senders:
             thread.join(timeout=max(deadline - time.monotonic(), 0))
+
+    def configuration_changed(self) -> None:
+        """One sender thread per configured destination: one for each new destination, and a fresh one for each
+        changed destination (address, TLS, profile); those of removed or changed destinations stop after their
+        batch in flight, whose rows are recorded as usual."""
+        with self._lock:
+            if not self._running:
+                return
+            current = {dest.name: dest for dest in self.config.destinations}
+            for name, (dest, done, _) in list(self._senders.items()):
+                if current.get(name) != dest:
+                    done.set()
+                    del self._senders[name]
+            for name, dest in current.items():
+                if name not in self._senders:
+                    done = threading.Event()
+                    thread = threading.Thread(target=self._serve, args=(dest, done), name=f"export-{name}", daemon=True)
+                    self._senders[name] = (dest, done, thread)
+                    thread.start()
+        self.outbox.wakeups.wake("exports")  # the stopped senders see their event at once
 
     def _serve(self, dest: Destination, stopping: threading.Event) -> None:
         address = DicomAddress(dest.ae_title, dest.host, dest.port)

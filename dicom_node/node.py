@@ -29,11 +29,13 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.live_config import LiveConfig, config_store
 from dicom_node.net.scp import StorageSCP
 from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
 from dicom_node.receivers import ReceivingProcesses
 from dicom_node.request_runner import RequestRunner
+from dicom_node.store.config_store import ConfigStore
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade, wait_for_database
 from dicom_node.store.files import make_private, remove_stale_temporaries
 from dicom_node.store.ingest import Indexer
@@ -42,7 +44,7 @@ from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
 from dicom_node.store.retention import Retention
 from dicom_node.store.shared_storage import check_data_dir
-from dicom_node.store.wakeups import Wakeups
+from dicom_node.store.wakeups import CHANNELS, Wakeups
 from dicom_node.web.api import create_app
 from dicom_node.web.context import ReadinessHook, WebContext
 from dicom_node.web.server import HttpServer
@@ -111,6 +113,7 @@ class Node:
         self.receivers: ReceivingProcesses | None = None
         self.http: HttpServer | None = None
         self.wakeups: Wakeups | None = None
+        self.config_store: ConfigStore | None = None
         # Checks /ready runs besides database, disk and destinations (e.g. "triton"); fill before start().
         self.readiness_hooks: dict[str, ReadinessHook] = {}
         # This process's share of the memory held for peers: its associations and its STOW-RS requests draw on it.
@@ -141,6 +144,10 @@ class Node:
         leases = LeaseKeeper(sessions, self.config.node.name, self.owner, jobs.lease_seconds, self.config.export.lease_seconds)
         self._spawn("leases", lambda: leases.run(self.stopping))
         self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
+        self.config_store = config_store(self.config, sessions, self.wakeups)
+        self.config_store.seed(self.config, who="configuration file")
+        live = LiveConfig(self.config, self.config_store)
+        live.refresh()  # before anything reads the called AEs, sources or destinations
         self._check_models()
         if self.receive:
             self.queue.close_interrupted_associations(with_receivers=True)
@@ -149,6 +156,7 @@ class Node:
                 self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
                 other_work=lambda: sum(worker.busy for worker in self._workers), peer_memory=self.peer_memory,
             )
+            live.on_change(self.scp.configuration_changed)
             try:
                 self.scp.start()
             except OSError as exc:
@@ -174,9 +182,11 @@ class Node:
             self._spawn("requests", lambda: runner.run(self.stopping))
         if self.config.export.enabled:
             exporter = Exporter(self.config, sessions, self.data_dir, self.owner, self.wakeups)
+            live.on_change(exporter.configuration_changed)
             self._spawn("exporter", lambda: exporter.run(self.stopping))
+        self._spawn("configuration", lambda: live.watch(self.stopping))
         if self.config.http.port:
-            context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks, self.peer_memory)
+            context = WebContext(self.config, sessions, self.data_dir, self.readiness_hooks, self.peer_memory, self.config_store)
             http = self.config.http
             if http.tls_cert_file:
                 watch_certificate("http", http.tls_cert_file)
@@ -218,7 +228,7 @@ class Node:
         self._threads.append(thread)
 
     def _schedule(self) -> None:
-        schedule(self.queue, self.config.jobs, self._released, self.stopping)
+        schedule(self.queue, self.config.jobs, self._released, self.stopping, lambda: self.config.dicom.called_aes)
 
     def _retain(self, retention: Retention) -> None:
         while True:
@@ -233,7 +243,7 @@ class Node:
         self.stopping.set()
         self._released.set()  # the scheduler sees `stopping` at once
         if self.wakeups is not None:
-            for channel in ("jobs", "exports"):
+            for channel in CHANNELS:
                 self.wakeups.wake(channel)
         if self.http is not None:
             self.http.stop()

@@ -6,9 +6,11 @@ concurrent associations share one core. With `receive_processes = N`, the node
 process (which binds the ports, as always) starts N-1 processes that accept
 on the *same listening sockets* (inherited descriptors) and run only what
 receiving needs: the front door and Storage SCP, the settle-window scheduler,
-and the lease keeper of their open associations. Whichever process calls
-accept() first takes a connection, so idle processes take new associations
-from busy ones.
+the lease keeper of their open associations, and the watch on the run-time
+configuration (`live_config.py`: a called AE or source added over REST or the
+CLI is in force in every receiving process within a second). Whichever
+process calls accept() first takes a connection, so idle processes take new
+associations from busy ones.
 
 The guarantees are those of several receivers on one database
 (docs/scale-out.md), which they are: every instance is acknowledged only
@@ -141,6 +143,7 @@ class Receiving:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        from dicom_node.live_config import LiveConfig, config_store
         from dicom_node.net.scp import StorageSCP
         from dicom_node.store.db import make_engine, make_sessionmaker
         from dicom_node.store.files import make_private
@@ -158,14 +161,20 @@ class Receiving:
         self.engine = make_engine(config.database_url)  # the node has created or upgraded the schema
         sessions = make_sessionmaker(self.engine)
         name, jobs = config.node.name, config.jobs
-        queue = JobQueue(sessions, name, jobs.lease_seconds, jobs.max_attempts, Wakeups(self.engine))
+        self.wakeups = Wakeups(self.engine)
+        queue = JobQueue(sessions, name, jobs.lease_seconds, jobs.max_attempts, self.wakeups)
         queue.close_interrupted_associations()  # restarted after a crash: what it had open was cut
         leases = LeaseKeeper(sessions, name, process_owner(name), jobs.lease_seconds, config.export.lease_seconds)
+        live = LiveConfig(config, config_store(config, sessions, self.wakeups))
+        live.refresh()  # a change between the node's start and this process's
         self.indexer = Indexer(sessions, config.job_sop_classes())
         self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set)
+        live.on_change(self.scp.configuration_changed)
         self.scp.start(shared=self.sockets)
+        self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
+        self._spawn("configuration", lambda: live.watch(self.stopping))
         self._spawn("leases", lambda: leases.run(self.stopping))
-        self._spawn("scheduler", lambda: schedule(queue, jobs, self._released, self.stopping))
+        self._spawn("scheduler", lambda: schedule(queue, jobs, self._released, self.stopping, lambda: config.dicom.called_aes))
         log.info("receiving process ready (pid %d, name %s)", os.getpid(), name)
 
     def _spawn(self, name: str, target: Any) -> None:
@@ -176,6 +185,7 @@ class Receiving:
     def stop(self) -> None:
         self.stopping.set()
         self._released.set()
+        self.wakeups.wake("config")
         self.scp.stop()
         for thread in self._threads:
             thread.join(timeout=10)

@@ -7,8 +7,9 @@ lists the statuses). Everything else (jobs, pipeline, export) happens
 elsewhere, so a slow pipeline never slows a sending PACS.
 
 Associations are rejected (A-ASSOCIATE-RJ, permanent, service user) with
-reason 3 for an unknown calling AE (or host), reason 7 for an unknown called
-AE; more than `dicom.max_associations` are rejected as transient, local limit
+reason 3 for an unknown calling AE (or host, or a called AE the source may not
+use), reason 7 for an unknown called AE (both lists change at run time:
+`configuration_changed`); more than `dicom.max_associations` are rejected as transient, local limit
 exceeded. Connections reach these checks only through the front door
 (`frontdoor.py`: a sane A-ASSOCIATE-RQ within the handshake timeout), on the
 plain port, the TLS port, or both.
@@ -21,6 +22,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -56,6 +58,22 @@ def _status(code: int, comment: str = "") -> Dataset | int:
     return ds
 
 
+@dataclass(frozen=True)
+class CalledAes:
+    """Our called AEs' pipelines and SOP class filters, replaced whole when the configuration changes (an
+    association reads one snapshot)."""
+
+    pipelines: dict[str, str]
+    accepted: dict[str, SopClassFilter]
+
+    @classmethod
+    def of(cls, settings: DicomSettings) -> CalledAes:
+        return cls(
+            {called.ae_title: called.pipeline for called in settings.called_aes},
+            {called.ae_title: SopClassFilter.of(called.sop_classes, called.refused_sop_classes) for called in settings.called_aes},
+        )
+
+
 class StorageSCP:
     """A pynetdicom server wired to the durable store and the job queue."""
 
@@ -77,13 +95,16 @@ class StorageSCP:
         self._other_work = other_work
         self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.receiver = Receiver(settings, data_dir, indexer, queue)
-        self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
-        self._accepted = {called.ae_title: SopClassFilter.of(called.sop_classes, called.refused_sop_classes) for called in settings.called_aes}
+        self._called = CalledAes.of(settings)
         self._batches: dict[int, Batch] = {}
         self._lock = threading.Lock()
         self._doors: list[FrontDoor] = []
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
+
+    def configuration_changed(self) -> None:
+        """The run-time configuration changed (`live_config.py`): the next association is judged by the new one."""
+        self._called = CalledAes.of(self.settings)
 
     def _make_ae(self) -> SlotAE:
         ae = SlotAE(ae_title=self.settings.called_aes[0].ae_title)
@@ -137,7 +158,7 @@ class StorageSCP:
                 "storage SCP listening on %s:%d%s as %s",
                 *door.server_address[:2],
                 " (TLS)" if door.ssl_context else "",
-                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
+                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._called.pipelines.items()),
             )
         host, port = self._doors[0].server_address[:2]
         return host, port
@@ -162,10 +183,9 @@ class StorageSCP:
         self._doors = []
 
     # Association events ---------------------------------------------------
-    def _source_allowed(self, calling: str, host: str) -> bool:
-        if not self.settings.allowed_sources:
-            return True
-        return any(src.ae_title == calling and src.host in (None, host) for src in self.settings.allowed_sources)
+    def _source_allowed(self, calling: str, host: str, called: str) -> bool:
+        sources = self.settings.allowed_sources
+        return not sources or any(source.admits(calling, host, called) for source in sources)
 
     def _on_requested(self, event: evt.Event) -> None:
         assoc: Association = event.assoc
@@ -174,14 +194,15 @@ class StorageSCP:
         called = str(request.called_ae_title).strip()
         host, port = assoc.requestor.address, assoc.requestor.port
         reason = None
-        if not self._source_allowed(calling, host):
-            reason, diagnostic = f"calling AE {calling!r} from {host} is not an allowed source", 0x03
-        elif called not in self._pipelines:
-            reason, diagnostic = f"called AE {called!r} is not one of ours ({', '.join(self._pipelines)})", 0x07
+        aes = self._called
+        if not self._source_allowed(calling, host, called):
+            reason, diagnostic = f"calling AE {calling!r} from {host} is not an allowed source (of {called!r})", 0x03
+        elif called not in aes.pipelines:
+            reason, diagnostic = f"called AE {called!r} is not one of ours ({', '.join(aes.pipelines)})", 0x07
         if reason is None:
             assoc.acceptor.ae_title = called
             proposed = [str(cx.abstract_syntax) for cx in request.presentation_context_definition_list]
-            assoc.acceptor.supported_contexts = contexts_for(proposed, self._accepted[called])
+            assoc.acceptor.supported_contexts = contexts_for(proposed, aes.accepted[called])
             return
         log.warning("association from %s@%s:%d to %s rejected: %s", calling, host, port, called, reason)
         assoc.acse.send_reject(0x01, 0x01, diagnostic)
@@ -193,7 +214,8 @@ class StorageSCP:
         calling = str(assoc.requestor.ae_title).strip()
         called = str(assoc.acceptor.ae_title).strip()
         host, port = assoc.requestor.address, assoc.requestor.port
-        batch = self.receiver.open(calling, called, host, port, self._pipelines.get(called, "covid19_ct"))
+        # Its called AE removed since _on_requested (a moment ago): the association was accepted, its series is processed.
+        batch = self.receiver.open(calling, called, host, port, self._called.pipelines.get(called, "covid19_ct"))
         with self._lock:
             self._batches[id(assoc)] = batch
         metrics.count_association("accepted")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Callable
@@ -23,7 +23,7 @@ from typing import Any, Callable
 from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.config import JobSettings
+from dicom_node.config import CalledAe, JobSettings
 from dicom_node.logs import RepeatingFailure
 from dicom_node.store.models import (
     Association,
@@ -193,8 +193,13 @@ class JobQueue:
         return cut
 
     # Settle window ------------------------------------------------------
-    def queue_settled(self, settle_seconds: float, now: datetime | None = None, grace_seconds: float = 3600.0) -> list[int]:
+    def queue_settled(
+        self, settle_seconds: float, now: datetime | None = None, grace_seconds: float = 3600.0, settle_by_ae: Mapping[str, float] | None = None
+    ) -> list[int]:
         """Queue one job per pending series that is quiet, no longer being sent and complete; return the new job ids.
+
+        Quiet: nothing received for `settle_seconds`, or for the called AE's own settle time (`settle_by_ae`, by the
+        called AE of the association that last sent the series).
 
         Complete: no association that ended abnormally (aborted, connection lost, cut by a restart, or open while
         its receiving process stopped renewing it) sent it new instances since a normal release last completed it.
@@ -202,7 +207,8 @@ class JobQueue:
         job says why its input may be incomplete (the result says so too).
         """
         now = now or utcnow()
-        quiet_since = now - timedelta(seconds=settle_seconds)
+        settle_by_ae = settle_by_ae or {}
+        quiet_since = now - timedelta(seconds=min([settle_seconds, *settle_by_ae.values()]))
         receiver_alive = or_(Association.lease_until.is_(None), Association.lease_until > now)
         linked = and_(AssociationSeries.series_fk == Series.id, AssociationSeries.association_fk == Association.id)
         sending = exists().where(linked, Association.state == "open", receiver_alive)
@@ -248,6 +254,11 @@ class JobQueue:
                     or_(~held, overdue),
                 )
             ).all()
+        if settle_by_ae:
+            called = self._last_called_aes([row[0] for row in candidates])
+            candidates = [
+                row for row in candidates if row[1] <= now - timedelta(seconds=settle_by_ae.get(called.get(row[0], ""), settle_seconds))
+            ]
         created = []
         for series_id, last_received, incomplete, partial_reason, request_state in candidates:
             if partial_reason and request_state == "failed":
@@ -272,6 +283,19 @@ class JobQueue:
             )
         if uid is not None:
             log.warning("series %s: not processed: %s", uid, why)
+
+    def _last_called_aes(self, series_ids: list[int]) -> dict[int, str]:
+        """By series id, the called AE of the association that last sent to it."""
+        if not series_ids:
+            return {}
+        with self._sessions() as session:
+            rows = session.execute(
+                select(AssociationSeries.series_fk, Association.called_ae)
+                .join(Association, Association.id == AssociationSeries.association_fk)
+                .where(AssociationSeries.series_fk.in_(series_ids))
+                .order_by(Association.started_at, Association.id)
+            ).all()
+        return {series_id: called for series_id, called in rows}  # the latest wins
 
     def _queue_series(self, series_id: int, last_received: datetime, incomplete: str = "") -> int | None:
         with self._sessions.begin() as session:
@@ -468,13 +492,20 @@ class JobQueue:
         return bool(requeued)
 
 
-def schedule(queue: JobQueue, settings: JobSettings, released: threading.Event, stopping: threading.Event) -> None:
+def schedule(
+    queue: JobQueue,
+    settings: JobSettings,
+    released: threading.Event,
+    stopping: threading.Event,
+    called_aes: Callable[[], list[CalledAe]] = list,
+) -> None:
     """The scheduler thread: queue settled series whenever an association ends (`released`), and at least every poll
-    (a settle window running out)."""
-    settle = settings.settle_seconds
-    interval = min(settings.poll_seconds, max(settle / 2, 0.1)) if settle > 0 else settings.poll_seconds
+    (a settle window running out). `called_aes`: the called AEs in force now, for their own settle times."""
     failures = RepeatingFailure(log, "scheduler: queueing settled series")
     while not stopping.is_set():
         released.clear()
-        failures.run(lambda: queue.queue_settled(settle, grace_seconds=settings.incomplete_grace_seconds))  # wakes the workers
-        released.wait(interval)
+        by_ae = {called.ae_title: called.settle_seconds for called in called_aes() if called.settle_seconds is not None}
+        settle = settings.settle_seconds
+        failures.run(lambda: queue.queue_settled(settle, grace_seconds=settings.incomplete_grace_seconds, settle_by_ae=by_ae))  # wakes the workers
+        shortest = min([settle, *by_ae.values()])
+        released.wait(min(settings.poll_seconds, max(shortest / 2, 0.1)) if shortest > 0 else settings.poll_seconds)

@@ -248,3 +248,26 @@ class PseudonymMapping(Base):
     original: Mapped[str] = mapped_column(UID)
     pseudonym: Mapped[str] = mapped_column(UID, index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ConfigEntity(Base):
+    """A called AE, source or destination of the run-time configuration (`config_entities.py`), kept after its removal
+    (`removed_at`) so that the configuration file does not add it back at the next start."""
+
+    __tablename__ = "config_entity"
+    __table_args__ = (UniqueConstraint("kind", "name", name="uq_config_entity_kind_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), doc="ae, source or destination.")
+    name: Mapped[str] = mapped_column(String(64), doc="The AE title of a called AE, the name of the others.")
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON, doc="The entity's fields, as its model writes them.")
+    removed_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(128), doc="Who made the last change (as the audit log names them).")
+
+
+class ConfigRevision(Base):
+    """One row: bumped by every configuration change in its transaction, read by every process to see that it changed."""
+
+    __tablename__ = "config_revision"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(Integer)

@@ -5,7 +5,8 @@ threads see at once. On PostgreSQL the same commit also sends a NOTIFY (it is
 delivered only if the transaction commits), and a listener thread in every
 process turns it into the same event: adding processes does not add polling.
 Waiting always has a timeout, the fallback that also finds expired leases and
-rows whose `not_before` has come.
+rows whose `not_before` has come. The "config" channel tells every process that the run-time configuration
+changed (`live_config.py`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 
-Channel = Literal["jobs", "exports"]
-CHANNELS: tuple[Channel, ...] = ("jobs", "exports")
+Channel = Literal["jobs", "exports", "config"]
+CHANNELS: tuple[Channel, ...] = ("jobs", "exports", "config")
 RECONNECT_SECONDS = 2.0
 
 

@@ -33,7 +33,7 @@ from dicom_node.web.security import Middleware
 from dicom_node.web.session import COOKIE, session_name
 
 OPEN_PATHS = frozenset({"/health"})
-PAGE_PATHS = frozenset({"/", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PAGE_PATHS = frozenset({"/", "/config", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 PAGE_PREFIXES = ("/series/", "/static/", "/ohif/")
 
 

@@ -17,7 +17,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dicom_node import metrics
-from dicom_node.web import dicomweb, inference, ohif, resources, results, session
+from dicom_node.web import config_api, dicomweb, inference, ohif, resources, results, session
 from dicom_node.web.access import OPEN_PATHS, access_middleware
 from dicom_node.web.audit import AccessLog
 from dicom_node.web.context import WebContext, get_context
@@ -55,6 +55,7 @@ def create_app(context: WebContext) -> FastAPI:
     app.include_router(session.router)
     app.include_router(results.router)
     app.include_router(inference.router)
+    app.include_router(config_api.router)
     app.include_router(dicomweb.router)
     app.include_router(ohif.router)
 
@@ -78,6 +79,10 @@ def create_app(context: WebContext) -> FastAPI:
     @app.get("/", include_in_schema=False)
     def series_list_page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
+
+    @app.get("/config", include_in_schema=False)
+    def config_page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "config.html")
 
     @app.get("/series/{series_id}", include_in_schema=False)
     def series_page(series_id: int) -> FileResponse:

@@ -13,6 +13,11 @@ The file is opened for each line (append, created 0600): a log rotated by
 moving it away is continued in a new file at once, with no signal to the node.
 A line that cannot be written is reported in the node's log and the request
 is still answered: a full disk must not stop a radiologist reading results.
+
+Changes of the run-time configuration (called AEs, sources, destinations) are audited in the same file,
+whoever makes them (REST, the CLI, the configuration file at a start): `event` "config", `identity` (the
+token's name, `loopback`, `cli:<user>`, or the configuration file), `time`, `action` (add, update, remove),
+`kind`, `name`, and the entity `before` and `after` (null when it did not exist), secrets redacted.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from fastapi import Request, Response
@@ -91,3 +96,15 @@ class AccessLog:
                 self.write(entry)
 
         return record
+
+
+class AuditedChange(Protocol):
+    def audit_entry(self) -> dict[str, Any]: ...
+
+
+def change_recorder(data_dir: Path, access_log: str) -> Callable[[AuditedChange], None] | None:
+    """What records a configuration change in the audit log (`http.access_log`; empty: not recorded)."""
+    if not access_log:
+        return None
+    audit = AccessLog(data_dir / access_log)
+    return lambda change: audit.write(change.audit_entry())

@@ -56,6 +56,18 @@ def test_one_job_per_series_once_the_association_ended_and_the_series_settled(se
     assert jobs(sessions) == [(1, "queued", 5)]
 
 
+def test_a_called_ae_with_its_own_settle_time_holds_its_series_longer(sessions) -> None:
+    queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
+    for called, series_uid in (("CLARA", "1.2.3.4"), ("SLOW", "1.2.3.5")):
+        assoc, _ = queue.open_association("SCU", called, "127.0.0.1", 1)
+        receive(indexer, series_uid, 3, assoc)
+        queue.close_association(assoc, "released", 3, 300, 0)
+    settle = {"SLOW": 30.0}
+    assert len(queue.queue_settled(1.0, now=later(10), settle_by_ae=settle)) == 1, "CLARA's series: the default settle time"
+    assert queue.queue_settled(1.0, now=later(20), settle_by_ae=settle) == [], "SLOW's series: 30 s"
+    assert len(queue.queue_settled(1.0, now=later(31), settle_by_ae=settle)) == 1
+
+
 def test_late_instances_supersede_the_previous_job_and_cancel_its_exports(sessions) -> None:
     queue, indexer = JobQueue(sessions, "n1"), Indexer(sessions)
     receive(indexer, "1.2.3.5", 3, None)
