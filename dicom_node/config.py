@@ -47,6 +47,13 @@ class AllowedSource(Section):
 
     ae_title: str = Field(description="Calling AE title of the sender.")
     host: str | None = Field(default=None, description="If set, the sender must connect from this address.")
+    query_retrieve: bool = Field(
+        default=False,
+        description=(
+            "May also query and retrieve (C-FIND, C-MOVE, C-GET; Patient and Study Root) what the node holds, received "
+            "instances and results alike. C-MOVE sends only to configured destinations (`[[destinations]]`, by AE title)."
+        ),
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
 
@@ -186,6 +193,24 @@ class DicomSettings(Section):
             "and the STOW-RS bodies being read (an association's share is at most max_message_mb, a request's http.max_stow_mb). An association "
             "whose next fragment would pass it is aborted, a STOW-RS request answered 503, before the memory is taken. "
             "With several receive_processes each gets an equal share. 0: a quarter of the machine's memory (at least 256 MiB)."
+        ),
+    )
+    query_max_matches: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description=(
+            "Most matches one C-FIND answers, and instances one C-MOVE or C-GET sends: a query that matches more is "
+            "refused (0xA700, out of resources) with a comment asking to narrow it, rather than answered in part."
+        ),
+    )
+    max_retrievals: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description=(
+            "C-MOVE and C-GET operations one receiving process runs at once; one more is refused (0xA701, out of "
+            "resources) so that retrievals never starve the Storage SCP."
         ),
     )
     max_inflated_mb: int = Field(
@@ -796,6 +821,8 @@ def example_toml() -> str:
         "#",
         "# Allowed sources (empty: any), e.g. in [dicom]:",
         '# allowed_sources = [{ ae_title = "CT_SCANNER_1" }, { ae_title = "PACS", host = "10.0.0.5" }]',
+        "# A source that may also query and retrieve (C-FIND, C-MOVE, C-GET) what the node holds and its results:",
+        '# allowed_sources = [{ ae_title = "WORKSTATION", host = "10.0.0.7", query_retrieve = true }]',
     ]
     defaults = Config()
     for key in Config.model_fields:

@@ -29,6 +29,7 @@ from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
+from dicom_node.net.qrscp import QueryRetrieveService
 from dicom_node.net.scp import StorageSCP
 from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
@@ -148,6 +149,7 @@ class Node:
             self.scp = StorageSCP(
                 self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
                 other_work=lambda: sum(worker.busy for worker in self._workers), peer_memory=self.peer_memory,
+                query_retrieve=QueryRetrieveService(self.config.dicom, sessions, self.data_dir, lambda: self.config.destinations),
             )
             try:
                 self.scp.start()

@@ -141,6 +141,7 @@ class Receiving:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        from dicom_node.net.qrscp import QueryRetrieveService
         from dicom_node.net.scp import StorageSCP
         from dicom_node.store.db import make_engine, make_sessionmaker
         from dicom_node.store.files import make_private
@@ -162,7 +163,8 @@ class Receiving:
         queue.close_interrupted_associations()  # restarted after a crash: what it had open was cut
         leases = LeaseKeeper(sessions, name, process_owner(name), jobs.lease_seconds, config.export.lease_seconds)
         self.indexer = Indexer(sessions, config.job_sop_classes())
-        self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set)
+        query_retrieve = QueryRetrieveService(config.dicom, sessions, data_dir, lambda: config.destinations)
+        self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set, query_retrieve=query_retrieve)
         self.scp.start(shared=self.sockets)
         self._spawn("leases", lambda: leases.run(self.stopping))
         self._spawn("scheduler", lambda: schedule(queue, jobs, self._released, self.stopping))
