@@ -200,8 +200,8 @@ class DicomSettings(Section):
         ge=1,
         le=65535,
         description=(
-            "Most matches one C-FIND answers, and instances one C-MOVE or C-GET sends: a query that matches more is "
-            "refused (0xA700, out of resources) with a comment asking to narrow it, rather than answered in part."
+            "Most matches one C-FIND answers: a query that matches more is refused (0xA700, out of resources) with a "
+            "comment asking to narrow it, rather than answered in part."
         ),
     )
     max_retrievals: int = Field(

@@ -7,8 +7,8 @@ instances and the results of done jobs, found in the index
 (`store/catalogue.py`: no file is opened to answer a C-FIND). Where to: C-MOVE
 sends only to a configured destination, by AE title (0xA801 otherwise; a
 destination that de-identifies is not one: what it would get here is not
-de-identified). Limits: `dicom.query_max_matches` matches or instances per
-request (more: 0xA700 for C-FIND, 0xA701 for C-MOVE/C-GET, with a comment),
+de-identified). Limits: `dicom.query_max_matches` matches per C-FIND (more:
+0xA700, with a comment asking to narrow it),
 `dicom.max_retrievals` C-MOVE/C-GET at once per receiving process (more:
 0xA701). A C-CANCEL stops a C-FIND before its next match and a retrieve before
 its next sub-operation (0xFE00).
@@ -50,6 +50,7 @@ PENDING, CANCELLED = 0xFF00, 0xFE00
 FIND_OUT_OF_RESOURCES = 0xA700
 RETRIEVE_OUT_OF_RESOURCES = 0xA701  # C-MOVE/C-GET: unable to calculate the number of matches (refused before any sent)
 UNABLE_TO_PROCESS = 0xC000
+MAX_SUB_OPERATIONS = 65535  # the sub-operation counts are US: more instances cannot be retrieved in one request
 # Keys a C-FIND response carries whatever the identifier holds, or fills itself
 _CONTROL_KEYS = frozenset({"QueryRetrieveLevel", "SpecificCharacterSet", "RetrieveAETitle", "InstanceAvailability", "QueryRetrieveView"})
 _UNCOMPRESSED = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
@@ -157,7 +158,7 @@ class QueryRetrieveService:
     def _retrieve(self, event: evt.Event) -> list[StoredInstance]:
         query, _returned = read_identifier(event.identifier, str(event.request.AffectedSOPClassUID))
         with self._sessions() as session:
-            return instances(session, query, self._data_dir, self.settings.query_max_matches)
+            return instances(session, query, self._data_dir, MAX_SUB_OPERATIONS)
 
     def move_destination(self, ae_title: str) -> Destination | None:
         """The configured destination a C-MOVE may send to under this AE title (None: 0xA801)."""

@@ -20,6 +20,7 @@ is universal.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,7 +101,8 @@ def parse_key(value: object, vr: str) -> KeyMatch:
     """The matching a key's value asks for (a pydicom value of an element with this VR)."""
     if value is None:
         return UNIVERSAL
-    values = [str(item) for item in value] if isinstance(value, (list, tuple)) else [str(value)]  # MultiValue is a list
+    several = isinstance(value, Sequence) and not isinstance(value, (str, bytes))  # pydicom's MultiValue
+    values = [str(item) for item in value] if several else [str(value)]  # type: ignore[union-attr]
     values = [item.strip() for item in values if str(item).strip()]
     if not values or values == ["*"]:
         return UNIVERSAL
