@@ -23,7 +23,7 @@ from tests.qrscp.dcmtk_qr import QR_AE, findscu, getscu, movescu
 pytestmark = pytest.mark.slow
 
 SEG = "1.2.840.10008.5.1.4.1.1.66.4"
-COMPREHENSIVE_SR = "1.2.840.10008.5.1.4.1.1.88.33"
+COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"  # the report the node writes
 PIPELINE_SECONDS = 480  # two series through the embedded models on a shared 2-core machine
 
 
@@ -98,7 +98,7 @@ def test_patient_root_image_level_lists_the_results_instances(processed: Process
     study = processed.studies["normal001"]
     answers = findscu(processed.node.port, "-P", "QueryRetrieveLevel=IMAGE", f"StudyInstanceUID={study}", "SOPClassUID", "SOPInstanceUID")
     classes = [str(ds.SOPClassUID) for ds in answers]
-    assert classes.count(SEG) == 1 and classes.count(COMPREHENSIVE_SR) == 1
+    assert classes.count(SEG) == 1 and classes.count(COMPREHENSIVE_3D_SR) == 1
     assert len(classes) >= 154 + 2
 
 
@@ -109,7 +109,7 @@ def test_movescu_sends_the_results_to_a_configured_destination(processed: Proces
     )
     assert received.returncode == 0, received.stderr
     classes = sorted(str(pydicom.dcmread(path, stop_before_pixels=True).SOPClassUID) for path in tmp_path.iterdir())
-    assert classes == sorted([SEG, COMPREHENSIVE_SR])
+    assert classes == sorted([SEG, COMPREHENSIVE_3D_SR])
 
 
 def test_getscu_gets_the_seg(processed: ProcessedNode, tmp_path: Path) -> None:
@@ -137,4 +137,4 @@ def test_orthanc_queries_the_node_as_a_modality_and_retrieves_the_seg_and_sr(pro
     retrieved = httpx.post(f"{orthanc.url}/queries/{query_id}/retrieve", json={"TargetAet": orthanc.ae_title, "Synchronous": True}, timeout=120)
     retrieved.raise_for_status()
     stored = {orthanc.get(f"/instances/{uid}/simplified-tags")["SOPClassUID"] for uid in orthanc.get("/instances")}
-    assert {SEG, COMPREHENSIVE_SR} <= stored
+    assert {SEG, COMPREHENSIVE_3D_SR} <= stored
