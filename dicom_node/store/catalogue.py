@@ -16,12 +16,12 @@ matches only, in one aggregate query per level.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydicom.datadict import dictionary_VR
-from sqlalchemy import ColumnElement, Select, distinct, func, select, union_all
+from sqlalchemy import ColumnElement, Select, distinct, exists, func, select, union_all
 from sqlalchemy.orm import Session
 
 from dicom_node.store.matching import KeyMatch, parse_key
@@ -198,43 +198,60 @@ def find(session: Session, query: Query, limit: int) -> list[dict[str, Any]]:
 
 
 def _add_children(session: Session, level: Level, matches: dict[object, dict[str, Any]], wanted: list[str]) -> None:
-    """The computed attributes of PATIENT or STUDY matches (keyed by patient or study id), in one query."""
+    """The computed attributes of PATIENT or STUDY matches (keyed by patient or study id), from the series rows
+    (their instance counts) and the results' rows, not from every instance row: a few rows per study."""
     owner = Study.patient_fk if level == "PATIENT" else Study.id
-    statement = (
-        select(
-            owner.label("owner"),
-            func.count(distinct(Study.id)),
-            func.count(distinct(CATALOGUE.c.series_uid)),
-            func.count(distinct(CATALOGUE.c.sop_uid)),
-        )
-        .select_from(CATALOGUE)
-        .join(Study, CATALOGUE.c.study_fk == Study.id)
-        .where(owner.in_(list(matches)))
-        .group_by(owner)
+    owners = list(matches)
+    children = {owner_id: _Children() for owner_id in owners}
+    received = select(owner, Study.id, Series.series_instance_uid, Series.modality, Series.instance_count).join(Study, Series.study_fk == Study.id)
+    for owner_id, study_id, series_uid, modality, count in session.execute(received.where(owner.in_(owners))):
+        children[owner_id].add(study_id, series_uid, modality, count)
+    received_back = exists().where(Instance.sop_instance_uid == ResultInstance.sop_instance_uid)
+    results = (
+        select(owner, Study.id, ResultInstance.series_instance_uid, ResultInstance.modality, ResultInstance.sop_class_uid)
+        .join(Study, ResultInstance.study_fk == Study.id)
+        .join(Job, ResultInstance.job_fk == Job.id)
+        .where(Job.state == "done", owner.in_(owners), ~received_back)
     )
-    counts = {owner_id: (studies, series, instances) for owner_id, studies, series, instances in session.execute(statement)}
-    lists: dict[object, tuple[list[str], list[str]]] = {}
-    if level == "STUDY" and {"ModalitiesInStudy", "SOPClassesInStudy"} & set(wanted):
-        pairs = select(CATALOGUE.c.study_fk, CATALOGUE.c.modality, CATALOGUE.c.sop_class).where(CATALOGUE.c.study_fk.in_(list(matches))).distinct()
-        for study_id, modality, sop_class in session.execute(pairs):
-            modalities, classes = lists.setdefault(study_id, ([], []))
-            if modality and modality not in modalities:
-                modalities.append(modality)
-            if sop_class not in classes:
-                classes.append(sop_class)
+    for owner_id, study_id, series_uid, modality, sop_class in session.execute(results):
+        children[owner_id].add(study_id, series_uid, modality, 1, sop_class)
+    if "SOPClassesInStudy" in wanted:
+        classes = select(Series.study_fk, Instance.sop_class_uid).join(Series, Instance.series_fk == Series.id).where(Series.study_fk.in_(owners)).distinct()
+        for study_id, sop_class in session.execute(classes):
+            children[study_id].sop_classes.add(sop_class)
     for owner_id, values in matches.items():
-        studies, series, instances = counts.get(owner_id, (0, 0, 0))
-        modalities, classes = lists.get(owner_id, ([], []))
-        computed = {
+        computed = children[owner_id].attributes()
+        values.update({keyword: computed[keyword] for keyword in wanted})
+
+
+@dataclass
+class _Children:
+    """What a patient or study holds, added up from its series and results."""
+
+    studies: set[int] = field(default_factory=set)
+    series: set[str] = field(default_factory=set)
+    modalities: set[str] = field(default_factory=set)
+    sop_classes: set[str] = field(default_factory=set)
+    instances: int = 0
+
+    def add(self, study_id: int, series_uid: str, modality: str, instances: int, sop_class: str = "") -> None:
+        self.studies.add(study_id)
+        self.series.add(series_uid)
+        self.modalities.add(modality)
+        self.sop_classes.add(sop_class)
+        self.instances += instances
+
+    def attributes(self) -> dict[str, Any]:
+        studies, series = len(self.studies), len(self.series)
+        return {
             "NumberOfPatientRelatedStudies": studies,
             "NumberOfPatientRelatedSeries": series,
-            "NumberOfPatientRelatedInstances": instances,
+            "NumberOfPatientRelatedInstances": self.instances,
             "NumberOfStudyRelatedSeries": series,
-            "NumberOfStudyRelatedInstances": instances,
-            "ModalitiesInStudy": sorted(modalities),
-            "SOPClassesInStudy": sorted(classes),
+            "NumberOfStudyRelatedInstances": self.instances,
+            "ModalitiesInStudy": sorted(self.modalities - {""}),
+            "SOPClassesInStudy": sorted(self.sop_classes - {""}),
         }
-        values.update({keyword: computed[keyword] for keyword in wanted})
 
 
 def instances(session: Session, query: Query, data_dir: Path, limit: int) -> list[StoredInstance]:
