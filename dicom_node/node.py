@@ -41,6 +41,7 @@ from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue, schedule
 from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
+from dicom_node.store.result_index import index_missing_results
 from dicom_node.store.retention import Retention
 from dicom_node.store.shared_storage import check_data_dir
 from dicom_node.store.wakeups import Wakeups
@@ -143,6 +144,9 @@ class Node:
         self._spawn("leases", lambda: leases.run(self.stopping))
         self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))
         self._check_models()
+        indexed = index_missing_results(sessions, self.data_dir)
+        if indexed:
+            log.info("indexed the results of %d job(s) done before the Query/Retrieve SCP, so that it finds them", indexed)
         if self.receive:
             self.queue.close_interrupted_associations(with_receivers=True)
             indexer = Indexer(sessions, self.config.job_sop_classes())
