@@ -183,6 +183,7 @@ class Worker:
                 self._publish(session, job, objects, destinations, job_input)
                 record_results_in(session, job.id, job.series_id, indexed)
 
+            took = time.perf_counter() - begun  # before the job's row says finished: the log never gives more than the row
             if self.queue.finish(job, "done", steps=steps, result=summary, on_done=publish):
                 metrics.count_job_finished("done")
                 if files.warnings:
@@ -191,7 +192,7 @@ class Worker:
                 log.info(
                     "%s done in %.1f s: %s; lungs %s; fitness flags: %s; %s %s (%s); %d object(s) to %s",
                     tag,
-                    time.perf_counter() - begun,
+                    took,
                     headline_text(result),
                     shown(result.measurements.lung_volume_ml["total"], "mL"),
                     ", ".join(flag.code for flag in result.fitness) or "none",
