@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Destination, DicomSettings
 from dicom_node.net.scu import MAX_CONTEXTS, tls_args
-from dicom_node.store.catalogue import COMPUTED, LEVELS, UNINDEXED, Level, Query, StoredInstance, TooManyMatches, find, instances
+from dicom_node.store.catalogue import LEVELS, UNINDEXED, Level, Query, StoredInstance, TooManyMatches, find, instances
 
 log = logging.getLogger(__name__)
 

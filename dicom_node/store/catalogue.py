@@ -67,17 +67,8 @@ def _catalogue() -> Any:
 CATALOGUE = _catalogue()
 
 
-@dataclass(frozen=True)
-class Attribute:
-    """An attribute the index holds: its keyword, the level it belongs to and its column for queries at `at` levels."""
-
-    keyword: str
-    level: Level
-    column: ColumnElement[Any]
-
-
-def _attributes(level: Level) -> dict[str, Attribute]:
-    """The attributes a query at `level` can match and return, with the column that holds each there."""
+def _attributes(level: Level) -> dict[str, ColumnElement[Any]]:
+    """The attributes a query at `level` can match and return (its level's and those above), and the column of each."""
     patient_name = Patient.patient_name if level == "PATIENT" else Study.patient_name  # each study's as received
     table: list[tuple[str, Level, ColumnElement[Any]]] = [
         ("PatientID", "PATIENT", Patient.patient_id),
@@ -98,7 +89,7 @@ def _attributes(level: Level) -> dict[str, Attribute]:
         ("InstanceNumber", "IMAGE", CATALOGUE.c.instance_number),
     ]
     depth = LEVELS.index(level)
-    return {keyword: Attribute(keyword, at, column) for keyword, at, column in table if LEVELS.index(at) <= depth}
+    return {keyword: column for keyword, at, column in table if LEVELS.index(at) <= depth}
 
 
 # Attributes of the children of a match, computed per match (returned; ModalitiesInStudy is also matched on)
@@ -113,7 +104,7 @@ UNINDEXED = frozenset({"StudyTime", "StudyID", "ReferringPhysicianName", "Series
 
 
 class TooManyMatches(Exception):
-    """The query matches more than the limit allows; the message says by how much at least."""
+    """The query matches more than the limit allows; the message says so and what to do."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +122,8 @@ class Query:
     def conditions(self) -> dict[str, KeyMatch]:
         """The keys that restrict the matches (not universal), of attributes the index holds at this level."""
         held = _attributes(self.level)
-        return {keyword: match for keyword, match in self.keys.items() if not match.universal and (keyword in held or keyword == "ModalitiesInStudy")}
+        by_children = {"ModalitiesInStudy"} if self.level == "STUDY" else set()
+        return {keyword: match for keyword, match in self.keys.items() if not match.universal and (keyword in held or keyword in by_children)}
 
 
 @dataclass(frozen=True)
@@ -160,17 +152,17 @@ def _joined(level: Level, columns: list[ColumnElement[Any]]) -> Select[Any]:
 
 def _statement(query: Query, extra: list[ColumnElement[Any]] = []) -> Select[Any]:  # noqa: B006 - read only
     held = _attributes(query.level)
-    columns = [attribute.column.label(keyword) for keyword, attribute in held.items()]
+    columns = [column.label(keyword) for keyword, column in held.items()]
     statement = _joined(query.level, [*columns, *extra])
     for keyword, match in query.conditions().items():
         if keyword == "ModalitiesInStudy":
             statement = statement.where(Study.id.in_(select(CATALOGUE.c.study_fk).where(match.clause(CATALOGUE.c.modality))))  # type: ignore[arg-type]
             continue
-        clause = match.clause(held[keyword].column)
+        clause = match.clause(held[keyword])
         if clause is not None:
             statement = statement.where(clause)
     if query.level == "SERIES":
-        statement = statement.group_by(*(attribute.column for attribute in held.values()))
+        statement = statement.group_by(*held.values())
     return statement
 
 
