@@ -99,6 +99,12 @@ def test_patient_root_walks_patient_study_series_image(node: Node) -> None:
     assert sorted(int(image.InstanceNumber) for image in images) == [1, 2, 3]
 
 
+def test_study_root_series_level_within_a_study(node: Node) -> None:
+    (series,) = findscu(node.port, "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={STUDY_UID}", "Modality=CT", "SeriesNumber", "SeriesInstanceUID")
+    assert (series.SeriesInstanceUID, series.SeriesNumber) == (SERIES_UID, HEADER.SeriesNumber)
+    assert not findscu(node.port, "-S", "QueryRetrieveLevel=SERIES", f"StudyInstanceUID={STUDY_UID}", "Modality=SEG", "SeriesInstanceUID")
+
+
 def test_study_root_image_level_by_a_list_of_uids(node: Node) -> None:
     uids = sorted(str(pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID) for path in sorted(SERIES.glob("*.dcm"))[:2])
     images = findscu(node.port, "-S", "QueryRetrieveLevel=IMAGE", f"SeriesInstanceUID={SERIES_UID}", "SOPInstanceUID=" + "\\".join(uids))
