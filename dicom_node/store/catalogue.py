@@ -78,6 +78,8 @@ def _attributes(level: Level) -> dict[str, ColumnElement[Any]]:
         ("PatientSex", "PATIENT", Patient.sex),
         ("StudyInstanceUID", "STUDY", Study.study_instance_uid),
         ("StudyDate", "STUDY", Study.study_date),
+        ("StudyTime", "STUDY", Study.study_time),
+        ("StudyID", "STUDY", Study.study_id),
         ("AccessionNumber", "STUDY", Study.accession_number),
         ("StudyDescription", "STUDY", Study.description),
         ("SeriesInstanceUID", "SERIES", CATALOGUE.c.series_uid),
@@ -100,7 +102,7 @@ COMPUTED: dict[Level, tuple[str, ...]] = {
     "IMAGE": (),
 }
 # Keys the index does not hold: returned empty, not matched on
-UNINDEXED = frozenset({"StudyTime", "StudyID", "ReferringPhysicianName", "SeriesDate", "SeriesTime", "ContentDate", "ContentTime"})
+UNINDEXED = frozenset({"ReferringPhysicianName", "SeriesDate", "SeriesTime", "ContentDate", "ContentTime"})
 
 
 class TooManyMatches(Exception):

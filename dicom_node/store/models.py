@@ -56,6 +56,8 @@ class Study(Base):
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="", server_default="", doc="PatientName this study was received with.")
     study_date: Mapped[str] = mapped_column(String(8), default="", index=True)
+    study_time: Mapped[str] = mapped_column(String(16), default="", server_default="", doc="StudyTime as received ('' before migration 0011).")
+    study_id: Mapped[str] = mapped_column(String(16), default="", server_default="", doc="StudyID as received ('' before migration 0011).")
     accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="", index=True)
     description: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

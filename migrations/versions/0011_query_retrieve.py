@@ -1,4 +1,4 @@
-"""the Query/Retrieve SCP: results indexed like received instances; the attributes C-FIND matches most often indexed
+"""the Query/Retrieve SCP: results indexed like received instances; StudyTime and StudyID kept; the attributes C-FIND matches most often indexed
 
 Revision ID: 0011
 Revises: 0010
@@ -39,6 +39,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_result_instance_series_instance_uid'), ['series_instance_uid'], unique=False)
         batch_op.create_index(batch_op.f('ix_result_instance_sop_instance_uid'), ['sop_instance_uid'], unique=False)
     with op.batch_alter_table('study', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('study_time', sa.String(length=16), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('study_id', sa.String(length=16), nullable=False, server_default=''))
         batch_op.create_index(batch_op.f('ix_study_study_date'), ['study_date'], unique=False)
         batch_op.create_index(batch_op.f('ix_study_accession_number'), ['accession_number'], unique=False)
     with op.batch_alter_table('series', schema=None) as batch_op:
@@ -51,6 +53,8 @@ def downgrade() -> None:
     with op.batch_alter_table('study', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_study_accession_number'))
         batch_op.drop_index(batch_op.f('ix_study_study_date'))
+        batch_op.drop_column('study_id')
+        batch_op.drop_column('study_time')
     with op.batch_alter_table('result_instance', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_result_instance_sop_instance_uid'))
         batch_op.drop_index(batch_op.f('ix_result_instance_series_instance_uid'))

@@ -41,6 +41,11 @@ def study_date(number: int) -> str:
     return f"{2019 + number % 5}{1 + number % 12:02d}{1 + number % 28:02d}"
 
 
+def study_time(number: int) -> str:
+    """Studies from 07:00 to 18:59, with fractions of a second as modalities write them."""
+    return f"{7 + number % 12:02d}{number % 60:02d}00.{number:06d}"
+
+
 def fill(session: Session, shape: Shape) -> None:
     """Add the rows in a few bulk inserts (the caller commits)."""
     now = utcnow()
@@ -51,7 +56,7 @@ def fill(session: Session, shape: Shape) -> None:
     ])
     session.execute(insert(Study), [
         {"id": s + 1, "study_instance_uid": study_uid(s), "patient_fk": s // shape.studies_per_patient + 1,
-         "patient_name": f"PATIENT^NUMBER{s // shape.studies_per_patient:05d}", "study_date": study_date(s), "accession_number": f"ACC{s:06d}",
+         "patient_name": f"PATIENT^NUMBER{s // shape.studies_per_patient:05d}", "study_date": study_date(s), "study_time": study_time(s), "study_id": str(s), "accession_number": f"ACC{s:06d}",
          "description": "CT CHEST", "created_at": now}
         for s in range(shape.studies)
     ])

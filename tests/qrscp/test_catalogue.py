@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dicom_node.store.catalogue import Query, TooManyMatches, find, instances
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Instance, Job, ResultInstance, Series
-from tests.qrscp.synthetic_index import SEG, Shape, fill, study_date, study_uid
+from tests.qrscp.synthetic_index import SEG, Shape, fill, study_date, study_time, study_uid
 
 SHAPE = Shape(studies=6, series_per_study=2, instances_per_series=3)
 STUDY_COUNTS = {"ModalitiesInStudy": "", "NumberOfStudyRelatedSeries": "", "NumberOfStudyRelatedInstances": "", "SOPClassesInStudy": ""}
@@ -67,6 +67,13 @@ def test_a_date_range_finds_the_studies_of_those_dates(sessions: sessionmaker[Se
     expected = {study_uid(s) for s in range(SHAPE.studies) if "20200101" <= study_date(s) <= "20211231"}
     assert expected and len(expected) < SHAPE.studies
     found = _find(sessions, "STUDY", StudyDate="20200101-20211231", StudyInstanceUID="")
+    assert {row["StudyInstanceUID"] for row in found} == expected
+
+
+def test_a_time_range_finds_the_studies_of_those_times(sessions: sessionmaker[Session]) -> None:
+    expected = {study_uid(s) for s in range(SHAPE.studies) if "0800" <= study_time(s)[:4] <= "1000"}
+    assert expected and len(expected) < SHAPE.studies
+    found = _find(sessions, "STUDY", StudyTime="0800-1000", StudyInstanceUID="")
     assert {row["StudyInstanceUID"] for row in found} == expected
 
 

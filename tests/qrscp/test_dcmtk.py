@@ -63,7 +63,7 @@ def test_study_root_study_level_by_patient_id_returns_the_indexed_attributes(nod
                        "ModalitiesInStudy", "NumberOfStudyRelatedInstances", "StudyTime")
     assert (study.StudyInstanceUID, study.StudyDate, str(study.PatientName)) == (STUDY_UID, "20070425", PATIENT)
     assert (study.ModalitiesInStudy, int(study.NumberOfStudyRelatedInstances)) == ("CT", 30)
-    assert study.RetrieveAETitle == "CLARA" and study.StudyTime == ""  # not indexed: returned empty
+    assert study.RetrieveAETitle == "CLARA" and study.StudyTime == HEADER.StudyTime
 
 
 @pytest.mark.parametrize(
@@ -78,6 +78,9 @@ def test_study_root_study_level_by_patient_id_returns_the_indexed_attributes(nod
         ("StudyDate=20070425-", 1),
         ("StudyDate=-20070424", 0),
         ("StudyDate=20080101-", 0),
+        ("StudyTime=170000-180000", 1),
+        ("StudyTime=-173333", 1),  # a time compares on the precision the key gives
+        ("StudyTime=180000-", 0),
         ("ModalitiesInStudy=MR\\CT", 1),
         ("ModalitiesInStudy=SEG", 0),
     ],
