@@ -90,8 +90,8 @@ def response(level: Level, returned: Sequence[str], values: dict[str, Any], our_
     ds = Dataset()
     ds.QueryRetrieveLevel = level
     for keyword in returned:
-        value = values.get(keyword)
-        setattr(ds, keyword, [] if keyword.endswith("Sequence") else ("" if value is None else value))
+        value = values.get(keyword)  # None: an empty element of the keyword's VR, whatever it is
+        setattr(ds, keyword, [] if keyword.endswith("Sequence") else value)
     ds.RetrieveAETitle = our_ae
     ds.InstanceAvailability = "ONLINE"
     if any(isinstance(value, str) and not value.isascii() for value in values.values()):
