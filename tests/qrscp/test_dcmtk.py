@@ -46,7 +46,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
                 "query_max_matches": 20,
                 "max_retrievals": 1,
             },
-            "destinations": [{"name": "WORKSTATION", "ae_title": "WORKSTATION", "host": "127.0.0.1", "port": workstation_port}],
+            "destinations": [
+                {"name": "WORKSTATION", "ae_title": "WORKSTATION", "host": "127.0.0.1", "port": workstation_port},
+                {"name": "RESEARCH", "ae_title": "RESEARCH", "host": "127.0.0.1", "port": workstation_port, "deidentification": {"enabled": True}},
+            ],
         },
     )
     process.start()
@@ -143,6 +146,14 @@ def test_movescu_to_an_unknown_destination_is_refused_with_a801(node: Node, tmp_
     moved = movescu(node.port, "NOBODY", free_port(), tmp_path, "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={STUDY_UID}")
     assert "MoveDestinationUnknown" in moved.stderr + moved.stdout, moved.stderr[-2000:]
     assert not list(tmp_path.iterdir())
+
+
+def test_movescu_to_a_de_identifying_destination_is_refused_with_a801(node: Node, tmp_path: Path) -> None:
+    """What a C-MOVE sends is not de-identified: a destination that de-identifies is none for C-MOVE."""
+    moved = movescu(node.port, "RESEARCH", node.workstation_port, tmp_path, "-S", "QueryRetrieveLevel=STUDY", f"StudyInstanceUID={STUDY_UID}")
+    assert "MoveDestinationUnknown" in moved.stderr + moved.stdout, moved.stderr[-2000:]
+    assert not list(tmp_path.iterdir())
+    assert "destination RESEARCH de-identifies" in node.process.log()
 
 
 def test_getscu_gets_the_series_on_its_own_association(node: Node, tmp_path: Path) -> None:
