@@ -82,7 +82,13 @@ class AllowedSource(Section):
         default=None, description="If set, the sender must connect from this address, or from this network (CIDR, e.g. 10.0.0.0/24)."
     )
     called_aes: list[str] = Field(default_factory=list, description="Called AE titles of this node the sender may use. Empty: any of them.")
-    query_retrieve: bool = Field(default=False, description="The sender may also query and retrieve (C-FIND, C-MOVE, C-GET) what the node holds.")
+    query_retrieve: bool = Field(
+        default=False,
+        description=(
+            "May also query and retrieve (C-FIND, C-MOVE, C-GET; Patient and Study Root) what the node holds, received "
+            "instances and results alike. C-MOVE sends only to configured destinations (`[[destinations]]`, by AE title)."
+        ),
+    )
 
     _ae = field_validator("ae_title")(_check_ae_title)
     _host = field_validator("host")(_check_host_or_network)
@@ -252,6 +258,24 @@ class DicomSettings(Section):
             "and the STOW-RS bodies being read (an association's share is at most max_message_mb, a request's http.max_stow_mb). An association "
             "whose next fragment would pass it is aborted, a STOW-RS request answered 503, before the memory is taken. "
             "With several receive_processes each gets an equal share. 0: a quarter of the machine's memory (at least 256 MiB)."
+        ),
+    )
+    query_max_matches: int = Field(
+        default=1000,
+        ge=1,
+        le=65535,
+        description=(
+            "Most matches one C-FIND answers: a query that matches more is refused (0xA700, out of resources) with a "
+            "comment asking to narrow it, rather than answered in part."
+        ),
+    )
+    max_retrievals: int = Field(
+        default=2,
+        ge=1,
+        le=100,
+        description=(
+            "C-MOVE and C-GET operations one receiving process runs at once; one more is refused (0xA701, out of "
+            "resources) so that retrievals never starve the Storage SCP."
         ),
     )
     max_inflated_mb: int = Field(
@@ -870,6 +894,8 @@ def example_toml() -> str:
         "# Called AEs, allowed sources and destinations (with the pipelines' destinations) seed the node's database: each",
         "# start adds those it has never had; afterwards the database is the truth and they change without a restart",
         "# (`dicom-node ae|source|destination ...`, /api/config/...). `dicom-node config export` writes them back as TOML.",
+        "# A source that may also query and retrieve (C-FIND, C-MOVE, C-GET) what the node holds and its results:",
+        '# allowed_sources = [{ ae_title = "WORKSTATION", host = "10.0.0.7", query_retrieve = true }]',
     ]
     defaults = Config()
     for key in Config.model_fields:

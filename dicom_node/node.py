@@ -30,6 +30,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
 from dicom_node.inference.triton import TritonModel
 from dicom_node.live_config import LiveConfig, config_store
+from dicom_node.net.qrscp import QueryRetrieveService
 from dicom_node.net.scp import StorageSCP
 from dicom_node.net.tls import watch_certificate
 from dicom_node.peer_memory import PeerMemory
@@ -42,6 +43,7 @@ from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue, schedule
 from dicom_node.store.leases import LeaseKeeper, process_owner
 from dicom_node.store.outbox import Outbox
+from dicom_node.store.result_index import index_missing_results
 from dicom_node.store.retention import Retention
 from dicom_node.store.shared_storage import check_data_dir
 from dicom_node.store.wakeups import CHANNELS, Wakeups
@@ -149,12 +151,16 @@ class Node:
         live = LiveConfig(self.config, self.config_store)
         live.refresh()  # before anything reads the called AEs, sources or destinations
         self._check_models()
+        indexed = index_missing_results(sessions, self.data_dir)
+        if indexed:
+            log.info("indexed the results of %d job(s) done before the Query/Retrieve SCP, so that it finds them", indexed)
         if self.receive:
             self.queue.close_interrupted_associations(with_receivers=True)
             indexer = Indexer(sessions, self.config.job_sop_classes())
             self.scp = StorageSCP(
                 self.config.dicom, self.data_dir, indexer, self.queue, on_association_end=self._released.set,
                 other_work=lambda: sum(worker.busy for worker in self._workers), peer_memory=self.peer_memory,
+                query_retrieve=QueryRetrieveService(self.config.dicom, sessions, self.data_dir, lambda: self.config.destinations),
             )
             live.on_change(self.scp.configuration_changed)
             try:

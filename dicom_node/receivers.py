@@ -144,6 +144,7 @@ class Receiving:
 
     def start(self) -> None:
         from dicom_node.live_config import LiveConfig, config_store
+        from dicom_node.net.qrscp import QueryRetrieveService
         from dicom_node.net.scp import StorageSCP
         from dicom_node.store.db import make_engine, make_sessionmaker
         from dicom_node.store.files import make_private
@@ -168,7 +169,8 @@ class Receiving:
         live = LiveConfig(config, config_store(config, sessions, self.wakeups))
         live.refresh()  # a change between the node's start and this process's
         self.indexer = Indexer(sessions, config.job_sop_classes())
-        self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set)
+        query_retrieve = QueryRetrieveService(config.dicom, sessions, data_dir, lambda: config.destinations)
+        self.scp = StorageSCP(config.dicom, data_dir, self.indexer, queue, on_association_end=self._released.set, query_retrieve=query_retrieve)
         live.on_change(self.scp.configuration_changed)
         self.scp.start(shared=self.sockets)
         self._spawn("wakeups", lambda: self.wakeups.listen(self.stopping))

@@ -42,6 +42,7 @@ from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.store.files import write_durably
 from dicom_node.store.jobs import ClaimedJob, JobQueue
 from dicom_node.store.outbox import Outbox, ResultObject
+from dicom_node.store.result_index import IndexedResult, record_results_in
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +176,15 @@ class Worker:
         else:
             summary = result_summary(result, files, self.data_dir, masks)
             objects = [ResultObject.from_file(path, self.data_dir) for path in files.dicom()]
+            indexed = [IndexedResult.from_file(obj.path, self.data_dir) for obj in objects]
             destinations = self.config.pipelines[job.pipeline].destinations
-            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=lambda s: self._publish(s, job, objects, destinations, job_input)):
+
+            def publish(session: Session) -> None:
+                self._publish(session, job, objects, destinations, job_input)
+                record_results_in(session, job.id, job.series_id, indexed)
+
+            took = time.perf_counter() - begun  # before the job's row says finished: the log never gives more than the row
+            if self.queue.finish(job, "done", steps=steps, result=summary, on_done=publish):
                 metrics.count_job_finished("done")
                 if files.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(files.warnings))
@@ -184,7 +192,7 @@ class Worker:
                 log.info(
                     "%s done in %.1f s: %s; lungs %s; fitness flags: %s; %s %s (%s); %d object(s) to %s",
                     tag,
-                    time.perf_counter() - begun,
+                    took,
                     headline_text(result),
                     shown(result.measurements.lung_volume_ml["total"], "mL"),
                     ", ".join(flag.code for flag in result.fitness) or "none",

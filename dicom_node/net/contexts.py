@@ -32,6 +32,7 @@ from pynetdicom.presentation import PresentationContext, build_context
 from pydicom.uid import UID
 
 VERIFICATION = "1.2.840.10008.1.1"
+GET_SOP_CLASSES = frozenset({"1.2.840.10008.5.1.4.1.2.1.3", "1.2.840.10008.5.1.4.1.2.2.3"})  # Patient and Study Root C-GET
 STORAGE_SOP_CLASSES: frozenset[str] = frozenset(str(cx.abstract_syntax) for cx in AllStoragePresentationContexts)
 
 TRANSFER_SYNTAXES: tuple[str, ...] = (
@@ -70,11 +71,18 @@ class SopClassFilter:
         return sop_class_uid in (self.allowed or STORAGE_SOP_CLASSES) and sop_class_uid not in self.refused
 
 
-def contexts_for(proposed: Iterable[str], accepted: SopClassFilter) -> list[PresentationContext]:
+def contexts_for(proposed: Iterable[str], accepted: SopClassFilter, query_retrieve: frozenset[str] = frozenset()) -> list[PresentationContext]:
     """The contexts to support for an association that proposes these abstract syntaxes: each accepted storage
-    class in every transfer syntax the node stores, and Verification."""
-    wanted = sorted({uid for uid in proposed if accepted.accepts(uid)})
-    return [_context(VERIFICATION), *(_context(uid) for uid in wanted)]
+    class in every transfer syntax the node stores, and Verification; for a peer that may query, the proposed
+    Query/Retrieve classes of `query_retrieve`, and where it proposes a C-GET class, every proposed storage class
+    with the SCP/SCU role selection a C-GET needs (the node sends on the peer's association)."""
+    proposed = set(proposed)
+    offered = proposed & query_retrieve
+    if offered & GET_SOP_CLASSES:
+        storage = [_role_context(uid) for uid in sorted(proposed & STORAGE_SOP_CLASSES)]
+    else:
+        storage = [_context(uid) for uid in sorted(uid for uid in proposed if accepted.accepts(uid))]
+    return [_context(VERIFICATION), *(_context(uid) for uid in sorted(offered)), *storage]
 
 
 def prepare() -> None:
@@ -85,7 +93,15 @@ def prepare() -> None:
 
 @functools.cache
 def _context(uid: str) -> PresentationContext:
-    return build_context(uid) if uid == VERIFICATION else build_context(uid, list(TRANSFER_SYNTAXES))
+    return build_context(uid, list(TRANSFER_SYNTAXES)) if uid in STORAGE_SOP_CLASSES else build_context(uid)
+
+
+@functools.cache
+def _role_context(uid: str) -> PresentationContext:
+    """A storage class's context accepting the roles a C-GET's requestor proposes (it may be the SCP)."""
+    context = build_context(uid, list(TRANSFER_SYNTAXES))
+    context.scu_role, context.scp_role = True, True
+    return context
 
 
 def sop_class_name(uid: str) -> str:

@@ -44,9 +44,13 @@ def configure_pynetdicom() -> None:
 
     Its standard DIMSE log handler raises on a C-STORE request without Affected SOP Instance UID, which ends the
     event's handler loop before `refuse_incomplete_store` runs; it also formats a dozen log lines per image. Our
-    own log names every association and every refusal.
+    own log names every association and every refusal. Its Query/Retrieve service decodes and pretty-prints every
+    request and response identifier for DEBUG lines whatever the log level (some 60 us per C-FIND match); the Q/R
+    SCP logs each request's level and match count instead.
     """
     _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+    _config.LOG_RESPONSE_IDENTIFIERS = False
     _config.VALIDATORS["UI"] = any_uid
 
 

@@ -34,6 +34,7 @@ from dicom_node.config import DicomSettings
 from dicom_node.net import contexts
 from dicom_node.net.contexts import VERIFICATION, SopClassFilter, contexts_for, sop_class_name
 from dicom_node.net.frontdoor import DoorRules, FrontDoor, open_front_door
+from dicom_node.net.qrscp import QR_SOP_CLASSES, QueryRetrieveService
 from dicom_node.net.requests import configure_pynetdicom, refuse_incomplete_store
 from dicom_node.net.sockets import disable_nagle
 from dicom_node.net.slots import SlotAE
@@ -86,8 +87,9 @@ class StorageSCP:
         on_association_end: Callable[[], None] | None = None,
         other_work: Callable[[], int] | None = None,
         peer_memory: PeerMemory | None = None,
+        query_retrieve: QueryRetrieveService | None = None,
     ) -> None:
-        """`other_work`: how many pipeline jobs this process runs now; with several receiving processes, one that is
+        """`query_retrieve`: the C-FIND, C-MOVE and C-GET handlers (None: storage only). `other_work`: how many pipeline jobs this process runs now; with several receiving processes, one that is
         busy leaves new associations to the others (`FrontDoor._listener_ready`). `peer_memory`: the process's memory
         for peers, shared with its STOW-RS (default: this process's share of `dicom.peer_memory_mb`)."""
         self.settings = settings
@@ -99,6 +101,7 @@ class StorageSCP:
         self._batches: dict[int, Batch] = {}
         self._lock = threading.Lock()
         self._doors: list[FrontDoor] = []
+        self.query_retrieve = query_retrieve
         if not settings.allowed_sources:
             log.warning("dicom.allowed_sources is empty: any calling AE may send to this node")
 
@@ -134,6 +137,7 @@ class StorageSCP:
             (evt.EVT_RELEASED, self._on_released),
             (evt.EVT_ABORTED, self._on_aborted),
             (evt.EVT_CONN_CLOSE, self._on_closed),
+            *(self.query_retrieve.handlers() if self.query_retrieve else []),
         ]
         settings = self.settings
         listeners = [(settings.port, None), (settings.tls_port, self._tls_context() if settings.tls_port else None)]
@@ -202,12 +206,22 @@ class StorageSCP:
         if reason is None:
             assoc.acceptor.ae_title = called
             proposed = [str(cx.abstract_syntax) for cx in request.presentation_context_definition_list]
-            assoc.acceptor.supported_contexts = contexts_for(proposed, aes.accepted[called])
+            assoc.acceptor.supported_contexts = contexts_for(proposed, aes.accepted[called], self._query_retrieve_classes(proposed, calling, host, called))
             return
         log.warning("association from %s@%s:%d to %s rejected: %s", calling, host, port, called, reason)
         assoc.acse.send_reject(0x01, 0x01, diagnostic)
         evt.trigger(assoc, evt.EVT_REJECTED, {})
         assoc.kill()
+
+    def _query_retrieve_classes(self, proposed: list[str], calling: str, host: str, called: str) -> frozenset[str]:
+        """The Q/R classes this peer may use: all, if it is a source allowed to query (else none, and the log says why)."""
+        if not QR_SOP_CLASSES.intersection(proposed):
+            return frozenset()
+        if self.query_retrieve is not None and self.query_retrieve.may_query(calling, host, called):
+            return QR_SOP_CLASSES
+        why = "this node runs no Query/Retrieve SCP" if self.query_retrieve is None else "it is no source with query_retrieve = true (dicom.allowed_sources)"
+        log.warning("%s@%s proposed Query/Retrieve, refused: %s", calling, host, why)
+        return frozenset()
 
     def _on_accepted(self, event: evt.Event) -> None:
         assoc: Association = event.assoc

@@ -40,8 +40,8 @@ _TAGS = {
     keyword: tag_for_keyword(keyword)
     for keyword in (
         "SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID", "PatientID", "IssuerOfPatientID", "PatientName",
-        "PatientBirthDate", "PatientSex", "StudyDate", "AccessionNumber", "StudyDescription", "Modality", "SeriesDescription",
-        "SeriesNumber", "InstanceNumber",
+        "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime", "AccessionNumber", "StudyDescription", "Modality", "SeriesDescription",
+        "StudyID", "SeriesNumber", "InstanceNumber",
     )
 }
 _TAG_LIST = list(_TAGS.values())
@@ -119,6 +119,8 @@ class InstanceMeta:
     patient_birth_date: str = ""
     patient_sex: str = ""
     study_date: str = ""
+    study_time: str = ""
+    study_id: str = ""
     accession_number: str = ""
     study_description: str = ""
     modality: str = ""
@@ -205,6 +207,8 @@ class InstanceMeta:
             patient_birth_date=text("PatientBirthDate", 8),
             patient_sex=text("PatientSex", 16),
             study_date=text("StudyDate", 8),
+            study_time=text("StudyTime", 16),
+            study_id=text("StudyID", 16),
             accession_number=identifier("AccessionNumber"),
             study_description=text("StudyDescription", 64),
             modality=text("Modality", 16),
@@ -216,8 +220,8 @@ class InstanceMeta:
 
 def _plain_values(checked: CheckedDataSet) -> dict[str, str] | None:
     """The identifiers' values as pydicom reads them, by keyword, when each is plain: ASCII without backslash or
-    escape, NUL at most as its padding, in the dictionary's VR, whole numbers for IS. None: pydicom must read them
-    (another character set, several values, a sequence, an odd VR)."""
+    escape, NUL at most as its padding, in the dictionary's VR, whole numbers for IS, names without component groups.
+    None: pydicom must read them (another character set, several values, a sequence, an odd VR, a name's `=`)."""
     values: dict[str, str] = {}
     data = checked.data
     for keyword, tag in _TAGS.items():
@@ -230,6 +234,8 @@ def _plain_values(checked: CheckedDataSet) -> dict[str, str] | None:
             return None
         raw = bytes(data[pos : pos + length])
         if not raw.isascii() or b"\\" in raw or b"\x1b" in raw or b"\0" in raw[:-1]:
+            return None
+        if expected == b"PN" and b"=" in raw:  # component groups: pydicom's PersonName reads them (a lone '=' as '')
             return None
         text = raw.decode("ascii").rstrip("\0 ")
         if expected == b"UI":
@@ -446,6 +452,8 @@ class Indexer:
                 patient_fk=patient.id,
                 patient_name=meta.patient_name,
                 study_date=meta.study_date,
+                study_time=meta.study_time,
+                study_id=meta.study_id,
                 accession_number=meta.accession_number,
                 description=meta.study_description,
             )

@@ -55,8 +55,10 @@ class Study(Base):
     study_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     patient_fk: Mapped[int] = mapped_column(ForeignKey("patient.id"), index=True)
     patient_name: Mapped[str] = mapped_column(String(324), default="", server_default="", doc="PatientName this study was received with.")
-    study_date: Mapped[str] = mapped_column(String(8), default="")
-    accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="")
+    study_date: Mapped[str] = mapped_column(String(8), default="", index=True)
+    study_time: Mapped[str] = mapped_column(String(16), default="", server_default="", doc="StudyTime as received ('' before migration 0012).")
+    study_id: Mapped[str] = mapped_column(String(16), default="", server_default="", doc="StudyID as received ('' before migration 0012).")
+    accession_number: Mapped[str] = mapped_column(String(MAX_IDENTIFIER), default="", index=True)
     description: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     patient: Mapped[Patient] = relationship()
@@ -68,7 +70,7 @@ class Series(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_instance_uid: Mapped[str] = mapped_column(UID, unique=True)
     study_fk: Mapped[int] = mapped_column(ForeignKey("study.id"), index=True)
-    modality: Mapped[str] = mapped_column(String(16), default="")
+    modality: Mapped[str] = mapped_column(String(16), default="", index=True)
     description: Mapped[str] = mapped_column(String(64), default="")
     series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
     pipeline: Mapped[str] = mapped_column(String(64), default="covid19_ct", doc="Pipeline of the called AE that last received it.")
@@ -131,6 +133,27 @@ class Instance(Base):
     association_fk: Mapped[int | None] = mapped_column(ForeignKey("association.id"), nullable=True, index=True)
     received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     series: Mapped[Series] = relationship()
+
+
+class ResultInstance(Base):
+    """A DICOM object a job wrote (SEG, SR, summary page, key image), indexed as a received instance is: the
+    Query/Retrieve SCP finds results without opening their files. Only a *done* job's rows are results; its rows go
+    with the job (and with the study)."""
+
+    __tablename__ = "result_instance"
+    __table_args__ = (UniqueConstraint("job_fk", "sop_instance_uid", name="uq_result_instance_job_sop"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_fk: Mapped[int] = mapped_column(ForeignKey("job.id", ondelete="CASCADE"), index=True)
+    study_fk: Mapped[int] = mapped_column(ForeignKey("study.id", ondelete="CASCADE"), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    modality: Mapped[str] = mapped_column(String(16), default="")
+    series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    series_description: Mapped[str] = mapped_column(String(64), default="")
+    sop_instance_uid: Mapped[str] = mapped_column(UID, index=True)
+    sop_class_uid: Mapped[str] = mapped_column(UID)
+    instance_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    transfer_syntax_uid: Mapped[str] = mapped_column(UID)
+    path: Mapped[str] = mapped_column(String(512), doc="Relative to the data dir.")
 
 
 class Job(Base):

@@ -10,7 +10,8 @@ from dicom_node.store.db import downgrade, make_engine, upgrade
 from dicom_node.store.models import Base
 
 TABLES = {"patient", "study", "series", "instance", "association", "association_series", "job", "export", "cluster_setting",
-          "inference_request", "inference_request_series", "pseudonym", "config_entity", "config_revision"}
+          "inference_request", "inference_request_series", "pseudonym", "config_entity", "config_revision",
+          "result_instance"}
 
 
 def _state(url: str) -> tuple[str | None, set[str]]:
