@@ -135,7 +135,7 @@ class RequestRunner:
         found = self._scu(source).find(claim.query, self.settings.modalities)
         if not found:
             modalities = ", ".join(self.settings.modalities) or "any modality"
-            raise RetrieveRefused(f"C-FIND found no series ({modalities}) matching the request in {source.name}")
+            raise RetrieveRefused(f"C-FIND found no series ({modalities}) matching {claim.query} in {source.name}")
         rows = []
         for series in found:
             stored = self.requests.stored_instances(series.series_instance_uid)

@@ -60,6 +60,12 @@ class StudyQuery:
     study_date_from: str = ""
     study_date_to: str = ""
 
+    def __str__(self) -> str:
+        """The keys asked for, as an operator compares them with the PACS's: 'PatientID=P1, StudyDate=20200101-'."""
+        ds = self.study_identifier()
+        ds.SeriesInstanceUID = self.series_instance_uid
+        return ", ".join(f"{element.keyword}={element.value}" for element in ds if element.value and element.keyword != "QueryRetrieveLevel")
+
     def study_identifier(self) -> Dataset:
         ds = Dataset()
         ds.QueryRetrieveLevel = "STUDY"

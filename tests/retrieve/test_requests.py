@@ -55,7 +55,7 @@ def test_c_move_by_study_and_series(pacs: SourcePacs, node: NodeProcess) -> None
     response = api.post(body("move-1", "PACS", details))
     assert response.status_code == 201, response.text
     status = api.wait_final("move-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
     assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
     assert [s["job"]["state"] for s in status["series"]] == ["done"]
     assert_results_once(pacs, study, status)
@@ -70,12 +70,30 @@ def test_c_get_by_accession_fetches_only_what_is_missing(pacs: SourcePacs, node:
     study, b40f = study_of(A0002_B40F)
     assert api.post(body("get-1", "PACS_GET", {"type": "ACCESSION_NUMBER", "accessionNumbers": ["ACC-A0002"]})).status_code == 201
     status = api.wait_final("get-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
     assert status["instances"] == {"expected": 60, "received": 30, "alreadyPresent": 30}
     by_series = {s["seriesInstanceUID"]: s for s in status["series"]}
     first = Api(node).status("move-1")["series"][0]["job"]["id"]
     assert by_series[b40f]["job"]["id"] == first  # not run again
     assert_results_once(pacs, study, status)
+
+
+def test_force_runs_a_series_with_results_again_without_fetching_it(pacs: SourcePacs, node: NodeProcess) -> None:
+    """B40f is stored and has results of this version (move-1): `force` runs it again; the same input gives the same
+    result UIDs, so the PACS holds each object once."""
+    api = Api(node)
+    study, b40f = study_of(A0002_B40F)
+    earlier = Api(node).status("move-1")["series"][0]["job"]["id"]
+    details = {"type": "DICOM_UID", "studies": [{"StudyInstanceUID": study, "series": [{"SeriesInstanceUID": b40f}]}]}
+    before = pacs.objects_in_study(study)
+    assert api.post(body("force-1", "PACS", details, force=True)).status_code == 201
+    status = api.wait_final("force-1", PIPELINE_SECONDS)
+    assert status["state"] == "done" and status["force"], (status["errors"], node.log()[-3000:])
+    assert status["instances"] == {"expected": 30, "received": 0, "alreadyPresent": 30}
+    [series] = status["series"]
+    assert series["job"]["state"] == "done" and series["job"]["id"] > earlier, "run again"
+    assert_results_once(pacs, study, status)
+    assert pacs.objects_in_study(study) == before, "the same objects again, under the same UIDs"
 
 
 def test_unknown_move_destination_fails_within_seconds_explained(pacs: SourcePacs, node: NodeProcess) -> None:
@@ -92,7 +110,7 @@ def test_unknown_move_destination_fails_within_seconds_explained(pacs: SourcePac
     error = status["errors"][-1]
     # Debian's Orthanc 1.10 answers "unable to process" for an unknown move destination; the standard's 0xA801 is
     # explained likewise (test_retrieve_statuses.py, against a pynetdicom Q/R SCP that answers it).
-    assert error["status"] == 0xC000 and error["statusHex"] == "0xC000"
+    assert error["status"] == 0xC000 and error["statusHex"] == "0xC000", status["errors"]
     assert "the PACS knows this node's AE title CLARA (AE title, host and DICOM port), and add it there" in error["message"]
     assert status["instances"]["received"] == 0
 
@@ -103,7 +121,7 @@ def test_wado_rs_by_patient_and_date_range(pacs: SourcePacs, node: NodeProcess) 
     started = time.monotonic()
     assert api.post(body("wado-1", "PACS_WADO", details)).status_code == 201
     status = api.wait_final("wado-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status, node.log()[-3000:])
+    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
     assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
     assert_results_once(pacs, status["series"][0]["studyInstanceUID"], status)
     print(f"WADO-RS request for 30 slices done in {time.monotonic() - started:.1f} s")

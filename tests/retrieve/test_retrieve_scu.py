@@ -75,3 +75,9 @@ def test_unknown_move_destination_is_explained(qr_scp: int) -> None:
 def test_a_pacs_that_is_not_there_is_worth_retrying() -> None:
     with pytest.raises(PeerUnavailable, match="cannot connect"):
         _scu(free_port()).find(StudyQuery(study_instance_uid=STUDY), ["CT"])
+
+
+def test_a_query_names_the_keys_it_asks_for() -> None:
+    """What a 'found nothing' error shows the operator, to compare with the PACS."""
+    assert str(StudyQuery(study_instance_uid="1.2", series_instance_uid="1.2.3")) == "StudyInstanceUID=1.2, SeriesInstanceUID=1.2.3"
+    assert str(StudyQuery(patient_id="P1", study_date_from="20200101")) == "StudyDate=20200101-, PatientID=P1"
