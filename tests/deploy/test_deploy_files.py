@@ -4,8 +4,12 @@ the slow tests/deploy/test_images.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +17,8 @@ import yaml
 
 from dicom_node.config import Config
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "dicom-node"
 
 
@@ -100,3 +105,41 @@ def test_the_chart_probes_run_the_images_python_not_tools_it_lacks() -> None:
     templates = "".join(path.read_text() for path in (CHART / "templates").glob("*"))
     assert not re.search(r"^\s*(tcpSocket|httpGet):", templates, re.M)
     assert templates.count('include "dicom-node.liveness"') == 2 and templates.count('include "dicom-node.readiness"') == 2
+
+
+# Modules the product imports that no distribution of pyproject's provides, and why that is right.
+PROVIDED_ELSEWHERE = {"triton_python_backend_utils": "Triton's Python backend, inside tritonserver (triton_python_model.py)"}
+
+
+def _imported_modules(package: Path) -> dict[str, str]:
+    """Top-level third-party modules imported anywhere in `package` (not the standard library nor itself), each
+    with one file that imports it."""
+    found: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names} - set(sys.stdlib_module_names) - {package.name}:
+                found.setdefault(top, str(path.relative_to(REPO)))
+    return found
+
+
+def _distribution_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_module_the_product_imports_is_a_declared_dependency() -> None:
+    """The image installs pyproject's dependencies and nothing else (no test extras): a module that the product
+    imports and that arrives only with the test extras, or with another package, works in the checkout and fails in
+    the image (httpx came with the test extras while net/wado_client.py imported it: the image's node did not start)."""
+    declared = {_distribution_name(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = packages_distributions()
+    undeclared = {
+        module: where for module, where in _imported_modules(REPO / "dicom_node").items()
+        if module not in PROVIDED_ELSEWHERE and not {_distribution_name(d) for d in providers.get(module, [])} & declared
+    }
+    assert not undeclared, f"imported but not in pyproject's dependencies: {undeclared}"
