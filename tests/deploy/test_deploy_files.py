@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import sys
 import tomllib
 from importlib.metadata import packages_distributions
@@ -143,3 +144,32 @@ def test_every_module_the_product_imports_is_a_declared_dependency() -> None:
         if module not in PROVIDED_ELSEWHERE and not {_distribution_name(d) for d in providers.get(module, [])} & declared
     }
     assert not undeclared, f"imported but not in pyproject's dependencies: {undeclared}"
+
+
+def test_ci_runs_the_deploy_check_as_its_own_job_when_the_image_inputs_change(tmp_path: Path) -> None:
+    """.ci/run stays the default suite; .ci/deploy runs `make test-deploy` only when what the image is built from
+    changed since the base (tried in a clone, with the check's command replaced by an echo)."""
+    assert (REPO / ".ci" / "run").read_text().strip().splitlines()[-1] == "make test"
+    assert (REPO / ".ci" / "deploy").read_text().strip().splitlines()[-1] == "make test-deploy-if-changed"
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    (clone / "Makefile").write_text((REPO / "Makefile").read_text())  # the checkout's, committed or not
+    subprocess.run([*git, "commit", "-qam", "the Makefile under test", "--allow-empty"], check=True)
+
+    def commit_and_decide(path: str, base: str = "HEAD~1") -> str:
+        with (clone / path).open("a") as changed:
+            changed.write("\n")
+        subprocess.run([*git, "commit", "-qam", f"change {path}"], check=True)
+        done = subprocess.run(
+            ["make", "-s", "--no-print-directory", "-C", str(clone), "test-deploy-if-changed",
+             f"DEPLOY_BASE={base}", "TEST_DEPLOY=echo the deploy check runs"],
+            capture_output=True, text=True, check=True,
+        )
+        return done.stdout
+
+    assert "not run: nothing in deploy" in commit_and_decide("README.md")
+    assert "the deploy check runs" in commit_and_decide("deploy/compose.yaml")
+    assert "the deploy check runs" in commit_and_decide("pyproject.toml")
+    assert "not run" in commit_and_decide("docs/pipeline.md")
+    assert "the deploy check runs" in commit_and_decide("docs/pipeline.md", base="no-such-commit")
