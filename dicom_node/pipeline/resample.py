@@ -28,7 +28,7 @@ from dicom_node.pipeline.volume import CtVolume
 
 MASK_ON = 255  # a mask travels as uint8 0/255 ...
 MASK_THRESHOLD = 128  # ... and is set where its interpolated value reaches this (0.5 of 255, as a uint8 would)
-MASK_SLAB = 32  # native slices interpolated at once per thread: 16 MB of float64 values at 512 x 512
+MASK_SLAB = 8  # native slices per task of a thread (oblique series: 16 MB of float64 values at 512 x 512)
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def _resample_to_native_box(
     inside = np.empty(shape, dtype=bool)
 
     def resample(z0: int, z1: int) -> None:
-        np.greater_equal(interpolate(z0, z1), MASK_THRESHOLD, out=inside[z0:z1])
+        interpolate(z0, z1, inside[z0:z1])
         if within is not None:
             inside[z0:z1] &= within(z0, z1)
 
@@ -189,36 +189,43 @@ def _resample_to_native_box(
     return box, inside
 
 
-Interpolation = Callable[[int, int], np.ndarray]
+# Fills its bool output for the native slices z0..z1 with where the interpolated mask reaches MASK_THRESHOLD.
+Interpolation = Callable[[int, int, np.ndarray], None]
 
 
 def _affine_linear(source: np.ndarray, matrix: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> Interpolation:
-    """Linear interpolation of `source` at `matrix @ i + offset` for output slabs z0..z1 (float64), edge voxels
-    extended: scipy's `affine_transform`, for any orientation."""
+    """Linear interpolation of `source` at `matrix @ i + offset` (float64), edge voxels extended: scipy's
+    `affine_transform`, for any orientation."""
 
-    def slab(z0: int, z1: int) -> np.ndarray:
-        return ndimage.affine_transform(
+    def slab(z0: int, z1: int, out: np.ndarray) -> None:
+        values = ndimage.affine_transform(
             source, matrix, offset=offset + matrix[:, 0] * z0, output_shape=(z1 - z0, *shape[1:]),
             output=np.float64, order=1, mode="nearest", prefilter=False,
         )
+        np.greater_equal(values, MASK_THRESHOLD, out=out)
 
     return slab
 
 
 def _separable_linear(source: np.ndarray, scale: np.ndarray, offset: np.ndarray, shape: tuple[int, ...]) -> Interpolation:
     """`_affine_linear` for a diagonal map (each output axis follows one source axis, as in an axis-aligned
-    series): along x, then y, then z, each `a + (b - a) * d` as ITK's trilinear interpolation computes it.
-    3 to 4 times faster than `affine_transform` (P001's lungs: 0.5 s instead of 2 s)."""
+    series), computed as ITK's trilinear interpolation does, `a + (b - a) * d` along x, then y, then z: each source
+    slice once onto the output's rows and columns (a plane of float64), then each output slice from two planes.
+    About 3 times faster than `affine_transform`, and its temporaries are a few planes."""
     axes = [_axis_steps(np.arange(n) * scale[axis] + offset[axis], source.shape[axis]) for axis, n in enumerate(shape)]
     (z_low, z_high, z_d), (y_low, y_high, y_d), (x_low, x_high, x_d) = axes
 
-    def slab(z0: int, z1: int) -> np.ndarray:
-        first, last = int(z_low[z0:z1].min()), int(z_high[z0:z1].max())
-        part = source[first : last + 1].astype(np.float64)
-        part = part[:, :, x_low] + (part[:, :, x_high] - part[:, :, x_low]) * x_d
-        part = part[:, y_low] + (part[:, y_high] - part[:, y_low]) * y_d[:, None]
-        low, high = part[z_low[z0:z1] - first], part[z_high[z0:z1] - first]
-        return low + (high - low) * z_d[z0:z1, None, None]
+    def plane(k: int) -> np.ndarray:
+        rows = source[k].astype(np.float64)
+        rows = rows[:, x_low] + (rows[:, x_high] - rows[:, x_low]) * x_d
+        return rows[y_low] + (rows[y_high] - rows[y_low]) * y_d[:, None]
+
+    def slab(z0: int, z1: int, out: np.ndarray) -> None:
+        planes: dict[int, np.ndarray] = {}
+        for z in range(z0, z1):
+            low, high = int(z_low[z]), int(z_high[z])
+            planes = {k: planes[k] if k in planes else plane(k) for k in (low, high)}
+            np.greater_equal(planes[low] + (planes[high] - planes[low]) * z_d[z], MASK_THRESHOLD, out=out[z - z0])
 
     return slab
 
