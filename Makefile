@@ -74,7 +74,7 @@ image-deps:
 image-context: ohif
 	@cmp -s $(OHIF_DIR)/.version build/ohif/.version || { rm -rf build/ohif && mkdir -p build && cp -r $(OHIF_DIR) build/ohif; }
 
-## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 15-25 minutes.
+## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 5-15 minutes.
 test-deploy: system-deps $(VENV)/.installed image-deps deploy-tools
 	$(PY) -m pytest -q -s -m slow tests/deploy/test_images.py
 
