@@ -6,11 +6,13 @@ model never has to know the series' orientation or voxel size. Masks come back b
 linear interpolation of their 0/1 values thresholded at 0.5, which gives smooth
 boundaries, and only within the mask's bounding box, which keeps it fast at 512x512x300.
 
-Both directions are scipy's `affine_transform` (one affine map from output to input voxel
-indices). The way back keeps what ITK's linear resampling did before (SimpleITK was
+The way there is scipy's `affine_transform` (one affine map from output to input voxel
+indices). The way back computes what ITK's linear resampling did before (SimpleITK was
 dropped: its 270 MB library did only this and the decoding, see deploy/README.md): a point
 is inside the grid from half a voxel before its first voxel centre to half a voxel after
-its last, where the edge voxels' values extend; outside, the mask is 0.
+its last, where the edge voxels' values extend; outside, the mask is 0. Axis-aligned series
+(flips included) go plane by plane in numpy, in ITK's order of operations; any other
+orientation through `affine_transform`.
 """
 
 from __future__ import annotations
