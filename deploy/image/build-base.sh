@@ -25,8 +25,10 @@ echo "$sources" >&2
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-# minbase, no documentation, manual pages or translations (what the official slim images leave out too).
+# minbase, no documentation, manual pages or translations (what the official slim images leave out too). /usr merged
+# by mmdebstrap's own hook, as the official images are: the usrmerge package would bring Perl (50 MB) along.
 echo "$sources" | nice mmdebstrap --variant=minbase --include=ca-certificates \
+  --hook-dir=/usr/share/mmdebstrap/hooks/merged-usr \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' \

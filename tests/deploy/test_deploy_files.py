@@ -4,8 +4,13 @@ the slow tests/deploy/test_images.py."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import subprocess
+import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +18,8 @@ import yaml
 
 from dicom_node.config import Config
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
 CHART = DEPLOY / "helm" / "dicom-node"
 
 
@@ -100,3 +106,70 @@ def test_the_chart_probes_run_the_images_python_not_tools_it_lacks() -> None:
     templates = "".join(path.read_text() for path in (CHART / "templates").glob("*"))
     assert not re.search(r"^\s*(tcpSocket|httpGet):", templates, re.M)
     assert templates.count('include "dicom-node.liveness"') == 2 and templates.count('include "dicom-node.readiness"') == 2
+
+
+# Modules the product imports that no distribution of pyproject's provides, and why that is right.
+PROVIDED_ELSEWHERE = {"triton_python_backend_utils": "Triton's Python backend, inside tritonserver (triton_python_model.py)"}
+
+
+def _imported_modules(package: Path) -> dict[str, str]:
+    """Top-level third-party modules imported anywhere in `package` (not the standard library nor itself), each
+    with one file that imports it."""
+    found: dict[str, str] = {}
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for top in {name.split(".")[0] for name in names} - set(sys.stdlib_module_names) - {package.name}:
+                found.setdefault(top, str(path.relative_to(REPO)))
+    return found
+
+
+def _distribution_name(requirement: str) -> str:
+    return re.split(r"[\[<>=!~;\s]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_every_module_the_product_imports_is_a_declared_dependency() -> None:
+    """The image installs pyproject's dependencies and nothing else (no test extras): a module that the product
+    imports and that arrives only with the test extras, or with another package, works in the checkout and fails in
+    the image (httpx came with the test extras while net/wado_client.py imported it: the image's node did not start)."""
+    declared = {_distribution_name(r) for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    providers = packages_distributions()
+    undeclared = {
+        module: where for module, where in _imported_modules(REPO / "dicom_node").items()
+        if module not in PROVIDED_ELSEWHERE and not {_distribution_name(d) for d in providers.get(module, [])} & declared
+    }
+    assert not undeclared, f"imported but not in pyproject's dependencies: {undeclared}"
+
+
+def test_ci_runs_the_deploy_check_as_its_own_job_when_the_image_inputs_change(tmp_path: Path) -> None:
+    """.ci/run stays the default suite; .ci/deploy runs `make test-deploy` only when what the image is built from
+    changed since the base (tried in a clone, with the check's command replaced by an echo)."""
+    assert (REPO / ".ci" / "run").read_text().strip().splitlines()[-1] == "make test"
+    assert (REPO / ".ci" / "deploy").read_text().strip().splitlines()[-1] == "make test-deploy-if-changed"
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    git = ["git", "-C", str(clone), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    (clone / "Makefile").write_text((REPO / "Makefile").read_text())  # the checkout's, committed or not
+    subprocess.run([*git, "commit", "-qam", "the Makefile under test", "--allow-empty"], check=True)
+
+    def commit_and_decide(path: str, base: str = "HEAD~1") -> str:
+        with (clone / path).open("a") as changed:
+            changed.write("\n")
+        subprocess.run([*git, "commit", "-qam", f"change {path}"], check=True)
+        done = subprocess.run(
+            ["make", "-s", "--no-print-directory", "-C", str(clone), "test-deploy-if-changed",
+             f"DEPLOY_BASE={base}", "TEST_DEPLOY=echo the deploy check runs"],
+            capture_output=True, text=True, check=True,
+        )
+        return done.stdout
+
+    assert "not run: nothing in deploy" in commit_and_decide("README.md")
+    assert "the deploy check runs" in commit_and_decide("deploy/compose.yaml")
+    assert "the deploy check runs" in commit_and_decide("pyproject.toml")
+    assert "not run" in commit_and_decide("docs/pipeline.md")
+    assert "the deploy check runs" in commit_and_decide("docs/pipeline.md", base="no-such-commit")
