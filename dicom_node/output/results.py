@@ -24,7 +24,7 @@ from dicom_node.output.sources import read_source_images
 from dicom_node.output.sr import build_report
 from dicom_node.output.tables import csv_text, json_text
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SC_SERIES_NUMBER = 9003
 SUMMARY_SERIES_NUMBER = 9004

@@ -31,7 +31,7 @@ from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SEG_SERIES_NUMBER = 9001  # high, so derived series sort after the acquired ones in viewers
 LUNG_LABEL_RIGHT = 1  # the pipeline's label values (docs/architecture.md)

@@ -39,7 +39,7 @@ from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import rounded
 from dicom_node.pipeline.category import SOURCE
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
-from dicom_node.pipeline.covid19 import Classification, FitnessFlag, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
+from dicom_node.pipelines.covid19.pipeline import Classification, FitnessFlag, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
 
 SR_SERIES_NUMBER = 9002
 

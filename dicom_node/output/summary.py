@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from dicom_node.output import concepts
 from dicom_node.output.display import rounded, shown
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, PipelineResult
 
 MARK = "(!)"  # beside every headline figure of a scan outside the validated range
 

@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.summary import headline_text, rounded, rounded_measurements
-from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
+from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult
 
 
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:

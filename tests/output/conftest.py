@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, PipelineResult
 from dicom_node.pipeline.category import rsna_category
 from dicom_node.pipeline.fitness import assess_fitness
 from dicom_node.pipeline.pattern import describe_opacity

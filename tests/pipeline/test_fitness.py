@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.fitness import (
     FitnessFlag,
     assess_fitness,
