@@ -93,23 +93,23 @@ def write_results(
         stale.unlink()
     dicom_objects["summary"] = _identity(summary) if summary is not None else None
     dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
-    lineage = _lineage(job_input, complete, previous)
+    made_of = lineage(job_input, complete, previous)
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
         csv=_save_text(out_dir / "result.csv", csv_text(result, algorithm)),
         json=_save_text(
             out_dir / "result.json",
-            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, lineage),
+            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, made_of),
         ),
         secondary_capture=capture_paths,
         summary=summary_path if summary is not None else None,
         warnings=sources.warnings,
-        input=lineage,
+        input=made_of,
     )
 
 
-def _lineage(job_input: JobInput, complete: Completeness, previous: Dataset | None) -> dict[str, Any]:
+def lineage(job_input: JobInput, complete: Completeness, previous: Dataset | None) -> dict[str, Any]:
     """The JSON's "input": what the result was made of and which earlier result it replaces."""
     replaces = None
     if previous is not None and job_input.predecessor is not None:

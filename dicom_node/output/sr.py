@@ -63,10 +63,10 @@ def build_report(
     headline = [_category_group(result, source_series_uid, algorithm)] if result.category and result.pattern else []
     groups = [
         *headline,
-        _fitness_group(result.fitness, source_series_uid, algorithm),
-        _segment_group(RIGHT_LUNG, concepts.RIGHT, _quantification(measurements, "right"), *context),
-        _segment_group(LEFT_LUNG, concepts.LEFT, _quantification(measurements, "left"), *context),
-        _segment_group(
+        fitness_group(result.fitness, source_series_uid, algorithm),
+        segment_group(RIGHT_LUNG, concepts.RIGHT, _quantification(measurements, "right"), *context),
+        segment_group(LEFT_LUNG, concepts.LEFT, _quantification(measurements, "left"), *context),
+        segment_group(
             OPACITY,
             concepts.RIGHT_AND_LEFT,
             [_volume(concepts.VOLUME, measurements.opacity_volume_ml["total"])],
@@ -76,6 +76,23 @@ def build_report(
         *([_pattern_group(result.pattern, source_series_uid, algorithm)] if result.pattern else []),
         _classification_group(result.classification, source_series_uid, algorithm),
     ]
+    return measurement_report(source_series_uid, groups, segmentation, sources, algorithm, created, notes, predecessor)
+
+
+def measurement_report(
+    source_series_uid: str,
+    groups: Sequence[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations],
+    segmentation: Dataset,
+    sources: SourceImages,
+    algorithm: AlgorithmId,
+    created: datetime,
+    notes: Sequence[str] = (),
+    predecessor: Dataset | None = None,
+    series_description: str = SR_DESCRIPTION,
+) -> hd.sr.Comprehensive3DSR:
+    """Any pipeline's measurement `groups` as the TID 1500 report of a chest CT: the node as device observer,
+    the source images and `segmentation` as evidence, UIDs derived from the source series, `algorithm` and the
+    input digest, `notes` as comments, `predecessor` (the SR it replaces) as its predecessor document."""
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(
             observer_device_context=hd.sr.ObserverContext(
@@ -89,7 +106,7 @@ def build_report(
             )
         ),
         procedure_reported=concepts.CT_OF_CHEST,
-        imaging_measurements=groups,
+        imaging_measurements=list(groups),
     )
     report = hd.sr.Comprehensive3DSR(
         evidence=[*sources.headers, segmentation],
@@ -101,7 +118,7 @@ def build_report(
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,  # not verified by a physician: preliminary
-        series_description=SR_DESCRIPTION,
+        series_description=series_description,
         coding_schemes=[concepts.private_coding_scheme()],
         previous_versions=[predecessor] if predecessor is not None else None,
     )
@@ -117,7 +134,7 @@ def report_uid(source_series_uid: str, algorithm: AlgorithmId, input_digest: str
     return derived_uid(source_series_uid, algorithm, "sr", "instance", inputs=input_digest)
 
 
-def _tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:
+def tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:
     return hd.sr.TrackingIdentifier(uid=derived_uid(source_series_uid, algorithm, "sr", "group", name), identifier=name)
 
 
@@ -150,7 +167,7 @@ def _segment_reference(segmentation: Dataset, spec: SegmentSpec, source_series_u
     )
 
 
-def _segment_group(
+def segment_group(
     spec: SegmentSpec,
     laterality: Code,
     measurements: list[hd.sr.Measurement],
@@ -174,7 +191,7 @@ def _both_lungs_group(
     measurements: Measurements, source_series_uid: str, algorithm: AlgorithmId
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source_series_uid, algorithm, "Both lungs"),
+        tracking_identifier=tracking(source_series_uid, algorithm, "Both lungs"),
         finding_type=concepts.LUNG,
         finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
         measurements=_quantification(measurements, "total"),
@@ -195,7 +212,7 @@ def _pattern_group(
         *((concepts.zone_severity_score(key), score) for key, score in pattern.zone_scores.items()),
     ]
     return hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source_series_uid, algorithm, "Opacity pattern"),
+        tracking_identifier=tracking(source_series_uid, algorithm, "Opacity pattern"),
         finding_type=concepts.OPACITY_PATTERN,
         finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
         measurements=[
@@ -212,13 +229,13 @@ def _pattern_group(
     )
 
 
-def _comment(group: hd.sr.MeasurementsAndQualitativeEvaluations, text: str) -> None:
+def comment(group: hd.sr.MeasurementsAndQualitativeEvaluations, text: str) -> None:
     group[0].ContentSequence.append(
         hd.sr.TextContentItem(name=concepts.COMMENT, value=text[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
     )
 
 
-def _yes_no(name: Code, value: bool) -> hd.sr.QualitativeEvaluation:
+def yes_no(name: Code, value: bool) -> hd.sr.QualitativeEvaluation:
     return hd.sr.QualitativeEvaluation(name=name, value=concepts.YES if value else concepts.NO)
 
 
@@ -229,7 +246,7 @@ def _category_group(
     assessment: RsnaAssessment = result.category  # type: ignore[assignment]
     pattern: OpacityPattern = result.pattern  # type: ignore[assignment]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source_series_uid, algorithm, "RSNA category"),
+        tracking_identifier=tracking(source_series_uid, algorithm, "RSNA category"),
         finding_type=concepts.COVID_19,
         finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=concepts.RIGHT_AND_LEFT)],
         measurements=[
@@ -242,31 +259,31 @@ def _category_group(
             hd.sr.QualitativeEvaluation(
                 name=concepts.RSNA_CATEGORY, value=concepts.RSNA_CATEGORY_VALUES[assessment.category.value]
             ),
-            *(_yes_no(concepts.criterion(c.code, c.title), c.met) for c in assessment.criteria),
-            _yes_no(concepts.WITHIN_VALIDATED_RANGE, not result.fitness),
+            *(yes_no(concepts.criterion(c.code, c.title), c.met) for c in assessment.criteria),
+            yes_no(concepts.WITHIN_VALIDATED_RANGE, not result.fitness),
         ],
     )
-    _comment(group, f"{assessment.category.title}: {assessment.rule} ({SOURCE})")
+    comment(group, f"{assessment.category.title}: {assessment.rule} ({SOURCE})")
     for c in assessment.criteria:
-        _comment(group, f"{c.title}: {'met' if c.met else 'not met'}, {c.detail}")
+        comment(group, f"{c.title}: {'met' if c.met else 'not met'}, {c.detail}")
     if result.fitness:
-        _comment(group, "Outside the validated range: " + "; ".join(flag.title for flag in result.fitness))
+        comment(group, "Outside the validated range: " + "; ".join(flag.title for flag in result.fitness))
     return group
 
 
-def _fitness_group(
+def fitness_group(
     flags: tuple[FitnessFlag, ...], source_series_uid: str, algorithm: AlgorithmId
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source_series_uid, algorithm, "Fitness for the method"),
+        tracking_identifier=tracking(source_series_uid, algorithm, "Fitness for the method"),
         finding_type=concepts.FITNESS,
         qualitative_evaluations=[
-            _yes_no(concepts.WITHIN_VALIDATED_RANGE, not flags),
-            *(_yes_no(concepts.fitness_flag(flag.code, flag.title), True) for flag in flags),
+            yes_no(concepts.WITHIN_VALIDATED_RANGE, not flags),
+            *(yes_no(concepts.fitness_flag(flag.code, flag.title), True) for flag in flags),
         ],
     )
     for flag in flags:
-        _comment(group, f"{flag.title}: {flag.reason}")
+        comment(group, f"{flag.title}: {flag.reason}")
     return group
 
 
@@ -276,7 +293,7 @@ def _classification_group(
     if len(classification.class_names) != len(classification.scores):
         raise ValueError(f"{len(classification.scores)} scores for classes {classification.class_names}")
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source_series_uid, algorithm, "COVID-19 classification"),
+        tracking_identifier=tracking(source_series_uid, algorithm, "COVID-19 classification"),
         finding_type=concepts.COVID_19,
         algorithm_id=hd.sr.AlgorithmIdentification(
             name=classification.model_name, version=classification.model_version
@@ -289,5 +306,5 @@ def _classification_group(
         ],
     )
     if classification.baseline:
-        _comment(group, f"{classification.model_name}: {concepts.BASELINE_NOTE}")
+        comment(group, f"{classification.model_name}: {concepts.BASELINE_NOTE}")
     return group
