@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from dicom_node.pipelines.covid19.plugin import COVID19
+from dicom_node.pipelines.lung_density.plugin import LUNG_DENSITY
 from dicom_node.pipelines.manifest import ResultManifest
 from dicom_node.pipelines.protocol import Pipeline
 
-PIPELINES: dict[str, Pipeline] = {pipeline.name: pipeline for pipeline in (COVID19,)}
+PIPELINES: dict[str, Pipeline] = {pipeline.name: pipeline for pipeline in (COVID19, LUNG_DENSITY)}
 
 
 class UnknownPipeline(KeyError):

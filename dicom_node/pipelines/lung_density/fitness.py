@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -34,24 +33,13 @@ from dicom_node.pipeline.boxes import bounding_box
 from dicom_node.pipeline.fitness import FitnessFlag
 from dicom_node.pipeline.harmonise import fine_noise_hu
 from dicom_node.pipeline.volume import CtVolume
+from dicom_node.pipelines.lung_density.manifest import Acquisition
 from dicom_node.pipelines.lung_density.settings import QibaRules
 
 KERNEL_NUMBER = re.compile(r"^[A-Z]{1,3}(\d{2})")  # B70f, Br64d, I50f, FC51: the vendor's sharpness number
 PARENCHYMA_HU = (-950.0, -600.0)  # lung voxels of this range (after a 3 x 3 mean) are parenchyma for the noise
 SOFT_KERNEL_NAMES = frozenset({"STANDARD", "SOFT", "A", "B", "C"})  # GE, Philips
 NOISE_REGION_EROSION = 5  # voxels in-plane: the lung's rim and the vessels' edges stay out of the noise
-
-
-@dataclass(frozen=True)
-class Acquisition:
-    """What the headers and the image say about how the scan was made, as far as densitometry cares."""
-
-    kernel: str  # ConvolutionKernel as written (values joined by a backslash); "" when absent
-    slice_thickness_mm: float
-    thickness_source: str  # "SliceThickness (0018,0050)", or the slice spacing where it is absent
-    contrast_agent: str  # ContrastBolusAgent; "" when absent
-    noise_hu: float  # the parenchyma's fine-scale noise on the native grid
-    parenchyma_median_hu: float
 
 
 def read_acquisition(volume: CtVolume, labels: np.ndarray) -> Acquisition:
@@ -128,7 +116,7 @@ def sharp_kernel_flag(acquisition: Acquisition, rules: QibaRules) -> FitnessFlag
 
 def noise_flag(acquisition: Acquisition, rules: QibaRules, threshold_hu: int) -> FitnessFlag | None:
     noise, median = acquisition.noise_hu, acquisition.parenchyma_median_hu
-    if noise <= rules.max_noise_hu:
+    if noise <= rules.max_noise_hu or median is None:
         return None
     pushed = 100.0 * 0.5 * math.erfc((median - threshold_hu) / (noise * math.sqrt(2.0)))
     return FitnessFlag(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from dicom_node.pipeline.settings import LoadRules, SegmentationSettings, SelectionRules
+from dicom_node.pipeline.settings import ProcessingSettings, SegmentationSettings
 
 # Reconstruction kernels that sharpen edges, by vendor naming (ConvolutionKernel (0018,1210)):
 # Siemens numbers its kernels by sharpness (B/Br/I/Q + number; 50 and above are the lung and bone kernels),
@@ -36,11 +36,10 @@ class QibaRules(BaseModel, frozen=True):
     )
 
 
-class LungDensitySettings(BaseModel, frozen=True):
-    """Everything the lung-density pipeline reads; loading and segmentation are the shared steps' own settings."""
+class LungDensitySettings(ProcessingSettings, frozen=True):
+    """Everything the lung-density pipeline reads (`[pipelines.lung_density.processing]`): selection, loading and
+    segmentation are the shared steps' own settings."""
 
-    selection: SelectionRules = SelectionRules()
-    load: LoadRules = LoadRules()
     segmentation: SegmentationSettings = SegmentationSettings()
     threshold_hu: int = Field(-950, le=-500, ge=-1024, description="RA: voxels strictly below this count as low attenuation")
     percentile: float = Field(15.0, gt=0, lt=100, description="the percentile of the lung histogram reported (Perc15)")
