@@ -23,7 +23,7 @@ import pydicom
 
 
 def write_case(folder: Path, pixel_mm: float, gap_mm: float) -> Path:
-    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+    from phantoms.chest import make_phantom, write_phantom_series
 
     for k, path in enumerate(write_phantom_series(make_phantom((128, 128, 34), seed=7), folder)):
         ds = pydicom.dcmread(path)

@@ -16,7 +16,6 @@ from sqlalchemy import select
 from dicom_node import __version__
 from dicom_node.config import Config, ConfigError, Destination, load_config
 from dicom_node.logs import setup_logging
-from dicom_node.output.display import shown
 from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
@@ -120,7 +119,7 @@ def serve(
 ) -> None:
     """Run the node: Storage SCP, job scheduler, pipeline workers, exporter, web page."""
     sections = {
-        "dicom": {"called_aes": [{"ae_title": ae, "pipeline": "covid19_ct"}] if ae else None, "port": port},
+        "dicom": {"called_aes": [{"ae_title": ae, "pipelines": ["covid19_ct"]}] if ae else None, "port": port},
         "export": {"calling_ae_title": calling_ae, "enabled": False if no_export else None},
         "jobs": {"workers": workers},
         "http": {"host": http_host, "port": http_port},
@@ -242,13 +241,12 @@ def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -
         typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
 
 
-def _result_text(result: dict[str, Any]) -> str:
-    """A done job's answer in one cell: the headline (RSNA category, zone-based score, PO, marked "(!)" when the
-    scan is outside the validated range). Jobs done before the headline existed show their percentage of opacity."""
-    headline, measurements = result.get("headline"), result.get("measurements")
-    if headline:
-        return str(headline["text"])
-    return f"PO {shown(measurements['opacity_percent']['total'], '%')}" if measurements else ""
+def _result_text(pipeline: str, result: dict[str, Any]) -> str:
+    """A done job's answer in one cell, as its pipeline's manifest puts it (`ResultManifest.one_line`)."""
+    from dicom_node.pipelines.registry import read_manifest
+
+    manifest = read_manifest(pipeline, result)
+    return manifest.one_line() if manifest else ""
 
 
 def _when(iso: str | None) -> str:
@@ -274,7 +272,7 @@ def jobs_list(
         rows = [job_row(job) for job in session.scalars(query)]
     if not as_json:
         rows = [
-            row | {"created": _when(row["created_at"]), "patient": f"{row['patient_name']} ({row['patient_id']})", "result": _result_text(row["result"])}
+            row | {"created": _when(row["created_at"]), "patient": f"{row['patient_name']} ({row['patient_id']})", "result": _result_text(row["pipeline"], row["result"])}
             for row in rows
         ]
     _print_rows(rows, as_json, ["id", "created", "state", "patient", "instances", "result", "series_instance_uid", "reason"])
@@ -394,7 +392,7 @@ def exports_resend(
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
     for the running node's exporter, which needs the destination in its configuration too.
     """
-    from dicom_node.output.stored_results import result_dicom_files
+    from dicom_node.pipelines.registry import read_manifest
     from dicom_node.store.models import Job
     from dicom_node.store.outbox import Outbox, ResultObject
 
@@ -409,7 +407,8 @@ def exports_resend(
         _fail(f"no job {job_id}")
     if job.state != "done":
         _fail(f"job {job_id} is {job.state}: only a done job has results to send")
-    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in result_dicom_files(job.result)]
+    manifest = read_manifest(job.pipeline, job.result)
+    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in (manifest.dicom_files() if manifest else [])]
     outbox = Outbox(sessions, cfg.export, cfg.node.data_dir)
     with_source = {to} if cfg.destination(to).include_source else set()
     with sessions.begin() as session:
@@ -609,7 +608,7 @@ def process(
         typer.echo(json.dumps(status, indent=2, default=str))
     else:
         for item in status["series"]:
-            result = _result_text(item["job"]["result"]) if item["job"] else ""
+            result = _result_text(item["job"]["pipeline"], item["job"]["result"]) if item["job"] else ""
             reason = f": {item['reason']}" if item["reason"] else ""
             typer.echo(f"series {item['seriesInstanceUID']}: {item['state']}{f' ({result})' if result else ''}{reason}")
         for error in status["errors"]:

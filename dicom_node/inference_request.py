@@ -222,7 +222,7 @@ def request_status(session: Session, row: InferenceRequest, requests: InferenceR
                 "instancesExpected": s.expected,
                 "instancesStored": len(requests.stored_instances(s.series_instance_uid)),
                 "instancesAlreadyPresent": s.present_before,
-                "job": None if job is None else {"id": job.id, "state": job.state, "reason": job.reason, "result": job.result},
+                "job": None if job is None else {"id": job.id, "pipeline": job.pipeline, "state": job.state, "reason": job.reason, "result": job.result},
             }
         )
     return {

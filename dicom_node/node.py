@@ -28,6 +28,7 @@ from dicom_node.config import Config
 from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.pipelines.registry import pipeline as registered
 from dicom_node.inference.triton import TritonModel
 from dicom_node.net.scp import StorageSCP
 from dicom_node.net.tls import watch_certificate
@@ -203,7 +204,7 @@ class Node:
         """
         checks: dict[str, ModelCheck] = {}
         for pipeline, settings in self.config.pipelines.items():
-            for model in build_models(self.config.models, settings.processing):
+            for model in build_models(self.config.models, registered(pipeline), settings.processing).values():
                 # Not `model.contract` for a Triton model: reading it contacts the server and
                 # raises what check_ready() raises, outside the handling below (the node would not start).
                 name = model.settings.model_name if isinstance(model, TritonModel) else model.contract.name

@@ -168,7 +168,7 @@ class Worker:
         kept = {obj.sop_instance_uid for obj in objects}
         if with_source:  # the source instances sent along are the input, never superseded by a newer result
             kept |= {obj.sop_instance_uid for obj in self.outbox.source_objects_in(session, job.series_id)}
-        superseded = self.outbox.supersede_in(session, job.id, job.series_id, kept)
+        superseded = self.outbox.supersede_in(session, job.id, job.series_id, job.pipeline, kept)
         accepting = {dest.name for dest in self.config.destinations if dest.rejection_notes}
         by_destination: dict[str, list[Path]] = {}
         for old in superseded:

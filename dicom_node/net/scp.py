@@ -77,7 +77,7 @@ class StorageSCP:
         self._other_work = other_work
         self._on_association_end = on_association_end  # after the end is recorded: the scheduler may queue its series
         self.receiver = Receiver(settings, data_dir, indexer, queue)
-        self._pipelines = {called.ae_title: called.pipeline for called in settings.called_aes}
+        self._pipelines = {called.ae_title: called.pipelines for called in settings.called_aes}
         self._accepted = {called.ae_title: SopClassFilter.of(called.sop_classes, called.refused_sop_classes) for called in settings.called_aes}
         self._batches: dict[int, Batch] = {}
         self._lock = threading.Lock()
@@ -137,7 +137,7 @@ class StorageSCP:
                 "storage SCP listening on %s:%d%s as %s",
                 *door.server_address[:2],
                 " (TLS)" if door.ssl_context else "",
-                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._pipelines.items()),
+                ", ".join(f"{title} -> {' + '.join(pipelines)}" for title, pipelines in self._pipelines.items()),
             )
         host, port = self._doors[0].server_address[:2]
         return host, port
@@ -193,7 +193,7 @@ class StorageSCP:
         calling = str(assoc.requestor.ae_title).strip()
         called = str(assoc.acceptor.ae_title).strip()
         host, port = assoc.requestor.address, assoc.requestor.port
-        batch = self.receiver.open(calling, called, host, port, self._pipelines.get(called, "covid19_ct"))
+        batch = self.receiver.open(calling, called, host, port, self._pipelines.get(called, self.settings.called_aes[0].pipelines))
         with self._lock:
             self._batches[id(assoc)] = batch
         metrics.count_association("accepted")

@@ -41,8 +41,8 @@ class ResultFiles:
     input: dict[str, Any] = field(default_factory=dict)  # the JSON's "input": digest, completeness, what it replaces
 
     def dicom(self) -> list[Path]:
-        """The DICOM files to send to the PACS, SEG first (the SR references it); `stored_results.result_dicom_files`
-        lists the same from a done job's stored result, in the same order."""
+        """The DICOM files written, SEG first (the SR references it): the files the job's manifest lists
+        (`ResultManifest.dicom_files`, which is what is sent and served), in the same order."""
         summary = [self.summary] if self.summary else []
         return [self.seg, self.sr, *summary, *self.secondary_capture]
 

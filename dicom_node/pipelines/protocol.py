@@ -4,7 +4,8 @@ The node (worker, job scheduler, web, CLI, export) knows pipelines only through 
 (`pipelines/registry.py`); a pipeline knows the node only through `SeriesInput`, `ResultTarget` and the models
 it is handed by role. A pipeline:
 
-- is named (`name`: the registry key, the job's `pipeline`, `[pipelines.NAME]` in the configuration) and
+- is named (`name`: the registry key, the job's `pipeline`, `[pipelines.NAME]` in the configuration; `called_ae`:
+  the AE title the default configuration binds to it) and
   versioned (`algorithm`: name and version, part of every result UID);
 - declares the model roles it calls (`model_roles`, each configured under `[models.ROLE]`, embedded or on
   Triton) and builds a role's embedded model itself (`embedded_model`);
@@ -73,6 +74,7 @@ class Pipeline(Protocol):
     """An image pipeline the node can run on a series (see the module's docstring)."""
 
     name: str
+    called_ae: str  # the AE title bound to it alone by default (`[[dicom.called_aes]]`)
     algorithm: AlgorithmId
     model_roles: tuple[str, ...]
     settings_type: type[ProcessingSettings]

@@ -134,13 +134,16 @@ class Outbox:
             log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
         return added
 
-    def supersede_in(self, session: Session, job_id: int, series_id: int, kept: Collection[str]) -> list[SupersededExport]:
-        """In the finishing job's transaction: mark the objects that earlier jobs of the series sent, and that this
-        job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them."""
+    def supersede_in(self, session: Session, job_id: int, series_id: int, pipeline: str, kept: Collection[str]) -> list[SupersededExport]:
+        """In the finishing job's transaction: mark the objects that earlier jobs of the series' `pipeline` sent, and
+        that this job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them.
+        Another pipeline's results of the series stand beside this one's."""
         rows = session.execute(
             select(Export.id, Export.destination, Export.sop_instance_uid, Export.path, Export.job_fk)
             .join(Job, Job.id == Export.job_fk)
-            .where(Job.series_fk == series_id, Job.id != job_id, Export.state == "sent", Export.sop_instance_uid.not_in(list(kept)))
+            .where(
+                Job.series_fk == series_id, Job.pipeline == pipeline, Job.id != job_id, Export.state == "sent", Export.sop_instance_uid.not_in(list(kept))
+            )
             .order_by(Export.id)
         ).all()
         if rows:

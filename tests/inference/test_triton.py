@@ -15,7 +15,7 @@ from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentat
 from dicom_node.inference.triton import TritonModel
 from dicom_node.pipeline.classifier_input import build_classifier_input
 from dicom_node.pipelines.covid19.pipeline import run_covid19
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import SegmentationSettings
 from tests.triton_server import TritonEndpoints
 

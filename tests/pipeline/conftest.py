@@ -9,7 +9,7 @@ import pytest
 
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import PipelineResult, run_covid19
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SMALL = (256, 256, 80)

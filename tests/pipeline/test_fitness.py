@@ -18,7 +18,7 @@ from dicom_node.pipeline.fitness import (
     slice_thickness_flag,
     streak_flag,
 )
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from phantoms.chest import Phantom, make_phantom
 from dicom_node.pipeline.settings import FitnessRules
 from dicom_node.pipeline.volume import CtVolume
 

@@ -18,7 +18,7 @@ import pytest
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import LoadRules, PipelineSettings, SegmentationSettings
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 from tests.pipeline.conftest import SMALL, dice, run_embedded
 
 KERNELS = ("soft", "sharp")

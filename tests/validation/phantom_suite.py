@@ -13,7 +13,7 @@ import numpy as np
 
 from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import PipelineResult, analyse_volume
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from phantoms.chest import Phantom, make_phantom
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume
 

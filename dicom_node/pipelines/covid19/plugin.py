@@ -30,6 +30,7 @@ class Covid19Pipeline:
     """Lungs, COVID-19 classification and opacity quantification of a chest CT (`pipeline.py`)."""
 
     name = "covid19_ct"
+    called_ae = "CLARA"
     algorithm = AlgorithmId("dicom-node COVID-19 CT", __version__)
     model_roles = (SEGMENTER, CLASSIFIER)
     settings_type = PipelineSettings

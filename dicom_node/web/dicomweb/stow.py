@@ -95,7 +95,7 @@ def receiver(context: WebContext, request: Request) -> Receiver:
 def store_all(receiver: Receiver, context: WebContext, parts: list[Part10], study: str | None, host: str, port: int) -> list[Outcome]:
     """Store the parts as one batch (an association row, 'released' at the end) and return each one's outcome."""
     called = context.config.dicom.called_aes[0]
-    batch = receiver.open(CALLING_AE, called.ae_title, host, port, called.pipeline)
+    batch = receiver.open(CALLING_AE, called.ae_title, host, port, called.pipelines)
     how = "aborted"
     try:
         outcomes = []
