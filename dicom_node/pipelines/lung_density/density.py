@@ -73,7 +73,7 @@ def figures_of(histogram: np.ndarray, lowest_hu: int, voxel_ml: float, threshold
     values = lowest_hu + np.arange(histogram.size)
     below = int(histogram[: max(0, threshold_hu - lowest_hu)].sum())
     cumulative = np.cumsum(histogram)
-    at_percentile = int(np.searchsorted(cumulative, percentile / 100.0 * n, side="left"))
+    at_percentile = int(np.searchsorted(cumulative, n * percentile / 100.0 - 1e-9, side="left"))  # no rounding above the rank
     return DensityFigures(
         voxels=n,
         volume_ml=n * voxel_ml,

@@ -28,6 +28,7 @@ class LungDensityPipeline:
     density per lung, both lungs and zone, with the scan's fitness for the profile."""
 
     name = "lung_density"
+    called_ae = "LUNGDENSITY"
     algorithm = AlgorithmId("dicom-node lung density", __version__)
     model_roles = (SEGMENTER,)
     settings_type = LungDensitySettings
