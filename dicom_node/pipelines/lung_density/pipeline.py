@@ -9,9 +9,7 @@ voxels. Each step's wall time is kept in `timings`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.fitness import FitnessFlag
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipeline.resample import labels_to_native, to_model_grid
+from dicom_node.pipeline.timing import timed
 from dicom_node.pipeline.volume import CtVolume, load_series
 from dicom_node.pipelines.lung_density.fitness import Acquisition, fitness_flags, read_acquisition
 from dicom_node.pipelines.lung_density.density import LungDensity, low_attenuation_mask, measure_density
@@ -52,7 +51,7 @@ def run_lung_density(
 ) -> LungDensityResult:
     """Run the whole pipeline on one series' files (SeriesNotEligible, SeriesRejected with the reason)."""
     timings: dict[str, float] = {}
-    with _timed(timings, "load"):
+    with timed(timings, "load"):
         volume = load_series(paths, settings.selection, settings.load)
     return analyse_volume(volume, segmenter, settings, timings)
 
@@ -65,12 +64,12 @@ def analyse_volume(
 ) -> LungDensityResult:
     """Everything after loading, for a volume in memory."""
     timings = {} if timings is None else timings
-    with _timed(timings, "segment"):
+    with timed(timings, "segment"):
         labels = native_lung_labels(volume, segmenter, settings)
-    with _timed(timings, "fitness"):
+    with timed(timings, "fitness"):
         acquisition = read_acquisition(volume, labels)
         flags = fitness_flags(acquisition, settings.qiba, settings.threshold_hu)
-    with _timed(timings, "measure"):
+    with timed(timings, "measure"):
         density = measure_density(
             volume.hu, labels, volume.voxel_volume_ml, head_first=_head_first(volume),
             threshold_hu=settings.threshold_hu, percentile=settings.percentile,
@@ -99,12 +98,3 @@ def native_lung_labels(volume: CtVolume, segmenter: InferenceModel, settings: Lu
 def _head_first(volume: CtVolume) -> bool:
     """Whether the z index grows towards the head: the slice normal's patient z (LPS +z is superior)."""
     return float(np.asarray(volume.direction).reshape(3, 3)[2, 2]) >= 0.0
-
-
-@contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[step] = time.perf_counter() - start
