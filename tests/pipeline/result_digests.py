@@ -55,7 +55,7 @@ def result_digests(series_dir: Path) -> list[dict[str, str]]:
         except ImportError:  # a tree from before the plug-ins
             from dicom_node.inference.factory import build_models as build_pair  # type: ignore[no-redef]
             from dicom_node.inference.settings import InferenceSettings  # noqa: F811
-            from dicom_node.output.results import write_results
+            from dicom_node.output.results import write_results  # type: ignore[import-not-found]
             from dicom_node.pipeline.covid19 import run_covid19  # type: ignore[import-not-found]
 
             segmenter, classifier = build_pair(InferenceSettings())

@@ -41,7 +41,7 @@ class Criterion(Frozen):
 
 
 class Category(Frozen):
-    """The RSNA reporting category (`pipeline/category.py` RsnaAssessment.as_dict)."""
+    """The RSNA reporting category (`pipelines/covid19/category.py` RsnaAssessment.as_dict)."""
 
     category: str
     title: str
@@ -82,7 +82,7 @@ class Classification(Frozen):
 
 
 class Pattern(Frozen):
-    """The opacity's distribution and the zone-based severity score (`pipeline/pattern.py` OpacityPattern)."""
+    """The opacity's distribution and the zone-based severity score (`pipelines/covid19/pattern.py` OpacityPattern)."""
 
     bilateral: bool
     peripheral_percent: float
