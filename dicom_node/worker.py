@@ -128,13 +128,12 @@ class Worker:
                 if manifest.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(manifest.warnings))
                 log.info(
-                    "%s done in %.1f s by %s %s: %s; fitness flags: %s; %d object(s) to %s",
+                    "%s done in %.1f s by %s %s: %s; %d object(s) to %s",
                     tag,
                     time.perf_counter() - begun,
                     pipeline.name,
                     pipeline.algorithm.version,
-                    manifest.one_line(),
-                    ", ".join(flag.code for flag in manifest.fitness_flags) or "none",
+                    manifest.log_line(),
                     len(objects),
                     ", ".join(destinations) or "no destination",
                 )

@@ -143,3 +143,12 @@ def test_reading_manifests_loads_neither_numpy_nor_highdicom() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip()
     assert loaded == "[]"
+
+
+def test_the_done_line_says_what_the_worker_logged_before_manifests() -> None:
+    manifest = read_manifest("covid19_ct", MAIN_ROW)
+    assert manifest is not None and manifest.log_line() == (
+        "Typical appearance; zone-based score 9/30, PO 7.8%; lungs 3578.1 mL; fitness flags: none; "
+        "baseline index, not a probability non-COVID 0.200, COVID-19 0.800 (dicom-node-opacity-baseline)"
+    )
+    assert ResultManifest.from_json({"pipeline": "other", **MAIN_ROW}).log_line() == "Typical appearance; zone-based score 9/30, PO 7.8%; fitness flags: none"
