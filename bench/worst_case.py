@@ -35,7 +35,8 @@ def write_case(folder: Path, pixel_mm: float, gap_mm: float) -> Path:
 
 def run_one(folder: str) -> None:
     """In the child: the pipeline on one folder; prints outcome, seconds and peak RSS as JSON."""
-    from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+    from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+    from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
     from dicom_node.pipelines.covid19.pipeline import run_covid19
     from dicom_node.pipeline.errors import SeriesRejected
 

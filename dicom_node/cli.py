@@ -37,7 +37,7 @@ def _typer(help: str) -> typer.Typer:
     )
 
 
-app = _typer("DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
+app = _typer("DICOM AI node: receive CT series, run its pipelines (COVID-19 CT, ...), send results to the PACS.")
 db_app = _typer("Database schema (alembic migrations).")
 jobs_app = _typer("Series jobs.")
 exports_app = _typer("Results queued for, sent to or refused by the destinations.")
@@ -62,7 +62,7 @@ def _version(value: bool) -> None:
 def _main(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
 ) -> None:
-    """DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS."""
+    """DICOM AI node: receive CT series, run its pipelines (COVID-19 CT, ...), send results to the PACS."""
     os.umask(PRIVATE_UMASK)  # every command creates files (the index, its journal) readable by the service user only
 
 
@@ -101,11 +101,11 @@ def _address(text: str) -> DicomAddress:
 
 @app.command()
 def serve(
-    ae: Optional[str] = typer.Option(None, "--ae", metavar="AE", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
+    ae: Optional[str] = typer.Option(None, "--ae", metavar="AE", help="Called AE title of this node (bound to the first pipeline, COVID-19 CT)."),
     port: Optional[int] = typer.Option(None, "--port", metavar="PORT", help="DICOM port (default 11112)."),
     calling_ae: Optional[str] = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title when sending results (default: the called AE)."),
     export_to: Optional[list[str]] = typer.Option(
-        None, "--export-to", metavar="AE@HOST:PORT", help="Send COVID-19 CT results there (repeatable); the destination is named after the AE title."
+        None, "--export-to", metavar="AE@HOST:PORT", help="Send every pipeline's results there (repeatable); the destination is named after the AE title."
     ),
     http_host: Optional[str] = typer.Option(None, "--http-host", metavar="ADDRESS", help="Address of the web page and API (default 127.0.0.1)."),
     http_port: Optional[int] = typer.Option(None, "--http-port", metavar="PORT", help="Port of the web page and API (default 8080; 0: off)."),
@@ -119,7 +119,7 @@ def serve(
 ) -> None:
     """Run the node: Storage SCP, job scheduler, pipeline workers, exporter, web page."""
     sections = {
-        "dicom": {"called_aes": [{"ae_title": ae, "pipelines": ["covid19_ct"]}] if ae else None, "port": port},
+        "dicom": {"called_aes": [{"ae_title": ae}] if ae else None, "port": port},
         "export": {"calling_ae_title": calling_ae, "enabled": False if no_export else None},
         "jobs": {"workers": workers},
         "http": {"host": http_host, "port": http_port},

@@ -57,7 +57,7 @@ class CalledAe(Section):
 
     ae_title: str = Field(description="Called AE title the sender addresses.")
     pipelines: list[str] = Field(
-        default_factory=lambda: ["covid19_ct"],
+        default_factory=lambda: [next(iter(PIPELINES))],
         min_length=1,
         description=f"Pipelines run on series sent to this AE, each in its own job ({', '.join(PIPELINES)}).",
     )
@@ -668,8 +668,8 @@ class Config(Section):
         """The configured peers studies can be retrieved from (those with a retrieve method)."""
         return [dest for dest in self.destinations if dest.retrieve_method is not None]
 
-    def add_destination(self, dest: Destination, pipeline: str = "covid19_ct") -> None:
-        """Add a destination (from `serve --export-to`) and route `pipeline`'s results to it.
+    def add_destination(self, dest: Destination) -> None:
+        """Add a destination (from `serve --export-to`) and route every pipeline's results to it.
 
         The same name with the same address is accepted once; with another
         address it is an error, because results would go to two places under one name.
@@ -681,9 +681,9 @@ class Config(Section):
         else:
             if (known.ae_title, known.host, known.port) != (dest.ae_title, dest.host, dest.port):
                 raise ConfigError(f"destination {dest.name!r} is already configured as {known.ae_title}@{known.host}:{known.port}")
-        routes = self.pipelines[pipeline].destinations
-        if dest.name not in routes:
-            routes.append(dest.name)
+        for pipeline in self.pipelines.values():
+            if dest.name not in pipeline.destinations:
+                pipeline.destinations.append(dest.name)
 
 
 def _env_variables(environ: dict[str, str]) -> dict[tuple[str, ...], str]:

@@ -26,7 +26,7 @@ from dicom_node.logs import RepeatingFailure
 from dicom_node.memory import freeze_start_up_objects, release_free_memory
 from dicom_node.output.inputs import JobInput, Predecessor, stored_input_digest
 from dicom_node.output.rejection import write_rejection_note
-from dicom_node.output.sr import report_uid
+from dicom_node.output.uids import report_uid
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from dicom_node.pipelines.protocol import Pipeline, ResultTarget, SeriesInput
 from dicom_node.pipelines.registry import pipeline as registered
@@ -128,13 +128,12 @@ class Worker:
                 if manifest.warnings:
                     log.warning("%s: source series has invalid identifiers: %s", tag, "; ".join(manifest.warnings))
                 log.info(
-                    "%s done in %.1f s by %s %s: %s; fitness flags: %s; %d object(s) to %s",
+                    "%s done in %.1f s by %s %s: %s; %d object(s) to %s",
                     tag,
                     time.perf_counter() - begun,
                     pipeline.name,
                     pipeline.algorithm.version,
-                    manifest.one_line(),
-                    ", ".join(flag.code for flag in manifest.fitness_flags) or "none",
+                    manifest.log_line(),
                     len(objects),
                     ", ".join(destinations) or "no destination",
                 )
@@ -147,7 +146,7 @@ class Worker:
         """The job's exact input (its digest: the results' UIDs follow it), what is known of its completeness, and
         the earlier result it replaces: the latest one whose SR this job would not write again (other content)."""
         digest = stored_input_digest(instances)
-        earlier = self.queue.earlier_result(job)
+        earlier = self.queue.earlier_result(job, lambda stored: pipeline.manifest_type.from_json({"pipeline": pipeline.name, **stored}).files.sr)
         predecessor = None
         if earlier is not None and (self.data_dir / earlier.sr_path).exists():
             sr_path = self.data_dir / earlier.sr_path

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dicom_node.inference.base import InferenceModel
 from dicom_node.inference.contract import configured_contract, resolve_contract
 from dicom_node.inference.settings import InferenceSettings
 from dicom_node.inference.triton import TritonModel
-from dicom_node.pipelines.protocol import Pipeline
+
+if TYPE_CHECKING:  # the protocol's name only: pipelines import inference, not the other way round
+    from dicom_node.pipelines.protocol import Pipeline
 
 
 def build_models(settings: InferenceSettings, pipeline: Pipeline, processing: Any = None) -> dict[str, InferenceModel]:

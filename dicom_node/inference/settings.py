@@ -1,6 +1,7 @@
 """Which backend runs each model, and the contract the node expects of it.
 
-The defaults describe the Clara Deploy COVID-19 models as NVIDIA documented them
+A model role's defaults (`LungSegmentationSettings` here, shared; a pipeline's own, e.g. the COVID-19
+classifier's in `pipelines/covid19/plugin.py`) describe the Clara Deploy models as NVIDIA documented them
 (see docs/triton.md): the node sends the same tensors whether the model runs
 in-process or on Triton.  Tensor names, dims and dtypes left unset (None) are read
 from the model itself (Triton's model metadata, or the embedded model's contract),
@@ -79,21 +80,9 @@ class LungSegmentationSettings(ModelSettings, frozen=True):
     class_names: tuple[str, ...] = ("background", "lung")
 
 
-class CovidClassifierSettings(ModelSettings, frozen=True):
-    """Clara `classification_covid-19_v1` (3D DenseNet121): one channel of 192x192x64 in, 2 probabilities out."""
-
-    model_name: str = "covid_classifier"
-    input_dims: tuple[int, ...] | None = (1, 1, 192, 192, 64)
-    output_dims: tuple[int, ...] | None = (1, 2)
-    input_dtype: str | None = "float32"
-    output_dtype: str | None = "float32"
-    layout: tuple[str, ...] | None = ("N", "C", "X", "Y", "Z")
-    class_names: tuple[str, ...] = ("non-COVID", "COVID-19")
-
-
 class InferenceSettings(BaseModel, frozen=True):
     """The `[models]` section of the node's configuration: the shared Triton url, and one `[models.ROLE]` table per
-    model role a pipeline calls (`lung_segmentation`, `covid_classifier`, ...), each over that role's defaults
+    model role a pipeline calls (`lung_segmentation`, ...), each over that role's defaults
     (the pipeline's `default_model`). A role nobody configures runs embedded with its defaults."""
 
     url: str = Field(

@@ -16,6 +16,8 @@ source series, the algorithm and (key images) the source slice.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,7 +35,9 @@ from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipelines.covid19.pipeline import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SC_SERIES_NUMBER = 9003
 SUMMARY_SERIES_NUMBER = 9004

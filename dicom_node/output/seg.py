@@ -17,7 +17,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import highdicom as hd
 import numpy as np
@@ -31,7 +31,9 @@ from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipelines.covid19.pipeline import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SEG_SERIES_NUMBER = 9001  # high, so derived series sort after the acquired ones in viewers
 LUNG_LABEL_RIGHT = 1  # the pipeline's label values (docs/architecture.md)

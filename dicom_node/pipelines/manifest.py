@@ -118,6 +118,10 @@ class ResultManifest(Frozen):
         """The result in a table cell (`dicom-node jobs list`): the headline, or '' without one."""
         return self.headline.text if self.headline else ""
 
+    def log_line(self) -> str:
+        """The result in the worker's done line: the headline and the fitness flags' codes."""
+        return f"{self.one_line()}; fitness flags: {', '.join(flag.code for flag in self.fitness_flags) or 'none'}"
+
     def to_json(self) -> dict[str, Any]:
         """What `Job.result` stores and the API serves; `from_json` reads it back to an equal manifest."""
         return self.model_dump(mode="json", by_alias=True)

@@ -25,7 +25,6 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.net.retrieve import StudyQuery
 from dicom_node.store.models import (
     Association,
     Export,
@@ -42,6 +41,18 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("queued", "finding", "retrieving", "processing", "exporting")
 FINAL_STATES = ("done", "failed", "cancelled")
 STATES = ACTIVE_STATES + FINAL_STATES
+
+
+@dataclass(frozen=True)
+class StudyQuery:
+    """What to find: a study (optionally one series), an accession number, or a patient within a study date range."""
+
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    accession_number: str = ""
+    patient_id: str = ""
+    study_date_from: str = ""
+    study_date_to: str = ""
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import JobSettings
 from dicom_node.logs import RepeatingFailure
-from dicom_node.pipelines.manifest import ResultManifest
 from dicom_node.store.models import (
     Association,
     AssociationSeries,
@@ -374,8 +373,9 @@ class JobQueue:
             rows = session.execute(select(Instance.sop_instance_uid, Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id))
             return [(uid, path) for uid, path in rows]
 
-    def earlier_result(self, job: ClaimedJob) -> EarlierResult | None:
-        """The latest result of an earlier job of the job's series (done, or superseded after it was done), if any."""
+    def earlier_result(self, job: ClaimedJob, sr_of: Callable[[dict[str, Any]], str | None]) -> EarlierResult | None:
+        """The latest result of an earlier job of the job's series and pipeline (done, or superseded after it was
+        done) that has an SR, if any; `sr_of` reads a stored result's SR path (the pipeline's manifest knows it)."""
         with self._sessions() as session:
             rows = session.execute(
                 select(Job.id, Job.result, Job.finished_at)
@@ -383,7 +383,7 @@ class JobQueue:
                 .order_by(Job.id.desc())
             )
             for job_id, result, finished_at in rows:
-                sr = ResultManifest.from_json({"pipeline": job.pipeline, **result}).files.sr if result else None
+                sr = sr_of(result) if result else None
                 if sr and finished_at is not None:
                     return EarlierResult(job_id, sr, finished_at)
         return None

@@ -35,7 +35,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import ExportSettings
-from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.outcomes import Outcome, StoreResult
 from dicom_node.store.models import Export, Instance, Job, utcnow
 from dicom_node.store.wakeups import Wakeups
 

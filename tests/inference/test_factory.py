@@ -8,9 +8,11 @@ import sys
 import pytest
 
 from dicom_node.inference.base import ContractMismatch
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 from dicom_node.inference.factory import build_models
-from dicom_node.inference.settings import CovidClassifierSettings, InferenceSettings, LungSegmentationSettings
+from dicom_node.inference.settings import InferenceSettings, LungSegmentationSettings
+from dicom_node.pipelines.covid19.plugin import CovidClassifierSettings
 from dicom_node.inference.triton import TritonModel
 from dicom_node.pipeline.settings import PipelineSettings, SegmentationSettings
 from dicom_node.pipelines.covid19.plugin import COVID19

@@ -15,7 +15,8 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 from phantoms.chest import make_phantom, write_phantom_series

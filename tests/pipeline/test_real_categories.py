@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dicom_node.pipeline.category import RsnaCategory
+from dicom_node.pipelines.covid19.category import RsnaCategory
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from tests.pipeline.conftest import real_series, run_embedded
 

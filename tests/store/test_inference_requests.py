@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from dicom_node.net.retrieve import StudyQuery
+from dicom_node.store.inference_requests import StudyQuery
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.inference_requests import InferenceRequests, RequestSpec
 from dicom_node.store.ingest import Indexer

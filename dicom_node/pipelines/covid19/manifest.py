@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from dicom_node.output.display import shown
 from dicom_node.pipelines.manifest import Frozen, Headline, Overlay, ResultManifest
@@ -41,7 +41,7 @@ class Criterion(Frozen):
 
 
 class Category(Frozen):
-    """The RSNA reporting category (`pipeline/category.py` RsnaAssessment.as_dict)."""
+    """The RSNA reporting category (`pipelines/covid19/category.py` RsnaAssessment.as_dict)."""
 
     category: str
     title: str
@@ -51,19 +51,20 @@ class Category(Frozen):
 
 
 class Measurements(Frozen):
-    """Per side ("right", "left", "total") at clinical precision (`output/summary.py` rounded_measurements)."""
+    """Per side ("right", "left", "total") at clinical precision (`output/summary.py` rounded_measurements); an
+    old row may lack some."""
 
-    lung_volume_ml: dict[str, float]
-    opacity_volume_ml: dict[str, float]
-    opacity_percent: dict[str, float]
-    high_opacity_percent: dict[str, float]
+    lung_volume_ml: dict[str, float] = Field(default_factory=dict)
+    opacity_volume_ml: dict[str, float] = Field(default_factory=dict)
+    opacity_percent: dict[str, float] = Field(default_factory=dict)
+    high_opacity_percent: dict[str, float] = Field(default_factory=dict)
 
 
 class Classification(Frozen):
     """What the classifier said and which classifier said it (`scores`: per class, in `class_names`' order)."""
 
-    model_name: str
-    model_version: str
+    model_name: str = ""  # "": a row from before the classifier was named
+    model_version: str = ""
     baseline: bool = False
     class_names: list[str]
     scores: list[float]
@@ -82,7 +83,7 @@ class Classification(Frozen):
 
 
 class Pattern(Frozen):
-    """The opacity's distribution and the zone-based severity score (`pipeline/pattern.py` OpacityPattern)."""
+    """The opacity's distribution and the zone-based severity score (`pipelines/covid19/pattern.py` OpacityPattern)."""
 
     bilateral: bool
     peripheral_percent: float
@@ -111,6 +112,19 @@ class Covid19Manifest(ResultManifest):
 
     def one_line(self) -> str:
         """The headline; jobs done before the headline existed show their percentage of opacity."""
-        if self.headline is None and self.measurements is not None:
+        if self.headline is None and self.measurements is not None and "total" in self.measurements.opacity_percent:
             return f"PO {shown(self.measurements.opacity_percent['total'], '%')}"
         return super().one_line()
+
+    def log_line(self) -> str:
+        """The headline, the lungs' volume, the fitness flags and the classifier's scores as display.py writes them."""
+        parts = [self.one_line()]
+        if self.measurements is not None and "total" in self.measurements.lung_volume_ml:
+            parts.append(f"lungs {shown(self.measurements.lung_volume_ml['total'], 'mL')}")
+        parts.append(f"fitness flags: {', '.join(flag.code for flag in self.fitness_flags) or 'none'}")
+        if self.classification is not None:
+            c = self.classification
+            unit = c.score_kind if c.score_kind == "probability" else ""
+            scores = ", ".join(f"{name} {shown(score, unit)}" for name, score in zip(c.class_names, c.scores))
+            parts.append(f"{c.score_kind} {scores} ({c.model_name})")
+        return "; ".join(parts)

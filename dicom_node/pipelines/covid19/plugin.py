@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dicom_node import __version__
-from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentationSettings, ModelSettings
+from dicom_node.inference.settings import LungSegmentationSettings, ModelSettings
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipelines.covid19.manifest import OVERLAYS, Covid19Manifest
@@ -19,11 +19,23 @@ from dicom_node.pipelines.protocol import ResultTarget, SeriesInput
 
 if TYPE_CHECKING:
     from dicom_node.inference.base import InferenceModel
-    from dicom_node.output.results import ResultFiles
+    from dicom_node.pipelines.covid19.results import ResultFiles
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SEGMENTER, CLASSIFIER = "lung_segmentation", "covid_classifier"
 MASKS_FILE = "masks.npz"
+
+
+class CovidClassifierSettings(ModelSettings, frozen=True):
+    """Clara `classification_covid-19_v1` (3D DenseNet121): one channel of 192x192x64 in, 2 probabilities out."""
+
+    model_name: str = "covid_classifier"
+    input_dims: tuple[int, ...] | None = (1, 1, 192, 192, 64)
+    output_dims: tuple[int, ...] | None = (1, 2)
+    input_dtype: str | None = "float32"
+    output_dtype: str | None = "float32"
+    layout: tuple[str, ...] | None = ("N", "C", "X", "Y", "Z")
+    class_names: tuple[str, ...] = ("non-COVID", "COVID-19")
 
 
 class Covid19Pipeline:
@@ -41,7 +53,8 @@ class Covid19Pipeline:
 
     def embedded_model(self, role: str, settings: PipelineSettings) -> InferenceModel:
         """The classical lung segmentation on the pipeline's model grid; the explainable opacity baseline as classifier."""
-        from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
+        from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+        from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 
         if role == SEGMENTER:
             return EmbeddedLungSegmenter(settings.segmentation)
@@ -55,11 +68,11 @@ class Covid19Pipeline:
         return run_covid19(series.paths, models[SEGMENTER], models[CLASSIFIER], settings, spill_dir=series.spill_dir)
 
     def write(self, result: PipelineResult, target: ResultTarget) -> Covid19Manifest:
-        """SEG, SR, CSV, JSON, summary page and key images (`output/results.py`), and the masks for the viewer."""
+        """SEG, SR, CSV, JSON, summary page and key images (`pipelines/covid19/results.py`), and the masks for the viewer."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from dicom_node.output.masks import save_masks
-        from dicom_node.output.results import write_results
+        from dicom_node.output.files import save_masks
+        from dicom_node.pipelines.covid19.results import write_results
 
         # The masks' compression (zlib, which releases the GIL) runs beside the DICOM writing.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="masks") as pool:
@@ -77,7 +90,7 @@ class Covid19Pipeline:
         from dataclasses import asdict
 
         from dicom_node.output.summary import rounded_measurements
-        from dicom_node.output.tables import headline
+        from dicom_node.pipelines.covid19.tables import headline
 
         named = {"seg": files.seg, "sr": files.sr, "csv": files.csv, "json": files.json, "masks": masks}
         return Covid19Manifest.model_validate(

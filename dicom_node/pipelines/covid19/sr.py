@@ -37,8 +37,8 @@ from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, s
 from dicom_node.output.series import SR_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import rounded
-from dicom_node.pipeline.category import SOURCE
-from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid
+from dicom_node.pipelines.covid19.category import SOURCE
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid, report_uid
 from dicom_node.pipelines.covid19.pipeline import Classification, FitnessFlag, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
 
 SR_SERIES_NUMBER = 9002
@@ -127,11 +127,6 @@ def measurement_report(
             hd.sr.TextContentItem(name=concepts.COMMENT, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
         )
     return stamp(report, created)
-
-
-def report_uid(source_series_uid: str, algorithm: AlgorithmId, input_digest: str) -> str:
-    """The SR's SOP Instance UID: the worker compares it with an earlier result's to know whether that one is replaced."""
-    return derived_uid(source_series_uid, algorithm, "sr", "instance", inputs=input_digest)
 
 
 def tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:

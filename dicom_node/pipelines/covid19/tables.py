@@ -7,7 +7,7 @@ working, and appends the model identity, the baseline flag, what the scores are
 (`score_kind`: "probability" for a trained model; the baseline's index is not a
 probability), the headline (`rsna_category`, `rsna_<criterion>` 1/0 per criterion,
 `within_validated_range`, `fitness_flags`: the codes joined by ";"), the
-measurements and the opacity pattern (`pipeline/pattern.py`), one column per value
+measurements and the opacity pattern (`pipelines/covid19/pattern.py`), one column per value
 (the zone-based severity score as `zone_based_severity_score` and
 `zone_scores_<lung>_<zone>`). The JSON carries the same content with structure,
 plus the UIDs of the DICOM objects written for the series; it leads with
