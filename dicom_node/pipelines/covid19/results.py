@@ -19,7 +19,7 @@ from dicom_node.output.files import save_dicom
 from dicom_node.store.files import write_durably
 from dicom_node.output.secondary_capture import build_secondary_captures, build_summary_page
 from dicom_node.output.seg import build_segmentation
-from dicom_node.output.inputs import Completeness, JobInput, completeness
+from dicom_node.output.inputs import JobInput, completeness, lineage
 from dicom_node.output.sources import read_source_images
 from dicom_node.pipelines.covid19.sr import build_report
 from dicom_node.pipelines.covid19.tables import csv_text, json_text
@@ -107,20 +107,6 @@ def write_results(
         warnings=sources.warnings,
         input=made_of,
     )
-
-
-def lineage(job_input: JobInput, complete: Completeness, previous: Dataset | None) -> dict[str, Any]:
-    """The JSON's "input": what the result was made of and which earlier result it replaces."""
-    replaces = None
-    if previous is not None and job_input.predecessor is not None:
-        replaces = {"sop_instance_uid": str(previous.SOPInstanceUID), "created": f"{job_input.predecessor.created:%Y-%m-%dT%H:%M:%S}Z"}
-    return {
-        "digest": job_input.digest,
-        "instances": job_input.instance_count or None,
-        "possibly_incomplete": bool(complete.hints),
-        "incomplete_hints": complete.hints,
-        "replaces": replaces,
-    }
 
 
 def _save_text(path: Path, text: str) -> Path:

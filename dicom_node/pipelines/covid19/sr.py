@@ -19,7 +19,8 @@ Measurement groups, the headline first:
   "Probability of <class>"; for the explainable baseline "Baseline index for
   <class> (not a probability)"), the model's name and version, and, for the
   baseline, a comment that says in plain words that it is not a trained model.
-Concept choices are documented in `concepts`.
+Concept choices are documented in `concepts`; the report's frame and the groups every pipeline writes alike (segment,
+fitness, tracking, comments) are `output/report.py`'s.
 """
 
 from __future__ import annotations
@@ -29,20 +30,16 @@ from datetime import datetime
 
 import highdicom as hd
 from pydicom.dataset import Dataset
-from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
-from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_tracking_uid
-from dicom_node.output.series import SR_DESCRIPTION, stamp
+from dicom_node.output.report import comment, fitness_group, measurement_report, segment_group, tracking, yes_no
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import rounded
 from dicom_node.pipelines.covid19.category import SOURCE
-from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid, report_uid
-from dicom_node.pipelines.covid19.pipeline import Classification, FitnessFlag, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
-
-SR_SERIES_NUMBER = 9002
-
+from dicom_node.output.uids import AlgorithmId
+from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
 
 def build_report(
     result: PipelineResult,
@@ -79,60 +76,6 @@ def build_report(
     return measurement_report(source_series_uid, groups, segmentation, sources, algorithm, created, notes, predecessor)
 
 
-def measurement_report(
-    source_series_uid: str,
-    groups: Sequence[hd.sr.MeasurementsAndQualitativeEvaluations | hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations],
-    segmentation: Dataset,
-    sources: SourceImages,
-    algorithm: AlgorithmId,
-    created: datetime,
-    notes: Sequence[str] = (),
-    predecessor: Dataset | None = None,
-    series_description: str = SR_DESCRIPTION,
-) -> hd.sr.Comprehensive3DSR:
-    """Any pipeline's measurement `groups` as the TID 1500 report of a chest CT: the node as device observer,
-    the source images and `segmentation` as evidence, UIDs derived from the source series, `algorithm` and the
-    input digest, `notes` as comments, `predecessor` (the SR it replaces) as its predecessor document."""
-    report = hd.sr.MeasurementReport(
-        observation_context=hd.sr.ObservationContext(
-            observer_device_context=hd.sr.ObserverContext(
-                observer_type=codes.DCM.Device,
-                observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
-                    uid=device_uid(algorithm),
-                    name=f"{algorithm.name} {algorithm.version}",
-                    manufacturer_name=MANUFACTURER,
-                    model_name=algorithm.name,
-                ),
-            )
-        ),
-        procedure_reported=concepts.CT_OF_CHEST,
-        imaging_measurements=list(groups),
-    )
-    report = hd.sr.Comprehensive3DSR(
-        evidence=[*sources.headers, segmentation],
-        content=report,
-        series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series", inputs=sources.input_digest),
-        series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=report_uid(source_series_uid, algorithm, sources.input_digest),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        is_final=False,  # not verified by a physician: preliminary
-        series_description=series_description,
-        coding_schemes=[concepts.private_coding_scheme()],
-        previous_versions=[predecessor] if predecessor is not None else None,
-    )
-    for note in notes:
-        report.ContentSequence.append(
-            hd.sr.TextContentItem(name=concepts.COMMENT, value=note, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
-        )
-    return stamp(report, created)
-
-
-def tracking(source_series_uid: str, algorithm: AlgorithmId, name: str) -> hd.sr.TrackingIdentifier:
-    return hd.sr.TrackingIdentifier(uid=derived_uid(source_series_uid, algorithm, "sr", "group", name), identifier=name)
-
-
 def _volume(name: Code, value_ml: float) -> hd.sr.Measurement:
     return hd.sr.Measurement(
         name=name, value=rounded(value_ml, "mL"), unit=concepts.MILLILITER, method=concepts.SUM_OF_SEGMENTED_VOXELS
@@ -151,35 +94,6 @@ def _quantification(measurements: Measurements, key: str) -> list[hd.sr.Measurem
         _percent(concepts.PERCENT_OPACITY, measurements.opacity_percent[key]),
         _percent(concepts.PERCENT_HIGH_OPACITY, measurements.high_opacity_percent[key]),
     ]
-
-
-def _segment_reference(segmentation: Dataset, spec: SegmentSpec, source_series_uid: str) -> hd.sr.ReferencedSegment:
-    return hd.sr.ReferencedSegment(
-        sop_class_uid=segmentation.SOPClassUID,
-        sop_instance_uid=segmentation.SOPInstanceUID,
-        segment_number=spec.number,
-        source_series=hd.sr.SourceSeriesForSegmentation(source_series_uid),
-    )
-
-
-def segment_group(
-    spec: SegmentSpec,
-    laterality: Code,
-    measurements: list[hd.sr.Measurement],
-    segmentation: Dataset,
-    source_series_uid: str,
-    algorithm: AlgorithmId,
-) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """Measurements of one SEG segment, tracked with the segment's own Tracking UID."""
-    return hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(
-            uid=segment_tracking_uid(source_series_uid, algorithm, spec), identifier=spec.label
-        ),
-        referenced_segment=_segment_reference(segmentation, spec, source_series_uid),
-        finding_type=spec.property_type,
-        finding_sites=[hd.sr.FindingSite(concepts.LUNG, laterality=laterality)],
-        measurements=measurements,
-    )
 
 
 def _both_lungs_group(
@@ -224,16 +138,6 @@ def _pattern_group(
     )
 
 
-def comment(group: hd.sr.MeasurementsAndQualitativeEvaluations, text: str) -> None:
-    group[0].ContentSequence.append(
-        hd.sr.TextContentItem(name=concepts.COMMENT, value=text[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS)
-    )
-
-
-def yes_no(name: Code, value: bool) -> hd.sr.QualitativeEvaluation:
-    return hd.sr.QualitativeEvaluation(name=name, value=concepts.YES if value else concepts.NO)
-
-
 def _category_group(
     result: PipelineResult, source_series_uid: str, algorithm: AlgorithmId
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
@@ -263,22 +167,6 @@ def _category_group(
         comment(group, f"{c.title}: {'met' if c.met else 'not met'}, {c.detail}")
     if result.fitness:
         comment(group, "Outside the validated range: " + "; ".join(flag.title for flag in result.fitness))
-    return group
-
-
-def fitness_group(
-    flags: tuple[FitnessFlag, ...], source_series_uid: str, algorithm: AlgorithmId
-) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=tracking(source_series_uid, algorithm, "Fitness for the method"),
-        finding_type=concepts.FITNESS,
-        qualitative_evaluations=[
-            yes_no(concepts.WITHIN_VALIDATED_RANGE, not flags),
-            *(yes_no(concepts.fitness_flag(flag.code, flag.title), True) for flag in flags),
-        ],
-    )
-    for flag in flags:
-        comment(group, f"{flag.title}: {flag.reason}")
     return group
 
 
