@@ -26,7 +26,7 @@ import numpy as np
 import pydicom
 from scipy import ndimage
 
-from dicom_node.pipeline.pattern import ZONES, lung_zones
+from dicom_node.pipeline.zones import ZONES, lung_zones
 from phantoms.chest import KERNELS, LUNG_CENTRES_X, LUNG_CENTRE_YZ, LUNG_SEMI_AXES, Phantom, make_phantom, write_phantom_series
 
 LUNG_HU = -860.0  # the shared phantom's parenchyma

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
 from dicom_node.pipelines.lung_density.pipeline import LungDensityResult, run_lung_density
 from tests.lung_density.emphysema_phantom import EmphysemaPhantom, make_emphysema_phantom, write_emphysema_series
 

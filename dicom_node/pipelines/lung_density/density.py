@@ -15,7 +15,7 @@ From that histogram, per lung, for both lungs and per zone:
 All figures come from one integer histogram per (lung, zone) cell, built in one pass over
 the lung voxels, so that the percentile is exact for integer HU and the zone, lung and
 total figures always add up. Zones are thirds of each lung's head-feet extent
-(`pattern.lung_zones`, shared with the COVID-19 pipeline's severity score), not lobes.
+(`pipeline/zones.py`, shared with the COVID-19 pipeline's severity score), not lobes.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
-from dicom_node.pipeline.pattern import ZONES, lung_zones
+from dicom_node.pipeline.zones import ZONES, lung_zones
 
 LOW_ATTENUATION_HU = -950  # RA-950: voxels strictly below this
 PERCENTILE = 15.0  # Perc15

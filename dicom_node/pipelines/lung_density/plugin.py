@@ -41,7 +41,7 @@ class LungDensityPipeline:
 
     def embedded_model(self, role: str, settings: LungDensitySettings) -> InferenceModel:
         """The classical lung segmentation on the pipeline's model grid (the COVID-19 pipeline's, shared)."""
-        from dicom_node.inference.embedded import EmbeddedLungSegmenter
+        from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
 
         if role != SEGMENTER:
             raise KeyError(role)

@@ -2,7 +2,7 @@
 
 - SEG (`output/seg.py` build_packed_segmentation): right lung, left lung and the low-attenuation voxels (what
   RA-950 counts), in the segment colours the key images and the viewer use;
-- TID 1500 SR (`output/sr.py` measurement_report): the headline (RA-950 and Perc15 of both lungs, within the
+- TID 1500 SR (`output/report.py` measurement_report): the headline (RA-950 and Perc15 of both lungs, within the
   profile or not), the fitness group, one group per lung referencing its segment (volume, RA-950, Perc15, mean
   lung density), the low-attenuation segment's volume, both lungs, and one group per zone; codes in `concepts.py`;
 - summary page and a key image (`output/secondary_capture.py`): the slice with the most low-attenuation area;
@@ -16,7 +16,6 @@ import csv
 import io
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 import highdicom as hd
 from highdicom.sc import SCImage
@@ -26,13 +25,12 @@ from pydicom import dcmread
 from dicom_node.output import concepts as shared
 from dicom_node.output import highdicom_tables
 from dicom_node.output.display import rounded
-from dicom_node.output.inputs import completeness
-from dicom_node.output.masks import save_masks
-from dicom_node.output.results import lineage, save_dicom
+from dicom_node.output.files import save_dicom, save_masks
+from dicom_node.output.inputs import completeness, lineage
 from dicom_node.output.secondary_capture import KeyImageSeries, key_image, render_slice, render_summary, slice_label, summary_capture
 from dicom_node.output.seg import LEFT_LUNG, RIGHT_LUNG, SegContent, SegmentSpec, build_packed_segmentation
 from dicom_node.output.sources import SourceImages, read_source_images
-from dicom_node.output.sr import comment, fitness_group, measurement_report, segment_group, tracking, yes_no
+from dicom_node.output.report import comment, fitness_group, measurement_report, segment_group, tracking, yes_no
 from dicom_node.output.summary import MARK, SummaryRow
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipelines.lung_density import concepts
