@@ -21,7 +21,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
-from dicom_node.output.files import save_dicom
+from dicom_node.output.results import save_dicom
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 
 KEY_OBJECT_SELECTION = "1.2.840.10008.5.1.4.1.1.88.59"

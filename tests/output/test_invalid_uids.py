@@ -15,7 +15,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom_node.pipelines.covid19.results import ResultFiles, write_results
+from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.uids import derived_frame_of_reference
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from phantoms.chest import make_phantom, write_phantom_series

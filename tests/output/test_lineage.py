@@ -15,7 +15,7 @@ from pydicom.uid import ImplicitVRLittleEndian
 
 from dicom_node.output.inputs import JobInput, Predecessor, content_digest
 from dicom_node.output.rejection import REJECTED_FOR_QUALITY_REASONS, write_rejection_note
-from dicom_node.pipelines.covid19.results import ResultFiles, write_results
+from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.uids import AlgorithmId, input_digest
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.pipelines.covid19.results import ResultFiles, write_results
+from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.seg import segment_masks
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 

@@ -13,7 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.pipelines.covid19.results import ResultFiles, write_results
+from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.seg import SEGMENTS, segment_masks
 from dicom_node.pipelines.covid19.manifest import OVERLAYS
 from dicom_node.pipelines.covid19.pipeline import PipelineResult

@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.pipelines.covid19.results import ResultFiles, write_results
+from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.secondary_capture import key_slices, render_slice
 from dicom_node.output.seg import OPACITY, RIGHT_LUNG, segment_masks
 from dicom_node.output.sources import read_source_images

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.pipelines.covid19.results import write_results
+from dicom_node.output.results import write_results
 from dicom_node.pipeline.volume import load_series
 from tests.node_process import shared_series
 

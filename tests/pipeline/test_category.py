@@ -8,7 +8,7 @@ import pytest
 from dicom_node.pipelines.covid19.category import DETECTION_FLOOR_ML, RsnaAssessment, RsnaCategory, rsna_category
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipelines.covid19.opacity import measure_opacity
-from dicom_node.pipelines.covid19.pattern import describe_opacity
+from dicom_node.pipeline.pattern import describe_opacity
 from tests.pipeline.test_pattern import SPACING, box_lungs
 
 VOXEL_ML = float(np.prod(SPACING)) / 1000.0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
-from dicom_node.pipelines.covid19.pattern import describe_opacity, lung_zones, peripheral_region, severity_of
+from dicom_node.pipeline.pattern import describe_opacity, lung_zones, peripheral_region, severity_of
 
 SPACING = (2.5, 1.6, 1.6)
 

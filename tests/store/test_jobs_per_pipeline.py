@@ -6,25 +6,15 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from dicom_node.config import ExportSettings
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.ingest import Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Export, Job, pipeline_names, pipelines_value, utcnow
 from dicom_node.store.outbox import Outbox
 
 BOTH = ("covid19_ct", "lung_density")
-
-
-@pytest.fixture
-def sessions(database_url: str):
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def receive(indexer: Indexer, series: str, n: int, pipelines: tuple[str, ...], start: int = 0) -> None:

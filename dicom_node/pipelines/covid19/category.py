@@ -50,7 +50,7 @@ import re
 from dataclasses import dataclass
 from enum import Enum
 
-from dicom_node.pipelines.covid19.pattern import BILATERAL_MIN_ML, OpacityPattern
+from dicom_node.pipeline.pattern import BILATERAL_MIN_ML, OpacityPattern
 
 DETECTION_FLOOR_ML = 30.0  # the categories of the six shared scans hold from 12 to 120 mL (docs/validation.md)
 GROUND_GLASS_MIN_PERCENT = 50.0

@@ -29,7 +29,7 @@ from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
 from dicom_node.pipeline.harmonise import ImageQuality, quality_flags
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipelines.covid19.opacity import Measurements, measure_opacity, opacity_masks
-from dicom_node.pipelines.covid19.pattern import OpacityPattern, describe_opacity
+from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.spill import spill_to_disk

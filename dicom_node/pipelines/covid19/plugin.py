@@ -19,7 +19,7 @@ from dicom_node.pipelines.protocol import ResultTarget, SeriesInput
 
 if TYPE_CHECKING:
     from dicom_node.inference.base import InferenceModel
-    from dicom_node.pipelines.covid19.results import ResultFiles
+    from dicom_node.output.results import ResultFiles
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SEGMENTER, CLASSIFIER = "lung_segmentation", "covid_classifier"
@@ -68,11 +68,11 @@ class Covid19Pipeline:
         return run_covid19(series.paths, models[SEGMENTER], models[CLASSIFIER], settings, spill_dir=series.spill_dir)
 
     def write(self, result: PipelineResult, target: ResultTarget) -> Covid19Manifest:
-        """SEG, SR, CSV, JSON, summary page and key images (`pipelines/covid19/results.py`), and the masks for the viewer."""
+        """SEG, SR, CSV, JSON, summary page and key images (`output/results.py`), and the masks for the viewer."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from dicom_node.output.files import save_masks
-        from dicom_node.pipelines.covid19.results import write_results
+        from dicom_node.output.masks import save_masks
+        from dicom_node.output.results import write_results
 
         # The masks' compression (zlib, which releases the GIL) runs beside the DICOM writing.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="masks") as pool:
@@ -90,7 +90,7 @@ class Covid19Pipeline:
         from dataclasses import asdict
 
         from dicom_node.output.summary import rounded_measurements
-        from dicom_node.pipelines.covid19.tables import headline
+        from dicom_node.output.tables import headline
 
         named = {"seg": files.seg, "sr": files.sr, "csv": files.csv, "json": files.json, "masks": masks}
         return Covid19Manifest.model_validate(

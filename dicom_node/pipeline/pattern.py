@@ -45,7 +45,7 @@ import numpy as np
 from scipy import ndimage
 
 from dicom_node.pipeline.boxes import bounding_box, label_boxes
-from dicom_node.pipelines.covid19.depth import coarse_depth_mm, to_full_grid
+from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.zones import ZONES, lung_zones

@@ -6,25 +6,27 @@ files, and the DICOM objects keep their (deterministic) UIDs.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from dicom_node.output import highdicom_tables
-from dicom_node.output.files import save_dicom
 from dicom_node.store.files import write_durably
 from dicom_node.output.secondary_capture import build_secondary_captures, build_summary_page
 from dicom_node.output.seg import build_segmentation
 from dicom_node.output.inputs import JobInput, completeness, lineage
 from dicom_node.output.sources import read_source_images
-from dicom_node.pipelines.covid19.sr import build_report
-from dicom_node.pipelines.covid19.tables import csv_text, json_text
+from dicom_node.output.sr import build_report
+from dicom_node.output.tables import csv_text, json_text
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipelines.covid19.pipeline import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ def write_results(
         warnings=sources.warnings,
         input=made_of,
     )
+
+
+def save_dicom(dataset: Dataset, path: Path) -> Path:
+    buffer = io.BytesIO()
+    dataset.save_as(buffer, enforce_file_format=True)
+    write_durably(path, buffer.getbuffer())
+    return path
 
 
 def _save_text(path: Path, text: str) -> Path:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import highdicom as hd
 from pydicom.dataset import Dataset
@@ -37,9 +38,11 @@ from dicom_node.output.report import comment, fitness_group, measurement_report,
 from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import rounded
-from dicom_node.pipelines.covid19.category import SOURCE
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult, RsnaAssessment
+
 
 def build_report(
     result: PipelineResult,
@@ -142,6 +145,8 @@ def _category_group(
     result: PipelineResult, source_series_uid: str, algorithm: AlgorithmId
 ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """The headline: category, criteria, zone-based score and PO, and whether the scan is fit for the method."""
+    from dicom_node.pipelines.covid19.category import SOURCE  # when a COVID-19 result is written (its package imports this one)
+
     assessment: RsnaAssessment = result.category  # type: ignore[assignment]
     pattern: OpacityPattern = result.pattern  # type: ignore[assignment]
     group = hd.sr.MeasurementsAndQualitativeEvaluations(

@@ -22,14 +22,16 @@ import csv
 import io
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.summary import headline_text, rounded, rounded_measurements
-from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult
 
 
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""Result files written durably (`store.files.write_durably`: tmp, fsync, rename): DICOM objects, and the masks
-on the CT grid for the viewer (the SEG holds the same, but is slow to read back; one .npz member per array, which
-a manifest's overlays name, `pipelines/manifest.py` Overlay.array)."""
+"""A result's masks on the CT grid, for the viewer (the SEG holds the same, but is slow to read back).
+
+One .npz member per array; a manifest's overlays name the members (`pipelines/manifest.py` Overlay.array).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset
 
 from dicom_node.store.files import write_durably
-
-
-def save_dicom(dataset: Dataset, path: Path) -> Path:
-    buffer = io.BytesIO()
-    dataset.save_as(buffer, enforce_file_format=True)
-    write_durably(path, buffer.getbuffer())
-    return path
 
 
 def save_masks(arrays: Mapping[str, np.ndarray], path: Path) -> Path:
