@@ -25,8 +25,9 @@ from pydicom import dcmread
 from dicom_node.output import concepts as shared
 from dicom_node.output import highdicom_tables
 from dicom_node.output.display import rounded
-from dicom_node.output.files import save_dicom, save_masks
+from dicom_node.output.masks import save_masks
 from dicom_node.output.inputs import completeness, lineage
+from dicom_node.output.results import save_dicom
 from dicom_node.output.secondary_capture import KeyImageSeries, key_image, render_slice, render_summary, slice_label, summary_capture
 from dicom_node.output.seg import LEFT_LUNG, RIGHT_LUNG, SegContent, SegmentSpec, build_packed_segmentation
 from dicom_node.output.sources import SourceImages, read_source_images
