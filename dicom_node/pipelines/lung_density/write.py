@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import highdicom as hd
@@ -36,7 +36,7 @@ from dicom_node.output.summary import MARK, SummaryRow
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipelines.lung_density import concepts
 from dicom_node.pipelines.lung_density.density import DensityFigures, LungDensity
-from dicom_node.pipelines.lung_density.manifest import OVERLAYS, LOW_ATTENUATION_RGB, LungDensityManifest
+from dicom_node.pipelines.lung_density.manifest import LOW_ATTENUATION_RGB, OVERLAYS, Density, Figures, LungDensityHeadline, LungDensityManifest
 from dicom_node.pipelines.lung_density.pipeline import LungDensityResult
 from dicom_node.pipelines.protocol import ResultTarget
 from dicom_node.store.files import write_durably
@@ -105,9 +105,9 @@ def write_lung_density(result: LungDensityResult, target: ResultTarget, pipeline
             "secondary_capture": [target.relative(p) for p in key_paths],
             "warnings": sources.warnings,
             "input": lineage(job_input, complete, previous),
-            "headline": headline(result),
+            "headline": headline(result).model_dump(),
             "fitness_flags": [flag.as_dict() for flag in result.fitness],
-            "density": stored_density(result.density),
+            "density": stored_density(result.density).model_dump(),
             "acquisition": result.acquisition.model_dump(),
             "overlays": [overlay.model_dump() for overlay in OVERLAYS],
         }
@@ -129,38 +129,39 @@ def hu(value: float) -> float:
     return round(float(value), HU_DECIMALS)
 
 
-def stored_figures(figures: DensityFigures) -> dict[str, object]:
-    return {
-        "voxels": figures.voxels,
-        "volume_ml": rounded(figures.volume_ml, "mL"),
-        "ra950_percent": rounded(figures.ra950_percent, "%"),
-        "perc15_hu": hu(figures.perc15_hu),
-        "mean_hu": hu(figures.mean_hu),
-    }
+def stored_figures(figures: DensityFigures) -> Figures:
+    """One region's figures at clinical precision, as the manifest keeps them (an empty region's HU figures: None)."""
+    return Figures(
+        voxels=figures.voxels,
+        volume_ml=rounded(figures.volume_ml, "mL"),
+        ra950_percent=rounded(figures.ra950_percent, "%"),
+        perc15_hu=hu(figures.perc15_hu),
+        mean_hu=hu(figures.mean_hu),
+    )
 
 
-def stored_density(density: LungDensity) -> dict[str, object]:
-    return {
-        "threshold_hu": density.threshold_hu,
-        "percentile": density.percentile,
-        "lungs": {side: stored_figures(f) for side, f in density.lungs.items()},
-        "zones": {zone: stored_figures(f) for zone, f in density.zones.items()},
-    }
+def stored_density(density: LungDensity) -> Density:
+    return Density(
+        threshold_hu=density.threshold_hu,
+        percentile=density.percentile,
+        lungs={side: stored_figures(f) for side, f in density.lungs.items()},
+        zones={zone: stored_figures(f) for zone, f in density.zones.items()},
+    )
 
 
-def headline(result: LungDensityResult) -> dict[str, object]:
+def headline(result: LungDensityResult) -> LungDensityHeadline:
     """RA-950 and Perc15 of both lungs in one line; marked, with the flags' titles, when the scan is unfit."""
     total, density = result.density.total, result.density
     text = f"RA{density.threshold_hu} {rounded(total.ra950_percent, '%'):.2f}%, Perc{density.percentile:g} {total.perc15_hu:.0f} HU"
     if result.fitness:
         text += f" {MARK} not fit for densitometry: " + "; ".join(flag.title for flag in result.fitness)
-    return {
-        "text": text,
-        "marked": bool(result.fitness),
-        "ra950_percent": rounded(total.ra950_percent, "%"),
-        "perc15_hu": hu(total.perc15_hu) if total.voxels else None,
-        "lung_volume_ml": rounded(total.volume_ml, "mL"),
-    }
+    return LungDensityHeadline(
+        text=text,
+        marked=bool(result.fitness),
+        ra950_percent=rounded(total.ra950_percent, "%"),
+        perc15_hu=hu(total.perc15_hu) if total.voxels else None,
+        lung_volume_ml=rounded(total.volume_ml, "mL"),
+    )
 
 
 def csv_text(density: LungDensity) -> str:
@@ -170,8 +171,7 @@ def csv_text(density: LungDensity) -> str:
     writer.writerow(["region", "voxels", "volume_ml", f"ra{abs(density.threshold_hu)}_percent", f"perc{density.percentile:g}_hu", "mean_hu"])
     regions = [*density.lungs.items(), *((f"{zone} zone", f) for zone, f in density.zones.items())]
     for name, figures in regions:
-        stored = stored_figures(figures)
-        writer.writerow([name, *stored.values()])
+        writer.writerow([name, *stored_figures(figures).model_dump().values()])
     return buffer.getvalue()
 
 
@@ -254,8 +254,8 @@ def headline_lines(result: LungDensityResult) -> list[str]:
 
 
 def summary_rows(density: LungDensity) -> list[SummaryRow]:
-    def per_side(value: object) -> dict[str, float | str]:
-        return {side: value(f) for side, f in density.lungs.items()}  # type: ignore[operator]
+    def per_side(value: Callable[[DensityFigures], float | str]) -> dict[str, float | str]:
+        return {side: value(f) for side, f in density.lungs.items()}
 
     both = "total"
     rows = [
@@ -309,7 +309,7 @@ def key_images(
     z = key_slice(result, sources)
     header = dict(zip(sources.z_indices, sources.headers))[z]
     masks = np.stack([result.lung_labels[z] == 1, result.lung_labels[z] == 2, result.low_attenuation[z]], axis=-1)
-    legend = f"{headline(result)['text']}\n{slice_label(header, sources.headers)}"
+    legend = f"{headline(result).text}\n{slice_label(header, sources.headers)}"
     rgb = render_slice(result.volume.hu[z], masks, legend, segments)
     derivation = f"CT slice in lung window with the lungs and the lung below {result.density.threshold_hu} HU outlined"
     series = KeyImageSeries(result.volume.series_instance_uid, KEY_IMAGES_DESCRIPTION, derivation)
