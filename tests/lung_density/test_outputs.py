@@ -1,4 +1,4 @@
-"""What the lung-density pipeline writes, through the registry as the worker runs it: valid DICOM objects with the
+"""What the lung-density pipeline writes, through the registry as the worker writes it: valid DICOM objects with the
 figures and their codes, a manifest that round-trips, masks for the viewer, and the default AE."""
 
 from __future__ import annotations
@@ -12,22 +12,17 @@ import pytest
 from dicom_node.config import Config
 from dicom_node.output.inputs import JobInput
 from dicom_node.pipelines.lung_density.manifest import LungDensityManifest
-from dicom_node.pipelines.protocol import ResultTarget, SeriesInput
+from dicom_node.pipelines.protocol import ResultTarget
 from dicom_node.pipelines.registry import pipeline, read_manifest
-from tests.lung_density.emphysema_phantom import make_emphysema_phantom, write_emphysema_series
+from tests.lung_density.conftest import Case
 from tests.output.dicom_validation import dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
-def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LungDensityManifest]:
-    """A sharp-kernel phantom run and written as the worker does: registry, embedded models by role, protocol."""
+def written(sharp: Case, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, LungDensityManifest]:
+    """The sharp phantom's result written as the worker writes it: the registry's pipeline, a job's result folder."""
     data_dir = tmp_path_factory.mktemp("data")
-    lung_density = pipeline("lung_density")
-    settings = lung_density.settings_type()
-    models = {role: lung_density.embedded_model(role, settings) for role in lung_density.model_roles}
-    paths = write_emphysema_series(make_emphysema_phantom((256, 256, 40), 0.1, kernel="sharp", seed=2), data_dir / "in")
-    result = lung_density.run(SeriesInput(tuple(paths)), models, settings)
-    manifest = lung_density.write(result, ResultTarget(data_dir / "results" / "1", data_dir, JobInput()))
+    manifest = pipeline("lung_density").write(sharp.result, ResultTarget(data_dir / "results" / "1", data_dir, JobInput()))
     return data_dir, manifest  # type: ignore[return-value]
 
 

@@ -12,31 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
-from dicom_node.pipelines.lung_density.pipeline import LungDensityResult, run_lung_density
-from tests.lung_density.emphysema_phantom import EmphysemaPhantom, make_emphysema_phantom, write_emphysema_series
-
-SIZE = (512, 512, 48)  # 0.7 mm pixels as a chest CT has; 6.25 mm between thin sections keeps it fast
+from tests.lung_density.conftest import Case, processed
+from tests.lung_density.emphysema_phantom import make_emphysema_phantom
 
 
-def processed(phantom: EmphysemaPhantom, folder: Path) -> LungDensityResult:
-    return run_lung_density(write_emphysema_series(phantom, folder), EmbeddedLungSegmenter())
-
-
-@pytest.fixture(scope="module")
-def soft(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmphysemaPhantom, LungDensityResult]:
-    phantom = make_emphysema_phantom(SIZE, 0.2, kernel="soft", seed=3)
-    return phantom, processed(phantom, tmp_path_factory.mktemp("soft"))
-
-
-@pytest.fixture(scope="module")
-def sharp(tmp_path_factory: pytest.TempPathFactory) -> tuple[EmphysemaPhantom, LungDensityResult]:
-    phantom = make_emphysema_phantom(SIZE, 0.2, kernel="sharp", seed=3)
-    return phantom, processed(phantom, tmp_path_factory.mktemp("sharp"))
-
-
-def test_soft_kernel_ra950_within_one_point_of_the_truth_per_lung_and_in_total(soft):
-    phantom, result = soft
+def test_soft_kernel_ra950_within_one_point_of_the_truth_per_lung_and_in_total(soft: Case):
+    phantom, result = soft.phantom, soft.result
     truth = phantom.truth_ra950
     assert 5.0 < truth["total"] < 15.0  # blobs over 20 % of the lungs, about half of them below -950 HU
     for region in ("right", "left", "total"):
@@ -44,16 +25,16 @@ def test_soft_kernel_ra950_within_one_point_of_the_truth_per_lung_and_in_total(s
     assert result.fit, [flag.code for flag in result.fitness]
 
 
-def test_soft_kernel_zones_within_one_point_and_the_upper_zone_holds_most(soft):
-    phantom, result = soft
+def test_soft_kernel_zones_within_one_point_and_the_upper_zone_holds_most(soft: Case):
+    phantom, result = soft.phantom, soft.result
     truth = phantom.truth_zone_ra950
     for zone, figures in result.density.zones.items():
         assert figures.ra950_percent == pytest.approx(truth[zone], abs=1.0), zone
     assert max(truth, key=truth.get) == "upper"  # two thirds of the blobs are placed in each lung's upper half
 
 
-def test_soft_kernel_lung_volume_and_low_attenuation_mask_match_the_phantom(soft):
-    phantom, result = soft
+def test_soft_kernel_lung_volume_and_low_attenuation_mask_match_the_phantom(soft: Case):
+    phantom, result = soft.phantom, soft.result
     voxel_ml = result.volume.voxel_volume_ml
     true_ml = float((phantom.phantom.lungs > 0).sum()) * voxel_ml
     assert result.density.total.volume_ml == pytest.approx(true_ml, rel=0.03)
@@ -61,11 +42,11 @@ def test_soft_kernel_lung_volume_and_low_attenuation_mask_match_the_phantom(soft
     assert 2.0 * float((found & true).sum()) / float(found.sum() + true.sum()) > 0.85  # Dice of the SEG's segment
 
 
-def test_sharp_kernel_inflates_ra950_and_the_result_says_it_is_unfit(soft, sharp):
-    phantom, result = sharp
+def test_sharp_kernel_inflates_ra950_and_the_result_says_it_is_unfit(soft: Case, sharp: Case):
+    phantom, result = sharp.phantom, sharp.result
     assert result.density.total.ra950_percent > phantom.truth_ra950["total"] + 1.0
-    assert result.density.total.ra950_percent > soft[1].density.total.ra950_percent + 1.0
-    assert result.density.total.perc15_hu < soft[1].density.total.perc15_hu
+    assert result.density.total.ra950_percent > soft.result.density.total.ra950_percent + 1.0
+    assert result.density.total.perc15_hu < soft.result.density.total.perc15_hu
     assert not result.fit
     codes = {flag.code for flag in result.fitness}
     assert {"QIBAKERNEL", "QIBANOISE"} <= codes, codes
