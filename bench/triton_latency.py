@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 import tritonclient.http as httpclient
 
-from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentationSettings, ModelSettings
+from dicom_node.inference.settings import LungSegmentationSettings, ModelSettings
+from dicom_node.pipelines.covid19.plugin import CovidClassifierSettings
 from dicom_node.inference.triton import TritonModel
-from dicom_node.pipeline.classifier_input import build_classifier_input
-from dicom_node.pipeline.phantom import make_phantom
+from dicom_node.pipelines.covid19.classifier_input import build_classifier_input
+from phantoms.chest import make_phantom
 from tests.triton_server import MODEL_REPOSITORY, REPO, TritonEndpoints, running_tritonserver
 
 STATS_SETTLE_S = 0.5

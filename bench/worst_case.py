@@ -23,7 +23,7 @@ import pydicom
 
 
 def write_case(folder: Path, pixel_mm: float, gap_mm: float) -> Path:
-    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+    from phantoms.chest import make_phantom, write_phantom_series
 
     for k, path in enumerate(write_phantom_series(make_phantom((128, 128, 34), seed=7), folder)):
         ds = pydicom.dcmread(path)
@@ -35,8 +35,9 @@ def write_case(folder: Path, pixel_mm: float, gap_mm: float) -> Path:
 
 def run_one(folder: str) -> None:
     """In the child: the pipeline on one folder; prints outcome, seconds and peak RSS as JSON."""
-    from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-    from dicom_node.pipeline.covid19 import run_covid19
+    from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+    from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+    from dicom_node.pipelines.covid19.pipeline import run_covid19
     from dicom_node.pipeline.errors import SeriesRejected
 
     started = time.perf_counter()

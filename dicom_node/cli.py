@@ -8,16 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, NoReturn, Optional
+from typing import Any, Literal, Optional
 
 import typer
 from sqlalchemy import select
 
-from dicom_node import __version__
-from dicom_node.config import Config, ConfigError, Destination, load_config
+from dicom_node.cli_base import ConfigOption, DataDirOption, JsonOption, _config, _fail, _node_overrides, _print_rows, _rounded, _sessions, _typer, app
+from dicom_node.config import Config, ConfigError, Destination
 from dicom_node.logs import setup_logging
-from dicom_node.output.display import shown
-from dicom_node.store.files import PRIVATE_UMASK
 from dicom_node.web.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
@@ -26,19 +24,6 @@ ExportState = Literal["pending", "sending", "sent", "failed", "cancelled", "supe
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-def _typer(help: str) -> typer.Typer:
-    """Click's plain help (no type tags), `-h` as well as `--help`, and our own one-line errors instead of Typer's tracebacks."""
-    return typer.Typer(
-        help=help,
-        no_args_is_help=True,
-        add_completion=False,
-        rich_markup_mode=None,
-        pretty_exceptions_enable=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
-    )
-
-
-app = _typer("DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS.")
 db_app = _typer("Database schema (alembic migrations).")
 jobs_app = _typer("Series jobs.")
 exports_app = _typer("Results queued for, sent to or refused by the destinations.")
@@ -47,41 +32,6 @@ app.add_typer(db_app, name="db")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(exports_app, name="exports")
 app.add_typer(pseudonyms_app, name="pseudonyms")
-
-ConfigOption = typer.Option(None, "--config", "-c", metavar="FILE", help="TOML config file (see config/dicom-node.toml).", envvar="DICOM_NODE_CONFIG")
-DataDirOption = typer.Option(None, "--data-dir", metavar="DIR", help="Data directory (instances, results, SQLite index).")
-JsonOption = typer.Option(False, "--json", help="JSON output.")
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"dicom-node {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", callback=_version, is_eager=True),
-) -> None:
-    """DICOM AI node: receive CT series, run the COVID-19 pipeline, send results to the PACS."""
-    os.umask(PRIVATE_UMASK)  # every command creates files (the index, its journal) readable by the service user only
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"dicom-node: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _config(path: Optional[Path], overrides: dict[str, Any] | None = None) -> Config:
-    try:
-        return load_config(path, overrides or {})
-    except ConfigError as exc:
-        _fail(str(exc), 2)
-
-
-def _node_overrides(data_dir: Optional[Path]) -> dict[str, Any]:
-    return {"node": {"data_dir": str(data_dir)}} if data_dir else {}
-
 
 def _flag_overrides(data_dir: Optional[Path], sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The settings given as flags (None: not given), over the file and the environment."""
@@ -102,11 +52,11 @@ def _address(text: str) -> DicomAddress:
 
 @app.command()
 def serve(
-    ae: Optional[str] = typer.Option(None, "--ae", metavar="AE", help="Called AE title of this node (bound to the COVID-19 CT pipeline)."),
+    ae: Optional[str] = typer.Option(None, "--ae", metavar="AE", help="Called AE title of this node (bound to the first pipeline, COVID-19 CT)."),
     port: Optional[int] = typer.Option(None, "--port", metavar="PORT", help="DICOM port (default 11112)."),
     calling_ae: Optional[str] = typer.Option(None, "--calling-ae", metavar="AE", help="Our AE title when sending results (default: the called AE)."),
     export_to: Optional[list[str]] = typer.Option(
-        None, "--export-to", metavar="AE@HOST:PORT", help="Send COVID-19 CT results there (repeatable); the destination is named after the AE title."
+        None, "--export-to", metavar="AE@HOST:PORT", help="Send every pipeline's results there (repeatable); the destination is named after the AE title."
     ),
     http_host: Optional[str] = typer.Option(None, "--http-host", metavar="ADDRESS", help="Address of the web page and API (default 127.0.0.1)."),
     http_port: Optional[int] = typer.Option(None, "--http-port", metavar="PORT", help="Port of the web page and API (default 8080; 0: off)."),
@@ -120,7 +70,7 @@ def serve(
 ) -> None:
     """Run the node: Storage SCP, job scheduler, pipeline workers, exporter, web page."""
     sections = {
-        "dicom": {"called_aes": [{"ae_title": ae, "pipeline": "covid19_ct"}] if ae else None, "port": port},
+        "dicom": {"called_aes": [{"ae_title": ae}] if ae else None, "port": port},
         "export": {"calling_ae_title": calling_ae, "enabled": False if no_export else None},
         "jobs": {"workers": workers},
         "http": {"host": http_host, "port": http_port},
@@ -209,46 +159,12 @@ def backup(
     typer.echo(report.text())
 
 
-def _sessions(cfg: Config):  # type: ignore[no-untyped-def]
-    """The node's index; refused when an SQLite index does not exist (a wrong --data-dir must not create an empty one)."""
-    from dicom_node.store.db import make_engine, make_sessionmaker, sqlite_path, upgrade
+def _result_text(pipeline: str, result: dict[str, Any]) -> str:
+    """A done job's answer in one cell, as its pipeline's manifest puts it (`ResultManifest.one_line`)."""
+    from dicom_node.pipelines.registry import read_manifest
 
-    path = sqlite_path(cfg.database_url)
-    if path is not None and not path.exists():
-        _fail(f"no index at {path}: is the data folder right (--data-dir, --config, node.data_dir)? `dicom-node serve` creates it")
-    upgrade(cfg.database_url)
-    return make_sessionmaker(make_engine(cfg.database_url))
-
-
-def _rounded(value: Any) -> Any:
-    """Measurements and times as people read them: 3 decimals, not 3100.8448000000003 (JSON output stays exact)."""
-    if isinstance(value, float):
-        return round(value, 3)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    return value
-
-
-def _print_rows(rows: list[dict[str, Any]], as_json: bool, columns: list[str]) -> None:
-    if as_json:  # exact, as the API gives them
-        typer.echo(json.dumps(rows, indent=2, default=str))
-        return
-    rows = _rounded(rows)
-    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
-    typer.echo("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
-    for row in rows:
-        typer.echo("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns).rstrip())
-
-
-def _result_text(result: dict[str, Any]) -> str:
-    """A done job's answer in one cell: the headline (RSNA category, zone-based score, PO, marked "(!)" when the
-    scan is outside the validated range). Jobs done before the headline existed show their percentage of opacity."""
-    headline, measurements = result.get("headline"), result.get("measurements")
-    if headline:
-        return str(headline["text"])
-    return f"PO {shown(measurements['opacity_percent']['total'], '%')}" if measurements else ""
+    manifest = read_manifest(pipeline, result)
+    return manifest.one_line() if manifest else ""
 
 
 def _when(iso: str | None) -> str:
@@ -274,7 +190,7 @@ def jobs_list(
         rows = [job_row(job) for job in session.scalars(query)]
     if not as_json:
         rows = [
-            row | {"created": _when(row["created_at"]), "patient": f"{row['patient_name']} ({row['patient_id']})", "result": _result_text(row["result"])}
+            row | {"created": _when(row["created_at"]), "patient": f"{row['patient_name']} ({row['patient_id']})", "result": _result_text(row["pipeline"], row["result"])}
             for row in rows
         ]
     _print_rows(rows, as_json, ["id", "created", "state", "patient", "instances", "result", "series_instance_uid", "reason"])
@@ -394,7 +310,7 @@ def exports_resend(
     Re-sending the study itself does nothing (the node keeps identical instances once); this queues the results
     for the running node's exporter.
     """
-    from dicom_node.output.stored_results import result_dicom_files
+    from dicom_node.pipelines.registry import read_manifest
     from dicom_node.store.models import Job
     from dicom_node.store.outbox import Outbox, ResultObject
 
@@ -411,7 +327,8 @@ def exports_resend(
         _fail(f"no job {job_id}")
     if job.state != "done":
         _fail(f"job {job_id} is {job.state}: only a done job has results to send")
-    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in result_dicom_files(job.result)]
+    manifest = read_manifest(job.pipeline, job.result)
+    objects = [ResultObject.from_file(Path(path), cfg.node.data_dir) for path in (manifest.dicom_files() if manifest else [])]
     outbox = Outbox(sessions, cfg.export, cfg.node.data_dir)
     with_source = {to} if cfg.destination(to).include_source else set()
     with sessions.begin() as session:
@@ -611,7 +528,7 @@ def process(
         typer.echo(json.dumps(status, indent=2, default=str))
     else:
         for item in status["series"]:
-            result = _result_text(item["job"]["result"]) if item["job"] else ""
+            result = _result_text(item["job"]["pipeline"], item["job"]["result"]) if item["job"] else ""
             reason = f": {item['reason']}" if item["reason"] else ""
             typer.echo(f"series {item['seriesInstanceUID']}: {item['state']}{f' ({result})' if result else ''}{reason}")
         for error in status["errors"]:

@@ -17,14 +17,14 @@ from typing import Any, Optional, Union, get_args, get_origin
 import typer
 from pydantic import BaseModel
 
-from dicom_node.cli import ConfigOption, DataDirOption, JsonOption, _config, _fail, _node_overrides, _print_rows, _sessions, _typer, app
+from dicom_node.cli_base import ConfigOption, DataDirOption, JsonOption, _config, _fail, _node_overrides, _print_rows, _sessions, _typer, app
 from dicom_node.config import Config, config_toml
 from dicom_node.config_entities import MODELS, InvalidEntity, Kind, RoutedDestination, merged, parse, public
 from dicom_node.live_config import LiveConfig, config_store
 from dicom_node.store.config_store import ConfigConflict, ConfigStore, NotConfigured
 
 COLUMNS: dict[Kind, list[str]] = {
-    "ae": ["ae_title", "pipeline", "settle_seconds", "sop_classes", "refused_sop_classes"],
+    "ae": ["ae_title", "pipelines", "settle_seconds", "sop_classes", "refused_sop_classes"],
     "source": ["name", "ae_title", "host", "called_aes", "query_retrieve"],
     "destination": ["name", "ae_title", "host", "port", "tls", "pipelines", "retrieve_method", "include_source"],
 }

@@ -23,10 +23,11 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from dicom_node.inference.settings import InferenceSettings
-from dicom_node.pipeline.settings import PipelineSettings
+from dicom_node.pipeline.settings import ProcessingSettings
+from dicom_node.pipelines.registry import PIPELINES
 
 ENV_PREFIX = "DICOM_NODE_"
 AE_TITLE_PATTERN = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # DICOM AE: 16 chars, no backslash or control
@@ -119,10 +120,14 @@ class AllowedSource(Section):
 
 
 class CalledAe(Section):
-    """An AE title of this node and the pipeline that processes what is sent to it."""
+    """An AE title of this node and the pipelines that process what is sent to it."""
 
     ae_title: str = Field(description="Called AE title the sender addresses.")
-    pipeline: Literal["covid19_ct"] = Field(default="covid19_ct", description="Pipeline run on series sent to this AE.")
+    pipelines: list[str] = Field(
+        default_factory=lambda: [next(iter(PIPELINES))],
+        min_length=1,
+        description=f"Pipelines run on series sent to this AE, each in its own job ({', '.join(PIPELINES)}).",
+    )
     sop_classes: list[str] = Field(
         default_factory=list,
         description=(
@@ -141,6 +146,22 @@ class CalledAe(Section):
     )
 
     _ae = field_validator("ae_title")(_check_ae_title)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_pipeline(cls, data: Any) -> Any:
+        """`pipeline = "NAME"`, as configurations before the list said it, is a list of one."""
+        if isinstance(data, dict) and "pipeline" in data and "pipelines" not in data:
+            data = {key: value for key, value in data.items() if key != "pipeline"} | {"pipelines": [data["pipeline"]]}
+        return data
+
+    @field_validator("pipelines")
+    @classmethod
+    def _registered(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in PIPELINES]
+        if unknown:
+            raise ValueError(f"unknown pipeline(s) {unknown} (pipelines: {', '.join(PIPELINES)})")
+        return list(dict.fromkeys(names))
 
     @field_validator("sop_classes", "refused_sop_classes")
     @classmethod
@@ -165,9 +186,9 @@ class DicomSettings(Section):
         default=None, description="CA bundle (PEM). If set, senders on the TLS port must present a client certificate it verifies."
     )
     called_aes: list[CalledAe] = Field(
-        default_factory=lambda: [CalledAe(ae_title="CLARA")],
+        default_factory=lambda: [CalledAe(ae_title=p.called_ae, pipelines=[p.name]) for p in PIPELINES.values()],
         min_length=1,
-        description="AE titles of this node, each bound to a pipeline; associations to any other called AE are rejected.",
+        description="AE titles of this node, each bound to its pipelines; associations to any other called AE are rejected.",
     )
     allowed_sources: list[AllowedSource] = Field(
         default_factory=list,
@@ -470,7 +491,9 @@ class Destination(Section):
 
 class PipelineConfig(Section):
     destinations: list[str] = Field(default_factory=list, description="Names of destinations the results go to.")
-    processing: PipelineSettings = Field(default_factory=PipelineSettings, description="The image pipeline's parameters.")
+    processing: SerializeAsAny[ProcessingSettings] = Field(
+        default_factory=ProcessingSettings, description="The image pipeline's parameters (its own `settings_type`)."
+    )
 
 
 class ExportSettings(Section):
@@ -668,13 +691,46 @@ class Config(Section):
     dicom: DicomSettings = Field(default_factory=DicomSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
-    pipelines: dict[str, PipelineConfig] = Field(default_factory=lambda: {"covid19_ct": PipelineConfig()})
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
     models: InferenceSettings = Field(default_factory=InferenceSettings)
     destinations: list[Destination] = Field(default_factory=list)
     export: ExportSettings = Field(default_factory=ExportSettings)
     retrieve: RetrieveSettings = Field(default_factory=RetrieveSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pipeline_tables(cls, data: Any) -> Any:
+        """Every registered pipeline has a `[pipelines.NAME]` table, its `processing` read as that pipeline's own
+        settings (defaults where absent); a table for a pipeline the node does not have is an error."""
+        if not isinstance(data, dict):
+            return data
+        tables = dict(data.get("pipelines") or {})
+        unknown = sorted(set(tables) - set(PIPELINES))
+        if unknown:
+            raise ValueError(f"pipelines: unknown pipeline(s) {unknown} (pipelines: {', '.join(PIPELINES)})")
+        for name, pipeline in PIPELINES.items():
+            table = tables.get(name, {})
+            table = table.model_dump() if isinstance(table, PipelineConfig) and not isinstance(table.processing, pipeline.settings_type) else table
+            if isinstance(table, dict):
+                processing = table.get("processing", {})
+                if not isinstance(processing, pipeline.settings_type):
+                    raw = processing.model_dump() if isinstance(processing, BaseModel) else processing
+                    table = {**table, "processing": pipeline.settings_type.model_validate(raw)}
+            tables[name] = table
+        return {**data, "pipelines": tables}
+
+    @model_validator(mode="after")
+    def _model_roles(self) -> Config:
+        """Each `[models.ROLE]` table is valid over its role's defaults; a role no pipeline calls is a typo."""
+        roles = {role: pipeline for pipeline in PIPELINES.values() for role in pipeline.model_roles}
+        unknown = sorted(set(self.models.roles) - set(roles))
+        if unknown:
+            raise ValueError(f"models: no pipeline calls the model role(s) {unknown} (roles: {', '.join(roles)})")
+        for role, pipeline in roles.items():
+            self.models.model(role, pipeline.default_model(role))
+        return self
 
     @model_validator(mode="after")
     def _default_calling_ae(self) -> Config:
@@ -703,8 +759,8 @@ class Config(Section):
         """The configured peers studies can be retrieved from (those with a retrieve method)."""
         return [dest for dest in self.destinations if dest.retrieve_method is not None]
 
-    def add_destination(self, dest: Destination, pipeline: str = "covid19_ct") -> None:
-        """Add a destination (from `serve --export-to`) and route `pipeline`'s results to it.
+    def add_destination(self, dest: Destination) -> None:
+        """Add a destination (from `serve --export-to`) and route every pipeline's results to it.
 
         The same name with the same address is accepted once; with another
         address it is an error, because results would go to two places under one name.
@@ -716,9 +772,9 @@ class Config(Section):
         else:
             if (known.ae_title, known.host, known.port) != (dest.ae_title, dest.host, dest.port):
                 raise ConfigError(f"destination {dest.name!r} is already configured as {known.ae_title}@{known.host}:{known.port}")
-        routes = self.pipelines.setdefault(pipeline, PipelineConfig()).destinations
-        if dest.name not in routes:
-            routes.append(dest.name)
+        for pipeline in self.pipelines.values():
+            if dest.name not in pipeline.destinations:
+                pipeline.destinations.append(dest.name)
 
 
 def _env_variables(environ: dict[str, str]) -> dict[tuple[str, ...], str]:
@@ -900,7 +956,12 @@ def example_toml() -> str:
     defaults = Config()
     for key in Config.model_fields:
         value = getattr(defaults, key)
-        if isinstance(value, BaseModel):
+        if isinstance(value, InferenceSettings):
+            lines.extend(["\n[models]", *(f"# {line}" for line in (InferenceSettings.model_fields["url"].description or "").splitlines())])
+            lines.append(f"url = {_toml_value(value.url)}")
+            for role, pipeline in {role: p for p in PIPELINES.values() for role in p.model_roles}.items():
+                _render_table(f"models.{role}", value.model(role, pipeline.default_model(role)).model_copy(update={"url": None}), lines)
+        elif isinstance(value, BaseModel):
             _render_table(key, value, lines)
         elif isinstance(value, dict):
             for name, sub in value.items():

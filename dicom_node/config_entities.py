@@ -58,9 +58,7 @@ def parse(kind: Kind, body: dict[str, Any], config: Config) -> Entity:
             [{"field": ".".join(str(part) for part in item["loc"]) or kind, "rule": item["msg"].removeprefix("Value error, ")} for item in exc.errors()]
         ) from None
     problems = []
-    if isinstance(entity, CalledAe) and entity.pipeline not in config.pipelines:
-        problems.append({"field": "pipeline", "rule": f"one of the configured pipelines ({', '.join(config.pipelines)})"})
-    if isinstance(entity, RoutedDestination):
+    if isinstance(entity, (CalledAe, RoutedDestination)):
         unknown = sorted(set(entity.pipelines) - set(config.pipelines))
         if unknown:
             problems.append({"field": "pipelines", "rule": f"configured pipelines only ({', '.join(config.pipelines)}); unknown: {', '.join(unknown)}"})

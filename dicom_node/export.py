@@ -26,7 +26,7 @@ from dicom_node.deidentify.pseudonyms import KeyFileError
 from dicom_node.logs import RepeatingFailure
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, StoreItem, read_item, tls_args
-from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.outcomes import Outcome, StoreResult
 from dicom_node.store.outbox import ClaimedExport, Outbox
 from dicom_node.store.wakeups import Wakeups
 

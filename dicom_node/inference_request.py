@@ -26,8 +26,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dicom_node.config import Config
-from dicom_node.net.retrieve import StudyQuery, resolve_source
-from dicom_node.store.inference_requests import InferenceRequests, RequestSpec
+from dicom_node.net.retrieve import resolve_source
+from dicom_node.store.inference_requests import InferenceRequests, RequestSpec, StudyQuery
 from dicom_node.store.models import Export, InferenceRequest, InferenceRequestSeries, Job
 from dicom_node.web.rows import export_row, iso
 
@@ -178,7 +178,7 @@ def parse_request(raw: Any, config: Config) -> RequestSpec | list[Problem]:
     if problems or body is None:
         return problems
     source = next(r.connectionDetails.target for r in body.inputResources if r.interface in SOURCE_INTERFACES)
-    pipelines = [r.connectionDetails.target for r in body.inputResources if r.interface == "Algorithm"] or ["covid19_ct"]
+    pipelines = [r.connectionDetails.target for r in body.inputResources if r.interface == "Algorithm"] or config.dicom.called_aes[0].pipelines
     return RequestSpec(
         transaction_id=body.transactionID,
         query=body.inputMetadata.details.query(),
@@ -222,7 +222,7 @@ def request_status(session: Session, row: InferenceRequest, requests: InferenceR
                 "instancesExpected": s.expected,
                 "instancesStored": len(requests.stored_instances(s.series_instance_uid)),
                 "instancesAlreadyPresent": s.present_before,
-                "job": None if job is None else {"id": job.id, "state": job.state, "reason": job.reason, "result": job.result},
+                "job": None if job is None else {"id": job.id, "pipeline": job.pipeline, "state": job.state, "reason": job.reason, "result": job.result},
             }
         )
     return {

@@ -28,6 +28,7 @@ from dicom_node.config import Config
 from dicom_node.export import Exporter
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable
 from dicom_node.inference.factory import build_models
+from dicom_node.pipelines.registry import pipeline as registered, stored_dicom_files
 from dicom_node.inference.triton import TritonModel
 from dicom_node.live_config import LiveConfig, config_store
 from dicom_node.net.qrscp import QueryRetrieveService
@@ -151,7 +152,7 @@ class Node:
         live = LiveConfig(self.config, self.config_store)
         live.refresh()  # before anything reads the called AEs, sources or destinations
         self._check_models()
-        indexed = index_missing_results(sessions, self.data_dir)
+        indexed = index_missing_results(sessions, self.data_dir, stored_dicom_files)
         if indexed:
             log.info("indexed the results of %d job(s) done before the Query/Retrieve SCP, so that it finds them", indexed)
         if self.receive:
@@ -219,7 +220,7 @@ class Node:
         """
         checks: dict[str, ModelCheck] = {}
         for pipeline, settings in self.config.pipelines.items():
-            for model in build_models(self.config.models, settings.processing):
+            for model in build_models(self.config.models, registered(pipeline), settings.processing).values():
                 # Not `model.contract` for a Triton model: reading it contacts the server and
                 # raises what check_ready() raises, outside the handling below (the node would not start).
                 name = model.settings.model_name if isinstance(model, TritonModel) else model.contract.name

@@ -27,10 +27,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Config, Destination
 from dicom_node.logs import RepeatingFailure
+from dicom_node.net.multipart import Part10
 from dicom_node.net.retrieve import QueryRetrieveScu, RemoteSeries, RetrieveRefused, RetrieveResult, explain_status, resolve_source
 from dicom_node.net.scu import PeerUnavailable
 from dicom_node.net.wado_client import fetch_series
-from dicom_node.output.stored_results import result_dicom_files
+from dicom_node.pipelines.registry import PIPELINES, read_manifest
+from dicom_node.pipelines.registry import pipeline as registered
 from dicom_node.store.files import part10_header
 from dicom_node.store.inference_requests import ClaimedRequest, InferenceRequests, error_entry
 from dicom_node.store.ingest import Indexer
@@ -38,8 +40,6 @@ from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import InferenceRequestSeries, Job, utcnow
 from dicom_node.store.outbox import Outbox, ResultObject
 from dicom_node.store.receive import Batch, Receiver
-from dicom_node.web.dicomweb.stow import Part10
-from dicom_node.worker import ALGORITHM_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class RequestRunner:
         scu = self._scu(source)
         if source.retrieve_method == "C-MOVE":
             return scu.move(series, missing, self.called.ae_title, claim.message_id)
-        batch = self.receiver.open(source.ae_title, self.called.ae_title, source.host, source.port, self.called.pipeline)
+        batch = self.receiver.open(source.ae_title, self.called.ae_title, source.host, source.port, self.called.pipelines)
         self.receiver.note_retrieve(batch, self.calling_ae, claim.message_id)
         how = "aborted"
         try:
@@ -284,10 +284,8 @@ class RequestRunner:
         newest = self.requests.newest_job(row.series_instance_uid)
         if newest is not None and (newest.id > row.after_job or newest.state in ("queued", "running")):
             chosen = newest
-        elif row.state == "present" and newest is not None and newest.state == "done" and not claim.force and (
-            (newest.result or {}).get("algorithm_version") == ALGORITHM_VERSION
-        ):
-            log.info("inference request %d: series %s has results of version %s (job %d): not run again", claim.id, row.series_instance_uid, ALGORITHM_VERSION, newest.id)
+        elif row.state == "present" and newest is not None and newest.state == "done" and not claim.force and _current(newest):
+            log.info("inference request %d: series %s has results of version %s (job %d): not run again", claim.id, row.series_instance_uid, registered(newest.pipeline).algorithm.version, newest.id)
             chosen = newest
         elif row.state == "present":
             self.requests.make_pending(row.series_instance_uid)  # stored before: nothing new will queue its job
@@ -311,7 +309,8 @@ class RequestRunner:
         for job in done_jobs:  # destinations the pipeline does not send to: queued here, once (the outbox is idempotent)
             extra = sorted(set(destinations) - {e.destination for e in self.requests.exports_of([job.id], destinations)})
             if extra:
-                objects = [ResultObject.from_file(Path(path), self.data_dir) for path in result_dicom_files(job.result)]
+                manifest = read_manifest(job.pipeline, job.result)
+                objects = [ResultObject.from_file(Path(path), self.data_dir) for path in manifest.dicom_files()] if manifest else []
                 self.outbox.enqueue(job.id, objects, extra)
         exports = self.requests.exports_of([job.id for job in done_jobs], destinations)
         if any(export.state in ("pending", "sending") for export in exports):
@@ -323,3 +322,10 @@ class RequestRunner:
             self._fail(claim, f"{len(failed)} result object(s) could not be exported: {details}", failed[0].last_status)
             return
         self.requests.release(claim, "done")
+
+
+def _current(job: Job) -> bool:
+    """Whether a done job's result was made by the version of its pipeline this node runs (a request re-runs the
+    series otherwise)."""
+    manifest = read_manifest(job.pipeline, job.result)
+    return manifest is not None and job.pipeline in PIPELINES and manifest.algorithm_version == PIPELINES[job.pipeline].algorithm.version

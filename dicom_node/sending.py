@@ -21,7 +21,7 @@ from rich.text import Text
 from dicom_node.config import DicomSettings, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import MAX_CONTEXTS, NoAssociation, Scu, StoreItem, read_item
-from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.outcomes import Outcome, StoreResult
 from dicom_node.net.tls import TlsArgs
 from dicom_node.store.checks import Refused, checked_dataset, part10_dataset
 

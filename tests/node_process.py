@@ -84,6 +84,7 @@ class NodeProcess:
     tmp: Path
     command: str = "serve"
     ae: str = "CLARA"
+    bind_ae: bool = True  # pass `--ae` (which binds `ae` to the COVID-19 pipeline alone); False: the config's called AEs
     settings: dict[str, Any] = field(default_factory=dict)
     serve_args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
@@ -131,7 +132,8 @@ class NodeProcess:
                 config[section] = values
         write_toml(self.config_path, config)
         log = open(self.log_path, "a")
-        command = ["serve", "--ae", self.ae, "--port", str(self.port)] if self.command == "serve" else [self.command]
+        ae = ["--ae", self.ae] if self.bind_ae else []
+        command = ["serve", *ae, "--port", str(self.port)] if self.command == "serve" else [self.command]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dicom_node", *command, "--config", str(self.config_path), *self.serve_args],
             env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, umask=self.umask,

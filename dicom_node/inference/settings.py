@@ -1,20 +1,23 @@
 """Which backend runs each model, and the contract the node expects of it.
 
-The defaults describe the Clara Deploy COVID-19 models as NVIDIA documented them
+A model role's defaults (`LungSegmentationSettings` here, shared; a pipeline's own, e.g. the COVID-19
+classifier's in `pipelines/covid19/plugin.py`) describe the Clara Deploy models as NVIDIA documented them
 (see docs/triton.md): the node sends the same tensors whether the model runs
 in-process or on Triton.  Tensor names, dims and dtypes left unset (None) are read
 from the model itself (Triton's model metadata, or the embedded model's contract),
 so pointing the node at a Triton that serves other models of the same shape needs
-only `backend`, `url` and `model_name`. One `[models] url` serves both models (one
-Triton usually serves them all); a model's own `url` overrides it.
+only `backend`, `url` and `model_name`. One `[models] url` serves every model (one
+Triton usually serves them all); a model's own `url` overrides it. Models are
+configured by role (`[models.lung_segmentation]`), over the defaults of the pipeline
+that calls the role.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
 TRITON_SCHEMES = ("http", "https", "grpc")
 BACKENDS_HELP = "'embedded' (in-process, the default) or 'triton' (on Triton Inference Server at url)"
@@ -77,34 +80,39 @@ class LungSegmentationSettings(ModelSettings, frozen=True):
     class_names: tuple[str, ...] = ("background", "lung")
 
 
-class CovidClassifierSettings(ModelSettings, frozen=True):
-    """Clara `classification_covid-19_v1` (3D DenseNet121): one channel of 192x192x64 in, 2 probabilities out."""
-
-    model_name: str = "covid_classifier"
-    input_dims: tuple[int, ...] | None = (1, 1, 192, 192, 64)
-    output_dims: tuple[int, ...] | None = (1, 2)
-    input_dtype: str | None = "float32"
-    output_dtype: str | None = "float32"
-    layout: tuple[str, ...] | None = ("N", "C", "X", "Y", "Z")
-    class_names: tuple[str, ...] = ("non-COVID", "COVID-19")
-
-
 class InferenceSettings(BaseModel, frozen=True):
-    """The `[models]` section of the node's configuration."""
+    """The `[models]` section of the node's configuration: the shared Triton url, and one `[models.ROLE]` table per
+    model role a pipeline calls (`lung_segmentation`, ...), each over that role's defaults
+    (the pipeline's `default_model`). A role nobody configures runs embedded with its defaults."""
 
     url: str = Field(
         "http://localhost:8000",
         description="Triton endpoint of every model with backend 'triton' and no url of its own; "
         "the scheme picks the protocol: http(s)://host:8000 or grpc://host:8001",
     )
-    lung_segmentation: LungSegmentationSettings = LungSegmentationSettings()
-    covid_classifier: CovidClassifierSettings = CovidClassifierSettings()
+    roles: dict[str, dict[str, Any]] = Field(default_factory=dict, description="[models.ROLE] tables as configured")
 
-    @model_validator(mode="after")
-    def _shared_url(self) -> InferenceSettings:
-        if any(model.backend == "triton" and model.url is None for model in (self.lung_segmentation, self.covid_classifier)):
+    @model_validator(mode="before")
+    @classmethod
+    def _role_tables(cls, data: Any) -> Any:
+        """`[models.ROLE]` tables (or ModelSettings given in code) go to `roles`, keeping only what was set."""
+        if not isinstance(data, dict):
+            return data
+        tables = {key: value for key, value in data.items() if key not in ("url", "roles")}
+        roles = dict(data.get("roles") or {})
+        for role, table in tables.items():
+            roles[role] = table.model_dump(exclude_unset=True) if isinstance(table, BaseModel) else table
+        return {key: value for key, value in data.items() if key in ("url",)} | {"roles": roles}
+
+    def model(self, role: str, default: ModelSettings) -> ModelSettings:
+        """The settings of `role`: its table over `default`, with the shared Triton url where it has none."""
+        try:
+            settings = type(default).model_validate({**default.model_dump(exclude_unset=True), **self.roles.get(role, {})})
+        except ValidationError as exc:
+            raise ValueError(f"models.{role}: {exc}") from exc
+        if settings.backend == "triton" and settings.url is None:
             _check_triton_url(self.url)
-        return self
+        return self.on_server(settings)
 
     def on_server(self, model: ModelSettings) -> ModelSettings:
         """`model` with its Triton endpoint: its own url, else the shared one."""

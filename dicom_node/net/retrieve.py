@@ -34,6 +34,7 @@ from dicom_node.config import Config, Destination, RetrieveSettings
 from dicom_node.net.address import DicomAddress, parse_address
 from dicom_node.net.contexts import TRANSFER_SYNTAXES
 from dicom_node.net.scu import PeerUnavailable, associate, tls_args
+from dicom_node.store.inference_requests import StudyQuery
 
 PENDING = (0xFF00, 0xFF01)
 # C-GET proposes, per storage class found, the syntaxes PACS store CT in; each its own context, so the PACS sends
@@ -49,32 +50,15 @@ class RetrieveRefused(Exception):
         self.status = status
 
 
-@dataclass(frozen=True)
-class StudyQuery:
-    """What to find: a study (optionally one series), an accession number, or a patient within a study date range."""
-
-    study_instance_uid: str = ""
-    series_instance_uid: str = ""
-    accession_number: str = ""
-    patient_id: str = ""
-    study_date_from: str = ""
-    study_date_to: str = ""
-
-    def __str__(self) -> str:
-        """The keys asked for, as an operator compares them with the PACS's: 'PatientID=P1, StudyDate=20200101-'."""
-        ds = self.study_identifier()
-        ds.SeriesInstanceUID = self.series_instance_uid
-        return ", ".join(f"{element.keyword}={element.value}" for element in ds if element.value and element.keyword != "QueryRetrieveLevel")
-
-    def study_identifier(self) -> Dataset:
-        ds = Dataset()
-        ds.QueryRetrieveLevel = "STUDY"
-        ds.StudyInstanceUID = self.study_instance_uid
-        ds.AccessionNumber = self.accession_number
-        ds.PatientID = self.patient_id
-        dates = f"{self.study_date_from}-{self.study_date_to}" if self.study_date_from or self.study_date_to else ""
-        ds.StudyDate = dates
-        return ds
+def study_identifier(query: StudyQuery) -> Dataset:
+    """The C-FIND identifier at STUDY level for `query`."""
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = query.study_instance_uid
+    ds.AccessionNumber = query.accession_number
+    ds.PatientID = query.patient_id
+    ds.StudyDate = query.study_dates
+    return ds
 
 
 @dataclass(frozen=True)
@@ -189,7 +173,7 @@ class QueryRetrieveScu:
     def find(self, query: StudyQuery, modalities: Sequence[str]) -> list[RemoteSeries]:
         """Every series (of `modalities`; all if empty) of the matching studies, with their instances."""
         with self._association([build_context(StudyRootQueryRetrieveInformationModelFind)]) as assoc:
-            studies = [_value(ds, "StudyInstanceUID") for ds in self._find(assoc, query.study_identifier())]
+            studies = [_value(ds, "StudyInstanceUID") for ds in self._find(assoc, study_identifier(query))]
             found: list[RemoteSeries] = []
             for study in dict.fromkeys(uid for uid in studies if uid):
                 series_query = Dataset()

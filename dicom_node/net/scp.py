@@ -64,13 +64,13 @@ class CalledAes:
     """Our called AEs' pipelines and SOP class filters, replaced whole when the configuration changes (an
     association reads one snapshot)."""
 
-    pipelines: dict[str, str]
+    pipelines: dict[str, list[str]]
     accepted: dict[str, SopClassFilter]
 
     @classmethod
     def of(cls, settings: DicomSettings) -> CalledAes:
         return cls(
-            {called.ae_title: called.pipeline for called in settings.called_aes},
+            {called.ae_title: called.pipelines for called in settings.called_aes},
             {called.ae_title: SopClassFilter.of(called.sop_classes, called.refused_sop_classes) for called in settings.called_aes},
         )
 
@@ -162,7 +162,7 @@ class StorageSCP:
                 "storage SCP listening on %s:%d%s as %s",
                 *door.server_address[:2],
                 " (TLS)" if door.ssl_context else "",
-                ", ".join(f"{title} -> {pipeline}" for title, pipeline in self._called.pipelines.items()),
+                ", ".join(f"{title} -> {' + '.join(pipelines)}" for title, pipelines in self._called.pipelines.items()),
             )
         host, port = self._doors[0].server_address[:2]
         return host, port
@@ -229,7 +229,8 @@ class StorageSCP:
         called = str(assoc.acceptor.ae_title).strip()
         host, port = assoc.requestor.address, assoc.requestor.port
         # Its called AE removed since _on_requested (a moment ago): the association was accepted, its series is processed.
-        batch = self.receiver.open(calling, called, host, port, self._called.pipelines.get(called, "covid19_ct"))
+        aes = self._called
+        batch = self.receiver.open(calling, called, host, port, aes.pipelines.get(called) or next(iter(aes.pipelines.values())))
         with self._lock:
             self._batches[id(assoc)] = batch
         metrics.count_association("accepted")

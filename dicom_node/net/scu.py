@@ -6,7 +6,7 @@ what the PACS receives is byte for byte what the output writer produced. One
 association carries a whole batch and proposes exactly the (SOP class,
 transfer syntax) pairs of its files.
 
-What each answer means for the outbox is decided in `net/status.py`.
+What each answer means for the outbox is decided in `outcomes.py`.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pynetdicom.sop_class import Verification
 from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.sockets import disable_nagle
-from dicom_node.net.status import Outcome, StoreResult, classify_status
+from dicom_node.outcomes import Outcome, StoreResult, classify_status
 from dicom_node.net.tls import TlsArgs, client_tls
 
 # Send a file path's encoded data set as stored instead of decoding and re-encoding it.

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from dicom_node.config import Destination
+from dicom_node.net.multipart import BadMultipart, media_type_parameters, split_parts
+from dicom_node.net.multipart import Part10, read_part10
 from dicom_node.net.retrieve import RemoteSeries, RetrieveRefused, RetrieveResult
 from dicom_node.net.scu import PeerUnavailable
-from dicom_node.web.dicomweb.multipart import BadMultipart, media_type_parameters, split_parts
-from dicom_node.web.dicomweb.stow import Part10, read_part10
 
 ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 

@@ -2,6 +2,6 @@
 
 Entry point: `results.write_results`.  Modules: `sources` (source headers made
 fit for copying), `uids` (deterministic UIDs), `concepts` (coded concepts),
-`seg`, `sr`, `secondary_capture`, `tables` (CSV/JSON), `stored_results` (a done job's DICOM files, for
-DICOMweb and `exports resend`); files are written with `dicom_node.store.files.write_durably` (tmp, fsync, rename).
+`seg`, `sr`, `secondary_capture`, `tables` (CSV/JSON), `masks` (the viewer's masks; a done job's files are
+listed by its manifest, `dicom_node.pipelines.manifest`); files are written with `dicom_node.store.files.write_durably` (tmp, fsync, rename).
 """

@@ -57,7 +57,7 @@ OPACITY_VOLUME = Code("OPVOL", PRIVATE_SCHEME, "Opacity volume")
 PERCENT_OPACITY = Code("PO", PRIVATE_SCHEME, "Percentage of opacity")
 PERCENT_HIGH_OPACITY = Code("PHO", PRIVATE_SCHEME, "Percentage of high opacity")
 
-# The opacity pattern (pipeline/pattern.py): private codes, none of these has a standard code.
+# The opacity pattern (pipelines/covid19/pattern.py): private codes, none of these has a standard code.
 OPACITY_PATTERN = Code("OPPAT", PRIVATE_SCHEME, "Opacity pattern")
 BILATERAL_OPACITY = Code("OPBIL", PRIVATE_SCHEME, "Bilateral opacity")
 YES, NO = codes.SCT.Yes, codes.SCT.No
@@ -81,7 +81,7 @@ def zone_severity_score(zone_key: str) -> Code:
 # Said in plain words wherever the baseline classifier's scores are shown.
 BASELINE_NOTE = "explainable baseline, not a trained model: its index is not a probability"
 
-# The RSNA expert-consensus category (pipeline/category.py) and whether the scan is within the validated range.
+# The RSNA expert-consensus category (pipelines/covid19/category.py) and whether the scan is within the validated range.
 RSNA_CATEGORY = Code("RSNACAT", PRIVATE_SCHEME, "RSNA chest CT category for COVID-19 pneumonia")
 RSNA_CATEGORY_VALUES = {
     "typical": Code("RSNATYP", PRIVATE_SCHEME, "Typical appearance"),

@@ -164,3 +164,17 @@ def _whole_number(header: Dataset, keyword: str) -> int | None:
         return None if value in (None, "") else int(value)
     except (TypeError, ValueError):
         return None
+
+
+def lineage(job_input: JobInput, complete: Completeness, previous: Dataset | None) -> dict[str, Any]:
+    """The JSON's "input": what the result was made of and which earlier result it replaces."""
+    replaces = None
+    if previous is not None and job_input.predecessor is not None:
+        replaces = {"sop_instance_uid": str(previous.SOPInstanceUID), "created": f"{job_input.predecessor.created:%Y-%m-%dT%H:%M:%S}Z"}
+    return {
+        "digest": job_input.digest,
+        "instances": job_input.instance_count or None,
+        "possibly_incomplete": bool(complete.hints),
+        "incomplete_hints": complete.hints,
+        "replaces": replaces,
+    }

@@ -10,7 +10,7 @@ import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom import dcmread
 from pydicom.dataset import Dataset
@@ -19,12 +19,14 @@ from dicom_node.output import highdicom_tables
 from dicom_node.store.files import write_durably
 from dicom_node.output.secondary_capture import build_secondary_captures, build_summary_page
 from dicom_node.output.seg import build_segmentation
-from dicom_node.output.inputs import Completeness, JobInput, completeness
+from dicom_node.output.inputs import JobInput, completeness, lineage
 from dicom_node.output.sources import read_source_images
 from dicom_node.output.sr import build_report
 from dicom_node.output.tables import csv_text, json_text
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipeline.covid19 import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 
 @dataclass(frozen=True)
@@ -41,8 +43,8 @@ class ResultFiles:
     input: dict[str, Any] = field(default_factory=dict)  # the JSON's "input": digest, completeness, what it replaces
 
     def dicom(self) -> list[Path]:
-        """The DICOM files to send to the PACS, SEG first (the SR references it); `stored_results.result_dicom_files`
-        lists the same from a done job's stored result, in the same order."""
+        """The DICOM files written, SEG first (the SR references it): the files the job's manifest lists
+        (`ResultManifest.dicom_files`, which is what is sent and served), in the same order."""
         summary = [self.summary] if self.summary else []
         return [self.seg, self.sr, *summary, *self.secondary_capture]
 
@@ -93,34 +95,20 @@ def write_results(
         stale.unlink()
     dicom_objects["summary"] = _identity(summary) if summary is not None else None
     dicom_objects["secondary_capture"] = [_identity(image) for image in captures]
-    lineage = _lineage(job_input, complete, previous)
+    made_of = lineage(job_input, complete, previous)
     return ResultFiles(
         seg=seg_path,
         sr=sr_path,
         csv=_save_text(out_dir / "result.csv", csv_text(result, algorithm)),
         json=_save_text(
             out_dir / "result.json",
-            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, lineage),
+            json_text(result, algorithm, sources.first, dicom_objects, sources.warnings, made_of),
         ),
         secondary_capture=capture_paths,
         summary=summary_path if summary is not None else None,
         warnings=sources.warnings,
-        input=lineage,
+        input=made_of,
     )
-
-
-def _lineage(job_input: JobInput, complete: Completeness, previous: Dataset | None) -> dict[str, Any]:
-    """The JSON's "input": what the result was made of and which earlier result it replaces."""
-    replaces = None
-    if previous is not None and job_input.predecessor is not None:
-        replaces = {"sop_instance_uid": str(previous.SOPInstanceUID), "created": f"{job_input.predecessor.created:%Y-%m-%dT%H:%M:%S}Z"}
-    return {
-        "digest": job_input.digest,
-        "instances": job_input.instance_count or None,
-        "possibly_incomplete": bool(complete.hints),
-        "incomplete_hints": complete.hints,
-        "replaces": replaces,
-    }
 
 
 def save_dicom(dataset: Dataset, path: Path) -> Path:

@@ -16,8 +16,11 @@ source series, the algorithm and (key images) the source slice.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import textwrap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -27,12 +30,14 @@ from PIL import Image, ImageDraw, ImageFont
 from pydicom.dataset import Dataset
 from scipy import ndimage
 
-from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, segment_masks
+from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, segment_masks
 from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipeline.covid19 import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SC_SERIES_NUMBER = 9003
 SUMMARY_SERIES_NUMBER = 9004
@@ -78,29 +83,55 @@ def build_secondary_captures(
         header = header_at[z]
         where = slice_label(header, sources.headers)
         rgb = render_slice(result.volume.hu[z], masks, f"{legend}\n{where}")
-        image = SCImage.from_ref_dataset(
-            ref_dataset=header,
-            pixel_array=rgb,
-            photometric_interpretation="RGB",
-            bits_allocated=8,
-            coordinate_system="PATIENT",
-            series_instance_uid=derived_uid(series_uid, algorithm, "sc", "series", inputs=sources.input_digest),
-            series_number=SC_SERIES_NUMBER,
-            sop_instance_uid=derived_uid(series_uid, algorithm, "sc", "instance", header.SOPInstanceUID, inputs=sources.input_digest),
-            instance_number=number,
-            manufacturer=MANUFACTURER,
-            pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
-            patient_orientation=patient_orientation(header),
-            series_description=KEY_IMAGES_DESCRIPTION,
-        )
-        stamp(image, created)
-        _add_body_part(image, header)
-        image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
-        image.DerivationDescription = "CT slice in lung window with lung and opacity contours"
-        image.ImageComments = where  # which slice, for viewers that show the comment rather than the pixels
-        image.SourceImageSequence = [_reference(header)]
-        images.append(image)
+        derivation = "CT slice in lung window with lung and opacity contours"
+        images.append(key_image(rgb, header, number, KeyImageSeries(series_uid, KEY_IMAGES_DESCRIPTION, derivation), sources, algorithm, created))
     return images
+
+
+@dataclass(frozen=True)
+class KeyImageSeries:
+    """What a pipeline's key images are: the source series they derive from, their description, and what each shows."""
+
+    source_series_uid: str
+    description: str
+    derivation: str
+
+
+def key_image(
+    rgb: np.ndarray,
+    header: Dataset,
+    number: int,
+    series: KeyImageSeries,
+    sources: SourceImages,
+    algorithm: AlgorithmId,
+    created: datetime,
+) -> SCImage:
+    """One rendered slice (`render_slice`) as key image `number` of its series, referencing the CT slice `header`."""
+    where = slice_label(header, sources.headers)
+    image = SCImage.from_ref_dataset(
+        ref_dataset=header,
+        pixel_array=rgb,
+        photometric_interpretation="RGB",
+        bits_allocated=8,
+        coordinate_system="PATIENT",
+        series_instance_uid=derived_uid(series.source_series_uid, algorithm, "sc", "series", inputs=sources.input_digest),
+        series_number=SC_SERIES_NUMBER,
+        sop_instance_uid=derived_uid(
+            series.source_series_uid, algorithm, "sc", "instance", header.SOPInstanceUID, inputs=sources.input_digest
+        ),
+        instance_number=number,
+        manufacturer=MANUFACTURER,
+        pixel_spacing=tuple(float(v) for v in header.PixelSpacing),
+        patient_orientation=patient_orientation(header),
+        series_description=series.description,
+    )
+    stamp(image, created)
+    _add_body_part(image, header)
+    image.BurnedInAnnotation = "NO"  # contours and a legend, nothing that identifies the patient
+    image.DerivationDescription = series.derivation
+    image.ImageComments = where  # which slice, for viewers that show the comment rather than the pixels
+    image.SourceImageSequence = [_reference(header)]
+    return image
 
 
 def build_summary_page(
@@ -108,23 +139,36 @@ def build_summary_page(
 ) -> SCImage:
     """The summary page as one RGB Secondary Capture image in a series of its own; `notes` (the input may be
     incomplete, the result it replaces) are written below the classification."""
-    series_uid = result.volume.series_instance_uid
+    pixels = render_summary(
+        headline_lines(result), summary_rows(result), [*classification_lines(result.classification), *_wrapped_notes(notes)], algorithm
+    )
+    return summary_capture(pixels, result.volume.series_instance_uid, sources, algorithm, created)
+
+
+def summary_capture(
+    pixels: np.ndarray,
+    source_series_uid: str,
+    sources: SourceImages,
+    algorithm: AlgorithmId,
+    created: datetime,
+    description: str = SUMMARY_DESCRIPTION,
+) -> SCImage:
+    """A rendered summary page (RGB, `render_summary`) as one Secondary Capture image in a series of its own,
+    referencing every source slice."""
     header = sources.first
     image = SCImage.from_ref_dataset(
         ref_dataset=header,
-        pixel_array=render_summary(
-            headline_lines(result), summary_rows(result), [*classification_lines(result.classification), *_wrapped_notes(notes)], algorithm
-        ),
+        pixel_array=pixels,
         photometric_interpretation="RGB",
         bits_allocated=8,
         coordinate_system="PATIENT",
         patient_orientation=patient_orientation(header),
-        series_instance_uid=derived_uid(series_uid, algorithm, "summary", "series", inputs=sources.input_digest),
+        series_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "series", inputs=sources.input_digest),
         series_number=SUMMARY_SERIES_NUMBER,
-        sop_instance_uid=derived_uid(series_uid, algorithm, "summary", "instance", inputs=sources.input_digest),
+        sop_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,
-        series_description=SUMMARY_DESCRIPTION,
+        series_description=description,
     )
     stamp(image, created)
     _add_body_part(image, header)
@@ -141,22 +185,27 @@ def _wrapped_notes(notes: Sequence[str]) -> list[str]:
 
 
 def render_summary(
-    headline: list[str], rows: list[SummaryRow], classification: list[str], algorithm: AlgorithmId
+    headline: list[str],
+    rows: list[SummaryRow],
+    classification: list[str],
+    algorithm: AlgorithmId,
+    title: str = "Lung opacity: automatic quantification",
+    legend: Sequence[SegmentSpec] = _CONTOURED,
 ) -> np.ndarray:
     """The summary page as RGB uint8: title, the headline lines (the first two large), the table (a column per
     side), the classifier's lines, the legend. Marked lines (fitness flags) are drawn in amber."""
     height, width = SUMMARY_SIZE
     image = Image.new("RGB", (width, height), (0, 0, 0))
     draw = ImageDraw.Draw(image)
-    title, body, small = (ImageFont.load_default(size=size) for size in (26, 19, 17))
+    title_font, body, small = (ImageFont.load_default(size=size) for size in (26, 19, 17))
     y = 20
-    draw.text((24, y), "Lung opacity: automatic quantification", fill=(255, 255, 255), font=title)
+    draw.text((24, y), title, fill=(255, 255, 255), font=title_font)
     y += 38
     draw.text((24, y), f"{algorithm.name} {algorithm.version} - preliminary, not verified by a physician", fill=(255, 217, 138), font=body)
     y += 40
     for number, line in enumerate(headline):
         large = number < HEADLINE_LARGE_LINES
-        draw.text((24, y), line, fill=(255, 217, 138) if MARK in line else (255, 255, 255), font=title if large else small)
+        draw.text((24, y), line, fill=(255, 217, 138) if MARK in line else (255, 255, 255), font=title_font if large else small)
         y += 34 if large else 20
     y += 16
     columns = (24, 380, 500, 630)
@@ -175,30 +224,31 @@ def render_summary(
         y += step
     y = min(max(y + 20, height - 60), height - 28)  # on the page even when the headline, table and notes fill it
     x = 24
-    for spec in _CONTOURED:
+    for spec in legend:
         draw.rectangle((x, y + 4, x + 16, y + 20), fill=spec.rgb)
         draw.text((x + 24, y), spec.label, fill=spec.rgb, font=body)
         x += 48 + int(draw.textlength(spec.label, font=body))
     return np.asarray(image)
 
 
-def render_slice(hu: np.ndarray, masks: np.ndarray, legend: str) -> np.ndarray:
-    """The slice in the lung window as RGB uint8, with each segment's contour and the legend drawn in."""
+def render_slice(hu: np.ndarray, masks: np.ndarray, legend: str, specs: Sequence[SegmentSpec] = _CONTOURED) -> np.ndarray:
+    """The slice in the lung window as RGB uint8, with the contour of each segment of `specs` (drawn in their order;
+    `masks` is (y, x, segment number - 1)) and the legend drawn in."""
     low, high = LUNG_WINDOW_HU
     grey = np.clip((hu.astype(np.float32) - low) / (high - low) * 255.0, 0, 255).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
-    for spec in _CONTOURED:
+    for spec in specs:
         mask = masks[..., spec.number - 1]
         rgb[mask & ~ndimage.binary_erosion(mask, iterations=2)] = spec.rgb
-    return _draw_legend(rgb, legend)
+    return _draw_legend(rgb, legend, specs)
 
 
-def _draw_legend(rgb: np.ndarray, legend: str) -> np.ndarray:
+def _draw_legend(rgb: np.ndarray, legend: str, specs: Sequence[SegmentSpec]) -> np.ndarray:
     image = Image.fromarray(rgb)
     draw = ImageDraw.Draw(image)
     font = ImageFont.load_default(size=max(10, rgb.shape[0] // 40))
     x = 4
-    for spec in _CONTOURED:
+    for spec in specs:
         draw.text((x, 4), spec.label, fill=spec.rgb, font=font)
         x += int(draw.textlength(spec.label, font=font)) + 12
     draw.text((4, 8 + font.size), legend, fill=(255, 255, 255), font=font)

@@ -17,7 +17,7 @@ import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import highdicom as hd
 import numpy as np
@@ -31,7 +31,9 @@ from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
-from dicom_node.pipeline.covid19 import PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 SEG_SERIES_NUMBER = 9001  # high, so derived series sort after the acquired ones in viewers
 LUNG_LABEL_RIGHT = 1  # the pipeline's label values (docs/architecture.md)
@@ -150,17 +152,48 @@ def build_segmentation(
     result: PipelineResult, sources: SourceImages, algorithm: AlgorithmId, created: datetime
 ) -> hd.seg.Segmentation:
     """The SEG for `result`, one frame per segment and source image where the segment is present."""
-    source_series_uid = result.volume.series_instance_uid
+    return build_packed_segmentation(
+        result.volume.series_instance_uid,
+        packed_segments(result, sources.z_indices),
+        SEGMENTS,
+        sources,
+        algorithm,
+        created,
+        SegContent(SEG_DESCRIPTION, "Lungs and lung opacity, automatic", "LUNG_OPACITY"),
+    )
+
+
+@dataclass(frozen=True)
+class SegContent:
+    """How a SEG names what it holds: its series description, content description and content label (CS, 16)."""
+
+    series_description: str
+    content_description: str
+    content_label: str
+
+
+def build_packed_segmentation(
+    source_series_uid: str,
+    packed: np.ndarray,
+    segments: Sequence[SegmentSpec],
+    sources: SourceImages,
+    algorithm: AlgorithmId,
+    created: datetime,
+    content: SegContent,
+) -> hd.seg.Segmentation:
+    """A BINARY SEG of `segments` from one uint8 array of the source slices (`sources.z_indices`, z, y, x) whose
+    bit `number - 1` marks segment `number`: any pipeline's masks, with UIDs derived from the source series,
+    `algorithm` and the input digest."""
     algorithm_identification = hd.AlgorithmIdentificationSequence(
         name=algorithm.name, family=codes.cid7162.ArtificialIntelligence, version=algorithm.version
     )
     descriptions = [
         _segment_description(spec, algorithm_identification, segment_tracking_uid(source_series_uid, algorithm, spec))
-        for spec in SEGMENTS
+        for spec in segments
     ]
     segmentation = _PackedSegmentation(
         source_images=sources.headers,
-        pixel_array=packed_segments(result, sources.z_indices),
+        pixel_array=packed,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "series", inputs=sources.input_digest),
@@ -173,9 +206,9 @@ def build_segmentation(
         # Type 1 in the Enhanced General Equipment module; the node's host
         # name tells which node of a deployment produced the object.
         device_serial_number=platform.node() or "unknown",
-        series_description=SEG_DESCRIPTION,
-        content_description="Lungs and lung opacity, automatic",
-        content_label="LUNG_OPACITY",
+        series_description=content.series_description,
+        content_description=content.content_description,
+        content_label=content.content_label,
         omit_empty_frames=True,
     )
     # highdicom draws a random Dimension Organization UID: derived instead, so that a re-run writes the same object.

@@ -16,11 +16,15 @@ out whatever rows it is given.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 from dicom_node.output import concepts
 from dicom_node.output.display import rounded, shown
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, PipelineResult
 
 MARK = "(!)"  # beside every headline figure of a scan outside the validated range
 

@@ -7,7 +7,7 @@ working, and appends the model identity, the baseline flag, what the scores are
 (`score_kind`: "probability" for a trained model; the baseline's index is not a
 probability), the headline (`rsna_category`, `rsna_<criterion>` 1/0 per criterion,
 `within_validated_range`, `fitness_flags`: the codes joined by ";"), the
-measurements and the opacity pattern (`pipeline/pattern.py`), one column per value
+measurements and the opacity pattern (`pipelines/covid19/pattern.py`), one column per value
 (the zone-based severity score as `zone_based_severity_score` and
 `zone_scores_<lung>_<zone>`). The JSON carries the same content with structure,
 plus the UIDs of the DICOM objects written for the series; it leads with
@@ -22,14 +22,16 @@ import csv
 import io
 import json
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydicom.dataset import Dataset
 
 from dicom_node.output import concepts
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.summary import headline_text, rounded, rounded_measurements
-from dicom_node.pipeline.covid19 import Classification, Measurements, OpacityPattern, PipelineResult
+
+if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
+    from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, OpacityPattern, PipelineResult
 
 
 def _measurement_columns(measurements: Measurements) -> dict[str, float]:

@@ -61,6 +61,12 @@ def derived_uid(source_series_uid: str, algorithm: AlgorithmId, *kind: str | int
     return _uuid_uid("derived", source_series_uid, algorithm.name, algorithm.version, *map(str, kind), *content)
 
 
+def report_uid(source_series_uid: str, algorithm: AlgorithmId, input_digest: str) -> str:
+    """A result's SR SOP Instance UID (every pipeline's SR takes it): the worker compares it with an earlier result's
+    to know whether that one is replaced."""
+    return derived_uid(source_series_uid, algorithm, "sr", "instance", inputs=input_digest)
+
+
 def input_digest(instances: Iterable[tuple[str, str]]) -> str:
     """The digest of a result's exact input: (SOP Instance UID, hex digest of the instance's content) pairs, in
     any order (the set is what counts; a re-send in another order is the same input)."""

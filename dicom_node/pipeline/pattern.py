@@ -48,9 +48,9 @@ from dicom_node.pipeline.boxes import bounding_box, label_boxes
 from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT
+from dicom_node.pipeline.zones import ZONES, lung_zones
 
 BILATERAL_MIN_ML = 1.0
-ZONES = ("upper", "middle", "lower")
 SIDES = {"right": RIGHT, "left": LEFT}
 SCORE_UPPER_BOUNDS = (25.0, 50.0, 75.0)  # percent, inclusive: 5..25 scores 2, up to 50 3, up to 75 4, above 5
 PERIPHERAL_FRACTION = 1.0 / 3.0
@@ -93,22 +93,6 @@ def severity_of(involvement_percent: float) -> int:
     if involvement_percent < 5.0:
         return 1
     return 2 + int(np.searchsorted(SCORE_UPPER_BOUNDS, involvement_percent, side="left"))
-
-
-def lung_zones(labels: np.ndarray) -> np.ndarray:
-    """Zone index per voxel (0 upper, 1 middle, 2 lower, -1 outside the lungs) by thirds of each lung's z extent."""
-    zones = np.full(labels.shape, -1, dtype=np.int8)
-    z = np.arange(labels.shape[0])
-    for label in (RIGHT, LEFT):
-        lung = labels == label
-        slices = np.flatnonzero(lung.any(axis=(1, 2)))
-        if not len(slices):
-            continue
-        low, high = slices[0], slices[-1] + 1
-        third_from_feet = np.clip((z - low) * 3 // (high - low), 0, 2)
-        zone_of_z = (2 - third_from_feet).astype(np.int8)
-        zones[lung] = np.broadcast_to(zone_of_z[:, None, None], labels.shape)[lung]
-    return zones
 
 
 def peripheral_region(labels: np.ndarray, spacing: tuple[float, float, float]) -> np.ndarray:

@@ -171,9 +171,17 @@ class FitnessRules(BaseModel, frozen=True):
     )
 
 
-class PipelineSettings(BaseModel, frozen=True):
+class ProcessingSettings(BaseModel, frozen=True):
+    """What every pipeline's `[pipelines.NAME.processing]` table has: which series it takes and how it stacks them
+    (the worker, the job scheduler and the viewer read these two without knowing the pipeline)."""
+
     selection: SelectionRules = SelectionRules()
     load: LoadRules = LoadRules()
+
+
+class PipelineSettings(ProcessingSettings, frozen=True):
+    """The COVID-19 pipeline's processing table."""
+
     segmentation: SegmentationSettings = SegmentationSettings()
     classifier_input: ClassifierInputSettings = ClassifierInputSettings()
     opacity: OpacitySettings = OpacitySettings()

@@ -25,7 +25,6 @@ from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.net.retrieve import StudyQuery
 from dicom_node.store.models import (
     Association,
     Export,
@@ -42,6 +41,34 @@ log = logging.getLogger(__name__)
 ACTIVE_STATES = ("queued", "finding", "retrieving", "processing", "exporting")
 FINAL_STATES = ("done", "failed", "cancelled")
 STATES = ACTIVE_STATES + FINAL_STATES
+
+
+@dataclass(frozen=True)
+class StudyQuery:
+    """What to find: a study (optionally one series), an accession number, or a patient within a study date range."""
+
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    accession_number: str = ""
+    patient_id: str = ""
+    study_date_from: str = ""
+    study_date_to: str = ""
+
+    @property
+    def study_dates(self) -> str:
+        """StudyDate as a C-FIND range ('20200101-'), or '' for any date."""
+        return f"{self.study_date_from}-{self.study_date_to}" if self.study_date_from or self.study_date_to else ""
+
+    def __str__(self) -> str:
+        """The keys asked for, as an operator compares them with the PACS's: 'StudyDate=20200101-, PatientID=P1'."""
+        keys = {
+            "StudyDate": self.study_dates,
+            "AccessionNumber": self.accession_number,
+            "PatientID": self.patient_id,
+            "StudyInstanceUID": self.study_instance_uid,
+            "SeriesInstanceUID": self.series_instance_uid,
+        }
+        return ", ".join(f"{keyword}={value}" for keyword, value in keys.items() if value)
 
 
 @dataclass(frozen=True)

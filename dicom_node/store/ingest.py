@@ -30,7 +30,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.store.checks import NOT_MATCHING, CheckedDataSet, Problem, Refused
-from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, utcnow
+from dicom_node.store.models import MAX_IDENTIFIER, AssociationSeries, Instance, Patient, Series, Study, pipeline_names, utcnow
 from dicom_node.store.rawsql import RawConnections, first
 
 log = logging.getLogger(__name__)
@@ -332,7 +332,7 @@ class Indexer:
                 self._linked.add((association_id, series_id))  # type: ignore[arg-type]
 
     def _starts_job(self, sop_class_uid: str, pipeline: str) -> bool:
-        return self._job_classes is None or sop_class_uid in self._job_classes.get(pipeline, ())
+        return self._job_classes is None or any(sop_class_uid in self._job_classes.get(name, ()) for name in pipeline_names(pipeline))
 
     def _insert(
         self, meta: InstanceMeta, values: dict[str, Any], series_id: int, link: int | None, pipeline: str, now: datetime

@@ -34,6 +34,7 @@ from dicom_node.store.models import (
     Instance,
     Job,
     Series,
+    pipeline_names,
     utcnow,
 )
 from dicom_node.store.outbox import requeue_in
@@ -267,9 +268,7 @@ class JobQueue:
             reason = f"not completed by a normal release within {grace_seconds:g} s" if incomplete else ""
             if partial_reason:
                 reason = f"a partial retrieve from the PACS: {partial_reason}"
-            job_id = self._queue_series(series_id, last_received, reason)
-            if job_id is not None:
-                created.append(job_id)
+            created.extend(self._queue_series(series_id, last_received, reason))
         return created
 
     def _leave_unprocessed(self, series_id: int, last_received: datetime, why: str) -> None:
@@ -297,7 +296,9 @@ class JobQueue:
             ).all()
         return {series_id: called for series_id, called in rows}  # the latest wins
 
-    def _queue_series(self, series_id: int, last_received: datetime, incomplete: str = "") -> int | None:
+    def _queue_series(self, series_id: int, last_received: datetime, incomplete: str = "") -> list[int]:
+        """One job per pipeline of the series (its called AE's); each supersedes the earlier jobs of its pipeline
+        (and the first one those of pipelines the series no longer goes to)."""
         with self._sessions.begin() as session:
             claimed = session.execute(
                 update(Series)
@@ -305,44 +306,54 @@ class JobQueue:
                 .values(pending=False)
             ).rowcount
             if not claimed:
-                return None  # more data arrived, or another scheduler queued it
+                return []  # more data arrived, or another scheduler queued it
             series = session.get_one(Series, series_id)
             count = session.scalar(select(func.count()).select_from(Instance).where(Instance.series_fk == series_id)) or 0
-            job = Job(
-                series_fk=series_id, pipeline=series.pipeline, state="queued", instance_count=count, input_incomplete=incomplete, steps={}, result={}
-            )
-            session.add(job)
+            jobs = {
+                name: Job(series_fk=series_id, pipeline=name, state="queued", instance_count=count, input_incomplete=incomplete, steps={}, result={})
+                for name in pipeline_names(series.pipeline)
+            }
+            if not jobs:
+                return []  # indexed without a called AE's pipelines: nothing to run
+            session.add_all(jobs.values())
             session.flush()
-            previous = list(
-                session.scalars(select(Job.id).where(Job.series_fk == series_id, Job.id != job.id, Job.state.in_(("queued", "running", "done"))))
-            )
-            if previous:
-                session.execute(
-                    update(Job)
-                    .where(Job.id.in_(previous))
-                    .values(
-                        state="superseded",
-                        superseded_by=job.id,
-                        reason=f"superseded by job {job.id}: the series changed (instances arrived, were replaced or moved to another series)",
-                        finished_at=utcnow(),
-                    )
+            earlier = session.execute(
+                select(Job.id, Job.pipeline).where(
+                    Job.series_fk == series_id, Job.id.not_in([job.id for job in jobs.values()]), Job.state.in_(("queued", "running", "done"))
                 )
-                session.execute(
-                    update(Export)
-                    .where(Export.job_fk.in_(previous), Export.state == "pending")
-                    .values(state="cancelled", last_error=f"job superseded by job {job.id}")
-                )
+            ).all()
+            first = next(iter(jobs.values()))
+            for previous_id, pipeline in earlier:
+                self._supersede(session, previous_id, jobs.get(pipeline, first).id)
             self.wakeups.notify_in(session, "jobs")
-            log.info(
-                "series %s: job %d queued (%d instances, pipeline %s)%s%s",
-                series.series_instance_uid,
-                job.id,
-                count,
-                series.pipeline,
-                f", superseding job(s) {previous}" if previous else "",
-                f"; its input may be incomplete: {incomplete}" if incomplete else "",
+            previous = [previous_id for previous_id, _ in earlier]
+            for name, job in jobs.items():
+                log.info(
+                    "series %s: job %d queued (%d instances, pipeline %s)%s%s",
+                    series.series_instance_uid,
+                    job.id,
+                    count,
+                    name,
+                    f", superseding job(s) {previous}" if previous and job is first else "",
+                    f"; its input may be incomplete: {incomplete}" if incomplete else "",
+                )
+            return [job.id for job in jobs.values()]
+
+    @staticmethod
+    def _supersede(session: Session, previous: int, by: int) -> None:
+        session.execute(
+            update(Job)
+            .where(Job.id == previous)
+            .values(
+                state="superseded",
+                superseded_by=by,
+                reason=f"superseded by job {by}: the series changed (instances arrived, were replaced or moved to another series)",
+                finished_at=utcnow(),
             )
-            return job.id
+        )
+        session.execute(
+            update(Export).where(Export.job_fk == previous, Export.state == "pending").values(state="cancelled", last_error=f"job superseded by job {by}")
+        )
 
     # Workers ------------------------------------------------------------
     def claim(self, worker: str, now: datetime | None = None) -> ClaimedJob | None:
@@ -423,16 +434,17 @@ class JobQueue:
             rows = session.execute(select(Instance.sop_instance_uid, Instance.path).where(Instance.series_fk == series_id).order_by(Instance.id))
             return [(uid, path) for uid, path in rows]
 
-    def earlier_result(self, job: ClaimedJob) -> EarlierResult | None:
-        """The latest result of an earlier job of the job's series (done, or superseded after it was done), if any."""
+    def earlier_result(self, job: ClaimedJob, sr_of: Callable[[dict[str, Any]], str | None]) -> EarlierResult | None:
+        """The latest result of an earlier job of the job's series and pipeline (done, or superseded after it was
+        done) that has an SR, if any; `sr_of` reads a stored result's SR path (the pipeline's manifest knows it)."""
         with self._sessions() as session:
             rows = session.execute(
                 select(Job.id, Job.result, Job.finished_at)
-                .where(Job.series_fk == job.series_id, Job.id < job.id, Job.state.in_(("done", "superseded")))
+                .where(Job.series_fk == job.series_id, Job.pipeline == job.pipeline, Job.id < job.id, Job.state.in_(("done", "superseded")))
                 .order_by(Job.id.desc())
             )
             for job_id, result, finished_at in rows:
-                sr = ((result or {}).get("files") or {}).get("sr")
+                sr = sr_of(result) if result else None
                 if sr and finished_at is not None:
                     return EarlierResult(job_id, sr, finished_at)
         return None

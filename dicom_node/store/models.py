@@ -7,6 +7,7 @@ Times are stored as timezone-naive UTC so that SQLite and PostgreSQL agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -64,6 +65,19 @@ class Study(Base):
     patient: Mapped[Patient] = relationship()
 
 
+PIPELINE_SEPARATOR = "\\"  # between the pipeline names in Series.pipeline, as DICOM separates values
+
+
+def pipelines_value(names: Sequence[str]) -> str:
+    """Series.pipeline for these pipelines (a called AE's, in its order)."""
+    return PIPELINE_SEPARATOR.join(names)
+
+
+def pipeline_names(value: str) -> list[str]:
+    """The pipelines a Series.pipeline names (rows from before the list name one)."""
+    return [name for name in value.split(PIPELINE_SEPARATOR) if name]
+
+
 class Series(Base):
     __tablename__ = "series"
     __table_args__ = NEVER_REUSED_IDS
@@ -73,7 +87,11 @@ class Series(Base):
     modality: Mapped[str] = mapped_column(String(16), default="", index=True)
     description: Mapped[str] = mapped_column(String(64), default="")
     series_number: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    pipeline: Mapped[str] = mapped_column(String(64), default="covid19_ct", doc="Pipeline of the called AE that last received it.")
+    pipeline: Mapped[str] = mapped_column(
+        String(64),
+        default="",
+        doc="Pipelines of the called AE that last received it, separated by a backslash (`pipeline_names`): one job each.",
+    )
     instance_count: Mapped[int] = mapped_column(Integer, default=0)
     last_received_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, doc="When it last received a new instance (of any class).")
     last_released_at: Mapped[datetime | None] = mapped_column(

@@ -36,7 +36,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import ExportSettings
-from dicom_node.net.status import Outcome, StoreResult
+from dicom_node.outcomes import Outcome, StoreResult
 from dicom_node.store.models import Export, Instance, Job, utcnow
 from dicom_node.store.wakeups import Wakeups
 
@@ -135,9 +135,10 @@ class Outbox:
             log.info("job %d: %d export(s) queued for %s", job_id, added, ", ".join(destinations))
         return added
 
-    def supersede_in(self, session: Session, job_id: int, series_id: int, kept: Collection[str]) -> list[SupersededExport]:
-        """In the finishing job's transaction: mark the results that earlier jobs of the series sent, and that this
-        job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them.
+    def supersede_in(self, session: Session, job_id: int, series_id: int, pipeline: str, kept: Collection[str]) -> list[SupersededExport]:
+        """In the finishing job's transaction: mark the results that earlier jobs of the series' `pipeline` sent, and
+        that this job (`kept`: its objects' SOP Instance UIDs) does not produce again, as superseded; return them.
+        Another pipeline's results of the series stand beside this one's.
 
         Only results are ever superseded: the series' own instances (sent along to destinations with
         include_source, whether or not this job sends them) are the input, and an earlier rejection note has
@@ -148,6 +149,7 @@ class Outbox:
             .join(Job, Job.id == Export.job_fk)
             .where(
                 Job.series_fk == series_id,
+                Job.pipeline == pipeline,
                 Job.id != job_id,
                 Export.state == "sent",
                 Export.sop_instance_uid.not_in(list(kept)),

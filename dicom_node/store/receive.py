@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,7 @@ from dicom_node.config import DicomSettings
 from dicom_node.store.db import once_more_if_disconnected
 from dicom_node.store.checks import MISSING_UIDS, NOT_MATCHING, OUT_OF_RESOURCES, UNDECODABLE, Refused, checked_dataset, same_uid
 from dicom_node.store.files import create_durably, instance_relpath, write_durably
+from dicom_node.store.models import pipelines_value
 from dicom_node.store.ingest import (
     IDENTIFIER_TAGS,
     LAST_IDENTIFIER_TAG,
@@ -78,7 +80,7 @@ class Batch:
     id: int
     uuid: str
     label: str
-    pipeline: str
+    pipeline: str  # the called AE's pipelines, as Series.pipeline keeps them
     instances: int = 0
     nbytes: int = 0
     failures: int = 0
@@ -111,11 +113,11 @@ class Receiver:
         return needed
 
     # Batches --------------------------------------------------------------
-    def open(self, calling: str, called: str, host: str, port: int, pipeline: str) -> Batch:
+    def open(self, calling: str, called: str, host: str, port: int, pipelines: Sequence[str]) -> Batch:
         # A second row for a first one that did commit would stay open until its lease ran out: rarer than a drop
         # at the moment an association starts, which refused all of its instances.
         row_id, row_uuid = once_more_if_disconnected(lambda: self.queue.open_association(calling, called, host, port), "opening an association")
-        return Batch(row_id, row_uuid, f"{calling}@{host}:{port} -> {called}", pipeline)
+        return Batch(row_id, row_uuid, f"{calling}@{host}:{port} -> {called}", pipelines_value(pipelines))
 
     def note_retrieve(self, batch: Batch, originator_ae: str, message_id: int) -> None:
         """Record once per batch which retrieve (C-MOVE, or the node's own C-GET/WADO-RS) brought its instances."""

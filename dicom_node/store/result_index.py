@@ -10,15 +10,16 @@ study (ON DELETE CASCADE).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from pydicom import dcmread
 from sqlalchemy import exists, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.output.stored_results import result_dicom_files
 from dicom_node.store.models import Job, ResultInstance, Series
 
 _TAGS = ["SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "Modality", "SeriesNumber", "SeriesDescription", "InstanceNumber"]
@@ -69,14 +70,21 @@ def record_results_in(session: Session, job_id: int, series_id: int, results: li
     session.execute(insert(ResultInstance), [{"job_fk": job_id, "study_fk": study_fk, **asdict(result)} for result in results])
 
 
-def index_missing_results(sessions: sessionmaker[Session], data_dir: Path) -> int:
+DicomFilesOf = Callable[[str, Mapping[str, Any]], list[str]]
+"""A done job's DICOM result files (relative to the data dir) from its pipeline's name and stored result: the
+pipeline's manifest knows them (`pipelines.registry.read_manifest`); the store knows no pipeline."""
+
+
+def index_missing_results(sessions: sessionmaker[Session], data_dir: Path, dicom_files_of: DicomFilesOf) -> int:
     """Index the results of done jobs that have none indexed (done before migration 0012); how many jobs it indexed.
     Another process doing the same at once wins (unique per job and instance): its rows are the same."""
     indexed = 0
     with sessions() as session:
-        missing = session.execute(select(Job.id, Job.series_fk, Job.result).where(Job.state == "done", ~exists().where(ResultInstance.job_fk == Job.id))).all()
-    for job_id, series_id, result in missing:
-        names = [name for name in result_dicom_files(result) if (data_dir / name).is_file()]
+        missing = session.execute(
+            select(Job.id, Job.series_fk, Job.pipeline, Job.result).where(Job.state == "done", ~exists().where(ResultInstance.job_fk == Job.id))
+        ).all()
+    for job_id, series_id, pipeline, result in missing:
+        names = [name for name in dicom_files_of(pipeline, result or {}) if (data_dir / name).is_file()]
         if not names:
             continue
         try:

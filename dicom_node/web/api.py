@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from dicom_node import metrics
+from dicom_node.store.gauges import DatabaseCollector
 from dicom_node.web import config_api, dicomweb, inference, ohif, resources, results, session
 from dicom_node.web.access import OPEN_PATHS, access_middleware
 from dicom_node.web.audit import AccessLog
@@ -49,7 +50,9 @@ def create_app(context: WebContext) -> FastAPI:
         version="0.1.0",
     )
     app.state.context = context
-    app.state.database_metrics = metrics.database_registry(context.sessions, context.data_dir, context.config.dicom.min_free_disk_mb)
+    app.state.database_metrics = metrics.database_registry(
+        DatabaseCollector(context.sessions), context.data_dir, context.config.dicom.min_free_disk_mb
+    )
     install_middleware(app, context)
     app.include_router(resources.router)
     app.include_router(session.router)

@@ -10,13 +10,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from fastapi.responses import FileResponse
 
 from dicom_node.pipeline.errors import SeriesRejected
-from dicom_node.pipeline.settings import PipelineSettings
+from dicom_node.pipeline.settings import ProcessingSettings
 from dicom_node.pipeline.volume import load_series
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Job
 from dicom_node.web.context import WebContext, get_context
 from dicom_node.web.resources import RowId, SessionDep, get_or_404
-from dicom_node.web.viewer import OVERLAYS, WINDOW_LEVEL, WINDOW_WIDTH, LruCache, Plane, ViewerError, ViewVolume, load_masks, render, view_of
+from dicom_node.pipelines.registry import read_manifest
+from dicom_node.web.viewer import WINDOW_LEVEL, WINDOW_WIDTH, LruCache, Plane, ViewerError, ViewVolume, load_masks, render, view_of
 
 router = APIRouter(prefix="/api/jobs/{job_id}")
 ContextDep = Annotated[WebContext, Depends(get_context)]
@@ -25,8 +26,10 @@ DOWNLOADS = {"json": "application/json", "csv": "text/csv"}
 
 
 def result_file(context: WebContext, job: Job, kind: str) -> Path | None:
-    """The job's result file of `kind` ('json', 'csv', 'masks'), if the job has one; never a path outside the data dir."""
-    relative = (job.result or {}).get("files", {}).get(kind)
+    """The job's result file of `kind` ('json', 'csv', 'masks'), if its manifest names one; never a path outside the data dir."""
+    manifest = read_manifest(job.pipeline, job.result)
+    files = manifest.files if manifest else None
+    relative = {"json": files.json_file, "csv": files.csv, "masks": files.masks}[kind] if files else None
     if not relative:
         return None
     root = context.data_dir.resolve()
@@ -36,13 +39,13 @@ def result_file(context: WebContext, job: Job, kind: str) -> Path | None:
     return path
 
 
-def processing_settings(context: WebContext, job: Job) -> PipelineSettings:
+def processing_settings(context: WebContext, job: Job) -> ProcessingSettings:
     """The selection and load rules the worker used for this job's pipeline (the masks are on the grid they give).
 
     A pipeline no longer configured falls back to the defaults; masks on another grid are then refused by shape.
     """
     pipeline = context.config.pipelines.get(job.pipeline)
-    return pipeline.processing if pipeline is not None else PipelineSettings()
+    return pipeline.processing if pipeline is not None else ProcessingSettings()
 
 
 def view_volume(context: WebContext, job: Job) -> ViewVolume:
@@ -65,10 +68,11 @@ def view_volume(context: WebContext, job: Job) -> ViewVolume:
         except MemoryError as exc:  # numpy refuses the allocation up front (e.g. Rows = Columns = 65535): nothing was used
             raise ViewerError(f"the series is too large to show: {exc}") from exc
         masks_path = result_file(context, job, "masks")
-        if masks_path is None:
+        manifest = read_manifest(job.pipeline, job.result)
+        if masks_path is None or manifest is None or not manifest.overlays:
             return view
-        labels, opacity = load_masks(masks_path, view.hu.shape)
-        return replace(view, lung_labels=labels, opacity_mask=opacity)
+        overlays = tuple(manifest.overlays)
+        return replace(view, masks=load_masks(masks_path, view.hu.shape, [o.array for o in overlays]), overlays=overlays)
 
     try:
         return VOLUME_CACHE.get((str(context.data_dir), job.id, job.finished_at), load)
@@ -97,9 +101,9 @@ def volume_info(job_id: RowId, session: SessionDep, context: ContextDep) -> dict
         "slices": {"axial": volume.slice_count("axial"), "coronal": volume.slice_count("coronal")},
         "edges": {"axial": volume.edges("axial"), "coronal": volume.edges("coronal")},
         "positions_mm": {"axial": volume.axial_positions()},
-        "masks": volume.lung_labels is not None,
+        "masks": volume.masks is not None,
         "window": {"width": WINDOW_WIDTH, "level": WINDOW_LEVEL},
-        "overlays": {name: {"rgb": list(colour), "alpha": alpha} for name, (colour, alpha) in OVERLAYS.items()},
+        "overlays": {o.name: {"rgb": list(o.rgb), "alpha": o.alpha} for o in volume.overlays},
     }
 
 

@@ -1,9 +1,9 @@
-"""Slices of a job's CT with its lung and opacity masks, as PNG images for the viewer.
+"""Slices of a job's CT with its masks, as PNG images for the viewer.
 
 The CT is built from the series' stored instance files by the pipeline's own
 `load_series` with the pipeline's configured selection and load rules (so it is the
 grid the masks were made on), the masks read from the
-job's `masks.npz`; both are kept in a
+job's `masks.npz` and drawn as the job's result manifest lists its overlays; both are kept in a
 small LRU cache so that scrolling through slices costs one window, one blend and
 one PNG encode per image (a few milliseconds), not a series load (seconds).
 Images are drawn in the lung window (W1500/L-600); coronal images are stretched
@@ -16,26 +16,19 @@ import io
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
 
-from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG
 from dicom_node.pipeline.volume import CtVolume
+from dicom_node.pipelines.manifest import Overlay
 
 WINDOW_WIDTH, WINDOW_LEVEL = 1500, -600
 Plane = Literal["axial", "coronal"]
-# Colour (RGB) and opacity of each overlay, drawn in this order (the opacity mask last, on top).
-# One colour per structure everywhere: the SEG's segment colours (also the key images').
-OVERLAYS: dict[str, tuple[tuple[int, int, int], float]] = {
-    "right_lung": (RIGHT_LUNG.rgb, 0.30),
-    "left_lung": (LEFT_LUNG.rgb, 0.30),
-    "opacity": (OPACITY.rgb, 0.65),
-}
 
 
 class ViewerError(Exception):
@@ -45,13 +38,14 @@ class ViewerError(Exception):
 @dataclass(frozen=True)
 class ViewVolume:
     """A CT in (z, y, x) with its spacing in mm, its direction (`CtVolume.direction`: row-major 3x3 whose
-    columns are the LPS directions of the x, y, z axes) and, when the job made them, its masks on the same grid."""
+    columns are the LPS directions of the x, y, z axes) and, when the job made them, its masks on the same grid
+    (arrays by name, as the masks file holds them) with the overlays drawn from them, in drawing order."""
 
     hu: np.ndarray
     spacing: tuple[float, float, float]
     direction: tuple[float, ...]
-    lung_labels: np.ndarray | None = None
-    opacity_mask: np.ndarray | None = None
+    masks: Mapping[str, np.ndarray] | None = None
+    overlays: tuple[Overlay, ...] = field(default=())
     origin: tuple[float, float, float] = (0.0, 0.0, 0.0)  # (z, y, x) LPS of voxel [0, 0, 0], as `CtVolume.origin`
 
     def slice_count(self, plane: Plane) -> int:
@@ -86,16 +80,17 @@ def view_of(volume: CtVolume) -> ViewVolume:
     return ViewVolume(volume.hu, volume.spacing, volume.direction, origin=volume.origin)
 
 
-def load_masks(path: Path, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """`lung_labels` and `opacity_mask` from a job's masks.npz, checked against the CT's grid."""
+def load_masks(path: Path, shape: tuple[int, ...], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The arrays `names` from a job's masks.npz, checked against the CT's grid."""
     try:
         with np.load(path) as masks:
-            labels, opacity = masks["lung_labels"], masks["opacity_mask"].astype(bool)
+            arrays = {name: masks[name] for name in dict.fromkeys(names)}
     except (OSError, KeyError, ValueError) as exc:
         raise ViewerError(f"masks file {path.name} unreadable: {exc}") from exc
-    if labels.shape != shape or opacity.shape != shape:
-        raise ViewerError(f"masks {labels.shape} do not match the CT volume {shape}: the series changed after the job ran")
-    return labels, opacity
+    for array in arrays.values():
+        if array.shape != shape:
+            raise ViewerError(f"masks {array.shape} do not match the CT volume {shape}: the series changed after the job ran")
+    return arrays
 
 
 def window(hu: np.ndarray) -> np.ndarray:
@@ -119,11 +114,12 @@ def render(volume: ViewVolume, plane: Plane, index: int, overlay: bool) -> bytes
     grey = window(pick(volume.hu))
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
     if overlay:
-        if volume.lung_labels is None or volume.opacity_mask is None:
+        if volume.masks is None or not volume.overlays:
             raise ViewerError("this job has no masks to overlay")
-        labels = pick(volume.lung_labels)
-        for mask, (colour, alpha) in zip((labels == 1, labels == 2, pick(volume.opacity_mask)), OVERLAYS.values()):
-            rgb[mask] = rgb[mask] * (1 - alpha) + np.asarray(colour, dtype=np.float32) * alpha
+        for drawn in volume.overlays:
+            values = pick(volume.masks[drawn.array])
+            mask = values != 0 if drawn.value is None else values == drawn.value
+            rgb[mask] = rgb[mask] * (1 - drawn.alpha) + np.asarray(drawn.rgb, dtype=np.float32) * drawn.alpha
     image = Image.fromarray(rgb.astype(np.uint8), "RGB")
     height = round(image.height * pixel_height / pixel_width)
     if height != image.height:

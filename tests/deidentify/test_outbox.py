@@ -79,7 +79,7 @@ def test_a_newer_result_supersedes_only_results_never_the_source_sent_along_nor_
         second = Job(series_fk=series_id, pipeline="covid19_ct", state="running", steps={}, result={})
         session.add(second)
         session.flush()
-        superseded = outbox.supersede_in(session, second.id, series_id, {generate_uid()})
+        superseded = outbox.supersede_in(session, second.id, series_id, "covid19_ct", {generate_uid()})
     assert [old.sop_instance_uid for old in superseded] == [pydicom.dcmread(old_result).SOPInstanceUID]
     states = sorted((row["sop_class_uid"], row["state"]) for row in export_rows(tmp_path))
     assert states == sorted(

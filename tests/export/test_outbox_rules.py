@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import ExportSettings
-from dicom_node.net.status import Outcome, StoreResult, classify_status
+from dicom_node.outcomes import Outcome, StoreResult, classify_status
 from dicom_node.store.db import make_engine, make_sessionmaker
 from dicom_node.store.leases import LeaseKeeper
 from dicom_node.store.models import Job, utcnow

@@ -10,7 +10,7 @@ from pydicom import dcmread
 from dicom_node.config import Destination, ExportSettings
 from dicom_node.net.address import DicomAddress, parse_address
 from dicom_node.net.scu import PeerRefused, PeerUnavailable, Scu, read_item, tls_args
-from dicom_node.net.status import Outcome, classify_status
+from dicom_node.outcomes import Outcome, classify_status
 from tests.export.conftest import result_like_objects
 from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
 from tests.node_process import free_port

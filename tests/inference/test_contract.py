@@ -6,7 +6,8 @@ import pytest
 
 from dicom_node.inference.base import ContractMismatch, ModelContract, TensorSpec
 from dicom_node.inference.contract import configured_contract, resolve_contract
-from dicom_node.inference.settings import CovidClassifierSettings, ModelSettings
+from dicom_node.inference.settings import ModelSettings
+from dicom_node.pipelines.covid19.plugin import CovidClassifierSettings
 
 SERVED = ModelContract(
     name="classification_covid-19_v1",

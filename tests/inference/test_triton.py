@@ -10,12 +10,14 @@ import pytest
 import tritonclient.http as httpclient
 
 from dicom_node.inference.base import ContractMismatch, InferenceUnavailable, TensorSpec
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.inference.settings import CovidClassifierSettings, LungSegmentationSettings, ModelSettings
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.inference.settings import LungSegmentationSettings, ModelSettings
+from dicom_node.pipelines.covid19.plugin import CovidClassifierSettings
 from dicom_node.inference.triton import TritonModel
-from dicom_node.pipeline.classifier_input import build_classifier_input
-from dicom_node.pipeline.covid19 import run_covid19
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from dicom_node.pipelines.covid19.classifier_input import build_classifier_input
+from dicom_node.pipelines.covid19.pipeline import run_covid19
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import SegmentationSettings
 from tests.triton_server import TritonEndpoints
 

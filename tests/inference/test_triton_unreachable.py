@@ -10,7 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from dicom_node.inference.base import InferenceUnavailable
-from dicom_node.inference.settings import CovidClassifierSettings, ModelSettings
+from dicom_node.inference.settings import ModelSettings
+from dicom_node.pipelines.covid19.plugin import CovidClassifierSettings
 from dicom_node.inference.triton import TritonModel
 from tests.triton_server import free_port
 

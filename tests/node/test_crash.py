@@ -73,7 +73,7 @@ def test_a_job_that_keeps_dying_with_the_node_fails_after_max_attempts(node_fact
     reason (a series that takes the node down, e.g. out of memory, was once re-queued 13 times)."""
     import json
 
-    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+    from phantoms.chest import make_phantom, write_phantom_series
 
     write_phantom_series(make_phantom((256, 256, 80), seed=6), tmp_path / "series")
     node = node_factory(settings={"jobs": {"workers": 1, "max_attempts": 2, "lease_seconds": 2.0}}).start(timeout=120)

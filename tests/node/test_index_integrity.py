@@ -9,7 +9,7 @@ import httpx
 import pydicom
 from pydicom.uid import generate_uid
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.dcmtk import storescu
 from tests.node.index import query
 from tests.node_process import free_port

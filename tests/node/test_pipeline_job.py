@@ -156,7 +156,7 @@ def test_series_the_pipeline_is_not_for_end_skipped_with_the_reason(processed_p0
 def test_broken_headers_fail_the_job_with_the_attribute_named(processed_p001: ProcessedSeries, tmp_path: Path) -> None:
     """PixelSpacing 8 mm with 30 mm gaps (once 54 s and 4.3 GB) and a series spread over two studies (once a raw
     highdicom ValueError after the whole pipeline) fail at once, with a reason `dicom-node jobs show` prints."""
-    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+    from phantoms.chest import make_phantom, write_phantom_series
 
     phantom = make_phantom((128, 128, 34), seed=4)
     wide = write_phantom_series(phantom, tmp_path / "wide")

@@ -49,7 +49,7 @@ def test_a_receiving_process_that_dies_is_replaced_and_all_go_with_the_node(node
 
     # the node still receives after the replacement (whichever process takes each association)
     series = tmp_path / "series"
-    from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+    from phantoms.chest import make_phantom, write_phantom_series
 
     write_phantom_series(make_phantom((64, 64, 12), seed=3), series)
     for _ in range(4):

@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from dicom_node.config import ConfigError, load_config
-from dicom_node.metrics import JOB_STATES
+from dicom_node.store.gauges import JOB_STATES
 from dicom_node.node import Node
 from dicom_node.web.server import HttpServer
 from tests.export.conftest import result_like_objects, seed_exports

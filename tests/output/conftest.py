@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.covid19 import Classification, Measurements, PipelineResult
-from dicom_node.pipeline.category import rsna_category
+from dicom_node.pipelines.covid19.pipeline import Classification, Measurements, PipelineResult
+from dicom_node.pipelines.covid19.category import rsna_category
 from dicom_node.pipeline.fitness import assess_fitness
 from dicom_node.pipeline.pattern import describe_opacity
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import LoadRules
 from dicom_node.pipeline.volume import CtVolume, load_series
 

@@ -36,7 +36,7 @@ def test_the_summary_page_the_cli_and_the_web_page_agree() -> None:
     assert SummaryRow("Lung volume", "mL", {"total": rounded(raw, "mL")}).cell("total") == "6131.5 mL"
     result = {"classification": {"class_names": ["non-COVID", "COVID-19"], "probabilities": [0.109, 0.891]},
               "measurements": {"opacity_percent": {"total": 23.456}}}
-    assert _result_text(result) == "PO 23.46 %"  # a job done before the headline existed: its PO, as display.py writes it
+    assert _result_text("covid19_ct", result) == "PO 23.46 %"  # a job done before the headline existed: its PO, as display.py writes it
     script = SERIES_JS.read_text()
     table = re.findall(r'\["(\w+)", "([^"]+)", (\d)\]', script)
     units = {"lung_volume_ml": "mL", "opacity_volume_ml": "mL", "opacity_percent": "%", "high_opacity_percent": "%"}

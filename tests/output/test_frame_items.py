@@ -13,7 +13,7 @@ from pydicom.dataelem import RawDataElement
 from dicom_node.output import seg
 from dicom_node.output.sources import read_source_images
 from dicom_node.output.uids import AlgorithmId
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 CREATED = datetime(2026, 12, 1, 8, 30)
 

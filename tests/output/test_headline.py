@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from dicom_node.output.summary import MARK, classification_lines, headline_lines, headline_text
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.fitness import FitnessFlag
 from tests.output.conftest import BASELINE
 

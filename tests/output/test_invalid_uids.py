@@ -17,8 +17,8 @@ import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.uids import derived_frame_of_reference
-from dicom_node.pipeline.covid19 import PipelineResult
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
+from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.pipeline.volume import load_series
 
 from .conftest import result_from_masks

@@ -17,7 +17,7 @@ from dicom_node.output.inputs import JobInput, Predecessor, content_digest
 from dicom_node.output.rejection import REJECTED_FOR_QUALITY_REASONS, write_rejection_note
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.uids import AlgorithmId, input_digest
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 from tests.node_process import shared_series
 

@@ -12,7 +12,7 @@ import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.seg import segment_masks
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 from .dicom_validation import dciodvfy_errors
 

@@ -15,8 +15,8 @@ import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.seg import SEGMENTS, segment_masks
-from dicom_node.web.viewer import OVERLAYS
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.manifest import OVERLAYS
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 from .dicom_validation import dciodvfy_errors
 
@@ -145,7 +145,7 @@ def test_seg_recommends_the_colours_the_key_images_and_the_viewer_use(written: R
     for spec, overlay in zip(SEGMENTS, ("right_lung", "left_lung", "opacity")):
         lab = seg.get_segment_description(spec.number).RecommendedDisplayCIELabValue
         assert hd.color.CIELabColor.from_dicom_value(lab).to_rgb() == pytest.approx(spec.rgb, abs=2)
-        assert OVERLAYS[overlay][0] == spec.rgb
+        assert {o.name: o.rgb for o in OVERLAYS}[overlay] == spec.rgb
 
 
 def test_patient_without_name_stays_without_name(written: ResultFiles, p001_result: PipelineResult) -> None:

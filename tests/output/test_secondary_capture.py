@@ -13,7 +13,7 @@ from dicom_node.output.results import ResultFiles, write_results
 from dicom_node.output.secondary_capture import key_slices, render_slice
 from dicom_node.output.seg import OPACITY, RIGHT_LUNG, segment_masks
 from dicom_node.output.sources import read_source_images
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
 from .dicom_validation import dciodvfy_errors
 

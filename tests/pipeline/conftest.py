@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import PipelineResult, run_covid19
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.pipeline import PipelineResult, run_covid19
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SMALL = (256, 256, 80)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.category import DETECTION_FLOOR_ML, RsnaAssessment, RsnaCategory, rsna_category
-from dicom_node.pipeline.covid19 import PipelineResult
-from dicom_node.pipeline.opacity import measure_opacity
+from dicom_node.pipelines.covid19.category import DETECTION_FLOOR_ML, RsnaAssessment, RsnaCategory, rsna_category
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
+from dicom_node.pipelines.covid19.opacity import measure_opacity
 from dicom_node.pipeline.pattern import describe_opacity
 from tests.pipeline.test_pattern import SPACING, box_lungs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.classifier_input import build_classifier_input, from_layout, lung_bounding_box, range_to_hu
+from dicom_node.pipelines.covid19.classifier_input import build_classifier_input, from_layout, lung_bounding_box, range_to_hu
 from dicom_node.pipeline.settings import ClassifierInputSettings
 
 SPACING = (2.5, 1.6, 1.6)

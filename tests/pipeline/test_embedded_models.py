@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from dicom_node.inference.base import ContractMismatch, InferenceModel
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.baseline import PPO_MIDPOINT, covid_index
-from dicom_node.pipeline.phantom import Phantom
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.baseline import PPO_MIDPOINT, covid_index
+from phantoms.chest import Phantom
 from dicom_node.pipeline.resample import to_model_grid
 from dicom_node.pipeline.settings import ClassifierInputSettings, SegmentationSettings
 from dicom_node.pipeline.volume import CtVolume

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.fitness import (
     FitnessFlag,
     assess_fitness,
@@ -18,7 +18,7 @@ from dicom_node.pipeline.fitness import (
     slice_thickness_flag,
     streak_flag,
 )
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from phantoms.chest import Phantom, make_phantom
 from dicom_node.pipeline.settings import FitnessRules
 from dicom_node.pipeline.volume import CtVolume
 

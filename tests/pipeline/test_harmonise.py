@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import special
 
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.harmonise import SQRT_2PI, edge_spread_mm, fine_noise_hu, harmonised, quality_flags
-from dicom_node.pipeline.phantom import make_phantom
+from phantoms.chest import make_phantom
 from dicom_node.pipeline.resample import to_model_grid
 from dicom_node.pipeline.settings import HarmonisationSettings, SegmentationSettings
 from tests.validation.phantom_suite import phantom_volume

@@ -15,10 +15,11 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import run_covid19
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.pipeline import run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.pipeline.settings import LoadRules, PipelineSettings, SegmentationSettings
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.covid19 import PipelineResult
-from dicom_node.pipeline.phantom import Phantom, make_phantom, write_phantom_series
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
+from phantoms.chest import Phantom, make_phantom, write_phantom_series
 from tests.pipeline.conftest import SMALL, dice, run_embedded
 
 KERNELS = ("soft", "sharp")

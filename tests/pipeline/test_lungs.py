@@ -6,7 +6,7 @@ import numpy as np
 from scipy.spatial import ConvexHull
 
 from dicom_node.pipeline.lungs import LEFT, RIGHT, convex_hull_2d, split_left_right
-from dicom_node.pipeline.phantom import Phantom
+from phantoms.chest import Phantom
 from tests.pipeline.conftest import dice
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from dicom_node.pipeline.opacity import ellipsoid, focal_ground_glass, grow_within
+from dicom_node.pipelines.covid19.opacity import ellipsoid, focal_ground_glass, grow_within
 from dicom_node.pipeline.settings import OpacitySettings
 
 SPACING = (2.5, 1.6, 1.6)

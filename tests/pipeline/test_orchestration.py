@@ -9,8 +9,9 @@ import pydicom
 import pytest
 
 from dicom_node.inference.base import InferenceUnavailable, ModelContract, TensorSpec
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import run_covid19
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.pipeline import run_covid19
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
 
 

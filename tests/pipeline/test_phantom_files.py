@@ -11,7 +11,7 @@ import numpy as np
 import pydicom
 from pydicom.sr.codedict import codes
 
-from dicom_node.pipeline.phantom import Phantom
+from phantoms.chest import Phantom
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_highdicom_builds_a_segmentation_on_phantom_slices(clear_phantom: Phanto
 
 def test_cli_writes_a_series(tmp_path: Path):
     done = subprocess.run(
-        [sys.executable, "-m", "dicom_node.pipeline.phantom", str(tmp_path), "--size", "64", "64", "24", "--opacity", "0.1"],
+        [sys.executable, "-m", "phantoms.chest", str(tmp_path), "--size", "64", "64", "24", "--opacity", "0.1"],
         cwd=REPO, capture_output=True, text=True, check=True,
     )
     files = sorted(tmp_path.glob("*.dcm"))

@@ -9,9 +9,9 @@ import numpy as np
 import pydicom
 import pytest
 
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.lungs import LEFT, RIGHT
-from dicom_node.pipeline.phantom import Phantom, write_phantom_series
+from phantoms.chest import Phantom, write_phantom_series
 from tests.pipeline.conftest import dice, run_embedded
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from dicom_node.pipeline.category import RsnaCategory
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.category import RsnaCategory
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from tests.pipeline.conftest import real_series, run_embedded
 
 

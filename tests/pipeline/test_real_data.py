@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from dicom_node.pipeline.covid19 import PipelineResult
+from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from dicom_node.pipeline.lungs import AIRWAY_LUMEN_HU, airway_mask, body_mask, segment_lungs
-from dicom_node.pipeline.opacity import slice_opacity_fractions
+from dicom_node.pipelines.covid19.opacity import slice_opacity_fractions
 from dicom_node.pipeline.resample import to_model_grid
 from dicom_node.pipeline.settings import SegmentationSettings
 from tests.pipeline.conftest import DATA

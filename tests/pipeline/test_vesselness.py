@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dicom_node.pipeline.vesselness import symmetric_eigenvalues, vesselness_at
+from dicom_node.pipelines.covid19.vesselness import symmetric_eigenvalues, vesselness_at
 
 SPACING = (2.5, 1.6, 1.6)
 

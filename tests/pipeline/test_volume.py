@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from dicom_node.pipeline.errors import SeriesNotEligible, SeriesRejected
-from dicom_node.pipeline.phantom import Phantom
+from phantoms.chest import Phantom
 from dicom_node.pipeline.settings import LoadRules, SelectionRules
 from dicom_node.pipeline.volume import load_series
 from tests.pipeline.conftest import real_series

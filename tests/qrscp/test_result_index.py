@@ -1,4 +1,4 @@
-"""Results of jobs done before the results were indexed (migration 0011) are indexed when the node starts."""
+"""Results of jobs done before the results were indexed (migration 0012) are indexed when the node starts."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 from sqlalchemy import delete, update
 
+from dicom_node.pipelines.registry import stored_dicom_files
 from dicom_node.store.catalogue import Query, find
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Job, ResultInstance
@@ -38,8 +39,8 @@ def test_a_done_jobs_results_are_indexed_once_at_start(tmp_path: Path) -> None:
         session.execute(delete(ResultInstance))  # as after the upgrade: done jobs, nothing indexed of their results
         session.execute(update(Job).where(Job.id == 1).values(result={"files": {"seg": "results/1/seg.dcm"}}))
     series = _write_seg(tmp_path / "results" / "1" / "seg.dcm", study_uid(0))
-    assert index_missing_results(sessions, tmp_path) == 1  # job 2's result names no file: nothing to index
-    assert index_missing_results(sessions, tmp_path) == 0
+    assert index_missing_results(sessions, tmp_path, stored_dicom_files) == 1  # job 2's result names no file: nothing to index
+    assert index_missing_results(sessions, tmp_path, stored_dicom_files) == 0
     with sessions() as session:
         (found,) = find(session, Query.of("SERIES", {"StudyInstanceUID": study_uid(0), "Modality": "SEG", "SeriesInstanceUID": ""}), 10)
     assert found["SeriesInstanceUID"] == series

@@ -11,7 +11,8 @@ from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 
 from dicom_node.config import Destination, RetrieveSettings
-from dicom_node.net.retrieve import QueryRetrieveScu, RetrieveRefused, StudyQuery
+from dicom_node.net.retrieve import QueryRetrieveScu, RetrieveRefused
+from dicom_node.store.inference_requests import StudyQuery
 from dicom_node.net.scu import PeerUnavailable
 from tests.node_process import free_port
 

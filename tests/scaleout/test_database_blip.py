@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.dcmtk import dcmtk_env, require
 from tests.node_process import NodeProcess
 from tests.postgres import POSTGRES_ADMIN_URL, fresh_postgres_schema

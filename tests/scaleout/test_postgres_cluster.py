@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.dcmtk import dcmtk_env, require
 from tests.export.peers import Orthanc, wait_for
 from tests.node_process import NodeProcess

@@ -1,4 +1,4 @@
-"""Database URLs for store tests: SQLite always, PostgreSQL when the local server answers."""
+"""Database URLs (and sessions at the newest schema) for store tests: SQLite always, PostgreSQL when the local server answers."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from tests.postgres import fresh_postgres_schema
 
 
@@ -17,3 +18,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path):
         return
     with fresh_postgres_schema() as url:
         yield url
+
+
+@pytest.fixture
+def sessions(database_url: str):
+    """Sessions on that database, at the newest schema."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    yield make_sessionmaker(engine)
+    engine.dispose()

@@ -5,23 +5,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
-from dicom_node.net.retrieve import StudyQuery
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
-from dicom_node.store.inference_requests import InferenceRequests, RequestSpec
+from dicom_node.store.inference_requests import InferenceRequests, RequestSpec, StudyQuery
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import InferenceRequestSeries, utcnow
 from tests.store.test_jobs import receive
-
-
-@pytest.fixture
-def sessions(database_url: str):
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def spec(transaction_id: str = "t1") -> RequestSpec:

@@ -6,23 +6,13 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.ingest import Indexer, InstanceMeta
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.leases import LeaseKeeper
 from dicom_node.config import Config
 from dicom_node.store.models import Export, Instance, Job, Series, utcnow
-
-
-@pytest.fixture
-def sessions(database_url: str):
-    upgrade(database_url)
-    engine = make_engine(database_url)
-    yield make_sessionmaker(engine)
-    engine.dispose()
 
 
 def receive(indexer: Indexer, series: str, n: int, association: int | None, start: int = 0) -> None:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import PipelineResult, analyse_volume
-from dicom_node.pipeline.phantom import Phantom, make_phantom
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.pipeline import PipelineResult, analyse_volume
+from phantoms.chest import Phantom, make_phantom
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.volume import CtVolume
 

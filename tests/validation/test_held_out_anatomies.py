@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_node.inference.embedded import EmbeddedLungSegmenter, EmbeddedOpacityBaseline
-from dicom_node.pipeline.covid19 import analyse_volume
+from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
+from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
+from dicom_node.pipelines.covid19.pipeline import analyse_volume
 from dicom_node.pipeline.volume import load_series
 from tests.pipeline.conftest import DATA, real_series
 from tests.validation.kernel_variants import variants

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import text
 
-from dicom_node.web.viewer import OVERLAYS
+from dicom_node.pipelines.covid19.manifest import OVERLAYS
 from tests.web.conftest import (
     SMALL_SERIES_SLICES,
     Site,
@@ -153,7 +153,7 @@ def test_axial_slice_with_and_without_overlay(client, site: Site) -> None:  # ty
     assert plain.headers["content-type"] == "image/png"
     image = Image.open(io.BytesIO(plain.content))
     assert image.size == (512, 512)
-    assert tinted_pixels(plain.content) == {name: 0 for name in OVERLAYS}
+    assert tinted_pixels(plain.content) == {overlay.name: 0 for overlay in OVERLAYS}
     tinted = tinted_pixels(client.get(f"/api/jobs/{site.job_id}/slices/axial/74.png", params={"overlay": 1}).content)
     assert all(count > 500 for count in tinted.values()), tinted
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.web.conftest import build_site
 
 Edit = Callable[[pydicom.Dataset, int], None]

@@ -49,6 +49,9 @@ def test_add_update_remove_with_the_rules_answers(http: TestClient, tmp_path: Pa
     assert bad.status_code == 422
     assert {problem["field"] for problem in bad.json()["errors"]} == {"ae_title", "host"}
     assert "no backslash" in bad.text and "prefix length" in bad.text
+    unknown = http.post("/api/config/ae", json={"ae_title": "DENSITY", "pipelines": ["lung_density", "nope"]})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "pipelines" and "unknown pipeline(s) ['nope']" in unknown.text
+    assert http.post("/api/config/ae", json={"ae_title": "BOTH", "pipelines": ["covid19_ct", "lung_density"]}).status_code == 201
     ports = http.post("/api/config/destination", json={"name": "X", "ae_title": "X", "host": "127.0.0.1", "port": 0})
     assert ports.status_code == 422 and ports.json()["errors"][0]["field"] == "port"
 

@@ -15,7 +15,7 @@ import pydicom
 import pytest
 
 from dicom_node.config import ConfigError
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.web.api import create_app
 from dicom_node.web.server import HttpServer
 from tests.certificates import self_signed

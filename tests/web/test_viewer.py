@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dicom_node.pipelines.covid19.manifest import OVERLAYS
 from dicom_node.web.viewer import LruCache, ViewerError, ViewVolume, load_masks, render
 
 HEAD_FIRST = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)  # slices from feet to head, the usual axial layout
@@ -63,7 +64,7 @@ def test_overlay_colours_where_the_masks_are() -> None:
     labels[:, 5:15, 20:28] = 2
     opacity = np.zeros(volume.hu.shape, dtype=bool)
     opacity[:, 30:35, 10:20] = True
-    masked = ViewVolume(volume.hu, volume.spacing, HEAD_FIRST, labels, opacity)
+    masked = ViewVolume(volume.hu, volume.spacing, HEAD_FIRST, {"lung_labels": labels, "opacity_mask": opacity}, OVERLAYS)
     rgb = np.asarray(Image.open(io.BytesIO(render(masked, "axial", 4, overlay=True))).convert("RGB")).astype(int)
     assert rgb[10, 5, 1] > rgb[10, 5, 0] + 40  # right lung: green
     assert rgb[10, 24, 2] > rgb[10, 24, 0] + 40  # left lung: blue
@@ -85,7 +86,7 @@ def test_masks_on_another_grid_are_refused(tmp_path) -> None:  # type: ignore[no
     path = tmp_path / "masks.npz"
     np.savez_compressed(path, lung_labels=np.zeros((9, 40, 30), np.uint8), opacity_mask=np.zeros((9, 40, 30), bool))
     with pytest.raises(ViewerError, match="do not match"):
-        load_masks(path, (10, 40, 30))
+        load_masks(path, (10, 40, 30), ["lung_labels", "opacity_mask"])
 
 
 def test_cache_loads_once_under_concurrent_requests_and_evicts_the_oldest() -> None:

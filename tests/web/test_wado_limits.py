@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pydicom
 
-from dicom_node.web.dicomweb.multipart import media_type_parameters
+from dicom_node.net.multipart import media_type_parameters
 from tests.web.conftest import Site, p001_files
 
 ANY_SYNTAX = {"Accept": 'multipart/related; type="application/octet-stream"; transfer-syntax=*'}

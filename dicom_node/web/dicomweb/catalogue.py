@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dicom_node.output.stored_results import result_dicom_files
+from dicom_node.pipelines.registry import read_manifest
 from dicom_node.store.models import Instance, Job, Series, Study
 
 
@@ -101,7 +101,8 @@ def result_paths(job: Job, data_dir: Path) -> list[Path]:
     """The DICOM files a done job wrote (SEG, SR, summary page, key images) that are still there, inside the data dir."""
     root = data_dir.resolve()
     paths = []
-    for name in result_dicom_files(job.result):
+    manifest = read_manifest(job.pipeline, job.result)
+    for name in manifest.dicom_files() if manifest else []:
         path = (root / name).resolve()
         if path.is_relative_to(root) and path.is_file():
             paths.append(path)

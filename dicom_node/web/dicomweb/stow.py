@@ -17,55 +17,27 @@ associations in progress) has no room for the body, before that part of it is re
 
 from __future__ import annotations
 
-import io
 import logging
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.filereader import _read_file_meta_info, read_preamble  # the public one takes only a path
+from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
+from dicom_node.net.multipart import BadMultipart, Part10, media_type_parameters, read_part10, split_parts
 from dicom_node.peer_memory import STEP, PeerMemory
 from dicom_node.store.ingest import Indexer
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.receive import Outcome, Receiver
 from dicom_node.web.context import WebContext, get_context
-from dicom_node.web.dicomweb.multipart import BadMultipart, media_type_parameters, split_parts
 from dicom_node.web.dicomweb.wado import base_url
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 ContextDep = Annotated[WebContext, Depends(get_context)]
 CALLING_AE = "STOW-RS"
-
-
-@dataclass(frozen=True)
-class Part10:
-    """One part as a PS3.10 file: its header bytes (preamble, file meta) and its data set bytes."""
-
-    header: bytes
-    dataset: memoryview
-    meta: FileMetaDataset
-
-
-def read_part10(body: memoryview, number: int) -> Part10:
-    """Split a part into header and data set; BadMultipart saying which part when it is not a PS3.10 file."""
-    stream = io.BytesIO(body)
-    try:
-        read_preamble(stream, force=False)
-        meta = _read_file_meta_info(stream)
-    except Exception as exc:  # any parse failure of client data
-        raise BadMultipart(f"part {number} is not a DICOM PS3.10 file: {exc}") from None
-    if not meta.get("TransferSyntaxUID"):
-        raise BadMultipart(f"part {number}: file meta information lacks the Transfer Syntax UID")
-    offset = stream.tell()
-    if offset >= len(body):
-        raise BadMultipart(f"part {number} has file meta information but no data set")
-    return Part10(bytes(body[:offset]), body[offset:], meta)
 
 
 def parse_body(content_type: str, body: bytes) -> list[Part10]:
@@ -95,7 +67,7 @@ def receiver(context: WebContext, request: Request) -> Receiver:
 def store_all(receiver: Receiver, context: WebContext, parts: list[Part10], study: str | None, host: str, port: int) -> list[Outcome]:
     """Store the parts as one batch (an association row, 'released' at the end) and return each one's outcome."""
     called = context.config.dicom.called_aes[0]
-    batch = receiver.open(CALLING_AE, called.ae_title, host, port, called.pipeline)
+    batch = receiver.open(CALLING_AE, called.ae_title, host, port, called.pipelines)
     how = "aborted"
     try:
         outcomes = []

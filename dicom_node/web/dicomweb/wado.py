@@ -17,10 +17,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from dicom_node.net.multipart import media_type_parameters, multipart_content_type, new_boundary, write_parts
 from dicom_node.web.context import WebContext, get_context
 from dicom_node.web.dicomweb.catalogue import Entry, Scope, entries
 from dicom_node.web.dicomweb.frames import FrameError, Frames, decoded_frames, frame_count, parse_frame_list, rendered, stored_frames
-from dicom_node.web.dicomweb.multipart import media_type_parameters, multipart_content_type, new_boundary, write_parts
 from dicom_node.web.resources import SessionDep
 
 router = APIRouter()

@@ -3,7 +3,7 @@
 
 const KEYS = { ae: "ae_title", source: "name", destination: "name" };
 const COLUMNS = {
-  ae: ["ae_title", "pipeline", "settle_seconds", "sop_classes"],
+  ae: ["ae_title", "pipelines", "settle_seconds", "sop_classes"],
   source: ["name", "ae_title", "host", "called_aes", "query_retrieve"],
   destination: ["name", "ae_title", "host", "port", "tls", "pipelines", "retrieve_method"],
 };

@@ -1,6 +1,7 @@
-// One series: its newest job's headline (RSNA category, zone-based score, PO, fitness flags), slices with the masks,
-// the classifier's scores (a trained model's probabilities; the baseline's index, never shown as a probability) and
-// the measurements.
+// One series: its newest job's headline (RSNA category, zone-based score, PO, fitness flags), slices with the masks
+// its result manifest lists, the classifier's scores (a trained model's probabilities; the baseline's index, never
+// shown as a probability) and the measurements. A series several pipelines processed links each one's newest job
+// (?job=ID shows that one).
 "use strict";
 
 const seriesId = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -75,9 +76,14 @@ function showHeadline(result) {
   const headline = result && result.headline;
   if (!headline) return;
   const marked = headline.marked ? " (!)" : "";
-  document.getElementById("category").textContent = `${headline.category_title || "not assessed"}${marked}`;
-  const score = headline.zone_based_severity_score === null ? "" : `zone-based score ${headline.zone_based_severity_score}/30, `;
-  document.getElementById("score").textContent = `${score}PO ${fmt(headline.opacity_percent, 2)}%${marked}`;
+  if ("category_title" in headline) {  // the COVID-19 pipeline's headline: RSNA category, zone-based score, PO
+    document.getElementById("category").textContent = `${headline.category_title || "not assessed"}${marked}`;
+    const score = headline.zone_based_severity_score === null ? "" : `zone-based score ${headline.zone_based_severity_score}/30, `;
+    document.getElementById("score").textContent = `${score}PO ${fmt(headline.opacity_percent, 2)}%${marked}`;
+  } else {  // any other pipeline's: its one line
+    document.getElementById("headline-title").textContent = result.pipeline || "Result";
+    document.getElementById("category").textContent = `${headline.text}${marked}`;
+  }
   const flags = result.fitness_flags || [];
   const fitness = document.getElementById("fitness");
   fitness.className = flags.length ? "banner" : "muted";
@@ -129,6 +135,17 @@ function showLegend(overlays) {
   document.getElementById("legend").replaceChildren(...items);
 }
 
+// Each other pipeline's newest job of the series, as a link to this page showing it.
+function showPipelines(jobs, shown) {
+  const newest = new Map();
+  for (const j of jobs) if (j.pipeline !== shown.pipeline && !newest.has(j.pipeline)) newest.set(j.pipeline, j);
+  if (!newest.size) return;
+  const links = [...newest.values()].map((j) => el("a", { href: `?job=${j.id}` }, `${j.pipeline} (job ${j.id}, ${j.state})`));
+  const line = document.getElementById("pipelines");
+  line.replaceChildren(`${shown.pipeline}; also: `, ...links.flatMap((a, i) => (i ? [", ", a] : [a])));
+  line.hidden = false;
+}
+
 function showJob(job) {
   document.getElementById("job-state").replaceChildren(el("span", {}, `job ${job.id} `), stateBadge(job.state));
   document.getElementById("job-reason").textContent = job.reason || "";
@@ -169,8 +186,10 @@ async function main() {
     document.getElementById("title").textContent = `${series.patient_name || series.patient_id || "Series"}: ${series.description || series.series_instance_uid}`;
     document.getElementById("subtitle").textContent =
       `${series.modality} series ${series.series_number ?? ""}, ${series.instance_count} instances, study ${series.study_instance_uid}`;
-    // The newest job that finished with results; else the newest job, to say what is happening.
-    const job = series.jobs.find((j) => j.state === "done") || series.jobs[0];
+    // The job asked for; else the newest job that finished with results; else the newest job, to say what is happening.
+    const asked = Number(new URLSearchParams(location.search).get("job"));
+    const job = series.jobs.find((j) => j.id === asked) || series.jobs.find((j) => j.state === "done") || series.jobs[0];
+    showPipelines(series.jobs, job);
     if (!job) {
       status.textContent = "no job for this series yet";
       return;

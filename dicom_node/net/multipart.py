@@ -1,4 +1,5 @@
-"""multipart/related bodies (RFC 2387) as DICOMweb uses them: read STOW-RS requests, write WADO-RS responses.
+"""multipart/related bodies (RFC 2387) as DICOMweb uses them: read STOW-RS requests and WADO-RS answers (the
+node's own WADO-RS client), write WADO-RS responses; each part as a PS3.10 file.
 
 Pure functions over bytes: no I/O, so a malformed body is a clear `BadMultipart`
 with the reason the client gets in its 400 answer.
@@ -6,9 +7,13 @@ with the reason the client gets in its 400 answer.
 
 from __future__ import annotations
 
+import io
 import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.filereader import _read_file_meta_info, read_preamble  # the public one takes only a path
 
 
 class BadMultipart(ValueError):
@@ -79,3 +84,28 @@ def write_parts(boundary: str, parts: Iterable[tuple[str, bytes | memoryview]]) 
         yield bytes(payload)
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode("latin-1")
+
+
+@dataclass(frozen=True)
+class Part10:
+    """One part as a PS3.10 file: its header bytes (preamble, file meta) and its data set bytes."""
+
+    header: bytes
+    dataset: memoryview
+    meta: FileMetaDataset
+
+
+def read_part10(body: memoryview, number: int) -> Part10:
+    """Split a part into header and data set; BadMultipart saying which part when it is not a PS3.10 file."""
+    stream = io.BytesIO(body)
+    try:
+        read_preamble(stream, force=False)
+        meta = _read_file_meta_info(stream)
+    except Exception as exc:  # any parse failure of client data
+        raise BadMultipart(f"part {number} is not a DICOM PS3.10 file: {exc}") from None
+    if not meta.get("TransferSyntaxUID"):
+        raise BadMultipart(f"part {number}: file meta information lacks the Transfer Syntax UID")
+    offset = stream.tell()
+    if offset >= len(body):
+        raise BadMultipart(f"part {number} has file meta information but no data set")
+    return Part10(bytes(body[:offset]), body[offset:], meta)

@@ -41,7 +41,7 @@ from dicom_node.pipeline.boxes import bounding_box, widened
 from dicom_node.pipeline.harmonise import ImageQuality, harmonised
 from dicom_node.pipeline.lungs import LEFT, RIGHT
 from dicom_node.pipeline.settings import OpacitySettings
-from dicom_node.pipeline.vesselness import vesselness_at
+from dicom_node.pipelines.covid19.vesselness import vesselness_at
 
 SMOOTHING_MM = 1.0  # without harmonisation (the baseline classifier's fixed filters)
 BOX_MARGIN = 3  # voxels around the lungs: the smoothing's reach

@@ -22,13 +22,13 @@ import numpy as np
 from pydicom.multival import MultiValue
 
 from dicom_node.inference.base import ContractMismatch, InferenceModel
-from dicom_node.pipeline.category import RsnaAssessment, rsna_category
-from dicom_node.pipeline.classifier_input import build_classifier_input
+from dicom_node.pipelines.covid19.category import RsnaAssessment, rsna_category
+from dicom_node.pipelines.covid19.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
 from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
 from dicom_node.pipeline.harmonise import ImageQuality, quality_flags
 from dicom_node.pipeline.lungs import split_left_right
-from dicom_node.pipeline.opacity import Measurements, measure_opacity, opacity_masks
+from dicom_node.pipelines.covid19.opacity import Measurements, measure_opacity, opacity_masks
 from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings

@@ -37,9 +37,9 @@ import math
 
 import numpy as np
 
-from dicom_node.pipeline.classifier_input import from_layout, range_to_hu
+from dicom_node.pipelines.covid19.classifier_input import from_layout, range_to_hu
 from dicom_node.pipeline.depth import coarse_depth_mm, to_full_grid
-from dicom_node.pipeline.opacity import opacity_masks
+from dicom_node.pipelines.covid19.opacity import opacity_masks
 from dicom_node.pipeline.settings import ClassifierInputSettings, HarmonisationSettings, OpacitySettings
 
 MODEL_NAME = "dicom-node-opacity-baseline"

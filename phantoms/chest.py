@@ -10,7 +10,7 @@ and where a plain air threshold loses dense lung.
 
 Coordinates are LPS in mm with the volume centred on (0, 0, 0); patient right is -x.
 
-CLI: ``python -m dicom_node.pipeline.phantom OUT_DIR --size 512 512 300 --opacity 0.1``
+CLI: ``python -m phantoms.chest OUT_DIR --size 512 512 300 --opacity 0.1``
 (size is columns rows slices).
 """
 

@@ -1,0 +1,1 @@
+"""Lung densitometry after the QIBA CT Lung Densitometry profile, as a pipeline of its own (`plugin.py`)."""
