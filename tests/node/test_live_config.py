@@ -19,7 +19,7 @@ import pytest
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.dcmtk import Storescp, echoscu, storescu
 from tests.export.peers import wait_for
 from tests.node.index import query, wait_for_finished_job

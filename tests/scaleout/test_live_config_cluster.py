@@ -12,7 +12,7 @@ import httpx
 import pydicom
 import pytest
 
-from dicom_node.pipeline.phantom import make_phantom, write_phantom_series
+from phantoms.chest import make_phantom, write_phantom_series
 from tests.dcmtk import Storescp, storescu
 from tests.export.peers import wait_for
 from tests.node_process import NodeProcess, free_port, wait_for_port
