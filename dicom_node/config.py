@@ -161,7 +161,11 @@ class CalledAe(Section):
         unknown = [name for name in names if name not in PIPELINES]
         if unknown:
             raise ValueError(f"unknown pipeline(s) {unknown} (pipelines: {', '.join(PIPELINES)})")
-        return list(dict.fromkeys(names))
+        names = list(dict.fromkeys(names))
+        stored = sum(map(len, names)) + len(names) - 1  # one column of 64 characters, one separator between names
+        if stored > 64:
+            raise ValueError(f"the pipelines' names take {stored} characters together with their separators (Series.pipeline), at most 64")
+        return names
 
     @field_validator("sop_classes", "refused_sop_classes")
     @classmethod
