@@ -18,13 +18,14 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from dicom_node.output.series import SR_DESCRIPTION
 from tests.dcmtk import storescu
 from tests.export.conftest import export_rows
 from tests.export.peers import Orthanc, wait_for
 from tests.node.index import query
 from tests.node_process import REPO, NodeProcess, free_port, shared_series, wait_for_port
 from tests.output.dicom_validation import dciodvfy_errors
-from tests.web.test_ohif import open_seg_over_ct
+from tests.web.ohif import COVID19_SEG, open_seg_over_ct
 
 RESEARCH = "RESEARCH"
 SEG, SR, SC = "1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.88.22", "1.2.840.10008.5.1.4.1.1.7"
@@ -237,5 +238,9 @@ def test_ohif_overlays_the_deidentified_seg_on_the_deidentified_ct(browser, node
     )
     original = pydicom.dcmread(next(source.glob("*.dcm")), stop_before_pixels=True)
     assert study_uid != original.StudyInstanceUID and patient_id != original.PatientID and patient_id.startswith("DN")
-    counts = open_seg_over_ct(browser, f"http://127.0.0.1:{http_port}", series_id, study_uid, len(list(source.glob("*.dcm"))), tmp_path)
+    shown = open_seg_over_ct(
+        browser, f"http://127.0.0.1:{http_port}", series_id, study_uid, len(list(source.glob("*.dcm"))), tmp_path, (COVID19_SEG,),
+        (SR_DESCRIPTION,),
+    )
+    counts = shown[COVID19_SEG.description]
     assert counts["Right lung"] > 200 and counts["Left lung"] > 200, counts

@@ -12,6 +12,7 @@ from dicom_node.pipelines.lung_density.pipeline import LungDensityResult
 from dicom_node.pipelines.protocol import SeriesInput
 from dicom_node.pipelines.registry import pipeline
 from tests.lung_density.emphysema_phantom import EmphysemaPhantom, make_emphysema_phantom, write_emphysema_series
+from tests.web.conftest import browser  # noqa: F401  (Debian's headless Chromium through Playwright, for the viewer test)
 
 SIZE = (512, 512, 48)  # 0.7 mm pixels as a chest CT has; 6.25 mm between thin sections keeps it fast
 

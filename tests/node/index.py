@@ -37,16 +37,20 @@ def wait_for_jobs(data_dir: Path, count: int, timeout: float = 30) -> list[tuple
 FINISHED = ("done", "skipped", "failed")
 
 
-def wait_for_finished_job(data_dir: Path, series_instance_uid: str, timeout: float = 120) -> tuple[int, str, str]:
-    """(id, state, reason) of the newest job of a series once it is done, skipped or failed."""
+def wait_for_finished_job(data_dir: Path, series_instance_uid: str, timeout: float = 120, pipeline: str | None = None) -> tuple[int, str, str]:
+    """(id, state, reason) of the newest job of a series (of `pipeline`'s jobs only, if given) once it is done,
+    skipped or failed."""
     import time
 
-    sql = "SELECT j.id, j.state, j.reason FROM job j JOIN series s ON s.id = j.series_fk WHERE s.series_instance_uid = ? ORDER BY j.id DESC LIMIT 1"
+    sql = (
+        "SELECT j.id, j.state, j.reason FROM job j JOIN series s ON s.id = j.series_fk WHERE s.series_instance_uid = ? "
+        "AND (? IS NULL OR j.pipeline = ?) ORDER BY j.id DESC LIMIT 1"
+    )
     deadline = time.monotonic() + timeout
     rows: list[tuple] = []
     while time.monotonic() < deadline:
-        rows = query(data_dir, sql, series_instance_uid) if (data_dir / "index.sqlite3").exists() else []
+        rows = query(data_dir, sql, series_instance_uid, pipeline, pipeline) if (data_dir / "index.sqlite3").exists() else []
         if rows and rows[0][1] in FINISHED:
             return rows[0]
         time.sleep(0.3)
-    raise TimeoutError(f"the job of series {series_instance_uid} did not finish in {timeout} s: {rows}")
+    raise TimeoutError(f"the {pipeline or 'newest'} job of series {series_instance_uid} did not finish in {timeout} s: {rows}")
