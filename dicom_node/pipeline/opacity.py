@@ -19,7 +19,11 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    vesselness above `tubular_vesselness` at any of `tubular_scales_mm`): a hilar vessel's
    branching point or partial-volume sleeve survives the openings but is still a tube
    at the vessel's own scale, while a ground-glass nodule is a blob and a consolidation
-   a blob or plate. The test runs per component in its own small box;
+   a blob or plate. The test runs per component in its own small box. It is off by
+   default (`tubular_max_fraction` 1): per voxel, the surface of a blob larger than the
+   scale has two negative curvatures like a tube, so round and subpleural consolidations
+   of 4-14 mL were dropped whole, while with the harmonisation and the 3 mm ground-glass
+   opening it no longer removes anything from the shared scans or their kernel variants;
 5. faint ground glass too small for step 4 (about 1.2-2 cm) becomes a seed where the
    lung's mean attenuation at a lesion's scale stands out from the scan's parenchyma,
    unless the patch is a sleeve around a vessel (`focal_ground_glass`);
