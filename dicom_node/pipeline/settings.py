@@ -154,6 +154,13 @@ class OpacitySettings(BaseModel, frozen=True):
     grow_along_z_mm: float = Field(
         2.5, ge=0, description="how far seeds grow back along z (in-plane: pleural_margin_mm + ground_glass_opening_mm)"
     )
+    grow_uphill_hu: float | None = Field(
+        50.0,
+        ge=0,
+        description="seeds grow only into voxels at most this much brighter than the brightest grown voxel beside them "
+        "(a lesion's edge falls away from it, a vessel beside it rises again: about 3x the reference noise); None: "
+        "grow into every candidate",
+    )
     harmonisation: HarmonisationSettings = HarmonisationSettings()
 
 
