@@ -23,8 +23,9 @@ def test_soft_and_sharp_kernels_give_the_same_po_for_every_anatomy(scores):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="Dice 0.820-0.949 (seeds 1, 8 and 9 below 0.85: the lung mask leaves 10-14% of their opacity out) and "
-    "vessels 0-15.7% (seeds 2, 4 and 6 soft: growth along vessels beside lesions) measured (docs/validation.md)",
+    reason="Dice 0.823-0.947 (seeds 1, 8 soft and 9 soft below 0.85: the lung mask leaves 11-14% of their opacity "
+    "out) and vessels 0-8.6% (seeds 2 soft and 4: vessel sleeves in lesions beside the hilar trunks) measured "
+    "(docs/validation.md)",
 )
 def test_every_anatomy_and_kernel_finds_the_opacity_and_leaves_the_vessels_out(scores):
     for (seed, kernel), s in scores.items():
@@ -32,7 +33,7 @@ def test_every_anatomy_and_kernel_finds_the_opacity_and_leaves_the_vessels_out(s
 
 
 def test_within_the_lung_mask_every_anatomy_and_kernel_finds_the_opacity(scores):
-    """The opacity method apart from the lung mask: against the truth inside the node's own lung mask (0.885-0.955
+    """The opacity method apart from the lung mask: against the truth inside the node's own lung mask (0.886-0.953
     measured). What the end-to-end Dice loses beyond this is consolidation the classical lung mask leaves out."""
     for (seed, kernel), s in scores.items():
         print(f"\nseed {seed} {kernel}: Dice {s.opacity_dice:.3f}, in the lung mask {s.dice_in_lung_mask:.3f}, "
