@@ -22,7 +22,7 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    a blob or plate. The test runs per component in its own small box. It is off by
    default (`tubular_max_fraction` 1): per voxel, the surface of a blob larger than the
    scale has two negative curvatures like a tube, so round and subpleural consolidations
-   of 4-14 mL were dropped whole, while with the harmonisation and the 3 mm ground-glass
+   of 4-19 mL were dropped whole, while with the harmonisation and the 3 mm ground-glass
    opening it no longer removes anything from the shared scans or their kernel variants;
 5. faint ground glass too small for step 4 (about 1.2-2 cm) becomes a seed where the
    lung's mean attenuation at a lesion's scale stands out from the scan's parenchyma,
@@ -151,7 +151,8 @@ def grow_within(
     steps_3d = int(reach_z_mm // spacing[0] + 1e-9)
     steps_2d = max(0, int(round(reach_mm / step)) - steps_3d)
     if downhill is not None:
-        return _grown_downhill(seeds, allowed, downhill, [(ellipsoid(spacing[0], spacing), steps_3d), (IN_PLANE_SQUARE, steps_2d)])
+        steps = [(ellipsoid(spacing[0], spacing), steps_3d), (IN_PLANE_SQUARE, steps_2d)]
+        return _grown_downhill(seeds, allowed, downhill, steps)
     grown = seeds
     if steps_3d:
         grown = ndimage.binary_dilation(grown, ellipsoid(spacing[0], spacing), iterations=steps_3d, mask=allowed)

@@ -136,7 +136,7 @@ class OpacitySettings(BaseModel, frozen=True):
         ge=0,
         le=1,
         description="components with a larger tubular share are vessels and dropped; 1 (the default) disables the test: "
-        "it drops subpleural and round consolidations of 4-14 mL and no false positive of the shared scans "
+        "it drops subpleural and round consolidations of 4-19 mL and no false positive of the shared scans "
         "(docs/validation.md, 'The tubular test')",
     )
     tubular_max_lesion_ml: float = Field(

@@ -18,7 +18,9 @@ def chest_block(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     the z, y, x coordinates in mm from the block's centre."""
     rng = np.random.default_rng(seed)
     shape = (40, 120, 120)
-    z, y, x = (s * (np.arange(n) - n // 2).reshape([-1 if i == k else 1 for i in range(3)]) for k, (n, s) in enumerate(zip(shape, SPACING)))
+    z, y, x = (
+        s * (np.arange(n) - n // 2).reshape([-1 if i == k else 1 for i in range(3)]) for k, (n, s) in enumerate(zip(shape, SPACING))
+    )
     body = (y**2 + x**2 <= 90.0**2) & (np.abs(z) < 1e9)
     lung = (y**2 + x**2 <= 70.0**2) & (np.abs(z) <= 40.0)
     hu = np.where(lung, -850.0, np.where(body, 40.0, -1000.0)).astype(np.float32)
