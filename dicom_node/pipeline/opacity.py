@@ -165,23 +165,23 @@ def _grown_downhill(
     seeds: np.ndarray, allowed: np.ndarray, downhill: tuple[np.ndarray, float], steps: list[tuple[np.ndarray, int]]
 ) -> np.ndarray:
     """`grow_within`'s steps, each taking the allowed neighbours no brighter than their brightest grown neighbour plus
-    the tolerance; only the seeds' box (plus the reach) is worked on."""
-    box = bounding_box(seeds)
-    if box is None:
-        return seeds.copy()
+    the tolerance. The brightest grown neighbour is looked up at the step's candidate voxels only (a shell of a few
+    thousand), not filtered over the lungs."""
     image, tolerance = downhill
-    box = widened(box, sum(n for _, n in steps) + 1, seeds.shape)
-    grown, inside, values = seeds[box].copy(), allowed[box], image[box]
+    grown = seeds.copy()
     for structure, count in steps:
+        offsets = np.argwhere(structure) - np.array(structure.shape) // 2
         for _ in range(count):
-            brightest = ndimage.grey_dilation(np.where(grown, values, np.float32(-4000.0)), footprint=structure)
-            step = ndimage.binary_dilation(grown, structure) & inside & ~grown & (values <= brightest + tolerance)
-            if not step.any():
+            front = np.nonzero(ndimage.binary_dilation(grown, structure) & allowed & ~grown)
+            if not front[0].size:
                 break
-            grown |= step
-    out = seeds.copy()
-    out[box] = grown
-    return out
+            brightest = np.full(front[0].size, -np.inf, dtype=np.float32)
+            for offset in offsets:
+                near = tuple(np.clip(f + o, 0, n - 1) for f, o, n in zip(front, offset, grown.shape))
+                brightest = np.maximum(brightest, np.where(grown[near], image[near], -np.inf))
+            taken = image[front] <= brightest + tolerance
+            grown[tuple(f[taken] for f in front)] = True
+    return grown
 
 
 def focal_ground_glass(
