@@ -71,3 +71,22 @@ def test_the_same_haze_against_a_vessel_is_left_to_the_vessel_filters():
 def test_clear_lung_gives_no_focal_seed():
     hu, lung = chest(2)
     assert not focal_of(hu, lung, np.zeros_like(lung)).any()
+
+
+def test_the_growth_goes_downhill_and_leaves_a_vessel_beside_a_lesion_out():
+    """A faint nodule with a vessel (40 HU) running out from its edge: the nodule's edge is taken back, the vessel
+    and its sleeve are not (without the downhill rule the growth ran along them)."""
+    hu, lung = chest(3)
+    nodule = ball(hu.shape, (12, 40, 40), 8.0)
+    hu[nodule] = -550.0
+    vessel = np.zeros_like(lung)
+    vessel[8:17, 40, 46:70] = True  # in-plane, from the nodule's edge outwards
+    hu[vessel] = 40.0
+    smooth = ndimage.gaussian_filter(hu, [1.0 / s for s in SPACING])
+    candidate = lung & (smooth >= -700.0) & (smooth <= 100.0)
+    seeds = ndimage.binary_erosion(nodule)  # the opening and the margin take the edge off a seed
+    downhill = grow_within(seeds, candidate, 6.0, 2.5, SPACING, downhill=(smooth, 50.0))
+    everywhere = grow_within(seeds, candidate, 6.0, 2.5, SPACING)
+    assert (downhill & nodule).sum() == (everywhere & nodule).sum() == nodule.sum()
+    assert (everywhere & ~nodule).sum() >= 12  # along the vessel
+    assert (downhill & ~nodule).sum() <= 3

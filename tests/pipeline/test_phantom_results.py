@@ -46,12 +46,10 @@ def test_consolidation_against_the_chest_wall_stays_in_the_lung_mask(clear_phant
     assert dice(result.lung_labels > 0, phantom.lungs > 0) >= 0.97
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22: the 3 mm ground-glass opening under-counts this phantom's 15% lesions (PO 12.8 vs 15.2%, "
-    "Dice >= 0.8 holds); docs/validation.md",
-)
 def test_opacity_mask_and_percentage_match_the_phantom(covid_phantom: Phantom, covid_result: PipelineResult):
+    """PO 12.8 vs 15.2% while the tubular test dropped the round and subpleural consolidations (docs/validation.md)."""
+    print(f"\nPO {covid_result.measurements.opacity_percent['total']:.2f}% (truth {covid_phantom.opacity_percent:.2f}%), "
+          f"Dice {dice(covid_result.opacity_mask, covid_phantom.opacity):.3f}")
     assert dice(covid_result.opacity_mask, covid_phantom.opacity) >= 0.8
     assert covid_result.measurements.opacity_percent["total"] == pytest.approx(covid_phantom.opacity_percent, abs=2.0)
     for label, side in ((RIGHT, "right"), (LEFT, "left")):

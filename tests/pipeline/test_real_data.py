@@ -69,17 +69,21 @@ def test_slice_opacity_agrees_with_the_radiologists_slice_labels(p001_result: Pi
     labels = slice_labels_p001(p001_result)
     fractions = slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels)
     assert labels.sum() == 80
-    assert roc_auc(fractions, labels) >= 0.93  # 0.947 measured (0.92 before the focal ground-glass seeds)
+    assert roc_auc(fractions, labels) >= 0.94  # issue 22's target (0.92 before the focal ground-glass seeds)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 11 target not met: AUC 0.947 measured (docs/validation.md)")
 def test_slice_opacity_reaches_the_issue_target_auc(p001_result: PipelineResult):
+    """0.947-0.949 until the growth went downhill only (issue 22): it no longer follows vessels out of the lesions
+    into slices labelled clean."""
     labels = slice_labels_p001(p001_result)
-    assert roc_auc(slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels), labels) >= 0.95
+    auc = roc_auc(slice_opacity_fractions(p001_result.opacity_mask, p001_result.lung_labels), labels)
+    print(f"\nP001 slice AUC {auc:.3f}")
+    assert auc >= 0.95
 
 
 def test_normal_case_has_at_most_one_ml_of_opacity(normal001_result: PipelineResult):
-    """Without the tubular test a right hilar vessel's branching point counted as 3.4 ml."""
+    """A right hilar vessel's branching point counted as 3.4 ml before the tubular test; since the harmonisation and
+    the 3 mm ground-glass opening it stays out without it (the test is off by default)."""
     assert normal001_result.measurements.opacity_volume_ml["total"] <= 1.0
     assert normal001_result.pattern is not None and normal001_result.pattern.zone_based_severity_score == 0
 

@@ -28,6 +28,8 @@ class PhantomScore:
     seed: int
     kernel: str
     opacity_dice: float
+    dice_in_lung_mask: float  # against the truth inside the node's lung mask: the opacity method without the lung mask's misses
+    truth_outside_lung_mask: float  # share of the true opacity that the node's lung mask leaves out
     vessel_share: float  # of the vessel voxels, counted as opacity
     po: float
     truth_po: float
@@ -61,10 +63,13 @@ def score(seed: int, kernel: str, settings: PipelineSettings = PipelineSettings(
     found, truth = result.opacity_mask, phantom.opacity
     vessels = phantom.vessels if phantom.vessels is not None else np.zeros_like(truth)
     quality = result.image_quality
+    in_mask = truth & (result.lung_labels > 0)
     return PhantomScore(
         seed=seed,
         kernel=kernel,
         opacity_dice=2.0 * float((found & truth).sum()) / float(found.sum() + truth.sum()),
+        dice_in_lung_mask=2.0 * float((found & in_mask).sum()) / float(found.sum() + in_mask.sum()),
+        truth_outside_lung_mask=1.0 - float(in_mask.sum()) / float(truth.sum()),
         vessel_share=float((found & vessels).sum()) / max(1.0, float(vessels.sum())),
         po=result.measurements.opacity_percent["total"],
         truth_po=phantom.opacity_percent,

@@ -21,7 +21,21 @@ def test_soft_and_sharp_kernels_give_the_same_po_for_every_anatomy(scores):
         assert soft == pytest.approx(sharp, rel=0.10), seed
 
 
-@pytest.mark.xfail(strict=True, reason="Dice 0.796-0.941 and vessels 0-15.7% measured (docs/validation.md)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="Dice 0.823-0.947 (seeds 1, 8 soft and 9 soft below 0.85: the lung mask leaves 11-14% of their opacity "
+    "out) and vessels 0-8.6% (seeds 2 soft and 4: vessel sleeves in lesions beside the hilar trunks) measured "
+    "(docs/validation.md)",
+)
 def test_every_anatomy_and_kernel_finds_the_opacity_and_leaves_the_vessels_out(scores):
     for (seed, kernel), s in scores.items():
         assert s.opacity_dice >= 0.85 and s.vessel_share < 0.05, (seed, kernel)
+
+
+def test_within_the_lung_mask_every_anatomy_and_kernel_finds_the_opacity(scores):
+    """The opacity method apart from the lung mask: against the truth inside the node's own lung mask (0.886-0.953
+    measured). What the end-to-end Dice loses beyond this is consolidation the classical lung mask leaves out."""
+    for (seed, kernel), s in scores.items():
+        print(f"\nseed {seed} {kernel}: Dice {s.opacity_dice:.3f}, in the lung mask {s.dice_in_lung_mask:.3f}, "
+              f"{100 * s.truth_outside_lung_mask:.0f}% of the opacity outside it, vessels {100 * s.vessel_share:.1f}%")
+        assert s.dice_in_lung_mask >= 0.85, (seed, kernel)
