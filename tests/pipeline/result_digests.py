@@ -41,7 +41,7 @@ def job_input_of(paths: list[Path]):  # type: ignore[no-untyped-def]
     return JobInput(stored_input_digest([(str(pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID), p) for p in paths]), len(paths))
 
 
-def result_digests(series_dir: Path) -> list[dict[str, str]]:
+def result_digests(series_dir: Path) -> dict[str, object]:
     paths = sorted(series_dir.glob("*.dcm"))
     job_input = job_input_of(paths)
     with tempfile.TemporaryDirectory() as tmp:
@@ -61,12 +61,12 @@ def result_digests(series_dir: Path) -> list[dict[str, str]]:
             segmenter, classifier = build_pair(InferenceSettings())
             result = run_covid19(paths, segmenter, classifier)
             files = write_results(result, out_dir, "dicom-node COVID-19 CT", "0.1.0", job_input=job_input).dicom()
-            return digests(out_dir, files)
+            return {"algorithm_version": "0.1.0", "files": digests(out_dir, files)}
         covid = pipeline("covid19_ct")
         processing = covid.settings_type()
         result = covid.run(SeriesInput(tuple(paths)), build_models(InferenceSettings(), covid, processing), processing)
         manifest = covid.write(result, ResultTarget(out_dir, Path(tmp), job_input))
-        return digests(out_dir, [Path(tmp) / name for name in manifest.dicom_files()])
+        return {"algorithm_version": covid.algorithm.version, "files": digests(out_dir, [Path(tmp) / name for name in manifest.dicom_files()])}
 
 
 if __name__ == "__main__":

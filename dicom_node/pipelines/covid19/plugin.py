@@ -10,7 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dicom_node import __version__
 from dicom_node.inference.settings import LungSegmentationSettings, ModelSettings
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipeline.settings import PipelineSettings
@@ -43,7 +42,10 @@ class Covid19Pipeline:
 
     name = "covid19_ct"
     called_ae = "CLARA"
-    algorithm = AlgorithmId("dicom-node COVID-19 CT", __version__)
+    # Its own version, not the package's: every result UID derives from it and the input, so a change of what the
+    # pipeline writes for the same input takes a new version (tests/pipeline/test_p001_unchanged.py holds it to that).
+    # 0.2.0: issue 22's opacity method (growth downhill only, the tubular test off).
+    algorithm = AlgorithmId("dicom-node COVID-19 CT", "0.2.0")
     model_roles = (SEGMENTER, CLASSIFIER)
     settings_type = PipelineSettings
     manifest_type = Covid19Manifest

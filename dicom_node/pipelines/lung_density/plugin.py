@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from dicom_node import __version__
 from dicom_node.inference.settings import LungSegmentationSettings, ModelSettings
 from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipelines.lung_density.manifest import LungDensityManifest
@@ -29,7 +28,7 @@ class LungDensityPipeline:
 
     name = "lung_density"
     called_ae = "LUNGDENSITY"
-    algorithm = AlgorithmId("dicom-node lung density", __version__)
+    algorithm = AlgorithmId("dicom-node lung density", "0.1.0")  # its own: result UIDs follow it (as COVID-19's)
     model_roles = (SEGMENTER,)
     settings_type = LungDensitySettings
     manifest_type = LungDensityManifest
