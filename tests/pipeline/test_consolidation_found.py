@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dicom_node.pipeline.opacity import opacity_masks
+from dicom_node.pipelines.covid19.opacity import opacity_masks
 from tests.pipeline.conftest import dice
 
 SPACING = (2.5, 1.6, 1.6)
