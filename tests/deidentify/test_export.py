@@ -206,6 +206,7 @@ def _run(series: tuple[str, str], orthanc_factory: Callable[..., Orthanc], node_
     _second_export_maps_the_same(node, orthanc, files)
 
 
+@pytest.mark.slow  # 17 s: a real series through the pipeline and Orthanc; the profile's rules are tested in-process
 def test_a0002_and_its_results_reach_a_deidentified_orthanc(orthanc_factory, node_factory) -> None:  # type: ignore[no-untyped-def]
     _run(("lung-pet-ct-dx", "A0002-B40f"), orthanc_factory, node_factory, timeout=120)
 

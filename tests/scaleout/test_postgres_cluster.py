@@ -27,7 +27,7 @@ from tests.export.peers import Orthanc, wait_for
 from tests.node_process import NodeProcess
 from tests.postgres import fresh_postgres_schema
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # 47 s: five node processes and Orthanc, outside the default suite's budget
 
 SERIES = 12
 LEASE_SECONDS = 3.0

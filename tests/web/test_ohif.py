@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Browser
 
 from dicom_node.output.series import SR_DESCRIPTION
@@ -19,6 +20,7 @@ from tests.processed_node import ProcessedSeries
 from tests.web.ohif import COVID19_SEG, open_seg_over_ct
 
 
+@pytest.mark.slow  # 20-50 s of headless Chromium: outside the default suite's budget
 def test_ohif_shows_the_ct_with_the_nodes_seg_and_sr(browser: Browser, processed_p001: ProcessedSeries, tmp_path: Path) -> None:
     assert processed_p001.state == "done", processed_p001.reason
     counts = open_seg_over_ct(
