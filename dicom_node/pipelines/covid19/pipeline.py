@@ -11,10 +11,8 @@ so that the worker re-queues the job.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from dicom_node.pipeline.pattern import OpacityPattern, describe_opacity
 from dicom_node.pipeline.resample import labels_to_native, mask_to_native, to_model_grid
 from dicom_node.pipeline.settings import PipelineSettings
 from dicom_node.pipeline.spill import spill_to_disk
+from dicom_node.pipeline.timing import timed
 from dicom_node.pipeline.volume import CtVolume, load_series
 
 MIN_LUNG_ML = 200.0
@@ -108,7 +107,7 @@ def run_covid19(
     `volume.hu` is then a read-only array mapped from an anonymous file there.
     """
     timings: dict[str, float] = {}
-    with _timed(timings, "load"):
+    with timed(timings, "load"):
         volume = load_series(paths, settings.selection, settings.load)
     return analyse_volume(volume, segmenter, classifier, settings, spill_dir, timings)
 
@@ -124,7 +123,7 @@ def analyse_volume(
     """Everything after loading, for a volume in memory (`run_covid19`; validation feeds it re-filtered scans)."""
     timings = {} if timings is None else timings
     spacing = settings.segmentation.grid_spacing_zyx
-    with _timed(timings, "segment"):
+    with timed(timings, "segment"):
         grid_ct, grid = to_model_grid(volume, spacing, max_voxels=settings.segmentation.max_grid_voxels)
         if spill_dir is not None:
             volume = replace(volume, hu=spill_to_disk(volume.hu, spill_dir))
@@ -138,7 +137,7 @@ def analyse_volume(
         lung_ml = float((labels > 0).sum()) * float(np.prod(spacing)) / 1000.0
         if lung_ml < MIN_LUNG_ML:
             raise SeriesRejected(f"no lungs found: {lung_ml:.0f} ml of lung segmented (at least {MIN_LUNG_ML:.0f} expected)")
-    with _timed(timings, "fitness"):
+    with timed(timings, "fitness"):
         fitness = tuple(assess_fitness(volume, grid_ct, labels, settings.fitness))
     # The classifier needs only the grid CT and the lungs: a second thread runs it while this one
     # quantifies and describes the opacity (a Triton call waits on the network; numpy and scipy
@@ -146,7 +145,7 @@ def analyse_volume(
     # its temporaries and the native masks never add up (on P001 it ends with the description).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as pool:
         classified = pool.submit(_classify, classifier, grid_ct, labels, spacing, settings, timings)
-        with _timed(timings, "quantify"):
+        with timed(timings, "quantify"):
             masks = opacity_masks(grid_ct, labels, spacing, settings.opacity)
             opacity, high = masks.opacity, masks.high_opacity
             image_quality = _with_header_kernel(masks.image_quality, volume)
@@ -155,12 +154,12 @@ def analyse_volume(
             del masks
             measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct
-        with _timed(timings, "describe"):
+        with timed(timings, "describe"):
             pattern = describe_opacity(opacity, high, labels, spacing)
             del high
             category = rsna_category(pattern, measurements.opacity_volume_ml)
         classification = classified.result()
-    with _timed(timings, "to_native"):
+    with timed(timings, "to_native"):
         native_lungs = labels_to_native(labels, grid, volume)
         native_opacity = mask_to_native(opacity, grid, volume, within=native_lungs)
     return PipelineResult(
@@ -196,9 +195,9 @@ def _classify(
     timings: dict[str, float],
 ) -> Classification:
     """The classifier's answer for the lungs on the model grid (`grid_ct` and `labels` are only read)."""
-    with _timed(timings, "classifier_input"):
+    with timed(timings, "classifier_input"):
         tensor = build_classifier_input(grid_ct, labels, spacing, settings.classifier_input)
-    with _timed(timings, "classify"):
+    with timed(timings, "classify"):
         outputs = _single_output(classifier, {classifier.contract.inputs[0].name: tensor}).reshape(-1)
     return Classification(
         model_name=classifier.contract.name,
@@ -216,11 +215,3 @@ def _single_output(model: InferenceModel, inputs: dict[str, np.ndarray]) -> np.n
         raise ContractMismatch(f"{model.contract.name}: output tensor {name} missing (got {sorted(outputs)})")
     return outputs[name]
 
-
-@contextmanager
-def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[step] = time.perf_counter() - start
