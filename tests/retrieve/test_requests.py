@@ -38,6 +38,12 @@ def study_of(parts: tuple[str, str]) -> tuple[str, str]:
     return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID)
 
 
+def why_not_done(status: dict, node: NodeProcess) -> str:
+    """The request's errors and the node's lines about requests, whole (pytest shortens a repr of the status)."""
+    lines = [line for line in node.log().splitlines() if "inference request" in line or "Traceback" in line or "Error" in line]
+    return "\n".join([error["message"] for error in status["errors"]] + lines[-40:])
+
+
 def assert_results_once(pacs: SourcePacs, study_uid: str, status: dict) -> None:
     counts = pacs.objects_in_study(study_uid)
     assert counts.get("SEG", 0) >= 1 and counts.get("SR", 0) >= 1 and counts.get("OT", 0) + counts.get("SC", 0) >= 1, counts
@@ -55,7 +61,7 @@ def test_c_move_by_study_and_series(pacs: SourcePacs, node: NodeProcess) -> None
     response = api.post(body("move-1", "PACS", details))
     assert response.status_code == 201, response.text
     status = api.wait_final("move-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
+    assert status["state"] == "done", why_not_done(status, node)
     assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
     assert [s["job"]["state"] for s in status["series"]] == ["done"]
     assert_results_once(pacs, study, status)
@@ -70,7 +76,7 @@ def test_c_get_by_accession_fetches_only_what_is_missing(pacs: SourcePacs, node:
     study, b40f = study_of(A0002_B40F)
     assert api.post(body("get-1", "PACS_GET", {"type": "ACCESSION_NUMBER", "accessionNumbers": ["ACC-A0002"]})).status_code == 201
     status = api.wait_final("get-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
+    assert status["state"] == "done", why_not_done(status, node)
     assert status["instances"] == {"expected": 60, "received": 30, "alreadyPresent": 30}
     by_series = {s["seriesInstanceUID"]: s for s in status["series"]}
     first = Api(node).status("move-1")["series"][0]["job"]["id"]
@@ -88,7 +94,7 @@ def test_force_runs_a_series_with_results_again_without_fetching_it(pacs: Source
     before = pacs.objects_in_study(study)
     assert api.post(body("force-1", "PACS", details, force=True)).status_code == 201
     status = api.wait_final("force-1", PIPELINE_SECONDS)
-    assert status["state"] == "done" and status["force"], (status["errors"], node.log()[-3000:])
+    assert status["state"] == "done" and status["force"], why_not_done(status, node)
     assert status["instances"] == {"expected": 30, "received": 0, "alreadyPresent": 30}
     [series] = status["series"]
     assert series["job"]["state"] == "done" and series["job"]["id"] > earlier, "run again"
@@ -121,7 +127,7 @@ def test_wado_rs_by_patient_and_date_range(pacs: SourcePacs, node: NodeProcess) 
     started = time.monotonic()
     assert api.post(body("wado-1", "PACS_WADO", details)).status_code == 201
     status = api.wait_final("wado-1", PIPELINE_SECONDS)
-    assert status["state"] == "done", (status["errors"], node.log()[-3000:])
+    assert status["state"] == "done", why_not_done(status, node)
     assert status["instances"] == {"expected": 30, "received": 30, "alreadyPresent": 0}
     assert_results_once(pacs, status["series"][0]["studyInstanceUID"], status)
     print(f"WADO-RS request for 30 slices done in {time.monotonic() - started:.1f} s")
