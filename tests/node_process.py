@@ -24,7 +24,7 @@ STARTED: list[NodeProcess] = []  # every node a test started, for `stop_the_node
 def shared_series(*parts: str) -> Path:
     path = SHARED_DATA.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"real data {path} is not available")
+        pytest.skip(f"real data {path} is not available", allow_module_level=True)  # also where a module names its series
     return path
 
 
