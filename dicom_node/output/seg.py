@@ -27,6 +27,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 
 from dicom_node.output import concepts
+from dicom_node.output.colours import LEFT_LUNG_RGB, OPACITY_RGB, RIGHT_LUNG_RGB
 from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
@@ -52,10 +53,10 @@ class SegmentSpec:
     rgb: tuple[int, int, int]
 
 
-RIGHT_LUNG = SegmentSpec(1, "Right lung", concepts.ANATOMICAL_STRUCTURE, concepts.LUNG, concepts.RIGHT, (0, 200, 80))
-LEFT_LUNG = SegmentSpec(2, "Left lung", concepts.ANATOMICAL_STRUCTURE, concepts.LUNG, concepts.LEFT, (40, 120, 255))
+RIGHT_LUNG = SegmentSpec(1, "Right lung", concepts.ANATOMICAL_STRUCTURE, concepts.LUNG, concepts.RIGHT, RIGHT_LUNG_RGB)
+LEFT_LUNG = SegmentSpec(2, "Left lung", concepts.ANATOMICAL_STRUCTURE, concepts.LUNG, concepts.LEFT, LEFT_LUNG_RGB)
 OPACITY = SegmentSpec(
-    3, "Lung opacity", concepts.MORPHOLOGICALLY_ABNORMAL_STRUCTURE, concepts.OPACITY, None, (255, 60, 0)
+    3, "Lung opacity", concepts.MORPHOLOGICALLY_ABNORMAL_STRUCTURE, concepts.OPACITY, None, OPACITY_RGB
 )
 SEGMENTS = (RIGHT_LUNG, LEFT_LUNG, OPACITY)
 

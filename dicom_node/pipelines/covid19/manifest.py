@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
+from dicom_node.output.colours import LEFT_LUNG_RGB, OPACITY_RGB, RIGHT_LUNG_RGB
 from dicom_node.output.display import shown
 from dicom_node.pipelines.manifest import Frozen, Headline, Overlay, ResultManifest
 
 BASELINE_SCORE_KIND = "baseline index, not a probability"
 # One colour per structure everywhere: the SEG's segment colours (also the key images'); the opacity on top.
-RIGHT_LUNG_RGB, LEFT_LUNG_RGB, OPACITY_RGB = (0, 200, 80), (40, 120, 255), (255, 60, 0)
 OVERLAYS = (
     Overlay(name="right_lung", array="lung_labels", value=1, rgb=RIGHT_LUNG_RGB, alpha=0.30),
     Overlay(name="left_lung", array="lung_labels", value=2, rgb=LEFT_LUNG_RGB, alpha=0.30),

@@ -10,10 +10,11 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
+from dicom_node.output.colours import LEFT_LUNG_RGB, RIGHT_LUNG_RGB
 from dicom_node.pipelines.manifest import Frozen, Headline, Overlay, ResultManifest
 
 # One colour per structure everywhere (SEG, key images, viewer); the lungs as the COVID-19 pipeline shows them.
-RIGHT_LUNG_RGB, LEFT_LUNG_RGB, LOW_ATTENUATION_RGB = (0, 200, 80), (40, 120, 255), (255, 220, 0)
+LOW_ATTENUATION_RGB = (255, 220, 0)
 OVERLAYS = (
     Overlay(name="right_lung", array="lung_labels", value=1, rgb=RIGHT_LUNG_RGB, alpha=0.25),
     Overlay(name="left_lung", array="lung_labels", value=2, rgb=LEFT_LUNG_RGB, alpha=0.25),
