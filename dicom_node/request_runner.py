@@ -48,6 +48,8 @@ SERIES_FINAL = ("done", "failed", "skipped", "cancelled")
 
 
 class RequestRunner:
+    _working: ClaimedRequest  # the claim of the step in hand: `step` sets it, `_enter` moves it on
+
     def __init__(self, config: Config, sessions: sessionmaker[Session], data_dir: Path, owner: str, queue: JobQueue, outbox: Outbox) -> None:
         self.config = config
         self.settings = config.retrieve
@@ -78,6 +80,10 @@ class RequestRunner:
 
     # One step -------------------------------------------------------------------
     def step(self, claim: ClaimedRequest) -> None:
+        """One claim's work. A failure is recorded, and a retry resumes, at the step being worked on (`_enter` moves
+        `self._working` on): with the claim as it was claimed, a PACS gone during a retrieve sent the request back to
+        C-FIND, and every failure of C-FIND was reported at step "queued"."""
+        self._working = claim
         try:
             source = resolve_source(self.config, claim.source)
             if claim.state in ("queued", "finding"):
@@ -92,15 +98,15 @@ class RequestRunner:
             elif claim.state == "exporting":
                 self._export(claim)
         except PeerUnavailable as exc:
-            self._retry_later(claim, str(exc))
+            self._retry_later(self._working, str(exc))
         except RetrieveRefused as exc:
-            log.error("inference request %d failed: %s", claim.id, exc)
-            self._fail(claim, str(exc), exc.status)
+            log.error("inference request %d failed at step %s: %s", claim.id, self._working.state, exc)
+            self._fail(self._working, str(exc), exc.status)
         except ValueError as exc:  # a source that cannot be resolved
-            self._fail(claim, str(exc))
+            self._fail(self._working, str(exc))
         except Exception as exc:  # a bug must not leave the request held until its lease runs out
-            log.exception("inference request %d: step %s failed", claim.id, claim.state)
-            self._fail(claim, f"{type(exc).__name__}: {exc}")
+            log.exception("inference request %d: step %s failed", claim.id, self._working.state)
+            self._fail(self._working, f"{type(exc).__name__}: {exc}")
 
     def _fail(self, claim: ClaimedRequest, message: str, status: int | None = None) -> None:
         self.requests.release(claim, "failed", error=error_entry(status, message))
@@ -125,9 +131,10 @@ class RequestRunner:
         return QueryRetrieveScu(source, self.settings, self.calling_ae)
 
     def _enter(self, claim: ClaimedRequest, state: str) -> ClaimedRequest:
-        """Show the step being worked on (the row stays held)."""
+        """Show the step being worked on (the row stays held); `step` reports a failure at it."""
         self.requests.set_state(claim, state)
-        return ClaimedRequest(**{**claim.__dict__, "state": state})
+        self._working = ClaimedRequest(**{**claim.__dict__, "state": state})
+        return self._working
 
     # Finding -----------------------------------------------------------------------
     def _find(self, claim: ClaimedRequest, source: Destination) -> None:
