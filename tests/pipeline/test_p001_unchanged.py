@@ -5,7 +5,7 @@ version (`pipelines/covid19/plugin.py`) and records the new digests:
 `python -m tests.pipeline.result_digests ../shared/data/covid-ct-md/P001 > tests/pipeline/p001_result_digests.json`.
 
 The plug-in seam itself was proven byte-identical against main at 3d41443 (before the plug-ins) with this test at
-commit bc7437e; issue 22's opacity method then changed the opacity (version 0.2.0).
+commit bc7437e; issue 22's opacity method then changed the opacity (versions 0.2.0 and 0.3.0).
 """
 
 from __future__ import annotations

@@ -30,17 +30,15 @@ def test_p001_kernel_variants_keep_po_within_15_percent():
         assert po == pytest.approx(original, rel=0.15), name
 
 
-@pytest.mark.xfail(strict=True, reason="softer 0.8 and 1.2 mm leave 1.6 and 2.2 mL on the model grid (docs/validation.md)")
 def test_normal001_kernel_variants_stay_at_most_one_ml():
     volume = load_series(real_series("covid-ct-md/normal001"))
     for name, variant in variants(volume):
-        assert analysed(variant).measurements.opacity_volume_ml["total"] <= 1.0, name
+        ml = analysed(variant).measurements.opacity_volume_ml["total"]
+        print(f"\nnormal001 {name}: {ml:.2f} mL")
+        assert ml <= 1.0, name
 
 
-@pytest.mark.parametrize(
-    "name",
-    ["LIDC-IDRI-0001", pytest.param("LIDC-IDRI-0002", marks=pytest.mark.xfail(strict=True, reason="1.2 mL measured"))],
-)
+@pytest.mark.parametrize("name", ["LIDC-IDRI-0001", "LIDC-IDRI-0002"])
 def test_lidc_opacity_outside_the_readers_nodules_is_at_most_one_ml(name: str):
     result = analysed(load_series(real_series(f"lidc-idri/{name}")))
     volume = result.volume

@@ -21,19 +21,25 @@ def test_soft_and_sharp_kernels_give_the_same_po_for_every_anatomy(scores):
         assert soft == pytest.approx(sharp, rel=0.10), seed
 
 
+def test_every_anatomy_and_kernel_leaves_the_vessels_out(scores):
+    """Fewer than 5% of the vessel voxels counted as opacity (0-4.8% measured since the growth stops at thin bright
+    structures; 0-8.6% before: a soft kernel's blurred vessels touching a lesion were grown into)."""
+    for (seed, kernel), s in scores.items():
+        assert s.vessel_share < 0.05, (seed, kernel, s.vessel_share)
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="Dice 0.823-0.947 (seeds 1, 8 soft and 9 soft below 0.85: the lung mask leaves 11-14% of their opacity "
-    "out) and vessels 0-8.6% (seeds 2 soft and 4: vessel sleeves in lesions beside the hilar trunks) measured "
-    "(docs/validation.md)",
+    reason="Dice 0.82-0.95 (seeds 1, 8 soft and 9 soft below 0.85: the classical lung mask leaves 11-14% of their "
+    "opacity out, between the lungs, at the apex and in the basal recess) measured (docs/validation.md)",
 )
-def test_every_anatomy_and_kernel_finds_the_opacity_and_leaves_the_vessels_out(scores):
+def test_every_anatomy_and_kernel_finds_the_opacity(scores):
     for (seed, kernel), s in scores.items():
-        assert s.opacity_dice >= 0.85 and s.vessel_share < 0.05, (seed, kernel)
+        assert s.opacity_dice >= 0.85, (seed, kernel)
 
 
 def test_within_the_lung_mask_every_anatomy_and_kernel_finds_the_opacity(scores):
-    """The opacity method apart from the lung mask: against the truth inside the node's own lung mask (0.886-0.953
+    """The opacity method apart from the lung mask: against the truth inside the node's own lung mask (0.886-0.951
     measured). What the end-to-end Dice loses beyond this is consolidation the classical lung mask leaves out."""
     for (seed, kernel), s in scores.items():
         print(f"\nseed {seed} {kernel}: Dice {s.opacity_dice:.3f}, in the lung mask {s.dice_in_lung_mask:.3f}, "

@@ -58,6 +58,7 @@ BASELINE_OPACITY = OpacitySettings(
     tubular_max_fraction=1.0,
     focal_excess_hu=None,
     grow_along_z_mm=16.0,
+    growth_stop_hu=None,
     harmonisation=HarmonisationSettings(enabled=False),
 )
 

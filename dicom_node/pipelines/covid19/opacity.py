@@ -30,7 +30,12 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
 6. the seeds grow back within the candidates by the margin plus the ball radius in-plane
    and by `grow_along_z_mm` along z, so a lesion keeps its subpleural part and its own
    edge, while rims and vessels without a seed stay out; each step goes downhill only
-   (`grow_uphill_hu`): a vessel beside a lesion rises again and is not followed.
+   (`grow_uphill_hu`): a vessel beside a lesion rises again and is not followed; and no
+   step enters a thin bright structure in the ground-glass range (`thin_bright`): a vessel,
+   fissure or partial-volume band that touches a lesion is narrower than the lesion and
+   brighter than what surrounds it, which a soft kernel's blurred vessel (no vessel shell:
+   below the dense range) still is. A small consolidation's rim is thin at that scale too,
+   but above -200 HU: it is grown back.
 
 Everything runs on the model grid (a few million voxels), not on the native series.
 """
@@ -113,9 +118,13 @@ def _opacity_in_box(
     seeds = drop_small_components(seeds, settings.min_lesion_ml / (float(np.prod(spacing)) / 1000.0))
     seeds = drop_tubular_components(seeds, smooth, smoothed_mm, spacing, settings)
     seeds |= focal_ground_glass(smooth, lung, candidate & core & ~vessel_shells, vessel_shells, spacing, settings)
+    growable = candidate
+    if settings.growth_stop_hu is not None:
+        thin = thin_bright(smooth, lung, settings.growth_stop_width_mm, settings.growth_stop_hu, spacing)
+        growable = candidate & ~(thin & (smooth < settings.high_opacity_hu[0]))
     opacity = grow_within(
         seeds,
-        candidate,
+        growable,
         settings.pleural_margin_mm + settings.ground_glass_opening_mm,
         settings.grow_along_z_mm,
         spacing,
@@ -123,6 +132,24 @@ def _opacity_in_box(
     )
     consolidation_low, consolidation_high = settings.high_opacity_hu
     return opacity, opacity & (smooth >= consolidation_low) & (smooth <= consolidation_high), quality
+
+
+def thin_bright(
+    image: np.ndarray, lung: np.ndarray, width_mm: float, excess_hu: float, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """Lung voxels more than `excess_hu` above the image's grey-level opening by a ball `width_mm` across (a white
+    top-hat): structures narrower than the ball that stand out from what surrounds them, at any HU.
+
+    The opening keeps what the ball fits into (a lesion, the chest wall, the mediastinum) and takes away what it does
+    not: vessels, fissures, airway walls, the partial-volume band of an obliquely cut diaphragm. A soft kernel blurs a
+    1-2 mm vessel to about -400 HU, where HU ranges cannot tell it from ground glass, but it is still thin. The image
+    outside the lung is left as it is, so a subpleural lesion is part of the wide chest wall, not a thin band in front
+    of it. A ball, not a box: a box's corners do not reach into a round lesion's rim, which then passed for thin (the
+    15% phantom lost 1,700 voxels of consolidation edge). A lesion not much wider than the ball has a thin rim too
+    (its blurred core does not fill the ball), which is why the growth heeds this only below the consolidation range.
+    About 0.2 s on P001's lungs.
+    """
+    return lung & (image - ndimage.grey_opening(image, footprint=ellipsoid(width_mm / 2.0, spacing)) > excess_hu)
 
 
 def grow_within(
