@@ -20,6 +20,7 @@ from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import InferenceRequest
 from dicom_node.store.outbox import Outbox
 from tests.node_process import free_port
+from tests.retrieve.test_retrieve_scu import pending_answers
 
 STUDY, SERIES = "1.2.826.0.1.3680043.8.498.7", "1.2.826.0.1.3680043.8.498.7.1"
 OWNER = "test/host/1"
@@ -36,13 +37,7 @@ def _find(event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
         "SERIES": [{"SeriesInstanceUID": SERIES, "Modality": "CT"}],
         "IMAGE": [{"SeriesInstanceUID": SERIES, "SOPInstanceUID": f"{SERIES}.{n}", "SOPClassUID": CTImageStorage} for n in (1, 2)],
     }
-    for row in rows[level]:
-        answer = Dataset()
-        answer.QueryRetrieveLevel = level
-        answer.StudyInstanceUID = STUDY
-        for keyword, value in row.items():
-            setattr(answer, keyword, value)
-        yield 0xFF00, answer
+    yield from pending_answers(level, STUDY, rows[level])
 
 
 def _move_out_of_resources(event: evt.Event) -> Iterator[object]:

@@ -28,10 +28,15 @@ def _find(event: evt.Event) -> Iterator[tuple[int, Dataset | None]]:
         return
     rows = {"STUDY": [{"StudyInstanceUID": STUDY}], "SERIES": [{"SeriesInstanceUID": SERIES, "Modality": "CT"}, {"SeriesInstanceUID": SERIES + "9", "Modality": "SR"}]}
     rows["IMAGE"] = [{"SOPInstanceUID": uid, "SOPClassUID": CTImageStorage} for uid in INSTANCES]
-    for row in rows[level]:
+    yield from pending_answers(level, STUDY, rows[level])
+
+
+def pending_answers(level: str, study_uid: str, rows: list[dict[str, str]]) -> Iterator[tuple[int, Dataset]]:
+    """A C-FIND SCP's pending answers at `level` of one study, one per row of attribute keywords and values."""
+    for row in rows:
         answer = Dataset()
         answer.QueryRetrieveLevel = level
-        answer.StudyInstanceUID = STUDY
+        answer.StudyInstanceUID = study_uid
         for keyword, value in row.items():
             setattr(answer, keyword, value)
         yield 0xFF00, answer
