@@ -165,13 +165,11 @@ class OpacitySettings(BaseModel, frozen=True):
         100.0,
         gt=0,
         description="the growth does not enter thin bright structures in the ground-glass range: voxels more than this "
-        "above the image's grey-level "
-        "opening by a ball growth_stop_width_mm across (vessels, fissures and partial-volume bands beside a lesion); None: "
-        "grow into them (docs/validation.md, 'Growth stops at thin bright structures')",
+        "above the image's grey-level opening by a ball growth_stop_width_mm across (vessels, fissures and "
+        "partial-volume bands beside a lesion); None: grow into them (docs/validation.md, 'Growth stops at thin bright "
+        "structures')",
     )
-    growth_stop_width_mm: float = Field(
-        10.0, gt=0, description="structures narrower than this ball (diameter) are thin"
-    )
+    growth_stop_width_mm: float = Field(10.0, gt=0, description="structures narrower than this ball (diameter) are thin")
     harmonisation: HarmonisationSettings = HarmonisationSettings()
 
 
