@@ -14,7 +14,7 @@ from dicom_node.config import load_config
 from dicom_node.export import Exporter
 from dicom_node.net.address import DicomAddress
 from dicom_node.net.scu import Scu
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
+from dicom_node.store.db import make_engine, make_sessionmaker
 from dicom_node.store.models import Export, Instance, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
 from tests.export.conftest import export_rows, make_object, seed_exports
@@ -41,11 +41,8 @@ def indexed_series(tmp_path: Path, sessions: sessionmaker[Session], study_uid: s
         return job.id, series.id
 
 
-def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_path: Path, sqlite_sessions) -> None:
+    sessions = sqlite_sessions
     study_uid = generate_uid()
     result = make_object(tmp_path / "results" / "sr.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR")
     job_id, series_id = indexed_series(tmp_path, sessions, study_uid)
@@ -58,15 +55,13 @@ def test_the_source_series_is_queued_only_for_destinations_that_include_it(tmp_p
     assert sorted((row["destination"], row["sop_class_uid"]) for row in rows) == [
         ("PACS", ComprehensiveSRStorage), ("RESEARCH", CTImageStorage), ("RESEARCH", CTImageStorage), ("RESEARCH", ComprehensiveSRStorage)
     ]
-    engine.dispose()
 
 
-def test_a_newer_result_supersedes_only_results_never_the_source_sent_along_nor_a_rejection_note(tmp_path: Path) -> None:
+def test_a_newer_result_supersedes_only_results_never_the_source_sent_along_nor_a_rejection_note(
+    tmp_path: Path, sqlite_sessions
+) -> None:
     """The next job of the series runs after include_source was turned off: its own destinations send no source."""
-    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+    sessions = sqlite_sessions
     study_uid = generate_uid()
     first_job, series_id = indexed_series(tmp_path, sessions, study_uid)
     old_result = make_object(tmp_path / "results" / "old.dcm", ComprehensiveSRStorage, study_uid, generate_uid(), "SR")
@@ -85,7 +80,6 @@ def test_a_newer_result_supersedes_only_results_never_the_source_sent_along_nor_
     assert states == sorted(
         [(KeyObjectSelectionDocumentStorage, "sent"), (CTImageStorage, "sent"), (CTImageStorage, "sent"), (ComprehensiveSRStorage, "superseded")]
     )
-    engine.dispose()
 
 
 def test_a_capture_that_may_show_identity_fails_with_the_reason_and_nothing_is_sent(tmp_path: Path) -> None:

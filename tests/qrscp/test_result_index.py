@@ -10,7 +10,6 @@ from sqlalchemy import delete, update
 
 from dicom_node.pipelines.registry import stored_dicom_files
 from dicom_node.store.catalogue import Query, find
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Job, ResultInstance
 from dicom_node.store.result_index import index_missing_results
 from tests.qrscp.synthetic_index import SEG, Shape, fill, study_uid
@@ -29,11 +28,8 @@ def _write_seg(path: Path, study: str) -> str:
     return str(ds.SeriesInstanceUID)
 
 
-def test_a_done_jobs_results_are_indexed_once_at_start(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
+def test_a_done_jobs_results_are_indexed_once_at_start(tmp_path: Path, sqlite_sessions) -> None:
+    sessions = sqlite_sessions
     with sessions.begin() as session:
         fill(session, Shape(studies=2, series_per_study=1, instances_per_series=2))
         session.execute(delete(ResultInstance))  # as after the upgrade: done jobs, nothing indexed of their results
@@ -44,4 +40,3 @@ def test_a_done_jobs_results_are_indexed_once_at_start(tmp_path: Path) -> None:
     with sessions() as session:
         (found,) = find(session, Query.of("SERIES", {"StudyInstanceUID": study_uid(0), "Modality": "SEG", "SeriesInstanceUID": ""}), 10)
     assert found["SeriesInstanceUID"] == series
-    engine.dispose()

@@ -11,10 +11,10 @@ from pydicom.dataset import Dataset
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import CTImageStorage, StudyRootQueryRetrieveInformationModelFind, StudyRootQueryRetrieveInformationModelMove
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import load_config
 from dicom_node.request_runner import RequestRunner
-from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.inference_requests import InferenceRequests, RequestSpec, StudyQuery
 from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import InferenceRequest
@@ -60,27 +60,25 @@ def qr_scp() -> Iterator[int]:
     server.shutdown()
 
 
-def _runner_and_requests(tmp_path: Path, port: int) -> tuple[RequestRunner, InferenceRequests, object]:
+def _runner(tmp_path: Path, sessions: sessionmaker[Session], port: int) -> RequestRunner:
     source = {"name": "QR", "ae_title": "QRSCP", "host": "127.0.0.1", "port": port, "retrieve_method": "C-MOVE"}
     retrieve = {"connection_timeout": 2.0, "acse_timeout": 5.0, "dimse_timeout": 5.0}
     config = load_config(None, {"node": {"data_dir": str(tmp_path)}, "destinations": [source], "retrieve": retrieve}, environ={})
-    url = f"sqlite:///{tmp_path / 'index.sqlite3'}"
-    upgrade(url)
-    engine = make_engine(url)
-    sessions = make_sessionmaker(engine)
-    runner = RequestRunner(config, sessions, tmp_path, OWNER, JobQueue(sessions, "n1"), Outbox(sessions, config.export, tmp_path))
-    return runner, InferenceRequests(sessions), (sessions, engine)
+    return RequestRunner(config, sessions, tmp_path, OWNER, JobQueue(sessions, "n1"), Outbox(sessions, config.export, tmp_path))
 
 
-def _row(sessions, request_id: int) -> InferenceRequest:
+def _row(sessions: sessionmaker[Session], request_id: int) -> InferenceRequest:
     with sessions() as session:
         row = session.scalar(select(InferenceRequest).where(InferenceRequest.id == request_id))
         assert row is not None
         return row
 
 
-def test_a_transient_failure_of_the_move_is_retried_at_the_retrieve_not_the_find(tmp_path: Path, qr_scp: int) -> None:
-    runner, requests, (sessions, engine) = _runner_and_requests(tmp_path, qr_scp)
+def test_a_transient_failure_of_the_move_is_retried_at_the_retrieve_not_the_find(
+    tmp_path: Path, sqlite_sessions: sessionmaker[Session], qr_scp: int
+) -> None:
+    sessions = sqlite_sessions
+    runner, requests = _runner(tmp_path, sessions, qr_scp), InferenceRequests(sessions)
     request_id, _ = requests.create(RequestSpec("t1", StudyQuery(study_instance_uid=STUDY), "QR", ["covid19_ct"]))
     claim = requests.claim(OWNER)
     assert claim is not None and claim.state == "queued"
@@ -89,11 +87,11 @@ def test_a_transient_failure_of_the_move_is_retried_at_the_retrieve_not_the_find
     assert row.state == "retrieving", "resumed by asking the PACS what is still missing, not by a new C-FIND"
     assert [e["step"] for e in row.errors] == ["retrieving"] and "0xA701" in row.errors[0]["message"], row.errors
     assert row.attempts == 1
-    engine.dispose()
 
 
-def test_a_find_that_finds_nothing_fails_at_the_find(tmp_path: Path, qr_scp: int) -> None:
-    runner, requests, (sessions, engine) = _runner_and_requests(tmp_path, qr_scp)
+def test_a_find_that_finds_nothing_fails_at_the_find(tmp_path: Path, sqlite_sessions: sessionmaker[Session], qr_scp: int) -> None:
+    sessions = sqlite_sessions
+    runner, requests = _runner(tmp_path, sessions, qr_scp), InferenceRequests(sessions)
     request_id, _ = requests.create(RequestSpec("t2", StudyQuery(study_instance_uid=STUDY + ".9"), "QR", ["covid19_ct"]))
     claim = requests.claim(OWNER)
     assert claim is not None
@@ -101,4 +99,3 @@ def test_a_find_that_finds_nothing_fails_at_the_find(tmp_path: Path, qr_scp: int
     row = _row(sessions, request_id)
     assert row.state == "failed"
     assert [e["step"] for e in row.errors] == ["finding"] and "C-FIND found no series" in row.errors[0]["message"], row.errors
-    engine.dispose()
