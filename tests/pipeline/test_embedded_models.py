@@ -8,10 +8,10 @@ import pytest
 from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
 from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
-from dicom_node.pipelines.covid19.baseline import PPO_MIDPOINT, covid_index
+from dicom_node.pipelines.covid19.baseline import BASELINE_OPACITY, PPO_MIDPOINT, covid_index
 from phantoms.chest import Phantom
 from dicom_node.pipeline.resample import to_model_grid
-from dicom_node.pipeline.settings import ClassifierInputSettings, SegmentationSettings
+from dicom_node.pipeline.settings import ClassifierInputSettings, OpacitySettings, SegmentationSettings
 from dicom_node.pipeline.volume import CtVolume
 
 
@@ -76,3 +76,8 @@ def test_baseline_curve_is_the_documented_logistic():
     assert covid_index(2.0) == pytest.approx(0.982, abs=0.001)
     values = [covid_index(p) for p in np.linspace(0, 10, 21)]
     assert values == sorted(values)
+
+
+def test_the_baselines_filters_name_every_setting():
+    """A default of the quantification's settings that changes, or a new one, must not change the baseline's index."""
+    assert BASELINE_OPACITY.model_fields_set == set(OpacitySettings.model_fields)

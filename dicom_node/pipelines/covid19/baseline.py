@@ -49,16 +49,31 @@ NOMINAL_SPACING_ZYX = (4.0, 1.2, 1.6)
 MIN_LESION_ML = 4.0
 PERIPHERAL_ZONE_MM = 15.0
 DEPTH_STEP = 2  # the depth is measured on a 2.4 x 3.2 mm in-plane grid (`depth.py`)
-# Fixed filters of the baseline: it must not change with the node's quantification settings,
-# and at its coarse nominal grid the tubular test and the focal ground-glass seeds of the
-# quantification are not calibrated; its seeds grow as when its curve was set (four steps of
-# its 4 mm ball: 16 mm along z).
+# Fixed filters of the baseline: it must not change with the node's quantification settings, so every
+# field is named here (a default of `OpacitySettings` that changes, or a new field, must not reach it
+# unannounced: `grow_uphill_hu` once did; a test checks that none is left out). At its coarse nominal grid the
+# tubular test and the focal ground-glass seeds of the quantification are not calibrated; its seeds grow as
+# when its curve was set (four steps of its 4 mm ball: 16 mm along z).
 BASELINE_OPACITY = OpacitySettings(
+    opacity_hu=(-700.0, 100.0),
+    high_opacity_hu=(-200.0, 100.0),
+    pleural_margin_mm=3.0,
+    vessel_radius_mm=5.0,
+    vessel_shell_mm=3.0,
+    ground_glass_opening_mm=3.0,
     min_lesion_ml=MIN_LESION_ML,
+    tubular_scales_mm=(2.0, 3.5, 5.0),
+    tubular_vesselness=0.3,
     tubular_max_fraction=1.0,
+    tubular_max_lesion_ml=10.0,
     focal_excess_hu=None,
+    focal_scale_mm=3.0,
+    focal_min_ml=0.3,
+    focal_max_vessel_contact=0.02,
     grow_along_z_mm=16.0,
+    grow_uphill_hu=50.0,
     growth_stop_hu=None,
+    growth_stop_width_mm=10.0,
     harmonisation=HarmonisationSettings(enabled=False),
 )
 
