@@ -77,6 +77,7 @@ def test_pacs_outage_while_the_job_runs(loop: tuple[Orthanc, NodeProcess, str]) 
     check_results_in_orthanc(pacs, node, series_uid)
 
 
+@pytest.mark.slow  # 17 s; the default suite keeps kill -9 while sending (tests/export/test_outbox.py)
 def test_node_killed_with_exports_in_flight(loop: tuple[Orthanc, NodeProcess, str]) -> None:
     pacs, node, series_uid = loop
     node.start()

@@ -54,6 +54,7 @@ def open_series_preview(page: Page, pacs: Orthanc, series_id: str, path: Path) -
     return image.screenshot()
 
 
+@pytest.mark.slow  # 20 s of browser; the default suite checks the results arrive in Orthanc (tests/export/test_end_to_end.py)
 def test_orthanc_explorer_shows_the_summary_page_and_key_images(
     orthanc_factory: Callable[..., Orthanc], node_factory: Callable[..., NodeProcess], tmp_path: Path
 ) -> None:

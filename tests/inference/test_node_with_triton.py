@@ -131,7 +131,7 @@ def embedded_p001(processed_p001: ProcessedSeries) -> EmbeddedResult:
     return result
 
 
-@pytest.mark.parametrize("protocol", ["http", "grpc"])
+@pytest.mark.parametrize("protocol", [pytest.param("http", marks=pytest.mark.slow), "grpc"])  # http: 13 s more, outside the default suite
 def test_a_job_on_triton_gives_the_embedded_result(
     triton: TritonEndpoints, node_factory, embedded_p001: EmbeddedResult, protocol: str
 ) -> None:
@@ -177,6 +177,7 @@ def test_the_node_starts_and_receives_while_triton_cannot_be_reached(node_factor
     assert "model covid_classifier of pipeline covid19_ct is unavailable" in node.log()
 
 
+@pytest.mark.slow  # 26 s; the default suite keeps the client's retry bound across a stopped server (tests/inference/test_triton.py)
 def test_triton_stopped_makes_the_job_wait_while_the_node_receives_then_finish(
     triton: TritonEndpoints, node_factory, embedded_p001: EmbeddedResult
 ) -> None:

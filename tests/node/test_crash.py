@@ -28,7 +28,7 @@ def acknowledged_files(storescu_output: str) -> list[Path]:
     return acked
 
 
-@pytest.mark.parametrize("processes", [1, 3])
+@pytest.mark.parametrize("processes", [1, pytest.param(3, marks=pytest.mark.slow)])  # three receiving processes: 12 s, outside the default suite
 def test_sigkill_mid_transfer_keeps_every_acknowledged_instance(processes: int, node_factory, tmp_path: Path) -> None:
     """Also with several receiving processes (the transfer lands on any of them; all die with the node)."""
     p001 = shared_series("covid-ct-md", "P001")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pydicom
+import pytest
 
 from tests.dcmtk import storescu
 from tests.dicom_files import copy_with_new_uid
@@ -43,6 +44,7 @@ def series_in_index(data_dir: Path) -> dict[str, int]:
     return dict(query(data_dir, "SELECT s.series_instance_uid, count(i.id) FROM series s JOIN instance i ON i.series_fk = s.id GROUP BY s.id"))
 
 
+@pytest.mark.slow  # 18 s; the default suite keeps retention's store-level tests (tests/store/)
 def test_retention_deletes_the_oldest_finished_series_until_the_watermark(tmp_path: Path) -> None:
     sources = {name: make_series(tmp_path / "sources" / name) for name in ("oldest", "older", "old", "open")}
     node = NodeProcess(tmp_path / "node")
