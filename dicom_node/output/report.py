@@ -26,8 +26,6 @@ from dicom_node.output.sources import SourceImages
 from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid, report_uid
 from dicom_node.pipeline.fitness import FitnessFlag
 
-SR_SERIES_NUMBER = 9002
-
 
 def measurement_report(
     source_series_uid: str,
@@ -62,7 +60,7 @@ def measurement_report(
         evidence=[*sources.headers, segmentation],
         content=report,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series", inputs=sources.input_digest),
-        series_number=SR_SERIES_NUMBER,
+        series_number=algorithm.series_number("sr"),
         sop_instance_uid=report_uid(source_series_uid, algorithm, sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

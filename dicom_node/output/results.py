@@ -52,8 +52,7 @@ class ResultFiles:
 def write_results(
     result: PipelineResult,
     out_dir: Path,
-    algorithm_name: str,
-    algorithm_version: str,
+    algorithm: AlgorithmId,
     secondary_capture: bool = True,
     job_input: JobInput = JobInput(),
 ) -> ResultFiles:
@@ -66,7 +65,6 @@ def write_results(
     the SR, the summary page and the JSON say both.
     """
     highdicom_tables.prepare()
-    algorithm = AlgorithmId(algorithm_name, algorithm_version)
     created = datetime.now()
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = read_source_images(result.volume, job_input.digest)

@@ -39,8 +39,6 @@ from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
-SC_SERIES_NUMBER = 9003
-SUMMARY_SERIES_NUMBER = 9004
 SUMMARY_SIZE = (1024, 768)  # rows, columns of the summary page
 HEADLINE_LARGE_LINES = 2  # category; zone-based score and PO
 LUNG_WINDOW_HU = (-1350.0, 150.0)  # centre -600, width 1500
@@ -115,7 +113,7 @@ def key_image(
         bits_allocated=8,
         coordinate_system="PATIENT",
         series_instance_uid=derived_uid(series.source_series_uid, algorithm, "sc", "series", inputs=sources.input_digest),
-        series_number=SC_SERIES_NUMBER,
+        series_number=algorithm.series_number("key_images"),
         sop_instance_uid=derived_uid(
             series.source_series_uid, algorithm, "sc", "instance", header.SOPInstanceUID, inputs=sources.input_digest
         ),
@@ -164,7 +162,7 @@ def summary_capture(
         coordinate_system="PATIENT",
         patient_orientation=patient_orientation(header),
         series_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "series", inputs=sources.input_digest),
-        series_number=SUMMARY_SERIES_NUMBER,
+        series_number=algorithm.series_number("summary"),
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

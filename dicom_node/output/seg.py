@@ -36,7 +36,6 @@ from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
 if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
-SEG_SERIES_NUMBER = 9001  # high, so derived series sort after the acquired ones in viewers
 LUNG_LABEL_RIGHT = 1  # the pipeline's label values (docs/architecture.md)
 LUNG_LABEL_LEFT = 2
 
@@ -198,7 +197,7 @@ def build_packed_segmentation(
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "series", inputs=sources.input_digest),
-        series_number=SEG_SERIES_NUMBER,
+        series_number=algorithm.series_number("seg"),
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

@@ -35,10 +35,23 @@ MANUFACTURER = "dicom-node"  # the Manufacturer of every object the node creates
 
 @dataclass(frozen=True)
 class AlgorithmId:
-    """The producer of a result; part of every derived UID and named in the objects."""
+    """The producer of a result; part of every derived UID and named in the objects.
+
+    `series_block` places its result series in the study: SEG block+1, SR +2, key images +3, summary page +4 (high,
+    so derived series sort after the acquired ones in viewers). Each pipeline has its own block, so two pipelines'
+    results on one study do not share series numbers. Not part of any UID.
+    """
 
     name: str
     version: str
+    series_block: int = 9000
+
+    def series_number(self, kind: str) -> int:
+        """The SeriesNumber of this producer's `kind` of result object: "seg", "sr", "key_images" or "summary"."""
+        return self.series_block + RESULT_SERIES_OFFSETS[kind]
+
+
+RESULT_SERIES_OFFSETS = {"seg": 1, "sr": 2, "key_images": 3, "summary": 4}
 
 
 def _uuid_uid(*parts: str) -> str:

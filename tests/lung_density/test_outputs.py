@@ -50,10 +50,12 @@ def test_the_viewer_masks_hold_every_overlay_array(written):
         assert int(masks["low_attenuation"].sum()) > 0 and set(np.unique(masks["lung_labels"])) == {0, 1, 2}
 
 
-def test_every_dicom_object_is_valid(written):
+def test_every_dicom_object_is_valid_in_the_pipelines_own_series_numbers(written):
     data_dir, manifest = written
     for name in manifest.dicom_files():
         assert dciodvfy_errors(data_dir / name) == [], name
+    numbers = [pydicom.dcmread(data_dir / name, stop_before_pixels=True).SeriesNumber for name in manifest.dicom_files()]
+    assert numbers == [9011, 9012, 9014, 9013], "SEG, SR, summary page, key image: beside COVID-19's 9001-9004"
 
 
 def test_the_seg_holds_the_lungs_and_the_low_attenuation_voxels(written):

@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
-from dicom_node.output.uids import derived_frame_of_reference
+from dicom_node.output.uids import AlgorithmId, derived_frame_of_reference
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 from phantoms.chest import make_phantom, write_phantom_series
 from dicom_node.pipeline.volume import load_series
@@ -45,7 +45,7 @@ def invalid_source(tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineRe
 @pytest.fixture(scope="module")
 def written(invalid_source: tuple[PipelineResult, list[Path]], tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
     result, _ = invalid_source
-    return write_results(result, tmp_path_factory.mktemp("out"), "dicom-node-covid19", "0.1.0")
+    return write_results(result, tmp_path_factory.mktemp("out"), AlgorithmId("dicom-node-covid19", "0.1.0"))
 
 
 def test_the_warnings_name_what_is_wrong(written: ResultFiles) -> None:
@@ -91,7 +91,7 @@ def test_no_warning_flood_when_pydicom_validation_is_left_to_the_node(
     try:
         with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
             warnings.simplefilter("always")
-            files = write_results(result, tmp_path, "dicom-node-covid19", "0.1.0")
+            files = write_results(result, tmp_path, AlgorithmId("dicom-node-covid19", "0.1.0"))
     finally:
         pydicom.config.settings.reading_validation_mode, pydicom.config.settings.writing_validation_mode = modes
     assert len(files.warnings) == 4

@@ -34,19 +34,19 @@ def uids(files: ResultFiles) -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def first(phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
-    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("first"), *ALGORITHM, job_input=JobInput(FIRST, 11))
+    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("first"), AlgorithmId(*ALGORITHM), job_input=JobInput(FIRST, 11))
 
 
 @pytest.fixture(scope="module")
 def replacing(first: ResultFiles, phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
     job_input = JobInput(CHANGED, 11, ("not completed by a normal release within 3600 s",), Predecessor(first.sr, datetime(2026, 1, 2, 3, 4)))
-    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("replacing"), *ALGORITHM, job_input=job_input)
+    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("replacing"), AlgorithmId(*ALGORITHM), job_input=job_input)
 
 
 def test_the_same_input_gives_the_same_uids_and_other_input_new_ones(
     first: ResultFiles, replacing: ResultFiles, phantom_with_gap_result: PipelineResult, tmp_path: Path
 ) -> None:
-    again = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, job_input=JobInput(FIRST, 11))
+    again = write_results(phantom_with_gap_result, tmp_path, AlgorithmId(*ALGORITHM), job_input=JobInput(FIRST, 11))
     assert uids(again) == uids(first)
     before, after = uids(first), uids(replacing)
     assert len(before) == len(after) and not {uid for pair in before for uid in pair} & {uid for pair in after for uid in pair}

@@ -11,6 +11,7 @@ import pydicom
 import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.seg import segment_masks
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
 
@@ -19,7 +20,7 @@ from .dicom_validation import dciodvfy_errors
 
 @pytest.fixture(scope="module")
 def written(phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
-    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("gap"), "dicom-node-covid19", "0.1.0")
+    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("gap"), AlgorithmId("dicom-node-covid19", "0.1.0"))
 
 
 def test_interpolated_slice_is_left_out_and_real_slices_keep_their_masks(
@@ -63,7 +64,7 @@ def test_series_without_opacity_gives_an_empty_opacity_segment(
     clear = dataclasses.replace(
         phantom_with_gap_result, opacity_mask=np.zeros_like(phantom_with_gap_result.opacity_mask)
     )
-    files = write_results(clear, tmp_path, "dicom-node-covid19", "0.1.0")
+    files = write_results(clear, tmp_path, AlgorithmId("dicom-node-covid19", "0.1.0"))
     seg = hd.seg.segread(files.seg)
     assert seg.number_of_segments == 3
     frame_segments = {frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber for frame in seg.PerFrameFunctionalGroupsSequence}

@@ -14,6 +14,7 @@ import pydicom
 import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.seg import SEGMENTS, segment_masks
 from dicom_node.pipelines.covid19.manifest import OVERLAYS
 from dicom_node.pipelines.covid19.pipeline import PipelineResult
@@ -28,7 +29,7 @@ def written(p001_result: PipelineResult, tmp_path_factory: pytest.TempPathFactor
     first_source = p001_result.volume.source_files[0]
     digest_before = hashlib.sha256(first_source.read_bytes()).hexdigest()
     started = time.perf_counter()
-    files = write_results(p001_result, tmp_path_factory.mktemp("p001"), *ALGORITHM)
+    files = write_results(p001_result, tmp_path_factory.mktemp("p001"), AlgorithmId(*ALGORITHM))
     print(f"\nwrite_results for P001 ({len(p001_result.volume.source_files)} slices): {time.perf_counter() - started:.2f} s")
     assert hashlib.sha256(first_source.read_bytes()).hexdigest() == digest_before, "a source file was modified"
     return files
@@ -319,7 +320,7 @@ def test_fitness_flags_mark_the_headline_in_the_sr_and_the_tables(
     """The phantom has 12.5 mm slices and one interpolated slice: both flags, and every headline marked."""
     flags = phantom_with_gap_result.fitness
     assert {flag.code for flag in flags} >= {"THICKSLICE", "FILLEDSLICES"}
-    files = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM)
+    files = write_results(phantom_with_gap_result, tmp_path, AlgorithmId(*ALGORITHM))
     groups = _sr_groups(files.sr)
     fitness = {e.name.value: e.value.meaning for e in groups["Fitness for the method"].get_qualitative_evaluations()}
     assert fitness == {"FITVALID": "No", **{flag.code: "Yes" for flag in flags}}
@@ -356,11 +357,11 @@ def _every_uid(path: Path) -> set[tuple[str, str]]:
 def test_rewriting_reproduces_uids_and_a_new_version_changes_them(
     written: ResultFiles, p001_result: PipelineResult, tmp_path: Path
 ) -> None:
-    again = write_results(p001_result, tmp_path / "again", *ALGORITHM)
+    again = write_results(p001_result, tmp_path / "again", AlgorithmId(*ALGORITHM))
     assert _uids(again) == _uids(written)
     for first, second in zip(written.dicom(), again.dicom()):  # no UID drawn at random anywhere in them
         assert _every_uid(second) == _every_uid(first), second.name
-    newer = write_results(p001_result, tmp_path / "newer", ALGORITHM[0], "0.2.0")
+    newer = write_results(p001_result, tmp_path / "newer", AlgorithmId(ALGORITHM[0], "0.2.0"))
     old_uids = {uid for pair in _uids(written) for uid in pair}
     new_uids = {uid for pair in _uids(newer) for uid in pair}
     assert len(new_uids) == 4 and not old_uids & new_uids

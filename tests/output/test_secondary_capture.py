@@ -10,6 +10,7 @@ import pydicom
 import pytest
 
 from dicom_node.output.results import ResultFiles, write_results
+from dicom_node.output.uids import AlgorithmId
 from dicom_node.output.secondary_capture import key_slices, render_slice
 from dicom_node.output.seg import OPACITY, RIGHT_LUNG, segment_masks
 from dicom_node.output.sources import read_source_images
@@ -22,7 +23,7 @@ ALGORITHM = ("dicom-node-covid19", "0.1.0")
 
 @pytest.fixture(scope="module")
 def written(phantom_with_gap_result: PipelineResult, tmp_path_factory: pytest.TempPathFactory) -> ResultFiles:
-    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("sc"), *ALGORITHM, secondary_capture=True)
+    return write_results(phantom_with_gap_result, tmp_path_factory.mktemp("sc"), AlgorithmId(*ALGORITHM), secondary_capture=True)
 
 
 def test_key_slices_are_the_most_opaque_real_slices_and_mid_lung(phantom_with_gap_result: PipelineResult) -> None:
@@ -93,7 +94,7 @@ def test_captures_pass_dciodvfy_and_keep_their_uids(
 ) -> None:
     for path in written.secondary_capture:
         assert dciodvfy_errors(path) == []
-    again = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=True)
+    again = write_results(phantom_with_gap_result, tmp_path, AlgorithmId(*ALGORITHM), secondary_capture=True)
     uids = [pydicom.dcmread(path).SOPInstanceUID for path in written.secondary_capture]
     assert [pydicom.dcmread(path).SOPInstanceUID for path in again.secondary_capture] == uids
 
@@ -101,9 +102,9 @@ def test_captures_pass_dciodvfy_and_keep_their_uids(
 def test_switching_captures_off_removes_those_of_a_previous_run(
     phantom_with_gap_result: PipelineResult, tmp_path: Path
 ) -> None:
-    with_captures = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=True)
+    with_captures = write_results(phantom_with_gap_result, tmp_path, AlgorithmId(*ALGORITHM), secondary_capture=True)
     assert all(path.exists() for path in with_captures.secondary_capture) and with_captures.summary.exists()
-    without = write_results(phantom_with_gap_result, tmp_path, *ALGORITHM, secondary_capture=False)
+    without = write_results(phantom_with_gap_result, tmp_path, AlgorithmId(*ALGORITHM), secondary_capture=False)
     assert without.secondary_capture == [] and not list(tmp_path.glob("sc-*.dcm"))
     assert without.summary is None and not (tmp_path / "summary.dcm").exists()
     assert without.dicom() == [without.seg, without.sr]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from dicom_node.output.results import write_results
+from dicom_node.output.uids import AlgorithmId
 from dicom_node.pipeline.volume import load_series
 from tests.node_process import shared_series
 
@@ -17,7 +18,7 @@ from .dicom_validation import dciodvfy_errors
 @pytest.mark.parametrize("case", [("covid-ct-md", "normal001"), ("lung-pet-ct-dx", "A0002-B70f"), ("lung-pet-ct-dx", "A0002-B40f")], ids="/".join)
 def test_every_object_passes_dciodvfy(case: tuple[str, str], tmp_path: Path) -> None:
     volume = load_series(sorted(shared_series(*case).glob("*.dcm")))
-    files = write_results(result_from_masks(volume, *simple_masks(volume)), tmp_path, "dicom-node-covid19", "0.1.0")
+    files = write_results(result_from_masks(volume, *simple_masks(volume)), tmp_path, AlgorithmId("dicom-node-covid19", "0.1.0"))
     assert files.summary is not None and files.secondary_capture
     assert files.warnings == []
     for path in files.dicom():

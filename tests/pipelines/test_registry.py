@@ -39,6 +39,12 @@ def test_names_and_called_aes_are_unique_and_an_unknown_name_says_which_exist() 
         pipeline("nope")
 
 
+def test_pipelines_results_on_one_study_have_series_numbers_of_their_own() -> None:
+    """Two pipelines' results on one study (one series sent to both AEs) must not share series numbers in a viewer."""
+    numbers = [p.algorithm.series_number(kind) for p in PIPELINES.values() for kind in ("seg", "sr", "key_images", "summary")]
+    assert len(set(numbers)) == len(numbers) == 4 * len(PIPELINES)
+
+
 def test_the_default_configuration_binds_each_pipeline_to_its_own_called_ae(tmp_path: Path) -> None:
     config = config_from(tmp_path, "")
     assert [(ae.ae_title, ae.pipelines) for ae in config.dicom.called_aes] == [(p.called_ae, [p.name]) for p in PIPELINES.values()]

@@ -82,7 +82,7 @@ class Covid19Pipeline:
             arrays = {"lung_labels": result.lung_labels, "opacity_mask": result.opacity_mask}
             masks_saved = pool.submit(save_masks, arrays, target.out_dir / MASKS_FILE)
             files = write_results(
-                result, target.out_dir, self.algorithm.name, self.algorithm.version, secondary_capture=target.secondary_capture, job_input=target.job_input
+                result, target.out_dir, self.algorithm, secondary_capture=target.secondary_capture, job_input=target.job_input
             )
             masks = masks_saved.result()
         return self.manifest(result, files, target, masks)

@@ -28,7 +28,8 @@ class LungDensityPipeline:
 
     name = "lung_density"
     called_ae = "LUNGDENSITY"
-    algorithm = AlgorithmId("dicom-node lung density", "0.1.0")  # its own: result UIDs follow it (as COVID-19's)
+    # its own: result UIDs follow it (as COVID-19's); series 9011-9014, beside COVID-19's 9001-9004 on one study
+    algorithm = AlgorithmId("dicom-node lung density", "0.1.1", series_block=9010)
     model_roles = (SEGMENTER,)
     settings_type = LungDensitySettings
     manifest_type = LungDensityManifest
