@@ -1,5 +1,5 @@
-"""Slow: kernel variants of P001 and normal001 and the two LIDC scans through the whole pipeline (bench/harmonisation
-prints the same figures, with harmonisation off beside them)."""
+"""Slow: kernel and section-thickness variants of P001 and normal001 and the two LIDC scans through the whole pipeline
+(bench/harmonisation prints the kernel variants' figures, with harmonisation off beside them)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import analyse_volume
 from dicom_node.pipeline.volume import load_series
 from tests.pipeline.conftest import DATA, real_series
-from tests.validation.kernel_variants import variants
+from dicom_node.pipeline.settings import FitnessRules
+from tests.validation.kernel_variants import thicker, variants
 from tests.validation.lidc import nodule_mask, opacity_outside_nodules_ml, read_nodule_outlines
 
 pytestmark = pytest.mark.slow
@@ -38,14 +39,37 @@ def test_normal001_kernel_variants_stay_at_most_one_ml():
         assert ml <= 1.0, name
 
 
-@pytest.mark.parametrize("name", ["LIDC-IDRI-0001", "LIDC-IDRI-0002"])
-def test_lidc_opacity_outside_the_readers_nodules_is_at_most_one_ml(name: str):
-    result = analysed(load_series(real_series(f"lidc-idri/{name}")))
-    volume = result.volume
+def test_sections_up_to_the_validated_thickness_keep_p001_within_15_percent_and_normal001_at_most_one_ml():
+    """Unflagged thicknesses (`FitnessRules.max_slice_thickness_mm`, 3 mm) of the 2 mm scans; thicker is flagged."""
+    limit = FitnessRules().max_slice_thickness_mm
+    p001, normal = load_series(real_series("covid-ct-md/P001")), load_series(real_series("covid-ct-md/normal001"))
+    original = analysed(p001).measurements.opacity_percent["total"]
+    for thickness in (2.5, limit):
+        po = analysed(thicker(p001, thickness)).measurements.opacity_percent["total"]
+        ml = analysed(thicker(normal, thickness)).measurements.opacity_volume_ml["total"]
+        print(f"\n{thickness:g} mm sections: P001 PO {po:.2f}% (original {original:.2f}%), normal001 {ml:.2f} mL")
+        assert po == pytest.approx(original, rel=0.15) and ml <= 1.0, thickness
+
+
+def lidc_outside_nodules_ml(name: str, section_mm: float | None = None) -> float:
+    """The opacity outside the readers' nodules of an LIDC scan, as it came or in thicker sections."""
+    volume = load_series(real_series(f"lidc-idri/{name}"))
+    result = analysed(volume if section_mm is None else thicker(volume, section_mm))
     z_mm = volume.origin[0] + np.arange(volume.hu.shape[0]) * volume.spacing[0]
     outlines = read_nodule_outlines(DATA / "lidc-idri" / f"{name}-nodules.xml")
     nodules = nodule_mask(outlines, volume.hu.shape, z_mm, volume.spacing[1])
     assert nodules.sum() * volume.voxel_volume_ml > 1.0  # the readers' nodules were found in the XML
     outside = opacity_outside_nodules_ml(result.opacity_mask, nodules, volume.spacing)
-    print(f"\n{name}: {outside:.1f} mL outside the nodules, {result.measurements.opacity_volume_ml['total']:.1f} mL in all")
-    assert outside <= 1.0
+    print(f"\n{name} ({section_mm or 'as it came'}): {outside:.1f} mL outside the nodules, {result.measurements.opacity_volume_ml['total']:.1f} mL in all")
+    return outside
+
+
+@pytest.mark.parametrize("name", ["LIDC-IDRI-0001", "LIDC-IDRI-0002"])
+def test_lidc_opacity_outside_the_readers_nodules_is_at_most_one_ml(name: str):
+    assert lidc_outside_nodules_ml(name) <= 1.0
+
+
+@pytest.mark.xfail(strict=True, reason="docs/validation.md 'Section thickness': in 2 mm sections (the calibration scans' own) "
+                   "a left perihilar vessel knot becomes a seed (5.8 mL outside the nodules); the 1.25 mm scan passes on its thin sections")
+def test_lidc_0002_in_2_mm_sections_stays_at_most_one_ml_outside_the_nodules():
+    assert lidc_outside_nodules_ml("LIDC-IDRI-0002", 2.0) <= 1.0
