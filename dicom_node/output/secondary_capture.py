@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -249,8 +249,21 @@ def _draw_legend(rgb: np.ndarray, legend: str, specs: Sequence[SegmentSpec]) -> 
     for spec in specs:
         draw.text((x, 4), spec.label, fill=spec.rgb, font=font)
         x += int(draw.textlength(spec.label, font=font)) + 12
-    draw.text((4, 8 + font.size), legend, fill=(255, 255, 255), font=font)
+    lines = [fitted for line in legend.split("\n") for fitted in _fitted(line, rgb.shape[1] - 8, lambda text: draw.textlength(text, font=font))]
+    draw.text((4, 8 + font.size), "\n".join(lines), fill=(255, 255, 255), font=font)
     return np.asarray(image)
+
+
+def _fitted(line: str, width: float, length: Callable[[str], float]) -> list[str]:
+    """`line` broken at spaces into lines no longer than `width` by `length` (a word longer than that stands alone):
+    a long headline (an unfit scan's flags) wraps instead of running off the image."""
+    lines: list[str] = []
+    for word in line.split(" "):
+        if lines and length(f"{lines[-1]} {word}") <= width:
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)
+    return lines
 
 
 def patient_orientation(header: Dataset) -> tuple[str, str]:

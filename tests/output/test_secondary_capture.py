@@ -119,3 +119,15 @@ def test_summary_page_shows_the_table_the_classifier_and_the_legend(written: Res
     for spec in (RIGHT_LUNG, OPACITY):  # the legend swatches in the segment colours
         assert (np.abs(pixels - spec.rgb).sum(axis=-1) == 0).sum() > 100, spec.label
     assert dciodvfy_errors(written.summary) == []
+
+
+def test_a_long_legend_wraps_inside_the_key_image():
+    """An unfit scan's headline names its flags; it must wrap, not run off the image's right edge."""
+    hu, masks = np.full((256, 256), -1000, np.int16), np.zeros((256, 256, 3), bool)
+    flags = "Sections thicker than the profile allows; Reconstruction kernel outside the profile; Noise above its limit"
+    text_rows = []
+    for legend in ("RA-950 1.20%", f"RA-950 5.61%, Perc15 -911 HU (!) not fit for densitometry: {flags}"):
+        white = (render_slice(hu, masks, f"{legend}\nslice 40 of 80") > 200).all(axis=-1)  # text on the lung window's grey
+        assert not white[:, -4:].any(), legend
+        text_rows.append(int(np.flatnonzero(white.any(axis=1)).max()))
+    assert text_rows[1] > text_rows[0] + 20, "the long headline takes more lines, the slice label still below it"
