@@ -16,7 +16,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from dicom_node.store.files import _fsync_dir
+from dicom_node.store.files import fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def node_key(data_dir: Path) -> bytes:
                 out.flush()
                 os.fsync(out.fileno())
             os.link(partial, path)
-            _fsync_dir(path.parent)  # the name must survive a crash: a new key would give new pseudonyms
+            fsync_dir(path.parent)  # the name must survive a crash: a new key would give new pseudonyms
             log.info("created the de-identification key %s (keep it: without it pseudonyms change)", path)
         except FileExistsError:
             pass  # another process created it first: theirs is the key

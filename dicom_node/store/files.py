@@ -89,7 +89,8 @@ def part10_header(sop_class_uid: str, sop_instance_uid: str, transfer_syntax_uid
     return b"\x00" * 128 + b"DICM" + struct.pack("<HH2sHI", 0x0002, 0x0000, b"UL", 4, len(body)) + body
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make the entries of folder `path` (a file just created, renamed or linked there) survive a crash."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -106,7 +107,7 @@ def _make_dirs_durably(directory: Path) -> None:
         current = current.parent
     for folder in reversed(missing):
         folder.mkdir(exist_ok=True)
-        _fsync_dir(folder.parent)
+        fsync_dir(folder.parent)
 
 
 def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool = True) -> int:
@@ -128,7 +129,7 @@ def write_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool 
     os.close(fd)
     os.replace(tmp, path)
     if sync_directory:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return size
 
 
@@ -153,7 +154,7 @@ def create_durably(path: Path, *chunks: bytes | memoryview, sync_directory: bool
         raise
     os.close(fd)
     if sync_directory:
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     return size
 
 
