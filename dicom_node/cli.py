@@ -16,7 +16,7 @@ from sqlalchemy import select
 from dicom_node.cli_base import ConfigOption, DataDirOption, JsonOption, _config, _fail, _node_overrides, _print_rows, _rounded, _sessions, _typer, app
 from dicom_node.config import Config, ConfigError, Destination
 from dicom_node.logs import setup_logging
-from dicom_node.web.rows import job_row
+from dicom_node.store.rows import job_row
 from dicom_node.net.address import DicomAddress, parse_address
 
 JobState = Literal["queued", "running", "done", "failed", "skipped", "superseded"]
@@ -257,7 +257,7 @@ def exports_list(
 ) -> None:
     """List exports, newest first: object type (SEG, SR, SC, KO), the destination's last DIMSE status and the reason (the API's rows)."""
     from dicom_node.store.models import Export
-    from dicom_node.web.rows import export_row
+    from dicom_node.store.rows import export_row
 
     cfg = _config(config, _node_overrides(data_dir))
     with _sessions(cfg)() as session:

@@ -29,7 +29,7 @@ from dicom_node.config import Config
 from dicom_node.net.retrieve import resolve_source
 from dicom_node.store.inference_requests import InferenceRequests, RequestSpec, StudyQuery
 from dicom_node.store.models import Export, InferenceRequest, InferenceRequestSeries, Job
-from dicom_node.web.rows import export_row, iso
+from dicom_node.store.rows import export_row, iso
 
 UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
 DATE_RE = re.compile(r"^[0-9]{8}$")

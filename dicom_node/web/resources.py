@@ -12,7 +12,7 @@ from dicom_node.store.jobs import JobQueue
 from dicom_node.store.models import Association, Base, Export, Job, Series, Study
 from dicom_node.store.outbox import Outbox
 from dicom_node.web.context import WebContext, get_context, get_session
-from dicom_node.web.rows import association_row, export_row, iso, job_row, series_row, study_row
+from dicom_node.store.rows import association_row, export_row, iso, job_row, series_row, study_row
 
 router = APIRouter(prefix="/api")
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -18,7 +18,7 @@ from dicom_node.config import ExportSettings
 from dicom_node.store.db import make_engine, make_sessionmaker, upgrade
 from dicom_node.store.models import Export, Job, Patient, Series, Study
 from dicom_node.store.outbox import Outbox, ResultObject
-from dicom_node.web.rows import export_row
+from dicom_node.store.rows import export_row
 from tests.certificates import self_signed
 from tests.export.peers import P001, Orthanc, StrictStoreSCP, TlsStoreSCP
 
