@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dicom_node.config import Destination
 from dicom_node.deidentify.deidentifier import Deidentifier
-from dicom_node.deidentify.pseudonyms import Pseudonym, Pseudonyms, node_key
-from dicom_node.store.pseudonyms import PseudonymStore
+from dicom_node.deidentify.pseudonyms import Pseudonyms, node_key
+from dicom_node.store.pseudonyms import Pseudonym, PseudonymStore
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ import logging
 import os
 import secrets
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from dicom_node.store.files import fsync_dir
+from dicom_node.store.pseudonyms import Pseudonym
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +63,6 @@ def node_key(data_dir: Path) -> bytes:
     if len(key) != KEY_BYTES:
         raise KeyFileError(f"{path} does not hold a {KEY_BYTES}-byte hex key")
     return key
-
-
-@dataclass(frozen=True)
-class Pseudonym:
-    """One mapping, as recorded for re-identification: kind is uid, patient_id, accession or date_shift_days."""
-
-    kind: str
-    original: str
-    pseudonym: str
 
 
 class Pseudonyms:

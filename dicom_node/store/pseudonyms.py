@@ -7,15 +7,24 @@ back), read by `dicom-node pseudonyms reidentify`; never exported.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from dicom_node.deidentify.pseudonyms import Pseudonym
 from dicom_node.store.models import PseudonymMapping
 
 CHUNK = 500  # pairs per lookup: far within SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass(frozen=True)
+class Pseudonym:
+    """One mapping, as recorded for re-identification: kind is uid, patient_id, accession or date_shift_days."""
+
+    kind: str
+    original: str
+    pseudonym: str
 
 
 class PseudonymStore:
