@@ -23,7 +23,7 @@ from dicom_node.output import concepts
 from dicom_node.output.seg import SegmentSpec, segment_tracking_uid
 from dicom_node.output.series import SR_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid, device_uid, report_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, ResultSeries, derived_uid, device_uid, report_uid
 from dicom_node.pipeline.fitness import FitnessFlag
 
 
@@ -60,7 +60,7 @@ def measurement_report(
         evidence=[*sources.headers, segmentation],
         content=report,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "sr", "series", inputs=sources.input_digest),
-        series_number=algorithm.series_number("sr"),
+        series_number=algorithm.series_number(ResultSeries.SR),
         sop_instance_uid=report_uid(source_series_uid, algorithm, sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

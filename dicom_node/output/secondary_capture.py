@@ -34,7 +34,7 @@ from dicom_node.output.seg import LEFT_LUNG, OPACITY, RIGHT_LUNG, SegmentSpec, s
 from dicom_node.output.series import KEY_IMAGES_DESCRIPTION, SUMMARY_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
 from dicom_node.output.summary import MARK, SIDES, SummaryRow, classification_lines, headline_lines, headline_text, summary_rows
-from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, ResultSeries, derived_uid
 
 if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
@@ -113,7 +113,7 @@ def key_image(
         bits_allocated=8,
         coordinate_system="PATIENT",
         series_instance_uid=derived_uid(series.source_series_uid, algorithm, "sc", "series", inputs=sources.input_digest),
-        series_number=algorithm.series_number("key_images"),
+        series_number=algorithm.series_number(ResultSeries.KEY_IMAGES),
         sop_instance_uid=derived_uid(
             series.source_series_uid, algorithm, "sc", "instance", header.SOPInstanceUID, inputs=sources.input_digest
         ),
@@ -162,7 +162,7 @@ def summary_capture(
         coordinate_system="PATIENT",
         patient_orientation=patient_orientation(header),
         series_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "series", inputs=sources.input_digest),
-        series_number=algorithm.series_number("summary"),
+        series_number=algorithm.series_number(ResultSeries.SUMMARY),
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "summary", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

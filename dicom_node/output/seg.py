@@ -31,7 +31,7 @@ from dicom_node.output.colours import LEFT_LUNG_RGB, OPACITY_RGB, RIGHT_LUNG_RGB
 from dicom_node.output.frame_items import EncodedOnce, ready_to_write
 from dicom_node.output.series import SEG_DESCRIPTION, stamp
 from dicom_node.output.sources import SourceImages
-from dicom_node.output.uids import MANUFACTURER, AlgorithmId, derived_uid
+from dicom_node.output.uids import MANUFACTURER, AlgorithmId, ResultSeries, derived_uid
 
 if TYPE_CHECKING:  # the COVID-19 result's shape; no import at run time (the pipeline's package imports this one)
     from dicom_node.pipelines.covid19.pipeline import PipelineResult
@@ -197,7 +197,7 @@ def build_packed_segmentation(
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
         series_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "series", inputs=sources.input_digest),
-        series_number=algorithm.series_number("seg"),
+        series_number=algorithm.series_number(ResultSeries.SEG),
         sop_instance_uid=derived_uid(source_series_uid, algorithm, "seg", "instance", inputs=sources.input_digest),
         instance_number=1,
         manufacturer=MANUFACTURER,

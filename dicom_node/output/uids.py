@@ -25,12 +25,22 @@ import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
+from enum import IntEnum
 
 # Fixed namespace of dicom-node's name-based UUIDs; changing it would change every derived UID.
 _NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:dicom-node:derived-uids")
 
 
 MANUFACTURER = "dicom-node"  # the Manufacturer of every object the node creates
+
+
+class ResultSeries(IntEnum):
+    """The result objects' series, each a number within its producer's series block (`AlgorithmId.series_number`)."""
+
+    SEG = 1
+    SR = 2
+    KEY_IMAGES = 3
+    SUMMARY = 4
 
 
 @dataclass(frozen=True)
@@ -46,12 +56,9 @@ class AlgorithmId:
     version: str
     series_block: int = 9000
 
-    def series_number(self, kind: str) -> int:
-        """The SeriesNumber of this producer's `kind` of result object: "seg", "sr", "key_images" or "summary"."""
-        return self.series_block + RESULT_SERIES_OFFSETS[kind]
-
-
-RESULT_SERIES_OFFSETS = {"seg": 1, "sr": 2, "key_images": 3, "summary": 4}
+    def series_number(self, kind: ResultSeries) -> int:
+        """The SeriesNumber of this producer's `kind` of result object."""
+        return self.series_block + kind
 
 
 def _uuid_uid(*parts: str) -> str:

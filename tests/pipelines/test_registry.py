@@ -12,6 +12,7 @@ from dicom_node.config import ConfigError, load_config
 from dicom_node.inference.settings import ModelSettings
 from dicom_node.pipeline.settings import PipelineSettings, ProcessingSettings
 from dicom_node.pipelines.manifest import ResultManifest
+from dicom_node.output.uids import ResultSeries
 from dicom_node.pipelines.registry import PIPELINES, UnknownPipeline, pipeline
 
 ROOT = Path(__file__).resolve().parents[2] / "dicom_node"
@@ -41,8 +42,8 @@ def test_names_and_called_aes_are_unique_and_an_unknown_name_says_which_exist() 
 
 def test_pipelines_results_on_one_study_have_series_numbers_of_their_own() -> None:
     """Two pipelines' results on one study (one series sent to both AEs) must not share series numbers in a viewer."""
-    numbers = [p.algorithm.series_number(kind) for p in PIPELINES.values() for kind in ("seg", "sr", "key_images", "summary")]
-    assert len(set(numbers)) == len(numbers) == 4 * len(PIPELINES)
+    numbers = [p.algorithm.series_number(kind) for p in PIPELINES.values() for kind in ResultSeries]
+    assert len(set(numbers)) == len(numbers) == len(ResultSeries) * len(PIPELINES)
 
 
 def test_the_default_configuration_binds_each_pipeline_to_its_own_called_ae(tmp_path: Path) -> None:
