@@ -16,6 +16,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
+from dicom_node.pipeline.volume import CtVolume
+
 NS = {"l": "http://www.nih.gov"}
 SMALL_NODULE_RADIUS_MM = 2.5  # a centre-only mark: a nodule under 3 mm
 
@@ -78,6 +80,12 @@ def nodule_mask(
         else:
             mask[k] &= ~filled
     return mask
+
+
+def readers_nodules(xml_path: Path, volume: CtVolume) -> np.ndarray:
+    """The readers' nodules of an LIDC XML file on `volume`'s native grid (its slices along patient z)."""
+    slice_z_mm = volume.origin[0] + np.arange(volume.hu.shape[0]) * volume.spacing[0]
+    return nodule_mask(read_nodule_outlines(xml_path), volume.hu.shape, slice_z_mm, volume.spacing[1])
 
 
 def opacity_outside_nodules_ml(

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
 from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import analyse_volume
+from dicom_node.pipeline.settings import FitnessRules
 from dicom_node.pipeline.volume import load_series
 from tests.pipeline.conftest import DATA, real_series
-from dicom_node.pipeline.settings import FitnessRules
 from tests.validation.kernel_variants import thicker, variants
-from tests.validation.lidc import nodule_mask, opacity_outside_nodules_ml, read_nodule_outlines
+from tests.validation.lidc import opacity_outside_nodules_ml, readers_nodules
 
 pytestmark = pytest.mark.slow
 
@@ -55,9 +54,7 @@ def lidc_outside_nodules_ml(name: str, section_mm: float | None = None) -> float
     """The opacity outside the readers' nodules of an LIDC scan, as it came or in thicker sections."""
     volume = load_series(real_series(f"lidc-idri/{name}"))
     result = analysed(volume if section_mm is None else thicker(volume, section_mm))
-    z_mm = volume.origin[0] + np.arange(volume.hu.shape[0]) * volume.spacing[0]
-    outlines = read_nodule_outlines(DATA / "lidc-idri" / f"{name}-nodules.xml")
-    nodules = nodule_mask(outlines, volume.hu.shape, z_mm, volume.spacing[1])
+    nodules = readers_nodules(DATA / "lidc-idri" / f"{name}-nodules.xml", volume)
     assert nodules.sum() * volume.voxel_volume_ml > 1.0  # the readers' nodules were found in the XML
     outside = opacity_outside_nodules_ml(result.opacity_mask, nodules, volume.spacing)
     print(f"\n{name} ({section_mm or 'as it came'}): {outside:.1f} mL outside the nodules, {result.measurements.opacity_volume_ml['total']:.1f} mL in all")
