@@ -8,7 +8,8 @@ z -> head, i.e. LPS with an identity direction) of known spacing, as produced by
 2. air inside the body (< -400 HU);
 3. trachea and main bronchi: their lumen (< -950 HU, darker than lung parenchyma, so
    partial volume at the carina does not join them to the lung) is tracked slice by
-   slice from the top of the scan while the cross-section stays small; once a bronchus
+   slice from the top of the scan, through the blobs that overlap the slice above, while
+   the cross-section stays small; once a bronchus
    merges with lung its area jumps and tracking stops, so the airway tree inside the
    lung stays part of the lung; the tracked airways and a 2-voxel wall are kept out of
    the aerated lung and out of step 5's fill (the hull of a lung that reaches around a
@@ -75,8 +76,11 @@ def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
     """Trachea and main bronchi outside the lungs, tracked downwards from the top slice of `lumen`.
 
     The trachea is the small air blob (0.5 to 8 cm2) nearest the image's midline, and
-    within 30 mm of it, in the highest slice that has one; a branch is followed while each slice's blob stays below 1.6x the previous
-    cross-section (+1 cm2): a bronchus merging with the lung explodes that limit.
+    within 30 mm of it, in the highest slice that has one; a branch is followed through the blobs that overlap the
+    previous slice's cross-section, while each stays below 1.6x that cross-section (+1 cm2): a bronchus merging with
+    the lung explodes that limit. Overlap, not nearness: blobs within 2 voxels also took in specks of dark parenchyma
+    beside the bronchi (the lumen threshold lies within the noise of a dark scan's lung), and how far they led swung
+    LIDC-IDRI-0002's lung mask by 100 mL between calibrations 2 HU apart (docs/validation.md, "Calibration offsets").
     """
     pixel_cm2 = spacing[1] * spacing[2] / 100.0
     nz, _, nx = lumen.shape
@@ -101,10 +105,9 @@ def airway_mask(lumen: np.ndarray, spacing: tuple[float, float, float]) -> np.nd
             current = components == min(candidates, key=offsets_mm.__getitem__) + 1
             airway[k] = current
             continue
-        reach = ndimage.binary_dilation(current, iterations=2)
         previous_area = current.sum() * pixel_cm2
         kept = np.zeros_like(current)
-        for label in np.unique(components[reach & (components > 0)]):
+        for label in np.unique(components[current & (components > 0)]):
             if areas[label - 1] <= 1.6 * previous_area + 1.0:
                 kept |= components == label
         if not kept.any():

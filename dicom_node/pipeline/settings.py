@@ -169,7 +169,17 @@ class OpacitySettings(BaseModel, frozen=True):
         "partial-volume bands beside a lesion); None: grow into them (docs/validation.md, 'Growth stops at thin bright "
         "structures')",
     )
-    growth_stop_width_mm: float = Field(10.0, gt=0, description="structures narrower than this ball (diameter) are thin")
+    growth_stop_width_mm: float = Field(
+        10.0, gt=0, description="structures narrower than this ball (diameter) are thin (the growth stop and the hazy seeds)"
+    )
+    hazy_seed_stop_hu: float | None = Field(
+        400.0,
+        gt=0,
+        description="hazy (ground-glass range) seeds leave out voxels more than this above the same opening: a knot of "
+        "vessels whose cores partial volume took below the dense range, so they have no vessel shell, is thin and far "
+        "brighter than its surroundings, while faint ground glass is not; None: keep them (docs/validation.md, "
+        "'Calibration offsets')",
+    )
     harmonisation: HarmonisationSettings = HarmonisationSettings()
 
 

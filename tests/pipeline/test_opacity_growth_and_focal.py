@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from dicom_node.pipelines.covid19.opacity import ellipsoid, focal_ground_glass, grow_within, thin_bright
+from dicom_node.pipelines.covid19.opacity import ellipsoid, focal_ground_glass, grow_within, thin_bright_excess
 from dicom_node.pipeline.settings import OpacitySettings
 
 SPACING = (2.5, 1.6, 1.6)
@@ -110,7 +110,7 @@ def test_the_growth_stops_at_a_blurred_thin_vessel_and_takes_back_a_consolidatio
     far = vessel & ~ndimage.binary_dilation(nodule, iterations=2)
     assert -600.0 < smooth[far].max() < -200.0
     settings = OpacitySettings()
-    thin = thin_bright(smooth, lung, settings.growth_stop_width_mm, settings.growth_stop_hu, SPACING)
+    thin = lung & (thin_bright_excess(smooth, settings.growth_stop_width_mm, SPACING) > settings.growth_stop_hu)
     assert thin[far].all()
     stop = thin & (smooth < settings.high_opacity_hu[0])
     candidate = lung & (smooth >= -700.0) & (smooth <= 100.0)

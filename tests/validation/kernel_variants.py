@@ -22,6 +22,10 @@ slice positions and count do not), the boxcar's end samples weighted by the part
 covers. It acts on the reconstructed slices, so the variant's profile is the boxcar convolved
 with the scan's own section (a 2 mm scan made "4 mm" has a trapezoid 2 to 6 mm wide); the
 thickness named is the boxcar's. Noise falls with it, as it does in thicker sections.
+
+A scanner's CT numbers are calibrated on water, within a tolerance: ACR CT accreditation accepts
+water at 0 +/- 7 HU, and vendors differ by a few HU in lung. `offset` shifts every voxel by a
+whole number of HU, a scan from a scanner calibrated that far from the calibration scans'.
 """
 
 from __future__ import annotations
@@ -58,6 +62,11 @@ def sharper(volume: CtVolume, amount: float, seed: int = 0) -> CtVolume:
 def thicker(volume: CtVolume, thickness_mm: float) -> CtVolume:
     """The scan as if reconstructed in sections of `thickness_mm` (boxcar profile) at its own slice spacing."""
     return _with_hu(volume, ndimage.convolve1d(volume.hu.astype(np.float32), boxcar_weights(volume.spacing[0], thickness_mm), axis=0, mode="nearest"))
+
+
+def offset(volume: CtVolume, hu: int) -> CtVolume:
+    """The scan as a scanner whose CT numbers read `hu` higher would have given it."""
+    return _with_hu(volume, volume.hu.astype(np.float32) + hu)
 
 
 def boxcar_weights(spacing_mm: float, thickness_mm: float) -> np.ndarray:

@@ -74,6 +74,7 @@ BASELINE_OPACITY = OpacitySettings(
     grow_uphill_hu=50.0,
     growth_stop_hu=None,
     growth_stop_width_mm=10.0,
+    hazy_seed_stop_hu=None,
     harmonisation=HarmonisationSettings(enabled=False),
 )
 

@@ -13,7 +13,10 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    is partial volume with the chest wall) that survive a morphological opening: dense
    candidates (consolidation range, where vessels lie) by a ball of `vessel_radius_mm`,
    hazy ones (ground glass, the partial-volume shell of vessels and airway walls) by a
-   smaller ball of `ground_glass_opening_mm`, as those shells are thin;
+   smaller ball of `ground_glass_opening_mm`, as those shells are thin, and without the
+   thin bright voxels (`thin_bright_excess` above `hazy_seed_stop_hu`): a knot of vessels
+   whose cores a few HU of calibration or a thicker section took below the dense range has
+   no vessel shell, and its sleeves would join into a blob wider than the opening;
 4. seed components smaller than `min_lesion_ml` are dropped, and so are those up to
    `tubular_max_lesion_ml` of which more than `tubular_max_fraction` is tubular (Frangi
    vesselness above `tubular_vesselness` at any of `tubular_scales_mm`): a hilar vessel's
@@ -31,7 +34,7 @@ partial volume of the chest wall and diaphragm give a normal lung about 12%. So:
    and by `grow_along_z_mm` along z, so a lesion keeps its subpleural part and its own
    edge, while rims and vessels without a seed stay out; each step goes downhill only
    (`grow_uphill_hu`): a vessel beside a lesion rises again and is not followed; and no
-   step enters a thin bright structure in the ground-glass range (`thin_bright`): a vessel,
+   step enters a thin bright structure in the ground-glass range (`thin_bright_excess`): a vessel,
    fissure or partial-volume band that touches a lesion is narrower than the lesion and
    brighter than what surrounds it, which a soft kernel's blurred vessel (no vessel shell:
    below the dense range) still is. A small consolidation's rim is thin at that scale too,
@@ -114,14 +117,18 @@ def _opacity_in_box(
     vessels = dense & ~dense_seeds
     vessel_shells = ndimage.binary_dilation(vessels, ellipsoid(settings.vessel_shell_mm, spacing))
     hazy = candidate & core & ~dense & ~vessel_shells
+    growable = candidate
+    if settings.growth_stop_hu is not None or settings.hazy_seed_stop_hu is not None:
+        excess = thin_bright_excess(smooth, settings.growth_stop_width_mm, spacing)
+        if settings.hazy_seed_stop_hu is not None:
+            hazy &= excess <= settings.hazy_seed_stop_hu
+        if settings.growth_stop_hu is not None:
+            growable = candidate & ~((excess > settings.growth_stop_hu) & (smooth < settings.high_opacity_hu[0]))
+        del excess  # a float array of the box: gone before the focal seeds' own
     seeds = dense_seeds | ndimage.binary_opening(hazy, ellipsoid(settings.ground_glass_opening_mm, spacing))
     seeds = drop_small_components(seeds, settings.min_lesion_ml / (float(np.prod(spacing)) / 1000.0))
     seeds = drop_tubular_components(seeds, smooth, smoothed_mm, spacing, settings)
     seeds |= focal_ground_glass(smooth, lung, candidate & core & ~vessel_shells, vessel_shells, spacing, settings)
-    growable = candidate
-    if settings.growth_stop_hu is not None:
-        thin = thin_bright(smooth, lung, settings.growth_stop_width_mm, settings.growth_stop_hu, spacing)
-        growable = candidate & ~(thin & (smooth < settings.high_opacity_hu[0]))
     opacity = grow_within(
         seeds,
         growable,
@@ -134,11 +141,9 @@ def _opacity_in_box(
     return opacity, opacity & (smooth >= consolidation_low) & (smooth <= consolidation_high), quality
 
 
-def thin_bright(
-    image: np.ndarray, lung: np.ndarray, width_mm: float, excess_hu: float, spacing: tuple[float, float, float]
-) -> np.ndarray:
-    """Lung voxels more than `excess_hu` above the image's grey-level opening by a ball `width_mm` across (a white
-    top-hat): structures narrower than the ball that stand out from what surrounds them, at any HU.
+def thin_bright_excess(image: np.ndarray, width_mm: float, spacing: tuple[float, float, float]) -> np.ndarray:
+    """How far each voxel stands above the image's grey-level opening by a ball `width_mm` across (a white top-hat,
+    HU): structures narrower than the ball that stand out from what surrounds them, at any HU.
 
     The opening keeps what the ball fits into (a lesion, the chest wall, the mediastinum) and takes away what it does
     not: vessels, fissures, airway walls, the partial-volume band of an obliquely cut diaphragm. A soft kernel blurs a
@@ -149,7 +154,7 @@ def thin_bright(
     (its blurred core does not fill the ball), which is why the growth heeds this only below the consolidation range.
     About 0.2 s on P001's lungs.
     """
-    return lung & (image - ndimage.grey_opening(image, footprint=ellipsoid(width_mm / 2.0, spacing)) > excess_hu)
+    return image - ndimage.grey_opening(image, footprint=ellipsoid(width_mm / 2.0, spacing))
 
 
 def grow_within(
