@@ -162,7 +162,7 @@ class OpacitySettings(BaseModel, frozen=True):
         "grow into every candidate",
     )
     growth_stop_hu: float | None = Field(
-        100.0,
+        75.0,
         gt=0,
         description="the growth does not enter thin bright structures in the ground-glass range: voxels more than this "
         "above the image's grey-level opening by a ball growth_stop_width_mm across (vessels, fissures and "

@@ -46,8 +46,9 @@ class Covid19Pipeline:
     # pipeline writes for the same input takes a new version (tests/pipeline/test_p001_unchanged.py holds it to that).
     # 0.2.0: issue 22's opacity method (growth downhill only, the tubular test off); 0.3.0: the growth stops at thin
     # bright structures; 0.3.1: a key image's legend wraps where the headline is wider than the image; 0.3.2: hazy seeds
-    # leave out thin bright voxels (vessel knots without a vessel shell); 0.3.3: the noise step goes to the reference.
-    algorithm = AlgorithmId("dicom-node COVID-19 CT", "0.3.3")
+    # leave out thin bright voxels (vessel knots without a vessel shell); 0.3.3: the noise step goes to the reference;
+    # 0.3.4: the growth stop at the middle of its measured plateau (75 HU).
+    algorithm = AlgorithmId("dicom-node COVID-19 CT", "0.3.4")
     model_roles = (SEGMENTER, CLASSIFIER)
     settings_type = PipelineSettings
     manifest_type = Covid19Manifest
