@@ -3,13 +3,15 @@ pipeline (bench/harmonisation prints the kernel variants' figures, with harmonis
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 
 from dicom_node.pipeline.lung_model import EmbeddedLungSegmenter
 from dicom_node.pipelines.covid19.baseline_model import EmbeddedOpacityBaseline
 from dicom_node.pipelines.covid19.pipeline import analyse_volume
 from dicom_node.pipeline.settings import FitnessRules
-from dicom_node.pipeline.volume import load_series
+from dicom_node.pipeline.volume import CtVolume, load_series
 from tests.pipeline.conftest import DATA, real_series
 from tests.validation.kernel_variants import offset, thicker, variants
 from tests.validation.lidc import opacity_outside_nodules_ml, readers_nodules
@@ -21,9 +23,19 @@ def analysed(volume):
     return analyse_volume(volume, EmbeddedLungSegmenter(), EmbeddedOpacityBaseline())
 
 
+@cache
+def p001() -> CtVolume:
+    return load_series(real_series("covid-ct-md/P001"))
+
+
+@cache
+def p001_po() -> float:
+    """P001's PO as it came: the reference of every P001 variant here, run once per session."""
+    return analysed(p001()).measurements.opacity_percent["total"]
+
+
 def test_p001_kernel_variants_keep_po_within_15_percent():
-    volume = load_series(real_series("covid-ct-md/P001"))
-    original = analysed(volume).measurements.opacity_percent["total"]
+    volume, original = p001(), p001_po()
     for name, variant in variants(volume):
         po = analysed(variant).measurements.opacity_percent["total"]
         print(f"\nP001 {name}: PO {po:.2f}% (original {original:.2f}%)")
@@ -41,10 +53,9 @@ def test_normal001_kernel_variants_stay_at_most_one_ml():
 def test_sections_up_to_the_validated_thickness_keep_p001_within_15_percent_and_normal001_at_most_one_ml():
     """Unflagged thicknesses (`FitnessRules.max_slice_thickness_mm`, 3 mm) of the 2 mm scans; thicker is flagged."""
     limit = FitnessRules().max_slice_thickness_mm
-    p001, normal = load_series(real_series("covid-ct-md/P001")), load_series(real_series("covid-ct-md/normal001"))
-    original = analysed(p001).measurements.opacity_percent["total"]
+    normal, original = load_series(real_series("covid-ct-md/normal001")), p001_po()
     for thickness in (2.5, limit):
-        po = analysed(thicker(p001, thickness)).measurements.opacity_percent["total"]
+        po = analysed(thicker(p001(), thickness)).measurements.opacity_percent["total"]
         ml = analysed(thicker(normal, thickness)).measurements.opacity_volume_ml["total"]
         print(f"\n{thickness:g} mm sections: P001 PO {po:.2f}% (original {original:.2f}%), normal001 {ml:.2f} mL")
         assert po == pytest.approx(original, rel=0.15) and ml <= 1.0, thickness
@@ -76,8 +87,7 @@ def test_a_calibration_a_few_hu_off_keeps_lidc_0002_and_normal001_at_most_one_ml
     assert lidc_outside_nodules_ml("LIDC-IDRI-0002", offset_hu=offset_hu) <= 1.0
     normal = load_series(real_series("covid-ct-md/normal001"))
     ml = analysed(offset(normal, offset_hu)).measurements.opacity_volume_ml["total"]
-    p001 = load_series(real_series("covid-ct-md/P001"))
-    po, original = (analysed(v).measurements.opacity_percent["total"] for v in (offset(p001, offset_hu), p001))
+    po, original = analysed(offset(p001(), offset_hu)).measurements.opacity_percent["total"], p001_po()
     print(f"\n{offset_hu:+d} HU: normal001 {ml:.2f} mL, P001 PO {po:.2f}% (original {original:.2f}%)")
     assert ml <= 1.0 and po == pytest.approx(original, rel=0.15)
 
