@@ -49,6 +49,9 @@ def test_a0002_tumour_is_atypical_and_flagged_for_its_8_mm_slices(kernel: str, r
     category, met = categories(result)
     assert category is RsnaCategory.ATYPICAL and met["SOLITARYMASS"]
     assert result.pattern is not None and result.pattern.mass_like_lesion_count == 1
-    assert 50 <= result.pattern.largest_mass_like_ml <= 120  # the right lung mass (76 / 80 mL today)
+    # the right lower-lobe mass, B70f / B40f: 54 / 53 mL at 0.3.4 (B70f 58 before the growth stop, 61 before the
+    # downhill growth, 76 when this test was written); the lung mask cuts its mediastinal half off with a straight
+    # line (docs/validation.md, "Known failure modes")
+    assert 50 <= result.pattern.largest_mass_like_ml <= 120
     thick = next(flag for flag in result.fitness if flag.code == "THICKSLICE")
     assert thick.measured == 8.0 and thick.limit == 3.0
