@@ -21,7 +21,10 @@ Checks here (each a small pure function returning a flag or None, limits in `Fit
 - streaks: dark streaks (photon starvation next to metal or contrast, or motion) push
   parenchyma below air; measured as the share of lung voxels darker than -1050 HU after a
   3 x 3 in-plane mean (0% on every shared scan);
-- slices filled in by interpolation (`LoadRules.max_missing_slices`): no image was seen there.
+- slices filled in by interpolation (`LoadRules.max_missing_slices`): no image was seen there;
+- opacity against the mediastinum (`mediastinal_contact_flag`, once the opacity is known): where consolidation meets
+  the mediastinum, no aerated lung shows the lung's border, and the classical lung mask ends at a straight line; a
+  lesion there is measured only up to that line (A0002's mass; the phantoms' medial consolidation).
 
 Other steps add their own flags through the same type (e.g. image quality after kernel
 harmonisation); a flag is identified by its `code`, which is also its private SR code.
@@ -38,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 
 from dicom_node.pipeline.boxes import bounding_box
+from dicom_node.pipeline.lungs import between_lungs
 from dicom_node.pipeline.settings import FitnessRules
 from dicom_node.pipeline.volume import CtVolume
 
@@ -202,6 +206,33 @@ def interpolated_slices_flag(volume: CtVolume) -> FitnessFlag | None:
         float(filled),
         0.0,
         "{slices}",
+    )
+
+
+def mediastinal_contact_flag(
+    opacity: np.ndarray, labels: np.ndarray, spacing: tuple[float, float, float], rules: FitnessRules
+) -> FitnessFlag | None:
+    """Opacity against the mediastinum: the area (cm2) of the faces along x where opacity meets the non-lung voxels
+    between the lungs. A vessel or a small seed touches there over a cm2 or two; a consolidation or mass lying against
+    the mediastinum over much more, and the lung mask cannot tell where such a lesion's lung ends (docs/validation.md)."""
+    box = bounding_box(labels)
+    if box is None:
+        return None
+    beside = (labels[box] == 0) & between_lungs(labels[box])
+    found = opacity[box]
+    faces = np.count_nonzero(found[:, :, 1:] & beside[:, :, :-1]) + np.count_nonzero(found[:, :, :-1] & beside[:, :, 1:])
+    area_cm2 = faces * spacing[0] * spacing[1] / 100.0
+    if area_cm2 <= rules.max_mediastinal_contact_cm2:
+        return None
+    return FitnessFlag(
+        "MEDIASTINUM",
+        "Opacity against the mediastinum",
+        f"opacity meets the mediastinum over {area_cm2:.0f} cm2 (above {rules.max_mediastinal_contact_cm2:g} cm2): there "
+        "no aerated lung shows where the lung ends, the lung mask stops at a straight line, and what lies beyond it is "
+        "not measured, so the lesion's volume, the opacity volume and PO may be underestimated",
+        area_cm2,
+        rules.max_mediastinal_contact_cm2,
+        "cm2",
     )
 
 

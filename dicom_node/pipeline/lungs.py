@@ -177,9 +177,7 @@ def fill_dense_lung(labels: np.ndarray, body: np.ndarray) -> np.ndarray:
     towards patient left the left lung) and where aerated lung of the same side exists at or below it
     in its column (not the liver or spleen under the diaphragm dome).
     """
-    between = (nearest_label_along_x(labels, towards_low_x=True) == RIGHT) & (
-        nearest_label_along_x(labels, towards_low_x=False) == LEFT
-    )
+    between = between_lungs(labels)
     filled = labels > 0
     for side in (RIGHT, LEFT):
         lung = labels == side
@@ -189,6 +187,14 @@ def fill_dense_lung(labels: np.ndarray, body: np.ndarray) -> np.ndarray:
             hull = convex_hull_2d(lung[k])
             filled[k] |= hull & allowed[k]
     return filled
+
+
+def between_lungs(labels: np.ndarray) -> np.ndarray:
+    """Voxels whose row has the right lung on its low-x side and the left lung on its high-x side (the mediastinum and
+    hilum, and any lung labelled there): where the lung's medial border lies against soft tissue."""
+    return (nearest_label_along_x(labels, towards_low_x=True) == RIGHT) & (
+        nearest_label_along_x(labels, towards_low_x=False) == LEFT
+    )
 
 
 def nearest_label_along_x(labels: np.ndarray, towards_low_x: bool) -> np.ndarray:

@@ -200,6 +200,10 @@ class FitnessRules(BaseModel, frozen=True):
     max_dark_streak_percent: float = Field(
         0.5, ge=0, le=100, description="share of the lung darker than -1050 HU (3 x 3 mean) above which streaks are reported"
     )
+    max_mediastinal_contact_cm2: float = Field(
+        4.0, gt=0, description="area over which opacity may meet the mediastinum before its extent there is reported as "
+        "unseen (0-1.2 cm2 on the shared scans and their variants without a lesion there, 8.7-8.8 cm2 with A0002's mass)"
+    )
 
 
 class ProcessingSettings(BaseModel, frozen=True):

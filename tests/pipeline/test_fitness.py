@@ -15,6 +15,7 @@ from dicom_node.pipeline.fitness import (
     contrast_flag,
     coverage_flag,
     interpolated_slices_flag,
+    mediastinal_contact_flag,
     slice_thickness_flag,
     streak_flag,
 )
@@ -107,6 +108,24 @@ def test_interpolated_slices_are_flagged(phantom: Phantom):
     assert interpolated_slices_flag(volume_of(phantom, "2.5")) is None
     flag = interpolated_slices_flag(volume_of(phantom, "2.5", filled=2))
     assert flag is not None and flag.measured == 2.0
+
+
+def test_opacity_against_the_mediastinum_is_flagged_and_elsewhere_is_not(phantom: Phantom):
+    """A 3 x 3 cm face of opacity on the right lung's medial border (9 cm2, the limit is 4) is flagged; the same block
+    against the chest wall, or a 1 x 1 cm touch of the mediastinum, is not."""
+    z, y, x = np.indices(phantom.lungs.shape, dtype=np.float32)
+    origin, spacing = phantom.origin, phantom.spacing
+    pz, py, px = origin[0] + spacing[0] * z, origin[1] + spacing[1] * y, origin[2] + spacing[2] * x
+    right = phantom.lungs == 1
+    band = (np.abs(py - 5.0) < 15.0) & (np.abs(pz - 15.0) < 15.0)
+    medial = right & band & (px > -40.0)
+    flag = mediastinal_contact_flag(medial, phantom.lungs, phantom.spacing, RULES)
+    assert flag is not None and flag.code == "MEDIASTINUM" and flag.unit == "cm2"
+    assert flag.measured == pytest.approx(9.0, rel=0.15) and flag.limit == RULES.max_mediastinal_contact_cm2
+    lateral = right & band & (px < -120.0)
+    assert lateral.any() and mediastinal_contact_flag(lateral, phantom.lungs, phantom.spacing, RULES) is None
+    touch = medial & (np.abs(py - 5.0) < 5.0) & (np.abs(pz - 15.0) < 5.0)
+    assert touch.any() and mediastinal_contact_flag(touch, phantom.lungs, phantom.spacing, RULES) is None
 
 
 def test_a_flag_validates_itself_and_round_trips():

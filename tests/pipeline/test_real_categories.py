@@ -44,7 +44,7 @@ def test_the_lidc_scans_are_negative_for_pneumonia(lidc_result: PipelineResult):
 
 
 @pytest.mark.parametrize("kernel", ["b70f", "b40f"])
-def test_a0002_tumour_is_atypical_and_flagged_for_its_8_mm_slices(kernel: str, request: pytest.FixtureRequest):
+def test_a0002_tumour_is_atypical_and_flagged_for_its_8_mm_slices_and_the_mediastinum(kernel: str, request: pytest.FixtureRequest):
     result: PipelineResult = request.getfixturevalue(f"a0002_{kernel}_result")
     category, met = categories(result)
     assert category is RsnaCategory.ATYPICAL and met["SOLITARYMASS"]
@@ -55,3 +55,5 @@ def test_a0002_tumour_is_atypical_and_flagged_for_its_8_mm_slices(kernel: str, r
     assert 50 <= result.pattern.largest_mass_like_ml <= 120
     thick = next(flag for flag in result.fitness if flag.code == "THICKSLICE")
     assert thick.measured == 8.0 and thick.limit == 3.0
+    against = next(flag for flag in result.fitness if flag.code == "MEDIASTINUM")  # the mass's cut face: 8.7-8.8 cm2
+    assert against.measured > 2 * against.limit

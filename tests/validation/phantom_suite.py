@@ -35,6 +35,7 @@ class PhantomScore:
     truth_po: float
     edge_spread_mm: float
     smoothing_mm: float
+    flags: tuple[str, ...]  # the fitness flags' codes
 
 
 def suite_phantom(seed: int, kernel: str, size_xyz: tuple[int, int, int] = (256, 256, 80)) -> Phantom:
@@ -75,4 +76,5 @@ def score(seed: int, kernel: str, settings: PipelineSettings = PipelineSettings(
         truth_po=phantom.opacity_percent,
         edge_spread_mm=quality.edge_spread_mm if quality else float("nan"),
         smoothing_mm=quality.smoothing_mm if quality else float("nan"),
+        flags=tuple(flag.code for flag in result.fitness),
     )

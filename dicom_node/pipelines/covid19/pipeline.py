@@ -23,7 +23,7 @@ from dicom_node.inference.base import ContractMismatch, InferenceModel
 from dicom_node.pipelines.covid19.category import RsnaAssessment, rsna_category
 from dicom_node.pipelines.covid19.classifier_input import build_classifier_input
 from dicom_node.pipeline.errors import SeriesRejected
-from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness
+from dicom_node.pipeline.fitness import FitnessFlag, assess_fitness, mediastinal_contact_flag
 from dicom_node.pipeline.harmonise import ImageQuality, quality_flags
 from dicom_node.pipeline.lungs import split_left_right
 from dicom_node.pipelines.covid19.opacity import Measurements, measure_opacity, opacity_masks
@@ -151,6 +151,9 @@ def analyse_volume(
             image_quality = _with_header_kernel(masks.image_quality, volume)
             if image_quality is not None:
                 fitness += tuple(quality_flags(image_quality, settings.opacity.harmonisation))
+            against_mediastinum = mediastinal_contact_flag(opacity, labels, spacing, settings.fitness)
+            if against_mediastinum is not None:
+                fitness += (against_mediastinum,)
             del masks
             measurements = measure_opacity(opacity, high, labels, float(np.prod(spacing)) / 1000.0)
         del grid_ct

@@ -47,8 +47,8 @@ class Covid19Pipeline:
     # 0.2.0: issue 22's opacity method (growth downhill only, the tubular test off); 0.3.0: the growth stops at thin
     # bright structures; 0.3.1: a key image's legend wraps where the headline is wider than the image; 0.3.2: hazy seeds
     # leave out thin bright voxels (vessel knots without a vessel shell); 0.3.3: the noise step goes to the reference;
-    # 0.3.4: the growth stop at the middle of its measured plateau (75 HU).
-    algorithm = AlgorithmId("dicom-node COVID-19 CT", "0.3.4")
+    # 0.3.4: the growth stop at the middle of its measured plateau (75 HU); 0.3.5: the MEDIASTINUM fitness flag.
+    algorithm = AlgorithmId("dicom-node COVID-19 CT", "0.3.5")
     model_roles = (SEGMENTER, CLASSIFIER)
     settings_type = PipelineSettings
     manifest_type = Covid19Manifest
