@@ -228,8 +228,9 @@ def mediastinal_contact_flag(
         "MEDIASTINUM",
         "Opacity against the mediastinum",
         f"opacity meets the mediastinum over {area_cm2:.0f} cm2 (above {rules.max_mediastinal_contact_cm2:g} cm2): there "
-        "no aerated lung shows where the lung ends, the lung mask stops at a straight line, and what lies beyond it is "
-        "not measured, so the lesion's volume, the opacity volume and PO may be underestimated",
+        "no aerated lung shows where the lung ends, so the lung mask's border there is a guess (the classical mask stops "
+        "at a straight line) and what lies beyond it is not measured: the lesion's volume, the opacity volume and PO may "
+        "be underestimated",
         area_cm2,
         rules.max_mediastinal_contact_cm2,
         "cm2",
