@@ -33,12 +33,16 @@ def phantom() -> Phantom:
     return make_phantom((160, 160, 120), 0.0, seed=3)
 
 
+def positions_mm(phantom: Phantom) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each voxel's (z, y, x) position in mm (LPS), as arrays of the phantom's shape."""
+    index = np.indices(phantom.hu.shape, dtype=np.float32)
+    return tuple(o + s * i for o, s, i in zip(phantom.origin, phantom.spacing, index))  # type: ignore[return-value]
+
+
 def with_artery(phantom: Phantom, hu: float) -> np.ndarray:
     """The phantom's CT with a 2 cm artery of `hu` running head-feet through the right lung's medial part."""
     ct = phantom.hu.astype(np.float32)
-    z, y, x = np.indices(ct.shape, dtype=np.float32)
-    spacing, origin = phantom.spacing, phantom.origin
-    px, py = origin[2] + spacing[2] * x, origin[1] + spacing[1] * y
+    _, py, px = positions_mm(phantom)
     artery = ((px + 55.0) ** 2 + (py - 10.0) ** 2 <= ARTERY_RADIUS_MM**2) & (phantom.lungs == 1)
     ct[artery] = hu
     return ct
@@ -113,9 +117,7 @@ def test_interpolated_slices_are_flagged(phantom: Phantom):
 def test_opacity_against_the_mediastinum_is_flagged_and_elsewhere_is_not(phantom: Phantom):
     """A 3 x 3 cm face of opacity on the right lung's medial border (9 cm2, the limit is 4) is flagged; the same block
     against the chest wall, or a 1 x 1 cm touch of the mediastinum, is not."""
-    z, y, x = np.indices(phantom.lungs.shape, dtype=np.float32)
-    origin, spacing = phantom.origin, phantom.spacing
-    pz, py, px = origin[0] + spacing[0] * z, origin[1] + spacing[1] * y, origin[2] + spacing[2] * x
+    pz, py, px = positions_mm(phantom)
     right = phantom.lungs == 1
     band = (np.abs(py - 5.0) < 15.0) & (np.abs(pz - 15.0) < 15.0)
     medial = right & band & (px > -40.0)
